@@ -1,0 +1,72 @@
+//! The admin REST API under `/api/v1`, authenticated by an admin token.
+
+mod audit;
+mod orgs;
+mod tokens;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal};
+use crate::domain::audit::Actor;
+use crate::domain::token::TokenKind;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::Ctx;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(orgs::router())
+        .merge(tokens::router())
+        .merge(audit::router())
+}
+
+/// An admin caller: the token, and the write context its changes are audited under.
+pub struct AdminAuth {
+    pub principal: Principal,
+    pub ctx: Ctx,
+}
+
+impl AdminAuth {
+    pub fn tenant_id(&self) -> Uuid {
+        self.principal.tenant_id()
+    }
+
+    /// Whether this caller may act on `org_id`. A token of the root org reaches the whole
+    /// tenant; a sub-org's token reaches its own org. Anything else looks like "not found",
+    /// never "forbidden", so ids of other orgs reveal nothing.
+    pub fn check_org(&self, org_id: Uuid) -> Result<(), ApiError> {
+        let token = &self.principal.token;
+        if token.org_id == token.tenant_id || token.org_id == org_id {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = auth::authenticate(state, parts, TokenKind::Admin).await?;
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let actor = Actor::AdminToken {
+            id: principal.token.id,
+            name: principal.token.name.clone(),
+        };
+        Ok(AdminAuth {
+            principal,
+            ctx: Ctx::new(actor).with_request_id(request_id),
+        })
+    }
+}

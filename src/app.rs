@@ -1,0 +1,91 @@
+//! The router, its layers, and serving with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::state::AppState;
+use crate::{admin, ops, scim};
+
+/// The whole HTTP surface. `main` and the tests build the service from this one function.
+pub fn app(state: AppState) -> Router {
+    let config = state.config.clone();
+    Router::new()
+        .merge(ops::router())
+        .nest("/scim/v2", scim::router(state.clone()))
+        .nest("/api/v1", admin::router())
+        .with_state(state)
+        // Layers run outermost-last: the request id exists before the span is opened, and the
+        // span sees the timeout's 408 and the panic's 500 like any other response.
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(ops::observe))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Serves until `shutdown` resolves; then `/readyz` turns 503 at once, and after the configured
+/// delay the server stops accepting and drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let lifecycle = state.lifecycle.clone();
+    let delay = Duration::from_secs(state.config.shutdown_delay);
+    let router = app(state);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        lifecycle.begin_shutdown();
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "shutdown requested: not ready, draining after delay"
+        );
+        tokio::time::sleep(delay).await;
+    })
+    .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

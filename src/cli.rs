@@ -1,0 +1,110 @@
+//! The operator's commands (everything but `serve`): each prints one JSON value on stdout.
+
+use serde_json::{Value, json};
+
+use crate::auth::{IssueError, issue_token};
+use crate::config::{OrgCommand, TokenCommand};
+use crate::domain::audit::Actor;
+use crate::domain::{org, user};
+use crate::store::{Ctx, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+fn ctx() -> Ctx {
+    Ctx::new(Actor::Cli)
+}
+
+fn not_found(what: &'static str) -> impl FnOnce(StoreError) -> CliError {
+    move |e| match e {
+        StoreError::NotFound => CliError::NotFound(what),
+        other => CliError::Store(other),
+    }
+}
+
+pub async fn org(store: &dyn Store, command: OrgCommand) -> Result<Value, CliError> {
+    match command {
+        OrgCommand::Create { name, owner } => {
+            let name = org::validate_name(&name).map_err(|message| CliError::Invalid {
+                field: "name",
+                message,
+            })?;
+            let owner = user::validate_email(&owner).map_err(|message| CliError::Invalid {
+                field: "owner",
+                message,
+            })?;
+            let (org, owner) = store.create_org(&ctx(), &name, &owner).await?;
+            Ok(
+                json!({ "org_id": org.id, "name": org.name, "owner_user_id": owner.id, "owner_email": owner.email }),
+            )
+        }
+        OrgCommand::AddOwner { org, email } => {
+            let email = user::validate_email(&email).map_err(|message| CliError::Invalid {
+                field: "email",
+                message,
+            })?;
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let user = store
+                .add_owner(&ctx(), found.tenant_id, found.id, &email)
+                .await?;
+            Ok(
+                json!({ "org_id": found.id, "user_id": user.id, "email": user.email, "role": "owner" }),
+            )
+        }
+    }
+}
+
+pub async fn token(store: &dyn Store, command: TokenCommand) -> Result<Value, CliError> {
+    match command {
+        TokenCommand::Create {
+            org,
+            kind,
+            name,
+            expires_in,
+        } => {
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let (token, secret) = issue_token(
+                store,
+                &ctx(),
+                found.tenant_id,
+                found.id,
+                kind.into(),
+                name.as_deref(),
+                expires_in,
+            )
+            .await
+            .map_err(|e| match e {
+                IssueError::InvalidName(message) => CliError::Invalid {
+                    field: "name",
+                    message,
+                },
+                IssueError::Store(e) => CliError::Store(e),
+            })?;
+            let mut out = json!(token);
+            out["token"] = json!(secret);
+            Ok(out)
+        }
+        TokenCommand::List { org } => {
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            Ok(json!(
+                store.list_tokens(found.tenant_id, Some(found.id)).await?
+            ))
+        }
+        TokenCommand::Revoke { id } => {
+            let token = store.find_token(id).await.map_err(not_found("token"))?;
+            Ok(json!(
+                store.revoke_token(&ctx(), token.tenant_id, id).await?
+            ))
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Command line and environment. Every setting is a flag with an environment variable, and
+//! nothing here prints a secret: `Debug` and `--help` hide them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use url::Url;
+use uuid::Uuid;
+
+use crate::domain::token::TokenKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rolegate",
+    version,
+    about = "Identity-provider bridge (SCIM 2.0, OIDC) for feature-flag team management"
+)]
+pub struct Cli {
+    /// Database: sqlite://FILE (created on first start) or postgres://USER:PASS@HOST/DB
+    #[arg(
+        long,
+        env = "ROLEGATE_DATABASE_URL",
+        default_value = "sqlite://rolegate.db",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Log format: pretty for people, json for log pipelines
+    #[arg(
+        long,
+        env = "ROLEGATE_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (SCIM, admin API, health and metrics)
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Manage organizations
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API tokens (SCIM and admin)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create a root organization with its first Owner; prints JSON with org_id
+    Create {
+        #[arg(long)]
+        name: String,
+        /// E-mail of the first Owner
+        #[arg(long)]
+        owner: String,
+    },
+    /// Make a user an Owner of an organization (break-glass; creates the user if needed)
+    AddOwner {
+        #[arg(long)]
+        org: Uuid,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints JSON with id and token (the secret is shown only here, once)
+    Create {
+        #[arg(long)]
+        org: Uuid,
+        #[arg(long)]
+        kind: TokenKindArg,
+        #[arg(long)]
+        name: Option<String>,
+        /// Days until the token stops working (default: never)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in: Option<u32>,
+    },
+    /// List an organization's tokens (never their secrets)
+    List {
+        #[arg(long)]
+        org: Uuid,
+    },
+    /// Revoke a token at once
+    Revoke {
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenKindArg {
+    Scim,
+    Admin,
+}
+
+impl From<TokenKindArg> for TokenKind {
+    fn from(k: TokenKindArg) -> Self {
+        match k {
+            TokenKindArg::Scim => TokenKind::Scim,
+            TokenKindArg::Admin => TokenKind::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "ROLEGATE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// External base URL (SCIM meta.location, invitation links, OIDC redirects); defaults to
+    /// http://BIND
+    #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+
+    /// Do not run database migrations at start
+    #[arg(long)]
+    pub no_migrate: bool,
+
+    /// Largest request body accepted, in bytes
+    #[arg(long, env = "ROLEGATE_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// Seconds a request may take before it is answered 408
+    #[arg(long, env = "ROLEGATE_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Seconds between /readyz turning 503 and the start of draining, so load balancers stop
+    /// sending traffic first
+    #[arg(long, env = "ROLEGATE_SHUTDOWN_DELAY", default_value_t = 2)]
+    pub shutdown_delay: u64,
+
+    /// Database connections in the pool
+    #[arg(long, env = "ROLEGATE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// Failed bearer-token attempts allowed per client address per minute; then 429
+    #[arg(long, env = "ROLEGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
+}
+
+impl ServeArgs {
+    /// Settings for tests and embedding: defaults, with `bind` on an ephemeral port.
+    pub fn for_tests() -> Self {
+        ServeArgs {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            no_migrate: false,
+            body_limit: 2 * 1024 * 1024,
+            request_timeout: 30,
+            shutdown_delay: 0,
+            db_max_connections: 10,
+            auth_failures_per_minute: 20,
+        }
+    }
+
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}/", self.bind)).unwrap_or_else(|_| {
+                // A SocketAddr always formats as a valid authority; this branch is unreachable.
+                Url::parse("http://127.0.0.1:8080/").expect("static URL parses")
+            })
+        })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout.max(1))
+    }
+}
+
+/// A database URL whose password never reaches a log, `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The real URL, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // Unparseable: it may still hold a password, so show only the scheme.
+            Err(_) => format!("{}://***", self.0.split(':').next().unwrap_or("?")),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("sqlite:") || s.starts_with("postgres:") || s.starts_with("postgresql:") {
+            Ok(DatabaseUrl(s.to_owned()))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn database_password_is_hidden_from_debug_and_display() {
+        let url: DatabaseUrl = "postgres://app:s3cr3t-pw@db.internal:5432/rolegate"
+            .parse()
+            .unwrap();
+        assert!(!format!("{url:?}").contains("s3cr3t-pw"));
+        assert!(!url.to_string().contains("s3cr3t-pw"));
+        assert!(url.to_string().contains("db.internal"));
+        assert_eq!(
+            url.expose(),
+            "postgres://app:s3cr3t-pw@db.internal:5432/rolegate"
+        );
+    }
+
+    #[test]
+    fn unsupported_database_schemes_are_refused() {
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bind_address() {
+        let mut args = ServeArgs::for_tests();
+        args.bind = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(args.public_url().as_str(), "http://127.0.0.1:9999/");
+    }
+}

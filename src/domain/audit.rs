@@ -1,0 +1,121 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Who made a change. Stored with every audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// The `rolegate` command line (operator on the host, e.g. break-glass).
+    Cli,
+    AdminToken {
+        id: Uuid,
+        name: String,
+    },
+    ScimToken {
+        id: Uuid,
+        name: String,
+    },
+    User {
+        id: Uuid,
+        email: String,
+    },
+    /// rolegate itself (e.g. expiry sweeps).
+    System,
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::Cli => "cli",
+            Actor::AdminToken { .. } => "admin_token",
+            Actor::ScimToken { .. } => "scim_token",
+            Actor::User { .. } => "user",
+            Actor::System => "system",
+        }
+    }
+
+    pub fn id(&self) -> Option<String> {
+        match self {
+            Actor::AdminToken { id, .. } | Actor::ScimToken { id, .. } | Actor::User { id, .. } => {
+                Some(id.to_string())
+            }
+            Actor::Cli | Actor::System => None,
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Actor::AdminToken { name, .. } | Actor::ScimToken { name, .. } => Some(name.clone()),
+            Actor::User { email, .. } => Some(email.clone()),
+            Actor::Cli | Actor::System => None,
+        }
+    }
+}
+
+/// What one change records in the audit log; the write door adds actor, tenant, time and
+/// request id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub action: &'static str,
+    pub target_kind: &'static str,
+    pub target_id: Option<String>,
+    pub org_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Set when a change went through although it broke a soft rule (e.g. an IdP removed the
+    /// last Owner): offboarding wins, and the log says so.
+    pub warning: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(action: &'static str, target_kind: &'static str, target_id: impl ToString) -> Self {
+        AuditRecord {
+            action,
+            target_kind,
+            target_id: Some(target_id.to_string()),
+            org_id: None,
+            product_id: None,
+            before: None,
+            after: None,
+            warning: None,
+        }
+    }
+
+    pub fn org(mut self, org_id: Uuid) -> Self {
+        self.org_id = Some(org_id);
+        self
+    }
+
+    pub fn before(mut self, value: impl Serialize) -> Self {
+        self.before = serde_json::to_value(value).ok();
+        self
+    }
+
+    pub fn after(mut self, value: impl Serialize) -> Self {
+        self.after = serde_json::to_value(value).ok();
+        self
+    }
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub action: String,
+    pub target_kind: String,
+    pub target_id: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub warning: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

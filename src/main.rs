@@ -1,0 +1,70 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use rolegate::config::{Cli, Command};
+use rolegate::store::{self, StoreOptions};
+use rolegate::{app, cli, state, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Cli::parse();
+    rolegate::install_crypto_provider();
+    telemetry::init(args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Cli) -> Result<(), String> {
+    let url = args.database_url.expose();
+    match args.command {
+        Command::Serve(serve) => {
+            let options = StoreOptions {
+                max_connections: serve.db_max_connections,
+                migrate: !serve.no_migrate,
+            };
+            let store = store::connect(url, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind(serve.bind)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", serve.bind))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(addr = %local, database = %args.database_url, backend = ?store.backend(), "listening");
+            let state = state::AppState::new(store.clone(), serve);
+            app::serve(listener, state, app::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => store::migrate(url).await.map_err(|e| e.to_string()),
+        Command::Org(command) => {
+            let store = store::connect(url, &StoreOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = cli::org(store.as_ref(), command)
+                .await
+                .map_err(|e| e.to_string());
+            store.close().await;
+            println!("{}", out?);
+            Ok(())
+        }
+        Command::Token(command) => {
+            let store = store::connect(url, &StoreOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = cli::token(store.as_ref(), command)
+                .await
+                .map_err(|e| e.to_string());
+            store.close().await;
+            println!("{}", out?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Operations: health, readiness, Prometheus metrics and the per-request span.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
+
+use crate::state::AppState;
+
+/// Handle on the process-wide Prometheus recorder (the `metrics` facade has one per process).
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn global() -> Self {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        let handle = HANDLE.get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.install_recorder());
+            match recorder {
+                Ok(handle) => handle,
+                Err(error) => {
+                    // Another recorder was installed first (only possible when embedded):
+                    // keep serving, with a private recorder that is simply not fed.
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        });
+        Metrics {
+            handle: handle.clone(),
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+}
+
+/// Liveness: the process answers. Deliberately does not touch the database.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers and we are not shutting down.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.lifecycle.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store timed out"),
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let pool = state.store.pool_stats();
+    let in_use = pool.open.saturating_sub(pool.idle);
+    metrics::gauge!("rolegate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!("rolegate_db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!("rolegate_db_pool_max_connections").set(f64::from(pool.max));
+    metrics::gauge!("rolegate_db_pool_saturation")
+        .set(f64::from(in_use) / f64::from(pool.max.max(1)));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.handle.render(),
+    )
+        .into_response()
+}
+
+/// Wraps each request in a span (matched route + request id), logs its outcome and records
+/// request metrics by matched route, never by raw path (which would explode the label set).
+pub async fn observe(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let span = tracing::info_span!("request", %method, %route, %request_id);
+    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if quiet {
+            tracing::debug!(status = status.as_u16(), ms, "request finished");
+        } else if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), ms, "request finished");
+        }
+    });
+    let status_label = status.as_u16().to_string();
+    metrics::counter!("rolegate_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status_label)
+        .increment(1);
+    metrics::histogram!("rolegate_http_request_duration_seconds", "route" => route, "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+    response
+}

@@ -1,0 +1,49 @@
+//! Shared application state, in its own module so handlers and the router never import each
+//! other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::auth::TokenAuth;
+use crate::config::ServeArgs;
+use crate::ops::Metrics;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServeArgs>,
+    pub auth: Arc<TokenAuth>,
+    pub metrics: Metrics,
+    pub lifecycle: Lifecycle,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Self {
+        let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
+        AppState {
+            store,
+            config: Arc::new(config),
+            auth,
+            metrics: Metrics::global(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+}
+
+/// Whether the service is shutting down: `/readyz` answers 503 from the moment this is set,
+/// before in-flight requests are drained.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Lifecycle {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

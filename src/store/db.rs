@@ -1,0 +1,447 @@
+//! The query layer shared by both backends.
+//!
+//! Queries are written once, with `$N` placeholders (sqlx's SQLite driver accepts them too),
+//! and dispatched to the backend at execution time. `sqlx::Any` would do the dispatch for us
+//! but cannot carry UUIDs or timestamps, so we keep our own small argument enum.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
+use uuid::Uuid;
+
+use super::{Invalidation, StoreError};
+use crate::domain::audit::{Actor, AuditRecord};
+
+/// A bound value. Every variant is nullable, so `Option<T>` binds as SQL NULL.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Uuid(Option<Uuid>),
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(Option<bool>),
+    Time(Option<DateTime<Utc>>),
+    Json(Option<Value>),
+    Bytes(Option<Vec<u8>>),
+}
+
+macro_rules! arg_from {
+    ($variant:ident, $ty:ty) => {
+        impl From<$ty> for Arg {
+            fn from(v: $ty) -> Self {
+                Arg::$variant(Some(v.into()))
+            }
+        }
+        impl From<Option<$ty>> for Arg {
+            fn from(v: Option<$ty>) -> Self {
+                Arg::$variant(v.map(Into::into))
+            }
+        }
+    };
+}
+arg_from!(Uuid, Uuid);
+arg_from!(Text, String);
+arg_from!(Text, &str);
+arg_from!(Int, i64);
+arg_from!(Bool, bool);
+arg_from!(Time, DateTime<Utc>);
+arg_from!(Json, Value);
+arg_from!(Bytes, Vec<u8>);
+arg_from!(Bytes, &[u8]);
+
+/// Binds every argument on a sqlx query of either backend (the method names agree).
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Uuid(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v),
+                Arg::Json(v) => q.bind(v.map(Json)),
+                Arg::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// A row type that decodes from both backends' rows (what `#[derive(FromRow)]` gives when
+/// every column type exists on both).
+pub(crate) trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+/// A borrowed connection of either backend: a pooled connection or an open transaction.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+enum Text {
+    Static(&'static str),
+    Built(String),
+}
+
+/// One statement and its arguments.
+pub(crate) struct Sql {
+    text: Text,
+    args: Vec<Arg>,
+}
+
+/// A statement whose text is a literal.
+pub(crate) fn sql(text: &'static str) -> Sql {
+    Sql {
+        text: Text::Static(text),
+        args: Vec::new(),
+    }
+}
+
+impl Sql {
+    pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    pub(crate) async fn execute(self, conn: Conn<'_>) -> Result<u64, StoreError> {
+        let Sql { text, args } = self;
+        Ok(match conn {
+            Conn::Sqlite(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query::<Sqlite>(s),
+                    Text::Built(s) => sqlx::query::<Sqlite>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).execute(c).await?.rows_affected()
+            }
+            Conn::Postgres(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query::<Postgres>(s),
+                    Text::Built(s) => sqlx::query::<Postgres>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).execute(c).await?.rows_affected()
+            }
+        })
+    }
+
+    pub(crate) async fn fetch_all<T: Record>(self, conn: Conn<'_>) -> Result<Vec<T>, StoreError> {
+        let Sql { text, args } = self;
+        Ok(match conn {
+            Conn::Sqlite(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query_as::<Sqlite, T>(s),
+                    Text::Built(s) => sqlx::query_as::<Sqlite, T>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).fetch_all(c).await?
+            }
+            Conn::Postgres(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query_as::<Postgres, T>(s),
+                    Text::Built(s) => sqlx::query_as::<Postgres, T>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).fetch_all(c).await?
+            }
+        })
+    }
+
+    pub(crate) async fn fetch_optional<T: Record>(
+        self,
+        conn: Conn<'_>,
+    ) -> Result<Option<T>, StoreError> {
+        let Sql { text, args } = self;
+        Ok(match conn {
+            Conn::Sqlite(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query_as::<Sqlite, T>(s),
+                    Text::Built(s) => sqlx::query_as::<Sqlite, T>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).fetch_optional(c).await?
+            }
+            Conn::Postgres(c) => {
+                let q = match text {
+                    Text::Static(s) => sqlx::query_as::<Postgres, T>(s),
+                    Text::Built(s) => sqlx::query_as::<Postgres, T>(AssertSqlSafe(s)),
+                };
+                bind_all!(q, args).fetch_optional(c).await?
+            }
+        })
+    }
+
+    /// Like `fetch_optional`, but a missing row is `StoreError::NotFound`.
+    pub(crate) async fn fetch_one<T: Record>(self, conn: Conn<'_>) -> Result<T, StoreError> {
+        self.fetch_optional(conn).await?.ok_or(StoreError::NotFound)
+    }
+}
+
+/// Builds a statement from fixed fragments and bound values. Values never enter the text:
+/// `push_bind` appends a `$N` placeholder, which is what makes the `AssertSqlSafe` sound.
+#[derive(Default)]
+pub(crate) struct SqlBuilder {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl SqlBuilder {
+    pub(crate) fn new(fragment: &'static str) -> Self {
+        SqlBuilder {
+            text: fragment.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, fragment: &'static str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    pub(crate) fn push_bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    pub(crate) fn build(self) -> Sql {
+        Sql {
+            text: Text::Built(self.text),
+            args: self.args,
+        }
+    }
+}
+
+/// The connection pool of the configured backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// A pooled connection for reads.
+pub(crate) enum Handle {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Handle {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Handle::Sqlite(c) => Conn::Sqlite(c),
+            Handle::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Who is writing, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(actor: Actor) -> Self {
+        Ctx {
+            actor,
+            request_id: None,
+        }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+}
+
+/// The database, with the only way to change it: [`Db::begin_write`].
+pub(crate) struct Db {
+    pub(crate) pool: Pool,
+    /// SQLite allows one writer at a time. Queueing writers here, in the process, means they
+    /// never meet `SQLITE_BUSY`; `BEGIN IMMEDIATE` plus the busy timeout covers other processes.
+    sqlite_writer: Arc<Mutex<()>>,
+    bus: broadcast::Sender<Invalidation>,
+}
+
+/// More users than this in one change invalidate the whole tenant instead of naming each one.
+const MAX_NAMED_USERS: usize = 100;
+
+impl Db {
+    pub(crate) fn new(pool: Pool) -> Self {
+        let (bus, _) = broadcast::channel(1024);
+        Db {
+            pool,
+            sqlite_writer: Arc::new(Mutex::new(())),
+            bus,
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.bus.subscribe()
+    }
+
+    pub(crate) async fn read(&self) -> Result<Handle, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Handle::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => Handle::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// Opens a write transaction for one tenant. Committing it appends the audit events and the
+    /// cache invalidation in the same transaction; dropping it rolls everything back.
+    pub(crate) async fn begin_write(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+    ) -> Result<WriteTx, StoreError> {
+        let (tx, gate) = match &self.pool {
+            Pool::Sqlite(p) => {
+                let gate = self.sqlite_writer.clone().lock_owned().await;
+                (
+                    Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+                    Some(gate),
+                )
+            }
+            Pool::Postgres(p) => (Tx::Postgres(p.begin().await?), None),
+        };
+        Ok(WriteTx {
+            tx,
+            _gate: gate,
+            ctx: ctx.clone(),
+            tenant_id,
+            audit: Vec::new(),
+            users: Vec::new(),
+            whole_tenant: false,
+            bus: self.bus.clone(),
+        })
+    }
+}
+
+/// An open write transaction. See [`Db::begin_write`].
+pub(crate) struct WriteTx {
+    tx: Tx,
+    _gate: Option<OwnedMutexGuard<()>>,
+    ctx: Ctx,
+    tenant_id: Uuid,
+    audit: Vec<AuditRecord>,
+    users: Vec<Uuid>,
+    whole_tenant: bool,
+    bus: broadcast::Sender<Invalidation>,
+}
+
+#[derive(FromRow)]
+struct EpochRow {
+    epoch: i64,
+}
+
+impl WriteTx {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match &mut self.tx {
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+
+    pub(crate) fn audit(&mut self, record: AuditRecord) {
+        self.audit.push(record);
+    }
+
+    /// Narrows the invalidation to these users. Without it a change invalidates the whole
+    /// tenant: correct by default, precise where the writer knows better.
+    pub(crate) fn invalidate_user(&mut self, user_id: Uuid) {
+        if !self.users.contains(&user_id) {
+            self.users.push(user_id);
+        }
+    }
+
+    pub(crate) fn invalidate_tenant(&mut self) {
+        self.whole_tenant = true;
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<Invalidation, StoreError> {
+        if self.audit.is_empty() {
+            // A change nobody can trace is a bug in the caller, not something to let through.
+            return Err(StoreError::Other("write without an audit record".into()));
+        }
+        let now = crate::domain::now();
+        let records = std::mem::take(&mut self.audit);
+        let (actor_kind, actor_id, actor_name) = (
+            self.ctx.actor.kind(),
+            self.ctx.actor.id(),
+            self.ctx.actor.name(),
+        );
+        for r in records {
+            sql("INSERT INTO audit_events (id, tenant_id, org_id, product_id, actor_kind, actor_id, \
+                 actor_name, action, target_kind, target_id, before, after, warning, request_id, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+            .bind(Uuid::now_v7())
+            .bind(self.tenant_id)
+            .bind(r.org_id)
+            .bind(r.product_id)
+            .bind(actor_kind)
+            .bind(actor_id.clone())
+            .bind(actor_name.clone())
+            .bind(r.action)
+            .bind(r.target_kind)
+            .bind(r.target_id)
+            .bind(r.before)
+            .bind(r.after)
+            .bind(r.warning)
+            .bind(self.ctx.request_id.clone())
+            .bind(now)
+            .execute(self.conn())
+            .await?;
+        }
+        let users =
+            if self.whole_tenant || self.users.is_empty() || self.users.len() > MAX_NAMED_USERS {
+                None
+            } else {
+                Some(std::mem::take(&mut self.users))
+            };
+        let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
+        let EpochRow { epoch } = sql(
+            "INSERT INTO invalidations (tenant_id, user_id, created_at) VALUES ($1, $2, $3) RETURNING epoch",
+        )
+        .bind(self.tenant_id)
+        .bind(single_user)
+        .bind(now)
+        .fetch_one(self.conn())
+        .await?;
+        let invalidation = Invalidation {
+            epoch,
+            tenant_id: self.tenant_id,
+            users,
+        };
+        match self.tx {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(mut t) => {
+                // Delivered to every instance's listener when (and only if) the transaction commits.
+                let payload = serde_json::to_string(&invalidation)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                sql("SELECT pg_notify('rolegate_invalidation', $1)")
+                    .bind(payload)
+                    .execute(Conn::Postgres(&mut t))
+                    .await?;
+                t.commit().await?
+            }
+        }
+        // No subscriber is fine: nothing is cached yet.
+        let _ = self.bus.send(invalidation.clone());
+        Ok(invalidation)
+    }
+}

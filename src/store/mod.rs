@@ -1,0 +1,296 @@
+//! Storage: the `Store` contract, its errors and the two backends (SQLite, PostgreSQL).
+//!
+//! Every change goes through one door (`db::Db::begin_write` / `WriteTx::commit`), which writes
+//! the change, its audit events and a cache invalidation in one transaction.
+
+mod db;
+mod postgres;
+mod queries;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use db::Ctx;
+
+use crate::domain::Source;
+use crate::domain::audit::AuditEvent;
+use crate::domain::group::{Group, GroupMember, MemberKind};
+use crate::domain::org::{Org, OrgRole};
+use crate::domain::token::{Token, TokenKind};
+use crate::domain::user::User;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or reference rule of the schema refused the change.
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    /// Ids that should name rows of the tenant but do not.
+    #[error("unknown ids: {0:?}")]
+    UnknownIds(Vec<Uuid>),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) => match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation
+                | sqlx::error::ErrorKind::ForeignKeyViolation
+                | sqlx::error::ErrorKind::CheckViolation => StoreError::Conflict {
+                    constraint: db
+                        .constraint()
+                        .map_or_else(|| db.message().to_owned(), str::to_owned),
+                },
+                _ => StoreError::Other(err.to_string()),
+            },
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            _ => StoreError::Other(err.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+}
+
+/// A cache invalidation recorded by a committed write. `users: None` means every user of
+/// the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invalidation {
+    pub epoch: i64,
+    pub tenant_id: Uuid,
+    pub users: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub user: User,
+    /// `None`: inherits from the parent org.
+    pub role: Option<OrgRole>,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub org_id: Uuid,
+    pub kind: TokenKind,
+    pub name: String,
+    pub secret_hash: [u8; 32],
+    pub secret_hint: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token found by its secret's hash, with the stored hash for the final constant-time check.
+#[derive(Debug, Clone)]
+pub struct TokenMatch {
+    pub token: Token,
+    pub secret_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub source: Source,
+}
+
+/// Filters for the audit log; results come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub org_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    pub actor_kind: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset cursor: only events older than this one.
+    pub before_id: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// The storage contract. Every read takes the tenant and never returns another tenant's rows;
+/// every write takes a [`Ctx`] and is audited.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    fn pool_stats(&self) -> PoolStats;
+    /// Invalidations committed by this instance (the cross-instance bus builds on it).
+    fn subscribe(&self) -> broadcast::Receiver<Invalidation>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+    async fn latest_epoch(&self) -> Result<i64, StoreError>;
+
+    /// Creates a root org (a new tenant) with its first Owner.
+    async fn create_org(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        owner_email: &str,
+    ) -> Result<(Org, User), StoreError>;
+    async fn get_org(&self, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError>;
+    /// Finds an org by id in any tenant: for the operator's command line only.
+    async fn find_org(&self, org_id: Uuid) -> Result<Org, StoreError>;
+    /// Makes the user with this e-mail (created if need be) an Owner of the org. Break-glass.
+    async fn add_owner(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        email: &str,
+    ) -> Result<User, StoreError>;
+    async fn list_memberships(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Membership>, StoreError>;
+    async fn find_user_by_email(
+        &self,
+        tenant_id: Uuid,
+        email: &str,
+    ) -> Result<Option<User>, StoreError>;
+
+    async fn create_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group: NewGroup,
+    ) -> Result<Group, StoreError>;
+    /// Adds members (idempotent: present ones are skipped); returns how many were new.
+    async fn add_group_members(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        members: &[GroupMember],
+    ) -> Result<u64, StoreError>;
+    /// Removes members (absent ones are skipped); returns how many were removed.
+    async fn remove_group_members(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        member_ids: &[Uuid],
+    ) -> Result<u64, StoreError>;
+    async fn list_group_members(
+        &self,
+        tenant_id: Uuid,
+        group_id: Uuid,
+    ) -> Result<Vec<GroupMember>, StoreError>;
+
+    async fn create_token(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        token: NewToken,
+    ) -> Result<Token, StoreError>;
+    async fn list_tokens(
+        &self,
+        tenant_id: Uuid,
+        org_id: Option<Uuid>,
+    ) -> Result<Vec<Token>, StoreError>;
+    /// Finds a token by id in any tenant: for the operator's command line only.
+    async fn find_token(&self, token_id: Uuid) -> Result<Token, StoreError>;
+    /// Revokes a token; revoking a revoked token returns it unchanged (idempotent).
+    async fn revoke_token(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        token_id: Uuid,
+    ) -> Result<Token, StoreError>;
+    async fn token_by_hash(&self, secret_hash: &[u8; 32])
+    -> Result<Option<TokenMatch>, StoreError>;
+    /// Records use of a token. Not audited: it is bookkeeping, not a change anyone made.
+    async fn touch_token(&self, token_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn list_audit(
+        &self,
+        tenant_id: Uuid,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Connection settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub migrate: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            migrate: true,
+        }
+    }
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`), running migrations unless
+/// told not to.
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let pool = if url.starts_with("sqlite:") {
+        sqlite::connect(url, options).await?
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        postgres::connect(url, options).await?
+    } else {
+        return Err(StoreError::Other(
+            "database URL must start with sqlite:// or postgres://".into(),
+        ));
+    };
+    Ok(Arc::new(queries::SqlStore::new(
+        pool,
+        options.max_connections,
+    )))
+}
+
+/// Applies pending migrations to the store at `url`.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let options = StoreOptions {
+        max_connections: 2,
+        migrate: true,
+    };
+    let store = connect(url, &options).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Migration versions and names of each backend, for the lockstep check.
+pub fn migration_list(backend: Backend) -> Vec<(i64, String)> {
+    let migrator = match backend {
+        Backend::Sqlite => &sqlite::MIGRATOR,
+        Backend::Postgres => &postgres::MIGRATOR,
+    };
+    migrator
+        .iter()
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
+pub(crate) fn member_kind(raw: &str) -> Result<MemberKind, StoreError> {
+    MemberKind::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown member kind {raw}")))
+}

@@ -1,0 +1,911 @@
+//! The `Store` implementation, written once for both backends.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use sqlx::FromRow;
+use sqlx::types::Json;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::db::{Conn, Ctx, Db, Pool, SqlBuilder, WriteTx, sql};
+use super::{
+    AuditQuery, Backend, Invalidation, Membership, NewGroup, NewToken, PoolStats, Store,
+    StoreError, TokenMatch, member_kind,
+};
+use crate::domain::audit::{AuditEvent, AuditRecord};
+use crate::domain::group::{Group, GroupMember};
+use crate::domain::org::{Org, OrgRole};
+use crate::domain::token::{Token, TokenKind};
+use crate::domain::user::User;
+use crate::domain::{Source, normalize, now};
+
+pub(crate) struct SqlStore {
+    db: Db,
+    max_connections: u32,
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: Pool, max_connections: u32) -> Self {
+        SqlStore {
+            db: Db::new(pool),
+            max_connections,
+        }
+    }
+}
+
+fn source(raw: &str) -> Result<Source, StoreError> {
+    Source::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown source {raw}")))
+}
+
+#[derive(FromRow)]
+struct OrgRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    parent_id: Option<Uuid>,
+    name: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl From<OrgRow> for Org {
+    fn from(r: OrgRow) -> Self {
+        Org {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            parent_id: r.parent_id,
+            name: r.name,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+macro_rules! user_columns {
+    () => {
+        "u.id, u.tenant_id, u.user_name, u.email, u.external_id, u.display_name, u.active, \
+         u.source, u.created_at, u.updated_at, u.version"
+    };
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    user_name: String,
+    email: Option<String>,
+    external_id: Option<String>,
+    display_name: Option<String>,
+    active: bool,
+    source: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            user_name: r.user_name,
+            email: r.email,
+            external_id: r.external_id,
+            display_name: r.display_name,
+            active: r.active,
+            source: source(&r.source)?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct MembershipRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    role: Option<String>,
+    membership_source: String,
+}
+
+#[derive(FromRow)]
+struct MemberRow {
+    member_id: Uuid,
+    member_kind: String,
+}
+
+#[derive(FromRow)]
+struct IdRow {
+    id: Uuid,
+}
+
+#[derive(FromRow)]
+struct EpochRow {
+    epoch: Option<i64>,
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, tenant_id, org_id, kind, name, secret_hash, secret_hint, created_at, expires_at, \
+         last_used_at, revoked_at"
+    };
+}
+
+#[derive(FromRow)]
+struct TokenRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    kind: String,
+    name: String,
+    secret_hash: Vec<u8>,
+    secret_hint: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRow {
+    fn into_match(self) -> Result<TokenMatch, StoreError> {
+        let kind = TokenKind::parse(&self.kind)
+            .ok_or_else(|| StoreError::Other(format!("unknown token kind {}", self.kind)))?;
+        Ok(TokenMatch {
+            token: Token {
+                id: self.id,
+                tenant_id: self.tenant_id,
+                org_id: self.org_id,
+                kind,
+                name: self.name,
+                hint: self.secret_hint,
+                created_at: self.created_at,
+                expires_at: self.expires_at,
+                last_used_at: self.last_used_at,
+                revoked_at: self.revoked_at,
+            },
+            secret_hash: self.secret_hash,
+        })
+    }
+
+    fn into_token(self) -> Result<Token, StoreError> {
+        Ok(self.into_match()?.token)
+    }
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    org_id: Option<Uuid>,
+    product_id: Option<Uuid>,
+    actor_kind: String,
+    actor_id: Option<String>,
+    actor_name: Option<String>,
+    action: String,
+    target_kind: String,
+    target_id: Option<String>,
+    before: Option<Json<Value>>,
+    after: Option<Json<Value>>,
+    warning: Option<String>,
+    request_id: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(r: AuditRow) -> Self {
+        AuditEvent {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            org_id: r.org_id,
+            product_id: r.product_id,
+            actor_kind: r.actor_kind,
+            actor_id: r.actor_id,
+            actor_name: r.actor_name,
+            action: r.action,
+            target_kind: r.target_kind,
+            target_id: r.target_id,
+            before: r.before.map(|j| j.0),
+            after: r.after.map(|j| j.0),
+            warning: r.warning,
+            request_id: r.request_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Most ids bound in one statement; well under SQLite's parameter limit.
+const ID_CHUNK: usize = 500;
+
+async fn org_in_tenant(conn: Conn<'_>, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError> {
+    sql(
+        "SELECT id, tenant_id, parent_id, name, created_at, updated_at, version FROM orgs \
+         WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(org_id)
+    .bind(tenant_id)
+    .fetch_one::<OrgRow>(conn)
+    .await
+    .map(Org::from)
+}
+
+async fn user_by_email(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    email: &str,
+) -> Result<Option<User>, StoreError> {
+    let norm = normalize(email);
+    // A person is one user whether the e-mail arrived as userName or as the e-mail attribute.
+    sql(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.tenant_id = $1 AND (u.email_norm = $2 OR u.user_name_norm = $2) \
+         ORDER BY u.id LIMIT 1"
+    ))
+    .bind(tenant_id)
+    .bind(norm)
+    .fetch_optional::<UserRow>(conn)
+    .await?
+    .map(User::try_from)
+    .transpose()
+}
+
+/// The user with this e-mail, created (source `manual`) if the tenant has none.
+async fn ensure_user(tx: &mut WriteTx, tenant_id: Uuid, email: &str) -> Result<User, StoreError> {
+    if let Some(user) = user_by_email(tx.conn(), tenant_id, email).await? {
+        return Ok(user);
+    }
+    let at = now();
+    let user = User {
+        id: Uuid::now_v7(),
+        tenant_id,
+        user_name: email.to_owned(),
+        email: Some(email.to_owned()),
+        external_id: None,
+        display_name: None,
+        active: true,
+        source: Source::Manual,
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    };
+    sql(
+        "INSERT INTO users (id, tenant_id, user_name, user_name_norm, email, email_norm, active, \
+         source, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(user.id)
+    .bind(tenant_id)
+    .bind(email)
+    .bind(normalize(email))
+    .bind(email)
+    .bind(normalize(email))
+    .bind(true)
+    .bind(Source::Manual.as_str())
+    .bind(at)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    tx.audit(AuditRecord::new("user.create", "user", user.id).after(&user));
+    Ok(user)
+}
+
+/// Sets the user's role in the org, inserting the membership if needed.
+async fn set_membership_role(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    user_id: Uuid,
+    role: OrgRole,
+) -> Result<Option<String>, StoreError> {
+    #[derive(FromRow)]
+    struct RoleRow {
+        role: Option<String>,
+    }
+    let before = sql("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional::<RoleRow>(tx.conn())
+        .await?;
+    let at = now();
+    sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at")
+    .bind(tenant_id)
+    .bind(org_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(Source::Manual.as_str())
+    .bind(at)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    tx.invalidate_user(user_id);
+    Ok(before.and_then(|r| r.role))
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        match self.db.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let (open, idle) = match &self.db.pool {
+            Pool::Sqlite(p) => (p.size(), p.num_idle()),
+            Pool::Postgres(p) => (p.size(), p.num_idle()),
+        };
+        PoolStats {
+            max: self.max_connections,
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.db.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut h = self.db.read().await?;
+        sql("SELECT 1").execute(h.conn()).await.map(|_| ())
+    }
+
+    async fn close(&self) {
+        match &self.db.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    async fn latest_epoch(&self) -> Result<i64, StoreError> {
+        let mut h = self.db.read().await?;
+        let row = sql("SELECT MAX(epoch) AS epoch FROM invalidations")
+            .fetch_one::<EpochRow>(h.conn())
+            .await?;
+        Ok(row.epoch.unwrap_or(0))
+    }
+
+    async fn create_org(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        owner_email: &str,
+    ) -> Result<(Org, User), StoreError> {
+        let id = Uuid::now_v7();
+        let at = now();
+        let org = Org {
+            id,
+            tenant_id: id,
+            parent_id: None,
+            name: name.to_owned(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let mut tx = self.db.begin_write(ctx, id).await?;
+        sql(
+            "INSERT INTO orgs (id, tenant_id, parent_id, name, created_at, updated_at) \
+             VALUES ($1, $2, NULL, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(name)
+        .bind(at)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        tx.audit(
+            AuditRecord::new("org.create", "org", id)
+                .org(id)
+                .after(&org),
+        );
+        let owner = ensure_user(&mut tx, id, owner_email).await?;
+        set_membership_role(&mut tx, id, id, owner.id, OrgRole::Owner).await?;
+        tx.audit(
+            AuditRecord::new("membership.set_role", "user", owner.id)
+                .org(id)
+                .after(json!({ "role": "owner" })),
+        );
+        tx.commit().await?;
+        Ok((org, owner))
+    }
+
+    async fn get_org(&self, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError> {
+        let mut h = self.db.read().await?;
+        org_in_tenant(h.conn(), tenant_id, org_id).await
+    }
+
+    async fn find_org(&self, org_id: Uuid) -> Result<Org, StoreError> {
+        let mut h = self.db.read().await?;
+        sql("SELECT id, tenant_id, parent_id, name, created_at, updated_at, version FROM orgs WHERE id = $1")
+            .bind(org_id)
+            .fetch_one::<OrgRow>(h.conn())
+            .await
+            .map(Org::from)
+    }
+
+    async fn add_owner(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        email: &str,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        let user = ensure_user(&mut tx, tenant_id, email).await?;
+        let before =
+            set_membership_role(&mut tx, tenant_id, org_id, user.id, OrgRole::Owner).await?;
+        tx.audit(
+            AuditRecord::new("membership.set_role", "user", user.id)
+                .org(org_id)
+                .before(json!({ "role": before }))
+                .after(json!({ "role": "owner" })),
+        );
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn list_memberships(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Membership>, StoreError> {
+        let mut h = self.db.read().await?;
+        org_in_tenant(h.conn(), tenant_id, org_id).await?;
+        let rows = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", m.role, m.source AS membership_source FROM memberships m \
+             JOIN users u ON u.id = m.user_id \
+             WHERE m.tenant_id = $1 AND m.org_id = $2 ORDER BY u.id"
+        ))
+        .bind(tenant_id)
+        .bind(org_id)
+        .fetch_all::<MembershipRow>(h.conn())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Membership {
+                    role: r.role.as_deref().and_then(OrgRole::parse),
+                    source: source(&r.membership_source)?,
+                    user: r.user.try_into()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn find_user_by_email(
+        &self,
+        tenant_id: Uuid,
+        email: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let mut h = self.db.read().await?;
+        user_by_email(h.conn(), tenant_id, email).await
+    }
+
+    async fn create_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group: NewGroup,
+    ) -> Result<Group, StoreError> {
+        let at = now();
+        let created = Group {
+            id: Uuid::now_v7(),
+            tenant_id,
+            display_name: group.display_name,
+            external_id: group.external_id,
+            source: group.source,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        sql("INSERT INTO groups (id, tenant_id, display_name, display_name_norm, external_id, source, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(created.id)
+        .bind(tenant_id)
+        .bind(created.display_name.as_str())
+        .bind(normalize(&created.display_name))
+        .bind(created.external_id.clone())
+        .bind(created.source.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        tx.audit(AuditRecord::new("group.create", "group", created.id).after(&created));
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn add_group_members(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        members: &[GroupMember],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        // Bumping the version first also locks the group row on PostgreSQL, so concurrent
+        // membership changes of one group queue here instead of racing.
+        bump_group(&mut tx, tenant_id, group_id).await?;
+        let users: Vec<Uuid> = members
+            .iter()
+            .filter(|m| m.kind.is_user())
+            .map(|m| m.id)
+            .collect();
+        let groups: Vec<Uuid> = members
+            .iter()
+            .filter(|m| !m.kind.is_user())
+            .map(|m| m.id)
+            .collect();
+        let mut unknown = missing_ids(&mut tx, "users", tenant_id, &users).await?;
+        unknown.extend(missing_ids(&mut tx, "groups", tenant_id, &groups).await?);
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownIds(unknown));
+        }
+        let at = now();
+        let mut added = 0;
+        for chunk in members.chunks(ID_CHUNK / 5) {
+            let mut b = SqlBuilder::new(
+                "INSERT INTO group_members (tenant_id, group_id, member_id, member_kind, created_at) VALUES ",
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                if i > 0 {
+                    b.push(", ");
+                }
+                b.push("(")
+                    .push_bind(tenant_id)
+                    .push(", ")
+                    .push_bind(group_id)
+                    .push(", ");
+                b.push_bind(m.id)
+                    .push(", ")
+                    .push_bind(m.kind.as_str())
+                    .push(", ")
+                    .push_bind(at)
+                    .push(")");
+            }
+            b.push(" ON CONFLICT (group_id, member_id) DO NOTHING");
+            added += b.build().execute(tx.conn()).await?;
+        }
+        for id in &users {
+            tx.invalidate_user(*id);
+        }
+        if !groups.is_empty() {
+            tx.invalidate_tenant();
+        }
+        tx.audit(
+            AuditRecord::new("group.add_members", "group", group_id).after(json!({
+                "members": members.iter().map(|m| m.id).collect::<Vec<_>>(),
+                "added": added,
+            })),
+        );
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn remove_group_members(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        member_ids: &[Uuid],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        bump_group(&mut tx, tenant_id, group_id).await?;
+        let mut removed = 0;
+        for chunk in member_ids.chunks(ID_CHUNK) {
+            let mut b = SqlBuilder::new("DELETE FROM group_members WHERE group_id = ");
+            b.push_bind(group_id).push(" AND member_id IN (");
+            push_list(&mut b, chunk);
+            b.push(")");
+            removed += b.build().execute(tx.conn()).await?;
+        }
+        // Removed ids may be users or nested groups; without knowing which, play safe.
+        if member_ids.len() == 1 {
+            tx.invalidate_user(member_ids[0]);
+        } else {
+            tx.invalidate_tenant();
+        }
+        tx.audit(
+            AuditRecord::new("group.remove_members", "group", group_id).before(json!({
+                "members": member_ids,
+                "removed": removed,
+            })),
+        );
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn list_group_members(
+        &self,
+        tenant_id: Uuid,
+        group_id: Uuid,
+    ) -> Result<Vec<GroupMember>, StoreError> {
+        let mut h = self.db.read().await?;
+        group_exists(h.conn(), tenant_id, group_id).await?;
+        let rows = sql("SELECT member_id, member_kind FROM group_members \
+                        WHERE tenant_id = $1 AND group_id = $2 ORDER BY member_id")
+        .bind(tenant_id)
+        .bind(group_id)
+        .fetch_all::<MemberRow>(h.conn())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(GroupMember {
+                    id: r.member_id,
+                    kind: member_kind(&r.member_kind)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_token(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        new: NewToken,
+    ) -> Result<Token, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        org_in_tenant(tx.conn(), tenant_id, new.org_id).await?;
+        let token = Token {
+            id: Uuid::now_v7(),
+            tenant_id,
+            org_id: new.org_id,
+            kind: new.kind,
+            name: new.name,
+            hint: new.secret_hint,
+            created_at: now(),
+            expires_at: new.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        sql(
+            "INSERT INTO api_tokens (id, tenant_id, org_id, kind, name, secret_hash, secret_hint, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(token.id)
+        .bind(tenant_id)
+        .bind(token.org_id)
+        .bind(token.kind.as_str())
+        .bind(token.name.as_str())
+        .bind(new.secret_hash.as_slice())
+        .bind(token.hint.as_str())
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(tx.conn())
+        .await?;
+        tx.audit(
+            AuditRecord::new("token.create", "token", token.id)
+                .org(token.org_id)
+                .after(&token),
+        );
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn list_tokens(
+        &self,
+        tenant_id: Uuid,
+        org_id: Option<Uuid>,
+    ) -> Result<Vec<Token>, StoreError> {
+        let mut h = self.db.read().await?;
+        let mut b = SqlBuilder::new(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE tenant_id = "
+        ));
+        b.push_bind(tenant_id);
+        if let Some(org_id) = org_id {
+            b.push(" AND org_id = ").push_bind(org_id);
+        }
+        b.push(" ORDER BY id");
+        b.build()
+            .fetch_all::<TokenRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(TokenRow::into_token)
+            .collect()
+    }
+
+    async fn find_token(&self, token_id: Uuid) -> Result<Token, StoreError> {
+        let mut h = self.db.read().await?;
+        sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE id = $1"
+        ))
+        .bind(token_id)
+        .fetch_one::<TokenRow>(h.conn())
+        .await?
+        .into_token()
+    }
+
+    async fn revoke_token(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        token_id: Uuid,
+    ) -> Result<Token, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let token = sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(token_id)
+        .bind(tenant_id)
+        .fetch_one::<TokenRow>(tx.conn())
+        .await?
+        .into_token()?;
+        if token.revoked_at.is_some() {
+            // Already revoked: a retried request changes nothing and records nothing.
+            return Ok(token);
+        }
+        let at = now();
+        sql("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(at)
+            .bind(token_id)
+            .bind(tenant_id)
+            .execute(tx.conn())
+            .await?;
+        let revoked = Token {
+            revoked_at: Some(at),
+            ..token.clone()
+        };
+        tx.audit(
+            AuditRecord::new("token.revoke", "token", token_id)
+                .org(token.org_id)
+                .before(&token)
+                .after(&revoked),
+        );
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn token_by_hash(
+        &self,
+        secret_hash: &[u8; 32],
+    ) -> Result<Option<TokenMatch>, StoreError> {
+        let mut h = self.db.read().await?;
+        sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE secret_hash = $1"
+        ))
+        .bind(secret_hash.as_slice())
+        .fetch_optional::<TokenRow>(h.conn())
+        .await?
+        .map(TokenRow::into_match)
+        .transpose()
+    }
+
+    async fn touch_token(&self, token_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut h = self.db.read().await?;
+        // The condition keeps several instances from each writing the same minute.
+        sql("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 \
+             AND (last_used_at IS NULL OR last_used_at < $3)")
+        .bind(at)
+        .bind(token_id)
+        .bind(at - Duration::seconds(60))
+        .execute(h.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant_id: Uuid,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut h = self.db.read().await?;
+        let mut b = SqlBuilder::new(
+            "SELECT id, tenant_id, org_id, product_id, actor_kind, actor_id, actor_name, action, \
+             target_kind, target_id, before, after, warning, request_id, created_at \
+             FROM audit_events WHERE tenant_id = ",
+        );
+        b.push_bind(tenant_id);
+        if let Some(v) = q.org_id {
+            b.push(" AND org_id = ").push_bind(v);
+        }
+        if let Some(v) = q.product_id {
+            b.push(" AND product_id = ").push_bind(v);
+        }
+        if let Some(v) = &q.actor_kind {
+            b.push(" AND actor_kind = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &q.actor_id {
+            b.push(" AND actor_id = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &q.action {
+            b.push(" AND action = ").push_bind(v.as_str());
+        }
+        if let Some(v) = q.since {
+            b.push(" AND created_at >= ").push_bind(v);
+        }
+        if let Some(v) = q.until {
+            b.push(" AND created_at < ").push_bind(v);
+        }
+        if let Some(v) = q.before_id {
+            b.push(" AND id < ").push_bind(v);
+        }
+        b.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(q.limit.clamp(1, 1000)));
+        Ok(b.build()
+            .fetch_all::<AuditRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(AuditEvent::from)
+            .collect())
+    }
+}
+
+async fn group_exists(conn: Conn<'_>, tenant_id: Uuid, group_id: Uuid) -> Result<(), StoreError> {
+    sql("SELECT id FROM groups WHERE id = $1 AND tenant_id = $2")
+        .bind(group_id)
+        .bind(tenant_id)
+        .fetch_one::<IdRow>(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn bump_group(tx: &mut WriteTx, tenant_id: Uuid, group_id: Uuid) -> Result<(), StoreError> {
+    let n = sql(
+        "UPDATE groups SET version = version + 1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
+    )
+    .bind(now())
+    .bind(group_id)
+    .bind(tenant_id)
+    .execute(tx.conn())
+    .await?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.push_bind(*id);
+    }
+}
+
+/// The ids among `ids` that are not rows of `table` in this tenant.
+async fn missing_ids(
+    tx: &mut WriteTx,
+    table: &'static str,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut missing = Vec::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let mut b = SqlBuilder::new("SELECT id FROM ");
+        b.push(table)
+            .push(" WHERE tenant_id = ")
+            .push_bind(tenant_id)
+            .push(" AND id IN (");
+        push_list(&mut b, chunk);
+        b.push(")");
+        let found: std::collections::HashSet<Uuid> = b
+            .build()
+            .fetch_all::<IdRow>(tx.conn())
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        missing.extend(chunk.iter().filter(|id| !found.contains(id)));
+    }
+    Ok(missing)
+}
