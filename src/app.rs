@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -23,17 +24,20 @@ pub fn app(state: AppState) -> Router {
         .nest("/scim/v2", scim::router(state.clone()))
         .nest("/api/v1", admin::router())
         .with_state(state)
-        // Layers run outermost-last: the request id exists before the span is opened, and the
+        // One stack, outermost first: the request id exists before the span opens, and the
         // span sees the timeout's 408 and the panic's 500 like any other response.
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
-        ))
-        .layer(axum::middleware::from_fn(ops::observe))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(ops::observe))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    config.request_timeout(),
+                ))
+                .layer(CatchPanicLayer::new())
+                .layer(DefaultBodyLimit::max(config.body_limit)),
+        )
 }
 
 /// Serves until `shutdown` resolves; then `/readyz` turns 503 at once, and after the configured

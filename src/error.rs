@@ -42,6 +42,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error("too many failed attempts")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Validation(_) => "validation_failed",
+            ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -164,6 +168,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => {
                 ApiError::Validation(vec![FieldError::new("body", e.body_text())])
             }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::BadRequest(other.body_text()),
         }
     }

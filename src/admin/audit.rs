@@ -45,7 +45,7 @@ async fn list_audit(
     // A sub-org's token reads its own org's log only.
     let org_id = match p.org_id {
         Some(org) => {
-            admin.check_org(org)?;
+            admin.org(&state, org).await?;
             Some(org)
         }
         None if admin.principal.org_id() != admin.tenant_id() => Some(admin.principal.org_id()),

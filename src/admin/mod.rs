@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::domain::audit::Actor;
+use crate::domain::org::Org;
 use crate::domain::token::TokenKind;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,16 +35,15 @@ impl AdminAuth {
         self.principal.tenant_id()
     }
 
-    /// Whether this caller may act on `org_id`. A token of the root org reaches the whole
-    /// tenant; a sub-org's token reaches its own org. Anything else looks like "not found",
-    /// never "forbidden", so ids of other orgs reveal nothing.
-    pub fn check_org(&self, org_id: Uuid) -> Result<(), ApiError> {
+    /// The org `org_id`, if this caller may act on it. A token of the root org reaches the
+    /// whole tenant; a sub-org's token reaches its own org. Anything else, including ids of
+    /// other tenants, is "not found", never "forbidden": ids reveal nothing.
+    pub async fn org(&self, state: &AppState, org_id: Uuid) -> Result<Org, ApiError> {
         let token = &self.principal.token;
-        if token.org_id == token.tenant_id || token.org_id == org_id {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound)
+        if token.org_id != token.tenant_id && token.org_id != org_id {
+            return Err(ApiError::NotFound);
         }
+        Ok(state.store.get_org(self.tenant_id(), org_id).await?)
     }
 }
 

@@ -21,10 +21,7 @@ async fn get_org(
     admin: AdminAuth,
     Path(org_id): Path<Uuid>,
 ) -> Result<ApiJson<Org>, ApiError> {
-    admin.check_org(org_id)?;
-    Ok(ApiJson(
-        state.store.get_org(admin.tenant_id(), org_id).await?,
-    ))
+    Ok(ApiJson(admin.org(&state, org_id).await?))
 }
 
 #[derive(Serialize)]
@@ -37,7 +34,7 @@ async fn list_members(
     admin: AdminAuth,
     Path(org_id): Path<Uuid>,
 ) -> Result<ApiJson<Members>, ApiError> {
-    admin.check_org(org_id)?;
+    admin.org(&state, org_id).await?;
     let members = state
         .store
         .list_memberships(admin.tenant_id(), org_id)

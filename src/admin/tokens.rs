@@ -33,7 +33,7 @@ async fn list_tokens(
     Query(params): Query<ListParams>,
 ) -> Result<ApiJson<TokenList>, ApiError> {
     let org_id = params.org_id.unwrap_or(admin.principal.org_id());
-    admin.check_org(org_id)?;
+    admin.org(&state, org_id).await?;
     let tokens = state
         .store
         .list_tokens(admin.tenant_id(), Some(org_id))
@@ -64,7 +64,7 @@ async fn create_token(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, ApiJson<CreatedToken>), ApiError> {
     let org_id = body.org_id.unwrap_or(admin.principal.org_id());
-    admin.check_org(org_id)?;
+    admin.org(&state, org_id).await?;
     if let Some(days) = body.expires_in_days
         && !(1..=3650).contains(&days)
     {
@@ -105,7 +105,7 @@ async fn revoke_token(
     if target.tenant_id != admin.tenant_id() {
         return Err(ApiError::NotFound);
     }
-    admin.check_org(target.org_id)?;
+    admin.org(&state, target.org_id).await?;
     Ok(ApiJson(
         state
             .store

@@ -1,0 +1,314 @@
+//! The `rolegate` binary as an operator uses it: org and token commands, then `serve`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
+
+struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    fn new() -> Self {
+        Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Runs the binary in the directory, on its default database (`rolegate.db` there).
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ROLEGATE_DATABASE_URL")
+            .output()
+            .expect("binary runs")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_and_help_on_every_command() {
+    let w = Workdir::new();
+    let version = w.run(&["--version"]);
+    assert!(version.status.success());
+    assert!(text(&version.stdout).starts_with("rolegate "));
+    for cmd in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["org", "--help"],
+        vec!["org", "create", "--help"],
+        vec!["org", "add-owner", "--help"],
+        vec!["token", "--help"],
+        vec!["token", "create", "--help"],
+        vec!["token", "list", "--help"],
+        vec!["token", "revoke", "--help"],
+    ] {
+        let out = w.run(&cmd);
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(text(&out.stdout).contains("Usage:"), "{cmd:?}");
+    }
+    assert!(
+        !w.dir.path().join("rolegate.db").exists(),
+        "help creates no database"
+    );
+}
+
+#[test]
+fn org_and_token_commands_print_json_and_fail_cleanly() {
+    let w = Workdir::new();
+    let migrated = w.run(&["migrate"]);
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    let org_id = org["org_id"].as_str().expect("org_id");
+    let scim = w.json(&[
+        "token",
+        "create",
+        "--org",
+        org_id,
+        "--kind",
+        "scim",
+        "--name",
+        "Okta",
+        "--expires-in",
+        "30",
+    ]);
+    assert!(
+        scim["token"]
+            .as_str()
+            .expect("token")
+            .starts_with("rg_scim_")
+    );
+    assert!(scim["id"].is_string() && scim["expires_at"].is_string());
+    let admin = w.json(&["token", "create", "--org", org_id, "--kind", "admin"]);
+    assert!(
+        admin["token"]
+            .as_str()
+            .expect("token")
+            .starts_with("rg_admin_")
+    );
+    let list = w.json(&["token", "list", "--org", org_id]);
+    assert_eq!(list.as_array().expect("array").len(), 2);
+    assert!(
+        !list
+            .to_string()
+            .contains(scim["token"].as_str().expect("token")),
+        "list never shows secrets"
+    );
+    let revoked = w.json(&["token", "revoke", "--id", scim["id"].as_str().expect("id")]);
+    assert!(revoked["revoked_at"].is_string());
+    let owner = w.json(&[
+        "org",
+        "add-owner",
+        "--org",
+        org_id,
+        "--email",
+        "second@acme.test",
+    ]);
+    assert_eq!(owner["role"], "owner");
+
+    for (args, expected) in [
+        (
+            vec!["org", "create", "--name", "X", "--owner", "not-an-email"],
+            "invalid owner",
+        ),
+        (
+            vec!["org", "create", "--name", "  ", "--owner", "a@b.test"],
+            "invalid name",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--org",
+                "0190f0f0-0000-7000-8000-000000000000",
+                "--kind",
+                "scim",
+            ],
+            "org not found",
+        ),
+        (
+            vec![
+                "token",
+                "revoke",
+                "--id",
+                "0190f0f0-0000-7000-8000-000000000000",
+            ],
+            "token not found",
+        ),
+        (
+            vec!["token", "create", "--org", org_id, "--kind", "root"],
+            "invalid value",
+        ),
+    ] {
+        let out = w.run(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "errors print nothing on stdout");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The README's flow against the real binary: tokens work where they should, are refused where
+/// they should not, revoked ones get 401 — and with logs at trace level, no secret is printed.
+#[test]
+fn serve_enforces_token_kinds_and_logs_no_secret() {
+    let w = Workdir::new();
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    let org_id = org["org_id"].as_str().expect("org_id").to_owned();
+    let scim = w.json(&["token", "create", "--org", &org_id, "--kind", "scim"])["token"]
+        .as_str()
+        .expect("t")
+        .to_owned();
+    let admin = w.json(&["token", "create", "--org", &org_id, "--kind", "admin"]);
+    let admin_secret = admin["token"].as_str().expect("t").to_owned();
+
+    let mut server = Command::new(BIN)
+        .args(["serve"])
+        .current_dir(w.dir.path())
+        .env_remove("ROLEGATE_DATABASE_URL")
+        .env("ROLEGATE_BIND", "127.0.0.1:0")
+        .env("ROLEGATE_LOG_FORMAT", "json")
+        .env("ROLEGATE_SHUTDOWN_DELAY", "0")
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let stderr = server.stderr.take().expect("stderr");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut logs = String::new();
+    let addr = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server logs 'listening'");
+        logs.push_str(&line);
+        logs.push('\n');
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "listening"
+        {
+            break v["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    let base = format!("http://{addr}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let get = |path: String, token: String| {
+            let c = c.clone();
+            async move {
+                c.get(path)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("request")
+                    .status()
+                    .as_u16()
+            }
+        };
+        let spc = format!("{base}/scim/v2/ServiceProviderConfig");
+        let org_url = format!("{base}/api/v1/orgs/{org_id}");
+        let health = c
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status()
+            .as_u16();
+        vec![
+            health,
+            get(spc.clone(), scim.clone()).await,
+            get(org_url.clone(), scim.clone()).await,
+            get(org_url.clone(), admin_secret.clone()).await,
+            get(spc.clone(), admin_secret.clone()).await,
+            get(spc.clone(), "rg_scim_wrong".into()).await,
+        ]
+    });
+    assert_eq!(statuses, [200, 200, 403, 200, 403, 401]);
+
+    // Revoke through the CLI while the server runs (same SQLite file): refused at once.
+    w.json(&["token", "revoke", "--id", admin["id"].as_str().expect("id")]);
+    let after = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/api/v1/orgs/{org_id}"))
+            .bearer_auth(&admin_secret)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(after, 401);
+
+    // SIGTERM: a clean stop.
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = server.wait().expect("exit");
+    assert!(status.success(), "graceful exit, got {status:?}");
+    reader.join().expect("reader");
+    logs.extend(lines_rx.try_iter().map(|l| l + "\n"));
+    assert!(
+        logs.contains("request finished") && logs.contains("stopped"),
+        "{logs}"
+    );
+    for secret in [&scim, &admin_secret] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token secret reached the log"
+        );
+    }
+}

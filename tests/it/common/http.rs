@@ -1,0 +1,147 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use rolegate::config::ServeArgs;
+use rolegate::domain::audit::Actor;
+use rolegate::domain::token::TokenKind;
+use rolegate::state::AppState;
+use rolegate::store::{Ctx, Store};
+use serde_json::Value;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use super::{Backend, TestDb};
+
+/// The real router over a fresh database, with one org and a SCIM and an admin token.
+pub struct TestApp {
+    /// Held so the database lives as long as the app.
+    _db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub state: AppState,
+    pub router: Router,
+    pub org_id: Uuid,
+    pub scim_token: String,
+    pub admin_token: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        Self::with_config(backend, ServeArgs::for_tests()).await
+    }
+
+    pub async fn with_config(backend: Backend, config: ServeArgs) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        let state = AppState::new(store.clone(), config);
+        let router = rolegate::app::app(state.clone());
+        let (org, _) = store
+            .create_org(&Ctx::new(Actor::Cli), "Acme", "owner@acme.test")
+            .await
+            .expect("org");
+        let mut app = TestApp {
+            _db: db,
+            store,
+            state,
+            router,
+            org_id: org.id,
+            scim_token: String::new(),
+            admin_token: String::new(),
+        };
+        app.scim_token = app.token(org.id, TokenKind::Scim).await;
+        app.admin_token = app.token(org.id, TokenKind::Admin).await;
+        app
+    }
+
+    /// Issues a token for `org_id` the way the CLI does, returning the secret.
+    pub async fn token(&self, org_id: Uuid, kind: TokenKind) -> String {
+        let org = self.store.find_org(org_id).await.expect("org");
+        let (_, secret) = rolegate::auth::issue_token(
+            self.store.as_ref(),
+            &Ctx::new(Actor::Cli),
+            org.tenant_id,
+            org_id,
+            kind,
+            Some("test"),
+            None,
+        )
+        .await
+        .expect("token");
+        secret
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.send(request(method, path, token, body, None)).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+}
+
+/// Builds a request; `from` sets the client address the way a real connection would.
+pub fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    from: Option<SocketAddr>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    let mut req = match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("request");
+    if let Some(addr) = from {
+        req.extensions_mut().insert(ConnectInfo(addr));
+    }
+    req
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary. Storage and HTTP tests run on SQLite always and on
+//! PostgreSQL when `DATABASE_URL` is set.
+
+mod cli;
+mod common;
+mod concurrency;
+mod http_auth;
+mod migrations;
+mod ops;
+mod store;

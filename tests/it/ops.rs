@@ -1,0 +1,223 @@
+//! Health, readiness, metrics, request ids, limits, shutdown, and secrets kept out of logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use clap::Parser;
+use rolegate::config::ServeArgs;
+
+use crate::common::{Backend, TestApp};
+
+async fn health_readiness_and_metrics_answer(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (health.status, health.text.as_str()),
+        (StatusCode::OK, "ok")
+    );
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    app.get("/scim/v2/ServiceProviderConfig", &app.scim_token)
+        .await;
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    for needle in [
+        "rolegate_http_requests_total{route=\"/scim/v2/ServiceProviderConfig\",method=\"GET\",status=\"200\"}",
+        "rolegate_http_request_duration_seconds_bucket{route=\"/scim/v2/ServiceProviderConfig\",method=\"GET\",le=\"0.005\"}",
+        "rolegate_db_pool_connections{state=\"in_use\"}",
+        "rolegate_db_pool_saturation",
+    ] {
+        assert!(
+            metrics.text.contains(needle),
+            "metrics lack {needle}:\n{}",
+            metrics.text
+        );
+    }
+    // Requests are labelled by route template, never by raw path.
+    assert!(!metrics.text.contains(&app.org_id.to_string()));
+    app.store.close().await;
+    assert_eq!(
+        app.call(Method::GET, "/readyz", None, None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+}
+
+async fn request_ids_are_generated_or_propagated(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let generated = app.call(Method::GET, "/healthz", None, None).await;
+    let id = generated.headers["x-request-id"].to_str().expect("ascii");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let mine = app
+        .send(
+            Request::get("/healthz")
+                .header("x-request-id", "trace-me-123")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(mine.headers["x-request-id"], "trace-me-123");
+}
+
+async fn oversized_bodies_are_refused(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.body_limit = 1024;
+    let app = TestApp::with_config(backend, config).await;
+    let big = serde_json::json!({ "kind": "scim", "name": "x".repeat(4096) });
+    let reply = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(big),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+}
+
+crate::on_both_backends!(
+    health_readiness_and_metrics_answer,
+    request_ids_are_generated_or_propagated,
+    oversized_bodies_are_refused
+);
+
+/// Over real TCP: once shutdown begins, /readyz says 503 while requests are still served, and
+/// the server then stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_before_draining_then_the_server_stops() {
+    let mut config = ServeArgs::for_tests();
+    config.shutdown_delay = 1;
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rolegate::app::serve(listener, app.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("ready")
+            .status(),
+        200
+    );
+    stop.send(()).expect("signal");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("draining")
+            .status(),
+        503
+    );
+    let served = client
+        .get(format!("{base}/scim/v2/ServiceProviderConfig"))
+        .bearer_auth(&app.scim_token)
+        .send()
+        .await
+        .expect("still serving");
+    assert_eq!(served.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs of authenticated requests, at the most verbose level, never contain a token secret.
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = TestApp::new(Backend::Sqlite).await;
+    app.get("/scim/v2/ServiceProviderConfig", &app.scim_token)
+        .await;
+    app.get(&format!("/api/v1/orgs/{}", app.org_id), &app.admin_token)
+        .await;
+    app.get("/scim/v2/ServiceProviderConfig", &app.admin_token)
+        .await;
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(serde_json::json!({ "kind": "admin" })),
+        )
+        .await;
+    let minted = created.body["token_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    app.get("/api/v1/tokens", &minted).await;
+    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(
+        logs.contains("request finished"),
+        "the capture works: {logs}"
+    );
+    for secret in [&app.scim_token, &app.admin_token, &minted] {
+        assert!(!logs.contains(secret.as_str()), "a token secret was logged");
+        assert!(
+            !logs.contains(&secret[9..]),
+            "part of a token secret was logged"
+        );
+    }
+}
+
+#[test]
+fn database_password_is_hidden_from_config_debug() {
+    let cli = rolegate::config::Cli::parse_from([
+        "rolegate",
+        "--database-url",
+        "postgres://rolegate:hunter2-secret@db.example:5432/rolegate",
+        "serve",
+    ]);
+    let shown = format!("{cli:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("db.example"));
+}
