@@ -221,3 +221,40 @@ fn database_password_is_hidden_from_config_debug() {
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(shown.contains("db.example"));
 }
+
+/// A request that does not finish in time (here: a body that never arrives) is answered 408.
+#[tokio::test]
+async fn slow_requests_time_out_with_408() {
+    let mut config = ServeArgs::for_tests();
+    config.request_timeout = 1;
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::post("/api/v1/tokens")
+        .header("authorization", format!("Bearer {}", app.admin_token))
+        .header("content-type", "application/json")
+        .body(Body::from_stream(never))
+        .expect("request");
+    let reply = tokio::time::timeout(Duration::from_secs(10), app.send(request))
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+}
+
+/// jsonwebtoken panics at first use without exactly one crypto backend, and rustls without a
+/// default provider: both are configured and work.
+#[test]
+fn crypto_backends_are_configured() {
+    rolegate::install_crypto_provider();
+    rolegate::install_crypto_provider();
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    let key = jsonwebtoken::EncodingKey::from_secret(b"test-key");
+    let claims = serde_json::json!({ "sub": "u1", "exp": 4_102_444_800u64 });
+    let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign");
+    let decoded = jsonwebtoken::decode::<serde_json::Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_secret(b"test-key"),
+        &jsonwebtoken::Validation::default(),
+    )
+    .expect("verify");
+    assert_eq!(decoded.claims["sub"], "u1");
+}
