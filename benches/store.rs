@@ -61,14 +61,7 @@ async fn run(label: &str, store: Arc<dyn Store>) {
     let concurrent = (CONCURRENT_TASKS * WRITES_PER_TASK) as f64 / started.elapsed().as_secs_f64();
 
     let minted = token::mint(TokenKind::Scim, [5; token::SECRET_BYTES]);
-    let new = NewToken {
-        org_id: org.id,
-        kind: TokenKind::Scim,
-        name: "bench".into(),
-        secret_hash: minted.hash,
-        secret_hint: minted.hint.clone(),
-        expires_at: None,
-    };
+    let new = NewToken::from_minted(org.id, TokenKind::Scim, "bench".into(), &minted, None);
     store
         .create_token(&ctx(), org.id, new)
         .await

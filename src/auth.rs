@@ -219,14 +219,7 @@ pub async fn issue_token(
     let minted = token::mint(kind, random);
     let expires_at =
         expires_in_days.map(|d| crate::domain::now() + chrono::Duration::days(i64::from(d)));
-    let new = crate::store::NewToken {
-        org_id,
-        kind,
-        name,
-        secret_hash: minted.hash,
-        secret_hint: minted.hint.clone(),
-        expires_at,
-    };
+    let new = crate::store::NewToken::from_minted(org_id, kind, name, &minted, expires_at);
     let stored = store
         .create_token(ctx, tenant_id, new)
         .await

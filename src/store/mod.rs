@@ -104,6 +104,26 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl NewToken {
+    /// The row for a freshly minted secret (whose hash and hint it keeps, never the secret).
+    pub fn from_minted(
+        org_id: Uuid,
+        kind: TokenKind,
+        name: String,
+        minted: &crate::domain::token::MintedSecret,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        NewToken {
+            org_id,
+            kind,
+            name,
+            secret_hash: minted.hash,
+            secret_hint: minted.hint.clone(),
+            expires_at,
+        }
+    }
+}
+
 /// A token found by its secret's hash, with the stored hash for the final constant-time check.
 #[derive(Debug, Clone)]
 pub struct TokenMatch {

@@ -50,14 +50,8 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
                 TokenKind::Scim,
                 [u8::try_from(i).expect("small"); token::SECRET_BYTES],
             );
-            let new = NewToken {
-                org_id: org.id,
-                kind: TokenKind::Scim,
-                name: format!("t{i}"),
-                secret_hash: minted.hash,
-                secret_hint: minted.hint,
-                expires_at: None,
-            };
+            let new =
+                NewToken::from_minted(org.id, TokenKind::Scim, format!("t{i}"), &minted, None);
             store.create_token(&ctx(), org.id, new).await?;
             store
                 .add_group_members(

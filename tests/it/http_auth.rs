@@ -65,14 +65,13 @@ async fn bad_revoked_and_expired_tokens_get_401_with_bearer_challenge(backend: B
     let app = TestApp::new(backend).await;
     let expired = {
         let minted = token::mint(TokenKind::Scim, [42; token::SECRET_BYTES]);
-        let new = NewToken {
-            org_id: app.org_id,
-            kind: TokenKind::Scim,
-            name: "old".into(),
-            secret_hash: minted.hash,
-            secret_hint: minted.hint,
-            expires_at: Some(rolegate::domain::now() - chrono::Duration::seconds(1)),
-        };
+        let new = NewToken::from_minted(
+            app.org_id,
+            TokenKind::Scim,
+            "old".into(),
+            &minted,
+            Some(rolegate::domain::now() - chrono::Duration::seconds(1)),
+        );
         app.store
             .create_token(&Ctx::new(Actor::Cli), app.org_id, new)
             .await

@@ -28,14 +28,7 @@ fn admin_ctx() -> Ctx {
 fn new_token(org_id: Uuid, kind: TokenKind, seed: u8) -> (NewToken, String) {
     let minted = token::mint(kind, [seed; token::SECRET_BYTES]);
     (
-        NewToken {
-            org_id,
-            kind,
-            name: format!("t{seed}"),
-            secret_hash: minted.hash,
-            secret_hint: minted.hint.clone(),
-            expires_at: None,
-        },
+        NewToken::from_minted(org_id, kind, format!("t{seed}"), &minted, None),
         minted.secret,
     )
 }

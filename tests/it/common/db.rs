@@ -150,45 +150,28 @@ impl TestDb {
                     pg: None,
                 }
             }
-            Backend::Postgres => {
-                let server = pg_server_url();
-                let mut admin = PgConnection::connect(&server)
-                    .await
-                    .expect("PostgreSQL reachable at DATABASE_URL");
-                let template = ensure_template(&mut admin).await;
-                sweep_leftovers(&mut admin).await;
-                let secs = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .expect("clock")
-                    .as_secs();
-                let name = format!(
-                    "{PREFIX}{secs}_{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..12]
-                );
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-                    )))
-                    .await
-                    .expect("clone template");
-                let _ = admin.close().await;
-                let url = with_database(&server, &name);
-                TestDb {
-                    backend,
-                    url,
-                    _dir: None,
-                    pg: Some((server, name)),
-                }
-            }
+            Backend::Postgres => Self::postgres(true).await,
         }
     }
 
     /// An empty PostgreSQL database with no migrations applied (for migration tests).
     pub async fn empty_postgres() -> TestDb {
+        Self::postgres(false).await
+    }
+
+    /// A new PostgreSQL database: a clone of the migrated template, or empty.
+    async fn postgres(migrated: bool) -> TestDb {
         let server = pg_server_url();
         let mut admin = PgConnection::connect(&server)
             .await
-            .expect("PostgreSQL reachable");
+            .expect("PostgreSQL reachable at DATABASE_URL");
+        let template = if migrated {
+            let template = ensure_template(&mut admin).await;
+            sweep_leftovers(&mut admin).await;
+            format!(" TEMPLATE \"{template}\"")
+        } else {
+            String::new()
+        };
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
@@ -198,9 +181,11 @@ impl TestDb {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE \"{name}\"{template}"
+            )))
             .await
-            .expect("create");
+            .expect("create test database");
         let _ = admin.close().await;
         TestDb {
             backend: Backend::Postgres,
