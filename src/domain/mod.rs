@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod group;
 pub mod org;
+pub mod permission;
 pub mod token;
 pub mod user;
 

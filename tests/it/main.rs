@@ -7,4 +7,5 @@ mod concurrency;
 mod http_auth;
 mod migrations;
 mod ops;
+mod role_matrix;
 mod store;
