@@ -100,6 +100,7 @@ impl From<StoreError> for ApiError {
                     .map(|id| FieldError::new("members", format!("unknown id {id}")))
                     .collect(),
             ),
+            StoreError::Rule(rule) => ApiError::Conflict(rule),
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod mail;
 pub mod ops;
 pub mod scim;
 pub mod state;

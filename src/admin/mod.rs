@@ -1,7 +1,9 @@
 //! The admin REST API under `/api/v1`, authenticated by an admin token.
 
 mod audit;
+mod members;
 mod orgs;
+mod products;
 mod tokens;
 
 use axum::Router;
@@ -20,6 +22,8 @@ use crate::store::Ctx;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(orgs::router())
+        .merge(members::router())
+        .merge(products::router())
         .merge(tokens::router())
         .merge(audit::router())
 }
@@ -36,14 +40,37 @@ impl AdminAuth {
     }
 
     /// The org `org_id`, if this caller may act on it. A token of the root org reaches the
-    /// whole tenant; a sub-org's token reaches its own org. Anything else, including ids of
+    /// whole tenant; a sub-org's token reaches its own org and the orgs below it. Anything else, including ids of
     /// other tenants, is "not found", never "forbidden": ids reveal nothing.
     pub async fn org(&self, state: &AppState, org_id: Uuid) -> Result<Org, ApiError> {
+        let org = state.store.get_org(self.tenant_id(), org_id).await?;
         let token = &self.principal.token;
-        if token.org_id != token.tenant_id && token.org_id != org_id {
-            return Err(ApiError::NotFound);
+        if token.org_id == token.tenant_id || token.org_id == org_id {
+            return Ok(org);
         }
-        Ok(state.store.get_org(self.tenant_id(), org_id).await?)
+        let tree = state.store.list_orgs(self.tenant_id()).await?;
+        let chain = crate::domain::org::chain_to_root(org_id, |o| {
+            tree.iter().find(|t| t.id == o).map(|t| t.parent_id)
+        });
+        if chain.contains(&token.org_id) {
+            Ok(org)
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    /// The product `product_id`, if this caller reaches its org.
+    pub async fn product(
+        &self,
+        state: &AppState,
+        product_id: Uuid,
+    ) -> Result<crate::domain::product::ProductDetail, ApiError> {
+        let detail = state
+            .store
+            .get_product(self.tenant_id(), product_id)
+            .await?;
+        self.org(state, detail.product.org_id).await?;
+        Ok(detail)
     }
 }
 

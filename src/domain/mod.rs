@@ -4,6 +4,7 @@ pub mod audit;
 pub mod group;
 pub mod org;
 pub mod permission;
+pub mod product;
 pub mod token;
 pub mod user;
 

@@ -78,3 +78,196 @@ mod tests {
         assert_eq!(OrgRole::parse("none"), None);
     }
 }
+
+/// A member's effective role in one org, and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EffectiveRole {
+    pub role: OrgRole,
+    /// The org whose membership decided the role (this org, or an ancestor).
+    pub from_org: Uuid,
+    /// Whether the member has a membership in this org itself (seed 003: "Member" rather than
+    /// "Inherited").
+    pub direct: bool,
+}
+
+/// The effective role in `chain[0]`, given the org chain from that org up to the root and the
+/// user's memberships (org → role, `None` = inherit). The nearest explicit role wins; a member
+/// with only "inherit" rows is a Member; no membership anywhere in the chain: not a member.
+pub fn effective_role(
+    chain: &[Uuid],
+    membership: impl Fn(Uuid) -> Option<Option<OrgRole>>,
+) -> Option<EffectiveRole> {
+    let this = *chain.first()?;
+    let direct = membership(this).is_some();
+    let mut nearest_member = None;
+    for org in chain {
+        match membership(*org) {
+            Some(Some(role)) => {
+                return Some(EffectiveRole {
+                    role,
+                    from_org: *org,
+                    direct,
+                });
+            }
+            Some(None) => {
+                nearest_member.get_or_insert(*org);
+            }
+            None => {}
+        }
+    }
+    nearest_member.map(|from_org| EffectiveRole {
+        role: OrgRole::Member,
+        from_org,
+        direct,
+    })
+}
+
+/// The chain from `org` up to the root, given each org's parent. Stops on a cycle or an
+/// unknown parent rather than looping (the schema forbids both; this never trusts it blindly).
+pub fn chain_to_root(org: Uuid, parent_of: impl Fn(Uuid) -> Option<Option<Uuid>>) -> Vec<Uuid> {
+    let mut chain = vec![org];
+    let mut current = org;
+    while let Some(Some(parent)) = parent_of(current) {
+        if chain.contains(&parent) {
+            break;
+        }
+        chain.push(parent);
+        current = parent;
+    }
+    chain
+}
+
+/// Orgs among `to_check` (and their descendants) left without an active Owner, given every org
+/// of the tenant `(id, parent)` and the memberships of active users who own something
+/// `(org, user, role)`. Inherited ownership counts: a root Owner owns every sub-org unless a
+/// membership nearer the sub-org says otherwise.
+pub fn orgs_without_owner(
+    orgs: &[(Uuid, Option<Uuid>)],
+    memberships: &[(Uuid, Uuid, Option<OrgRole>)],
+    to_check: &[Uuid],
+) -> Vec<Uuid> {
+    let parent = |o: Uuid| orgs.iter().find(|(id, _)| *id == o).map(|(_, p)| *p);
+    let mut subtree: Vec<Uuid> = to_check.to_vec();
+    let mut i = 0;
+    while i < subtree.len() {
+        let current = subtree[i];
+        for (child, p) in orgs {
+            if *p == Some(current) && !subtree.contains(child) {
+                subtree.push(*child);
+            }
+        }
+        i += 1;
+    }
+    let mut users: Vec<Uuid> = memberships.iter().map(|(_, u, _)| *u).collect();
+    users.sort();
+    users.dedup();
+    subtree
+        .into_iter()
+        .filter(|org| {
+            let chain = chain_to_root(*org, parent);
+            !users.iter().any(|user| {
+                let role_in = |o: Uuid| {
+                    memberships
+                        .iter()
+                        .find(|(mo, mu, _)| *mo == o && mu == user)
+                        .map(|(_, _, r)| *r)
+                };
+                effective_role(&chain, role_in).is_some_and(|r| r.role == OrgRole::Owner)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn ids() -> (Uuid, Uuid, Uuid) {
+        (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3))
+    }
+
+    #[test]
+    fn roles_inherit_down_a_three_level_tree() {
+        let (root, team, squad) = ids();
+        let parents: HashMap<Uuid, Option<Uuid>> =
+            [(root, None), (team, Some(root)), (squad, Some(team))].into();
+        let chain = chain_to_root(squad, |o| parents.get(&o).copied());
+        assert_eq!(chain, vec![squad, team, root]);
+
+        let owner_at_root: HashMap<Uuid, Option<OrgRole>> = [(root, Some(OrgRole::Owner))].into();
+        let got = effective_role(&chain, |o| owner_at_root.get(&o).copied()).expect("member");
+        assert_eq!(
+            got,
+            EffectiveRole {
+                role: OrgRole::Owner,
+                from_org: root,
+                direct: false
+            }
+        );
+
+        // "none" in the sub-org inherits; the membership makes it direct.
+        let inherit_in_squad: HashMap<Uuid, Option<OrgRole>> =
+            [(root, Some(OrgRole::Owner)), (squad, None)].into();
+        let got = effective_role(&chain, |o| inherit_in_squad.get(&o).copied()).expect("member");
+        assert_eq!(
+            got,
+            EffectiveRole {
+                role: OrgRole::Owner,
+                from_org: root,
+                direct: true
+            }
+        );
+
+        // An explicit role nearer the org wins.
+        let member_in_team: HashMap<Uuid, Option<OrgRole>> =
+            [(root, Some(OrgRole::Owner)), (team, Some(OrgRole::Member))].into();
+        let got = effective_role(&chain, |o| member_in_team.get(&o).copied()).expect("member");
+        assert_eq!(
+            got,
+            EffectiveRole {
+                role: OrgRole::Member,
+                from_org: team,
+                direct: false
+            }
+        );
+
+        // Added directly to the sub-org only: a member there, not of the parents.
+        let only_squad: HashMap<Uuid, Option<OrgRole>> = [(squad, None)].into();
+        assert_eq!(
+            effective_role(&chain, |o| only_squad.get(&o).copied()).map(|r| r.role),
+            Some(OrgRole::Member)
+        );
+        assert_eq!(
+            effective_role(&chain[1..], |o| only_squad.get(&o).copied()),
+            None
+        );
+    }
+
+    #[test]
+    fn owner_rule_counts_inherited_owners_and_nearer_overrides() {
+        let (root, team, squad) = ids();
+        let orgs = [(root, None), (team, Some(root)), (squad, Some(team))];
+        let alice = Uuid::from_u128(100);
+        let owner = [(root, alice, Some(OrgRole::Owner))];
+        assert!(orgs_without_owner(&orgs, &owner, &[root]).is_empty());
+        // Alice is only a Member in `team`: team and squad (which inherits from team) lose their Owner.
+        let overridden = [
+            (root, alice, Some(OrgRole::Owner)),
+            (team, alice, Some(OrgRole::Member)),
+        ];
+        assert_eq!(
+            orgs_without_owner(&orgs, &overridden, &[root]),
+            vec![team, squad]
+        );
+        assert!(orgs_without_owner(&orgs, &[], &[squad]) == vec![squad]);
+    }
+
+    #[test]
+    fn chain_stops_on_cycles() {
+        let (a, b, _) = ids();
+        let parents: HashMap<Uuid, Option<Uuid>> = [(a, Some(b)), (b, Some(a))].into();
+        assert_eq!(chain_to_root(a, |o| parents.get(&o).copied()), vec![a, b]);
+    }
+}

@@ -357,6 +357,10 @@ impl WriteTx {
         }
     }
 
+    pub(crate) fn has_audit(&self) -> bool {
+        !self.audit.is_empty()
+    }
+
     pub(crate) fn audit(&mut self, record: AuditRecord) {
         self.audit.push(record);
     }

@@ -7,7 +7,9 @@ mod db;
 mod postgres;
 mod queries;
 mod sqlite;
+mod team;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,10 +20,13 @@ use uuid::Uuid;
 
 pub use db::Ctx;
 
+use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::group::{Group, GroupMember, MemberKind};
-use crate::domain::org::{Org, OrgRole};
+use crate::domain::org::{EffectiveRole, Org, OrgRole};
+use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
+use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
 
@@ -35,6 +40,9 @@ pub enum StoreError {
     /// Ids that should name rows of the tenant but do not.
     #[error("unknown ids: {0:?}")]
     UnknownIds(Vec<Uuid>),
+    /// A rule of the team model refused the change; the message names the rule.
+    #[error("{0}")]
+    Rule(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -86,14 +94,6 @@ pub struct Invalidation {
     pub users: Option<Vec<Uuid>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Membership {
-    pub user: User,
-    /// `None`: inherits from the parent org.
-    pub role: Option<OrgRole>,
-    pub source: Source,
-}
-
 #[derive(Debug, Clone)]
 pub struct NewToken {
     pub org_id: Uuid,
@@ -135,6 +135,50 @@ pub struct TokenMatch {
 pub struct NewGroup {
     pub display_name: String,
     pub external_id: Option<String>,
+    pub source: Source,
+}
+
+/// What happens when a membership change would leave an org without an active Owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerRule {
+    /// Refuse the change (admin API).
+    Enforce,
+    /// Let it through with an audit warning and a metric (SCIM and login: offboarding wins).
+    Warn,
+}
+
+/// Member search: substring of e-mail or userName (case-insensitive, Unicode-aware), keyset
+/// paging by user id.
+#[derive(Debug, Clone, Default)]
+pub struct MemberQuery {
+    pub search: Option<String>,
+    pub after: Option<Uuid>,
+    /// Only this user (to read one member back).
+    pub user_id: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// A member of an org as the admin screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgMember {
+    pub user: User,
+    /// The role in this org after inheritance, and where it comes from.
+    pub effective: EffectiveRole,
+    /// The role set on this org's own membership row (`None`: inherit or not direct).
+    pub membership_role: Option<OrgRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEnvironment {
+    pub name: String,
+    pub restricted: bool,
+}
+
+/// A member's grants on one product from one source; setting them replaces that source's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductAccess {
+    pub permission_groups: Vec<Uuid>,
+    pub role: Option<Role>,
     pub source: Source,
 }
 
@@ -183,11 +227,15 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
         email: &str,
     ) -> Result<User, StoreError>;
-    async fn list_memberships(
+    /// The tenant's user with this e-mail (as e-mail or userName, case-insensitively),
+    /// created from `source` if there is none: one person, one user.
+    async fn ensure_user(
         &self,
+        ctx: &Ctx,
         tenant_id: Uuid,
-        org_id: Uuid,
-    ) -> Result<Vec<Membership>, StoreError>;
+        email: &str,
+        source: Source,
+    ) -> Result<User, StoreError>;
     async fn find_user_by_email(
         &self,
         tenant_id: Uuid,
@@ -246,6 +294,163 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Option<TokenMatch>, StoreError>;
     /// Records use of a token. Not audited: it is bookkeeping, not a change anyone made.
     async fn touch_token(&self, token_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn create_sub_org(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        parent_id: Uuid,
+        name: &str,
+    ) -> Result<Org, StoreError>;
+    async fn rename_org(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        name: &str,
+    ) -> Result<Org, StoreError>;
+    async fn list_orgs(&self, tenant_id: Uuid) -> Result<Vec<Org>, StoreError>;
+    /// Deletes an empty sub-org (no sub-orgs, products or members).
+    async fn delete_org(&self, ctx: &Ctx, tenant_id: Uuid, org_id: Uuid) -> Result<(), StoreError>;
+
+    /// Members of an org: direct ones and those inherited from its ancestors.
+    async fn list_members(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        query: &MemberQuery,
+    ) -> Result<Vec<OrgMember>, StoreError>;
+    /// Adds a user of the tenant to an org, or changes their role there (`None`: inherit).
+    async fn set_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Option<OrgRole>,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError>;
+    /// Removes a direct membership, with the grants given in that org.
+    async fn remove_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError>;
+
+    /// Creates a product with its environments and the seed presets.
+    async fn create_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        name: &str,
+        environments: &[NewEnvironment],
+    ) -> Result<ProductDetail, StoreError>;
+    async fn get_product(
+        &self,
+        tenant_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<ProductDetail, StoreError>;
+    async fn list_products(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Product>, StoreError>;
+    async fn rename_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        name: &str,
+    ) -> Result<Product, StoreError>;
+    async fn delete_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<(), StoreError>;
+
+    async fn create_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        env: &NewEnvironment,
+    ) -> Result<Environment, StoreError>;
+    async fn update_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        env_id: Uuid,
+        name: Option<&str>,
+        restricted: Option<bool>,
+    ) -> Result<Environment, StoreError>;
+    /// Deletes an environment and every access setting that named it.
+    async fn delete_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        env_id: Uuid,
+    ) -> Result<(), StoreError>;
+    async fn environment_product(
+        &self,
+        tenant_id: Uuid,
+        env_id: Uuid,
+    ) -> Result<Product, StoreError>;
+
+    /// Creates (`existing: None`) or replaces a permission group of a product.
+    async fn save_permission_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        existing: Option<Uuid>,
+        name: &str,
+        permissions: &PermissionSet,
+    ) -> Result<PermissionGroup, StoreError>;
+    /// Deletes a group; refused while grants use it unless they move to `reassign_to` in the
+    /// same transaction. Returns how many grants moved.
+    async fn delete_permission_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        reassign_to: Option<Uuid>,
+    ) -> Result<u64, StoreError>;
+    async fn permission_group_product(
+        &self,
+        tenant_id: Uuid,
+        group_id: Uuid,
+    ) -> Result<Product, StoreError>;
+
+    /// Replaces a member's grants on a product from `access.source`.
+    async fn set_product_access(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        user_id: Uuid,
+        access: &ProductAccess,
+    ) -> Result<(), StoreError>;
+    /// Sets a member's module levels in an org (`none`: inherit).
+    async fn set_module_roles(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        levels: &BTreeMap<Module, ModuleLevel>,
+    ) -> Result<(), StoreError>;
+    /// What the evaluator needs for a member on a product; `NotFound` for a non-member.
+    async fn member_facts(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<(UserFacts, ProductFacts), StoreError>;
 
     async fn list_audit(
         &self,

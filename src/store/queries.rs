@@ -10,18 +10,23 @@ use uuid::Uuid;
 
 use super::db::{Conn, Ctx, Db, Pool, SqlBuilder, WriteTx, sql};
 use super::{
-    AuditQuery, Backend, Invalidation, Membership, NewGroup, NewToken, PoolStats, Store,
-    StoreError, TokenMatch, member_kind,
+    AuditQuery, Backend, Invalidation, MemberQuery, NewEnvironment, NewGroup, NewToken, OrgMember,
+    OwnerRule, PoolStats, ProductAccess, Store, StoreError, TokenMatch, member_kind,
 };
 use crate::domain::audit::{AuditEvent, AuditRecord};
 use crate::domain::group::{Group, GroupMember};
+use std::collections::BTreeMap;
+
+use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::org::{Org, OrgRole};
+use crate::domain::permission::{Module, ModuleLevel, PermissionSet};
+use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
 
 pub(crate) struct SqlStore {
-    db: Db,
+    pub(super) db: Db,
     max_connections: u32,
 }
 
@@ -39,7 +44,7 @@ fn source(raw: &str) -> Result<Source, StoreError> {
 }
 
 #[derive(FromRow)]
-struct OrgRow {
+pub(super) struct OrgRow {
     id: Uuid,
     tenant_id: Uuid,
     parent_id: Option<Uuid>,
@@ -63,6 +68,8 @@ impl From<OrgRow> for Org {
     }
 }
 
+#[macro_export]
+#[doc(hidden)]
 macro_rules! user_columns {
     () => {
         "u.id, u.tenant_id, u.user_name, u.email, u.external_id, u.display_name, u.active, \
@@ -71,7 +78,7 @@ macro_rules! user_columns {
 }
 
 #[derive(FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: Uuid,
     tenant_id: Uuid,
     user_name: String,
@@ -105,22 +112,14 @@ impl TryFrom<UserRow> for User {
 }
 
 #[derive(FromRow)]
-struct MembershipRow {
-    #[sqlx(flatten)]
-    user: UserRow,
-    role: Option<String>,
-    membership_source: String,
-}
-
-#[derive(FromRow)]
 struct MemberRow {
     member_id: Uuid,
     member_kind: String,
 }
 
 #[derive(FromRow)]
-struct IdRow {
-    id: Uuid,
+pub(super) struct IdRow {
+    pub(super) id: Uuid,
 }
 
 #[derive(FromRow)]
@@ -220,7 +219,11 @@ impl From<AuditRow> for AuditEvent {
 /// Most ids bound in one statement; well under SQLite's parameter limit.
 const ID_CHUNK: usize = 500;
 
-async fn org_in_tenant(conn: Conn<'_>, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError> {
+pub(super) async fn org_in_tenant(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    org_id: Uuid,
+) -> Result<Org, StoreError> {
     sql(
         "SELECT id, tenant_id, parent_id, name, created_at, updated_at, version FROM orgs \
          WHERE id = $1 AND tenant_id = $2",
@@ -241,7 +244,7 @@ async fn user_by_email(
     // A person is one user whether the e-mail arrived as userName or as the e-mail attribute.
     sql(concat!(
         "SELECT ",
-        user_columns!(),
+        crate::user_columns!(),
         " FROM users u WHERE u.tenant_id = $1 AND (u.email_norm = $2 OR u.user_name_norm = $2) \
          ORDER BY u.id LIMIT 1"
     ))
@@ -253,8 +256,13 @@ async fn user_by_email(
     .transpose()
 }
 
-/// The user with this e-mail, created (source `manual`) if the tenant has none.
-async fn ensure_user(tx: &mut WriteTx, tenant_id: Uuid, email: &str) -> Result<User, StoreError> {
+/// The user with this e-mail, created (from `source`) if the tenant has none.
+async fn ensure_user(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    email: &str,
+    source: Source,
+) -> Result<User, StoreError> {
     if let Some(user) = user_by_email(tx.conn(), tenant_id, email).await? {
         return Ok(user);
     }
@@ -267,7 +275,7 @@ async fn ensure_user(tx: &mut WriteTx, tenant_id: Uuid, email: &str) -> Result<U
         external_id: None,
         display_name: None,
         active: true,
-        source: Source::Manual,
+        source,
         created_at: at,
         updated_at: at,
         version: 1,
@@ -283,7 +291,7 @@ async fn ensure_user(tx: &mut WriteTx, tenant_id: Uuid, email: &str) -> Result<U
     .bind(email)
     .bind(normalize(email))
     .bind(true)
-    .bind(Source::Manual.as_str())
+    .bind(source.as_str())
     .bind(at)
     .bind(at)
     .execute(tx.conn())
@@ -405,7 +413,7 @@ impl Store for SqlStore {
                 .org(id)
                 .after(&org),
         );
-        let owner = ensure_user(&mut tx, id, owner_email).await?;
+        let owner = ensure_user(&mut tx, id, owner_email, Source::Manual).await?;
         set_membership_role(&mut tx, id, id, owner.id, OrgRole::Owner).await?;
         tx.audit(
             AuditRecord::new("membership.set_role", "user", owner.id)
@@ -439,7 +447,7 @@ impl Store for SqlStore {
     ) -> Result<User, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         org_in_tenant(tx.conn(), tenant_id, org_id).await?;
-        let user = ensure_user(&mut tx, tenant_id, email).await?;
+        let user = ensure_user(&mut tx, tenant_id, email, Source::Manual).await?;
         let before =
             set_membership_role(&mut tx, tenant_id, org_id, user.id, OrgRole::Owner).await?;
         tx.audit(
@@ -452,33 +460,23 @@ impl Store for SqlStore {
         Ok(user)
     }
 
-    async fn list_memberships(
+    async fn ensure_user(
         &self,
+        ctx: &Ctx,
         tenant_id: Uuid,
-        org_id: Uuid,
-    ) -> Result<Vec<Membership>, StoreError> {
-        let mut h = self.db.read().await?;
-        org_in_tenant(h.conn(), tenant_id, org_id).await?;
-        let rows = sql(concat!(
-            "SELECT ",
-            user_columns!(),
-            ", m.role, m.source AS membership_source FROM memberships m \
-             JOIN users u ON u.id = m.user_id \
-             WHERE m.tenant_id = $1 AND m.org_id = $2 ORDER BY u.id"
-        ))
-        .bind(tenant_id)
-        .bind(org_id)
-        .fetch_all::<MembershipRow>(h.conn())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Membership {
-                    role: r.role.as_deref().and_then(OrgRole::parse),
-                    source: source(&r.membership_source)?,
-                    user: r.user.try_into()?,
-                })
-            })
-            .collect()
+        email: &str,
+        source: Source,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        sql("SELECT id FROM orgs WHERE id = $1 AND parent_id IS NULL")
+            .bind(tenant_id)
+            .fetch_one::<IdRow>(tx.conn())
+            .await?;
+        let user = ensure_user(&mut tx, tenant_id, email, source).await?;
+        if tx.has_audit() {
+            tx.commit().await?;
+        }
+        Ok(user)
     }
 
     async fn find_user_by_email(
@@ -801,6 +799,223 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn create_sub_org(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        parent_id: Uuid,
+        name: &str,
+    ) -> Result<Org, StoreError> {
+        self.create_sub_org_impl(ctx, tenant_id, parent_id, name)
+            .await
+    }
+
+    async fn rename_org(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        name: &str,
+    ) -> Result<Org, StoreError> {
+        self.rename_org_impl(ctx, tenant_id, org_id, name).await
+    }
+
+    async fn list_orgs(&self, tenant_id: Uuid) -> Result<Vec<Org>, StoreError> {
+        self.list_orgs_impl(tenant_id).await
+    }
+
+    async fn delete_org(&self, ctx: &Ctx, tenant_id: Uuid, org_id: Uuid) -> Result<(), StoreError> {
+        self.delete_org_impl(ctx, tenant_id, org_id).await
+    }
+
+    async fn list_members(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        query: &MemberQuery,
+    ) -> Result<Vec<OrgMember>, StoreError> {
+        self.list_members_impl(tenant_id, org_id, query).await
+    }
+
+    async fn set_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Option<OrgRole>,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError> {
+        self.set_membership_impl(ctx, tenant_id, org_id, user_id, role, rule)
+            .await
+    }
+
+    async fn remove_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError> {
+        self.remove_membership_impl(ctx, tenant_id, org_id, user_id, rule)
+            .await
+    }
+
+    async fn create_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        name: &str,
+        environments: &[NewEnvironment],
+    ) -> Result<ProductDetail, StoreError> {
+        self.create_product_impl(ctx, tenant_id, org_id, name, environments)
+            .await
+    }
+
+    async fn get_product(
+        &self,
+        tenant_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<ProductDetail, StoreError> {
+        self.get_product_impl(tenant_id, product_id).await
+    }
+
+    async fn list_products(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Product>, StoreError> {
+        self.list_products_impl(tenant_id, org_id).await
+    }
+
+    async fn rename_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        name: &str,
+    ) -> Result<Product, StoreError> {
+        self.rename_product_impl(ctx, tenant_id, product_id, name)
+            .await
+    }
+
+    async fn delete_product(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<(), StoreError> {
+        self.delete_product_impl(ctx, tenant_id, product_id).await
+    }
+
+    async fn create_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        env: &NewEnvironment,
+    ) -> Result<Environment, StoreError> {
+        self.create_environment_impl(ctx, tenant_id, product_id, env)
+            .await
+    }
+
+    async fn update_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        env_id: Uuid,
+        name: Option<&str>,
+        restricted: Option<bool>,
+    ) -> Result<Environment, StoreError> {
+        self.update_environment_impl(ctx, tenant_id, env_id, name, restricted)
+            .await
+    }
+
+    async fn delete_environment(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        env_id: Uuid,
+    ) -> Result<(), StoreError> {
+        self.delete_environment_impl(ctx, tenant_id, env_id).await
+    }
+
+    async fn environment_product(
+        &self,
+        tenant_id: Uuid,
+        env_id: Uuid,
+    ) -> Result<Product, StoreError> {
+        Ok(self.environment(tenant_id, env_id).await?.1)
+    }
+
+    async fn save_permission_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        existing: Option<Uuid>,
+        name: &str,
+        permissions: &PermissionSet,
+    ) -> Result<PermissionGroup, StoreError> {
+        self.save_permission_group_impl(ctx, tenant_id, product_id, existing, name, permissions)
+            .await
+    }
+
+    async fn delete_permission_group(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        group_id: Uuid,
+        reassign_to: Option<Uuid>,
+    ) -> Result<u64, StoreError> {
+        self.delete_permission_group_impl(ctx, tenant_id, group_id, reassign_to)
+            .await
+    }
+
+    async fn permission_group_product(
+        &self,
+        tenant_id: Uuid,
+        group_id: Uuid,
+    ) -> Result<Product, StoreError> {
+        self.permission_group_product_impl(tenant_id, group_id)
+            .await
+    }
+
+    async fn set_product_access(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        user_id: Uuid,
+        access: &ProductAccess,
+    ) -> Result<(), StoreError> {
+        self.set_product_access_impl(ctx, tenant_id, product_id, user_id, access)
+            .await
+    }
+
+    async fn set_module_roles(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        levels: &BTreeMap<Module, ModuleLevel>,
+    ) -> Result<(), StoreError> {
+        self.set_module_roles_impl(ctx, tenant_id, org_id, user_id, levels)
+            .await
+    }
+
+    async fn member_facts(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<(UserFacts, ProductFacts), StoreError> {
+        self.member_facts_impl(tenant_id, user_id, product_id).await
+    }
+
     async fn list_audit(
         &self,
         tenant_id: Uuid,
@@ -873,7 +1088,7 @@ async fn bump_group(tx: &mut WriteTx, tenant_id: Uuid, group_id: Uuid) -> Result
     }
 }
 
-fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
+pub(super) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             b.push(", ");

@@ -135,7 +135,7 @@ async fn two_sqlite_pools_on_one_file_do_not_report_busy() {
     }
     assert_eq!(
         first
-            .list_memberships(org.id, org.id)
+            .list_members(org.id, org.id, &crate::store::all_members())
             .await
             .expect("members")
             .len(),

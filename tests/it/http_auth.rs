@@ -55,7 +55,7 @@ async fn admin_token_opens_the_admin_api_and_is_forbidden_on_scim(backend: Backe
             &app.admin_token,
         )
         .await;
-    assert_eq!(members.body["members"][0]["role"], "owner");
+    assert_eq!(members.body["members"][0]["effective"]["role"], "owner");
     let refused = app.get(SPC, &app.admin_token).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     scim_error(&refused, "403");

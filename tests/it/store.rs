@@ -8,7 +8,7 @@ use rolegate::domain::audit::Actor;
 use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::org::OrgRole;
 use rolegate::domain::token::{self, TokenKind};
-use rolegate::store::{AuditQuery, Ctx, NewGroup, NewToken, Store, StoreError};
+use rolegate::store::{AuditQuery, Ctx, MemberQuery, NewGroup, NewToken, Store, StoreError};
 use uuid::Uuid;
 
 use crate::common::{Backend, TestDb};
@@ -31,6 +31,13 @@ fn new_token(org_id: Uuid, kind: TokenKind, seed: u8) -> (NewToken, String) {
         NewToken::from_minted(org_id, kind, format!("t{seed}"), &minted, None),
         minted.secret,
     )
+}
+
+pub fn all_members() -> MemberQuery {
+    MemberQuery {
+        limit: 1000,
+        ..Default::default()
+    }
 }
 
 async fn setup(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -69,11 +76,12 @@ async fn create_org_makes_a_tenant_with_an_audited_owner(backend: Backend) {
     assert_eq!(owner.user_name, "Boss@Acme.test");
     assert_eq!(owner.source, Source::Manual);
     let members = store
-        .list_memberships(org.id, org.id)
+        .list_members(org.id, org.id, &all_members())
         .await
         .expect("members");
     assert_eq!(members.len(), 1);
-    assert_eq!(members[0].role, Some(OrgRole::Owner));
+    assert_eq!(members[0].effective.role, OrgRole::Owner);
+    assert!(members[0].effective.direct);
     assert_eq!(members[0].user.id, owner.id);
     let events = store
         .list_audit(
@@ -121,7 +129,7 @@ async fn get_org_and_find_org_respect_tenants(backend: Backend) {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.list_memberships(a.id, b.id).await,
+        store.list_members(a.id, b.id, &all_members()).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -144,11 +152,15 @@ async fn add_owner_reuses_the_person_and_audits_the_change(backend: Backend) {
         .expect("add new");
     assert_ne!(second.id, first.id);
     let members = store
-        .list_memberships(org.id, org.id)
+        .list_members(org.id, org.id, &all_members())
         .await
         .expect("members");
     assert_eq!(members.len(), 2);
-    assert!(members.iter().all(|m| m.role == Some(OrgRole::Owner)));
+    assert!(
+        members
+            .iter()
+            .all(|m| m.membership_role == Some(OrgRole::Owner))
+    );
     let q = AuditQuery {
         action: Some("membership.set_role".into()),
         actor_kind: Some("admin_token".into()),

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod http;
+pub mod smtp;
 
 pub use db::{Backend, TestDb};
 pub use http::TestApp;
