@@ -46,7 +46,7 @@ impl Principal {
     }
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 /// Per-instance bookkeeping of token authentication.
 pub struct TokenAuth {
@@ -72,20 +72,20 @@ impl TokenAuth {
         }
     }
 
-    fn is_limited(&self, addr: IpAddr) -> bool {
+    pub(crate) fn is_limited(&self, addr: IpAddr) -> bool {
         self.failures
             .get(&addr)
             .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failures_per_window)
     }
 
-    fn record_failure(&self, addr: IpAddr) {
+    pub(crate) fn record_failure(&self, addr: IpAddr) {
         self.failures
             .get_with(addr, || Arc::new(AtomicU32::new(0)))
             .fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn client_addr(parts: &Parts) -> IpAddr {
+pub(crate) fn client_addr(parts: &Parts) -> IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

@@ -11,6 +11,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::domain::token::TokenKind;
+use crate::mail::SmtpUrl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (SCIM, admin API, health and metrics)
@@ -157,6 +160,20 @@ pub struct ServeArgs {
     /// Failed bearer-token attempts allowed per client address per minute; then 429
     #[arg(long, env = "ROLEGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
     pub auth_failures_per_minute: u32,
+
+    /// SMTP relay for invitation e-mails: smtp://[user:pass@]host[:port] (STARTTLS required),
+    /// smtps://… (implicit TLS) or smtp://host:port?tls=none (loopback sink). Unset: e-mails
+    /// are logged and kept in the outbox table instead of sent
+    #[arg(long, env = "ROLEGATE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SmtpUrl>,
+
+    /// Sender of invitation e-mails
+    #[arg(long, env = "ROLEGATE_SMTP_FROM", default_value = crate::mail::DEFAULT_FROM)]
+    pub smtp_from: String,
+
+    /// Days an invitation link stays valid
+    #[arg(long, env = "ROLEGATE_INVITATION_TTL_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
+    pub invitation_ttl_days: u32,
 }
 
 impl ServeArgs {
@@ -171,6 +188,9 @@ impl ServeArgs {
             shutdown_delay: 0,
             db_max_connections: 10,
             auth_failures_per_minute: 20,
+            smtp_url: None,
+            smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
+            invitation_ttl_days: 7,
         }
     }
 

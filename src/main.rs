@@ -35,7 +35,7 @@ async fn run(args: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {}: {e}", serve.bind))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(addr = %local, database = %args.database_url, backend = ?store.backend(), "listening");
-            let state = state::AppState::new(store.clone(), serve);
+            let state = state::AppState::new(store.clone(), serve).map_err(|e| e.to_string())?;
             app::serve(listener, state, app::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())?;

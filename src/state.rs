@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::TokenAuth;
 use crate::config::ServeArgs;
+use crate::mail::{MailError, Mailer};
 use crate::ops::Metrics;
 use crate::store::Store;
 
@@ -16,18 +17,21 @@ pub struct AppState {
     pub auth: Arc<TokenAuth>,
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Result<Self, MailError> {
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
-        AppState {
+        let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
+        Ok(AppState {
             store,
             config: Arc::new(config),
             auth,
             metrics: Metrics::global(),
             lifecycle: Lifecycle::default(),
-        }
+            mailer,
+        })
     }
 }
 

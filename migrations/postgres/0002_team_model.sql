@@ -58,6 +58,8 @@ CREATE TABLE invitations (
     org_id               uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
     product_id           uuid REFERENCES products (id) ON DELETE CASCADE,
     permission_group_id  uuid REFERENCES permission_groups (id) ON DELETE SET NULL,
+    -- or a built-in role (seed 002) instead of a group
+    role                 text CHECK (role IN ('viewer', 'editor', 'publisher', 'project_owner', 'administrator')),
     email                text NOT NULL,
     email_norm           text NOT NULL,
     -- SHA-256 of the current token; a resend replaces it, so the old link dies.
@@ -65,7 +67,7 @@ CREATE TABLE invitations (
     status               text NOT NULL CHECK (status IN ('pending', 'accepted', 'revoked')),
     expires_at           timestamptz NOT NULL,
     invited_by           text,
-    sent_count           integer NOT NULL DEFAULT 0,
+    sent_count           bigint NOT NULL DEFAULT 0,
     last_sent_at         timestamptz,
     accepted_at          timestamptz,
     accepted_user_id     uuid REFERENCES users (id) ON DELETE SET NULL,

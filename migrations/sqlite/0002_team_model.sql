@@ -58,6 +58,8 @@ CREATE TABLE invitations (
     org_id               BLOB NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
     product_id           BLOB REFERENCES products (id) ON DELETE CASCADE,
     permission_group_id  BLOB REFERENCES permission_groups (id) ON DELETE SET NULL,
+    -- or a built-in role (seed 002) instead of a group
+    role                 TEXT CHECK (role IN ('viewer', 'editor', 'publisher', 'project_owner', 'administrator')),
     email                TEXT NOT NULL,
     email_norm           TEXT NOT NULL,
     -- SHA-256 of the current token; a resend replaces it, so the old link dies.

@@ -1,6 +1,7 @@
 //! The admin REST API under `/api/v1`, authenticated by an admin token.
 
 mod audit;
+mod invitations;
 mod members;
 mod orgs;
 mod products;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(members::router())
         .merge(products::router())
         .merge(tokens::router())
+        .merge(invitations::router())
         .merge(audit::router())
 }
 

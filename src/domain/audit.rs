@@ -21,6 +21,11 @@ pub enum Actor {
         id: Uuid,
         email: String,
     },
+    /// Someone accepting an invitation link (before or as they become a user).
+    Invitee {
+        invitation_id: Uuid,
+        email: String,
+    },
     /// rolegate itself (e.g. expiry sweeps).
     System,
 }
@@ -32,6 +37,7 @@ impl Actor {
             Actor::AdminToken { .. } => "admin_token",
             Actor::ScimToken { .. } => "scim_token",
             Actor::User { .. } => "user",
+            Actor::Invitee { .. } => "invitee",
             Actor::System => "system",
         }
     }
@@ -41,6 +47,7 @@ impl Actor {
             Actor::AdminToken { id, .. } | Actor::ScimToken { id, .. } | Actor::User { id, .. } => {
                 Some(id.to_string())
             }
+            Actor::Invitee { invitation_id, .. } => Some(invitation_id.to_string()),
             Actor::Cli | Actor::System => None,
         }
     }
@@ -48,7 +55,7 @@ impl Actor {
     pub fn name(&self) -> Option<String> {
         match self {
             Actor::AdminToken { name, .. } | Actor::ScimToken { name, .. } => Some(name.clone()),
-            Actor::User { email, .. } => Some(email.clone()),
+            Actor::User { email, .. } | Actor::Invitee { email, .. } => Some(email.clone()),
             Actor::Cli | Actor::System => None,
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod group;
+pub mod invitation;
 pub mod org;
 pub mod permission;
 pub mod product;

@@ -4,6 +4,7 @@
 //! the change, its audit events and a cache invalidation in one transaction.
 
 mod db;
+mod invitations;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -24,6 +25,7 @@ use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::group::{Group, GroupMember, MemberKind};
+use crate::domain::invitation::Invitation;
 use crate::domain::org::{EffectiveRole, Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
@@ -180,6 +182,56 @@ pub struct ProductAccess {
     pub permission_groups: Vec<Uuid>,
     pub role: Option<Role>,
     pub source: Source,
+}
+
+/// Where invitations lead: an org, and optionally a product with a group or a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationTarget {
+    pub org_id: Uuid,
+    pub product_id: Option<Uuid>,
+    pub permission_group_id: Option<Uuid>,
+    pub role: Option<Role>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One address to invite, with the hash of its fresh link secret.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub email: String,
+    pub token_hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteOutcome {
+    Invited(Invitation),
+    /// A pending invitation existed: it got the new token (the old link died).
+    Resent(Invitation),
+    /// Already a direct member of the org: nothing to send.
+    AlreadyMember {
+        user_id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Accepted {
+        invitation: Box<Invitation>,
+        user_id: Uuid,
+    },
+    AlreadyAccepted,
+    Revoked,
+    Expired,
+}
+
+/// A copy of an e-mail for the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    /// sent | logged | failed
+    pub status: &'static str,
+    pub error: Option<String>,
 }
 
 /// Filters for the audit log; results come newest first.
@@ -451,6 +503,55 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         product_id: Uuid,
     ) -> Result<(UserFacts, ProductFacts), StoreError>;
+
+    /// Invites each address (or re-sends a pending invitation with the new token).
+    async fn invite(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        target: &InvitationTarget,
+        entries: &[NewInvitation],
+    ) -> Result<Vec<(String, InviteOutcome)>, StoreError>;
+    async fn list_invitations(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Invitation>, StoreError>;
+    async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError>;
+    /// A new token for a pending (or expired) invitation; the old link dies.
+    async fn reissue_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Invitation, StoreError>;
+    /// Revokes a pending invitation; revoking a revoked one changes nothing.
+    async fn revoke_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, StoreError>;
+    /// Finds an invitation by its link's secret hash, in any tenant: the link is the credential.
+    async fn invitation_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<Invitation>, StoreError>;
+    /// Accepts once: makes (or joins) the user, the membership and the invited group.
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        request_id: Option<String>,
+    ) -> Result<AcceptOutcome, StoreError>;
+    /// Keeps a copy of an e-mail in the outbox (audited as sent, logged or failed).
+    async fn record_mail(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError>;
 
     async fn list_audit(
         &self,

@@ -10,14 +10,16 @@ use uuid::Uuid;
 
 use super::db::{Conn, Ctx, Db, Pool, SqlBuilder, WriteTx, sql};
 use super::{
-    AuditQuery, Backend, Invalidation, MemberQuery, NewEnvironment, NewGroup, NewToken, OrgMember,
-    OwnerRule, PoolStats, ProductAccess, Store, StoreError, TokenMatch, member_kind,
+    AcceptOutcome, AuditQuery, Backend, Invalidation, InvitationTarget, InviteOutcome, MemberQuery,
+    NewEnvironment, NewGroup, NewInvitation, NewToken, OrgMember, OutboxMail, OwnerRule, PoolStats,
+    ProductAccess, Store, StoreError, TokenMatch, member_kind,
 };
 use crate::domain::audit::{AuditEvent, AuditRecord};
 use crate::domain::group::{Group, GroupMember};
 use std::collections::BTreeMap;
 
 use crate::authz::{ProductFacts, UserFacts};
+use crate::domain::invitation::Invitation;
 use crate::domain::org::{Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
@@ -257,7 +259,7 @@ async fn user_by_email(
 }
 
 /// The user with this e-mail, created (from `source`) if the tenant has none.
-async fn ensure_user(
+pub(super) async fn ensure_user(
     tx: &mut WriteTx,
     tenant_id: Uuid,
     email: &str,
@@ -1014,6 +1016,73 @@ impl Store for SqlStore {
         product_id: Uuid,
     ) -> Result<(UserFacts, ProductFacts), StoreError> {
         self.member_facts_impl(tenant_id, user_id, product_id).await
+    }
+
+    async fn invite(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        target: &InvitationTarget,
+        entries: &[NewInvitation],
+    ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
+        self.invite_impl(ctx, tenant_id, target, entries).await
+    }
+
+    async fn list_invitations(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Invitation>, StoreError> {
+        self.list_invitations_impl(tenant_id, org_id).await
+    }
+
+    async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
+        self.get_invitation_impl(tenant_id, id).await
+    }
+
+    async fn reissue_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Invitation, StoreError> {
+        self.reissue_invitation_impl(ctx, tenant_id, id, token_hash, expires_at)
+            .await
+    }
+
+    async fn revoke_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, StoreError> {
+        self.revoke_invitation_impl(ctx, tenant_id, id).await
+    }
+
+    async fn invitation_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<Invitation>, StoreError> {
+        self.invitation_by_token_impl(token_hash).await
+    }
+
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        request_id: Option<String>,
+    ) -> Result<AcceptOutcome, StoreError> {
+        self.accept_invitation_impl(token_hash, request_id).await
+    }
+
+    async fn record_mail(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError> {
+        self.record_mail_impl(ctx, tenant_id, mail).await
     }
 
     async fn list_audit(

@@ -270,7 +270,7 @@ fn grant_key(kind: &str, org_id: Uuid, product_id: Option<Uuid>, target: &str) -
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn insert_grant(
+pub(super) async fn insert_grant(
     tx: &mut WriteTx,
     tenant_id: Uuid,
     org_id: Uuid,

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod concurrency;
 mod http_auth;
+mod invitations;
 mod mail;
 mod migrations;
 mod ops;

@@ -44,7 +44,7 @@ impl TestApp {
     pub async fn with_config(backend: Backend, config: ServeArgs) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
-        let state = AppState::new(store.clone(), config);
+        let state = AppState::new(store.clone(), config).expect("state");
         let router = rolegate::app::app(state.clone());
         let (org, _) = store
             .create_org(&Ctx::new(Actor::Cli), "Acme", "owner@acme.test")
@@ -114,6 +114,14 @@ impl TestApp {
         body: Option<Value>,
     ) -> Reply {
         self.send(request(method, path, token, body, None)).await
+    }
+
+    /// Moves every pending invitation's expiry into the past, as time would.
+    pub async fn db_expire_invitations(&self) {
+        self._db
+            .raw_execute("UPDATE invitations SET expires_at = '2000-01-01T00:00:00+00:00' WHERE status = 'pending'")
+            .await
+            .expect("expire invitations");
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

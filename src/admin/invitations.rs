@@ -1,0 +1,450 @@
+//! Invitations by e-mail (seeds 000/001/003): invite a comma-separated list with an initial
+//! permission group, list, resend, revoke — and the invitee's side: look up and accept.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AdminAuth;
+use crate::auth::{WINDOW, client_addr};
+use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
+use crate::domain::permission::Role;
+use crate::domain::token::hash_secret;
+use crate::error::{ApiError, ApiJson, FieldError};
+use crate::mail::{Delivery, OutgoingMail};
+use crate::state::AppState;
+use crate::store::{
+    AcceptOutcome, Ctx, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/{org_id}/invitations", get(list).post(invite))
+        .route(
+            "/invitations/{invitation_id}",
+            axum::routing::delete(revoke),
+        )
+        .route("/invitations/{invitation_id}/resend", post(resend))
+        .route("/invitations/accept", get(look_up).post(accept))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    /// Comma-separated addresses, as typed into the invite screen.
+    emails: String,
+    product_id: Option<Uuid>,
+    /// A permission group of the product, or a built-in role's id.
+    permission_group_id: Option<Uuid>,
+    role: Option<Role>,
+}
+
+#[derive(Serialize)]
+struct AddressResult {
+    email: String,
+    /// invited | resent | already_member | duplicate | invalid
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invitation: Option<Invitation>,
+    /// How the e-mail went: sent | logged (no SMTP configured) | failed
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct InviteResults {
+    results: Vec<AddressResult>,
+}
+
+fn random_secret() -> Result<(String, [u8; 32]), ApiError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    Ok(invitation::mint_secret(random))
+}
+
+fn expiry(state: &AppState) -> DateTime<Utc> {
+    crate::domain::now() + chrono::Duration::days(i64::from(state.config.invitation_ttl_days))
+}
+
+/// Builds the link from `ROLEGATE_PUBLIC_URL`, never from the request's Host header.
+fn accept_link(state: &AppState, secret: &str) -> Result<url::Url, ApiError> {
+    let mut link = state
+        .config
+        .public_url()
+        .join("api/v1/invitations/accept")
+        .map_err(|e| ApiError::Internal(format!("bad public URL: {e}")))?;
+    link.query_pairs_mut().append_pair("token", secret);
+    Ok(link)
+}
+
+/// Sends the invitation e-mail and keeps a copy in the outbox. A failed send is reported per
+/// address, never as a failure of the whole request: the invitation exists and can be resent.
+async fn send_invitation(
+    state: &AppState,
+    ctx: &Ctx,
+    org_name: &str,
+    invitation: &Invitation,
+    secret: &str,
+) -> Result<&'static str, ApiError> {
+    let link = accept_link(state, secret)?;
+    let inviter = ctx
+        .actor
+        .name()
+        .unwrap_or_else(|| "An administrator".into());
+    let mail = OutgoingMail {
+        to: invitation.email.clone(),
+        subject: format!("You are invited to {org_name}"),
+        text_body: format!(
+            "{inviter} invited you to join {org_name}.\n\nAccept the invitation:\n{link}\n\n\
+             The link works once and expires on {} (UTC).\n",
+            invitation.expires_at.format("%Y-%m-%d %H:%M")
+        ),
+    };
+    let (status, error) = match state.mailer.send(&mail).await {
+        Ok(Delivery::Sent) => ("sent", None),
+        Ok(Delivery::LoggedOnly) => ("logged", None),
+        Err(e) => {
+            tracing::warn!(error = %e, invitation_id = %invitation.id, "invitation e-mail not sent");
+            ("failed", Some(e.to_string()))
+        }
+    };
+    // Without SMTP the outbox is the only copy an operator can forward; otherwise keep no live
+    // link in the database.
+    let stored_body = if status == "logged" {
+        mail.text_body.clone()
+    } else {
+        mail.text_body.replace(secret, "[redacted]")
+    };
+    let copy = OutboxMail {
+        recipient: mail.to.clone(),
+        subject: mail.subject.clone(),
+        body: stored_body,
+        status,
+        error,
+    };
+    state
+        .store
+        .record_mail(ctx, invitation.tenant_id, &copy)
+        .await?;
+    Ok(status)
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(org_id): Path<Uuid>,
+    ApiJson(body): ApiJson<InviteBody>,
+) -> Result<(StatusCode, ApiJson<InviteResults>), ApiError> {
+    let org = admin.org(&state, org_id).await?;
+    let listed = invitation::parse_address_list(&body.emails);
+    if listed.is_empty() {
+        return Err(ApiError::invalid(
+            "emails",
+            "must list at least one address",
+        ));
+    }
+    let mut role = body.role;
+    let mut group = None;
+    if let Some(product_id) = body.product_id {
+        let detail = admin.product(&state, product_id).await?;
+        if detail.product.org_id != org_id {
+            return Err(ApiError::invalid(
+                "product_id",
+                "must be a product of this organization",
+            ));
+        }
+        if let Some(gid) = body.permission_group_id {
+            match detail.permission_groups.iter().find(|g| g.id == gid) {
+                Some(g) if g.role.is_some() => role = g.role,
+                Some(_) => group = Some(gid),
+                None => {
+                    return Err(ApiError::invalid(
+                        "permission_group_id",
+                        "must be a permission group of the product",
+                    ));
+                }
+            }
+        }
+    } else if body.permission_group_id.is_some() || body.role.is_some() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "product_id",
+            "is required with a permission group or role",
+        )]));
+    }
+    let target = InvitationTarget {
+        org_id,
+        product_id: body.product_id,
+        permission_group_id: group,
+        role,
+        expires_at: expiry(&state),
+    };
+    let mut results = Vec::new();
+    let mut entries = Vec::new();
+    let mut secrets = Vec::new();
+    for entry in listed {
+        match entry {
+            ListedAddress::Valid(email) => {
+                let (secret, hash) = random_secret()?;
+                entries.push(NewInvitation {
+                    email: email.clone(),
+                    token_hash: hash,
+                });
+                secrets.push((email, secret));
+            }
+            ListedAddress::Duplicate(email) => results.push(AddressResult {
+                email,
+                status: "duplicate",
+                error: Some("listed more than once"),
+                invitation: None,
+                delivery: None,
+            }),
+            ListedAddress::Invalid { input, reason } => results.push(AddressResult {
+                email: input,
+                status: "invalid",
+                error: Some(reason),
+                invitation: None,
+                delivery: None,
+            }),
+        }
+    }
+    let outcomes = if entries.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .store
+            .invite(&admin.ctx, admin.tenant_id(), &target, &entries)
+            .await?
+    };
+    for ((email, outcome), (_, secret)) in outcomes.into_iter().zip(secrets) {
+        let (status, invitation) = match outcome {
+            InviteOutcome::Invited(i) => ("invited", i),
+            InviteOutcome::Resent(i) => ("resent", i),
+            InviteOutcome::AlreadyMember { .. } => {
+                results.push(AddressResult {
+                    email,
+                    status: "already_member",
+                    error: None,
+                    invitation: None,
+                    delivery: None,
+                });
+                continue;
+            }
+        };
+        let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
+        results.push(AddressResult {
+            email,
+            status,
+            error: None,
+            invitation: Some(invitation),
+            delivery: Some(delivery),
+        });
+    }
+    Ok((StatusCode::OK, ApiJson(InviteResults { results })))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    status: Option<InvitationStatus>,
+}
+
+#[derive(Serialize)]
+struct InvitationList {
+    invitations: Vec<Invitation>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(org_id): Path<Uuid>,
+    Query(p): Query<ListParams>,
+) -> Result<ApiJson<InvitationList>, ApiError> {
+    admin.org(&state, org_id).await?;
+    let mut invitations = state
+        .store
+        .list_invitations(admin.tenant_id(), org_id)
+        .await?;
+    if let Some(status) = p.status {
+        invitations.retain(|i| i.status == status);
+    }
+    Ok(ApiJson(InvitationList { invitations }))
+}
+
+async fn invitation_in_reach(
+    state: &AppState,
+    admin: &AdminAuth,
+    id: Uuid,
+) -> Result<Invitation, ApiError> {
+    let invitation = state.store.get_invitation(admin.tenant_id(), id).await?;
+    admin.org(state, invitation.org_id).await?;
+    Ok(invitation)
+}
+
+/// A new link (the old one dies), sent again.
+async fn resend(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<AddressResult>, ApiError> {
+    let current = invitation_in_reach(&state, &admin, id).await?;
+    let org = admin.org(&state, current.org_id).await?;
+    let (secret, hash) = random_secret()?;
+    let invitation = state
+        .store
+        .reissue_invitation(&admin.ctx, admin.tenant_id(), id, &hash, expiry(&state))
+        .await?;
+    let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
+    Ok(ApiJson(AddressResult {
+        email: invitation.email.clone(),
+        status: "resent",
+        error: None,
+        invitation: Some(invitation),
+        delivery: Some(delivery),
+    }))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<Invitation>, ApiError> {
+    invitation_in_reach(&state, &admin, id).await?;
+    Ok(ApiJson(
+        state
+            .store
+            .revoke_invitation(&admin.ctx, admin.tenant_id(), id)
+            .await?,
+    ))
+}
+
+/// The invitee's credential: the link's token, from the query (`?token=`) or a JSON body.
+struct InvitationToken {
+    hash: [u8; 32],
+    request_id: Option<String>,
+    addr: std::net::IpAddr,
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+impl FromRequestParts<AppState> for InvitationToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let addr = client_addr(parts);
+        if state.auth.is_limited(addr) {
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: WINDOW.as_secs(),
+            });
+        }
+        let Query(TokenParam { token }) = Query::<TokenParam>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let token = token
+            .filter(|t| t.starts_with(invitation::SECRET_PREFIX))
+            .ok_or_else(|| {
+                state.auth.record_failure(addr);
+                ApiError::NotFound
+            })?;
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(InvitationToken {
+            hash: hash_secret(&token),
+            request_id,
+            addr,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct InvitationView {
+    email: String,
+    org_id: Uuid,
+    org_name: String,
+    product_id: Option<Uuid>,
+    status: InvitationStatus,
+    expires_at: DateTime<Utc>,
+}
+
+/// Shows what the link is for, without using it up (mail scanners follow links with GET).
+async fn look_up(
+    State(state): State<AppState>,
+    token: InvitationToken,
+) -> Result<ApiJson<InvitationView>, ApiError> {
+    let Some(found) = state.store.invitation_by_token(&token.hash).await? else {
+        state.auth.record_failure(token.addr);
+        return Err(ApiError::NotFound);
+    };
+    let org = state.store.get_org(found.tenant_id, found.org_id).await?;
+    Ok(ApiJson(InvitationView {
+        email: found.email,
+        org_id: org.id,
+        org_name: org.name,
+        product_id: found.product_id,
+        status: found.status,
+        expires_at: found.expires_at,
+    }))
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    user_id: Uuid,
+    org_id: Uuid,
+    product_id: Option<Uuid>,
+    permission_group_id: Option<Uuid>,
+    role: Option<Role>,
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    token: InvitationToken,
+) -> Result<ApiJson<Accepted>, ApiError> {
+    let outcome = match state
+        .store
+        .accept_invitation(&token.hash, token.request_id)
+        .await
+    {
+        Err(crate::store::StoreError::NotFound) => {
+            state.auth.record_failure(token.addr);
+            return Err(ApiError::NotFound);
+        }
+        other => other?,
+    };
+    match outcome {
+        AcceptOutcome::Accepted {
+            invitation,
+            user_id,
+        } => Ok(ApiJson(Accepted {
+            user_id,
+            org_id: invitation.org_id,
+            product_id: invitation.product_id,
+            permission_group_id: invitation.permission_group_id,
+            role: invitation.role,
+        })),
+        AcceptOutcome::AlreadyAccepted => Err(ApiError::Conflict(
+            "this invitation has already been accepted".into(),
+        )),
+        AcceptOutcome::Revoked => Err(ApiError::Gone(
+            "invitation_revoked",
+            "this invitation was revoked",
+        )),
+        AcceptOutcome::Expired => Err(ApiError::Gone(
+            "invitation_expired",
+            "this invitation has expired: ask for a new one",
+        )),
+    }
+}

@@ -1,0 +1,418 @@
+//! Invitations: pending → accepted | revoked (expired is derived), resend with a new token,
+//! single-use acceptance; plus the mail outbox.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::db::{Conn, Ctx, WriteTx, sql};
+use super::queries::{SqlStore, ensure_user, org_in_tenant};
+use super::team::insert_grant;
+use super::{
+    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, StoreError,
+};
+use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
+use crate::domain::permission::Role;
+use crate::domain::{Source, normalize, now};
+
+macro_rules! invitation_columns {
+    () => {
+        "id, tenant_id, org_id, product_id, permission_group_id, role, email, status, expires_at, \
+         invited_by, sent_count, last_sent_at, accepted_at, accepted_user_id, created_at"
+    };
+}
+
+#[derive(FromRow)]
+struct InvitationRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    product_id: Option<Uuid>,
+    permission_group_id: Option<Uuid>,
+    role: Option<String>,
+    email: String,
+    status: String,
+    expires_at: DateTime<Utc>,
+    invited_by: Option<String>,
+    sent_count: i64,
+    last_sent_at: Option<DateTime<Utc>>,
+    accepted_at: Option<DateTime<Utc>>,
+    accepted_user_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl InvitationRow {
+    fn into_invitation(self, at: DateTime<Utc>) -> Result<Invitation, StoreError> {
+        Ok(Invitation {
+            status: status_at(&self.status, self.expires_at, at).ok_or_else(|| {
+                StoreError::Other(format!("unknown invitation status {}", self.status))
+            })?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            org_id: self.org_id,
+            product_id: self.product_id,
+            permission_group_id: self.permission_group_id,
+            role: self.role.as_deref().and_then(Role::parse),
+            email: self.email,
+            expires_at: self.expires_at,
+            invited_by: self.invited_by,
+            sent_count: self.sent_count,
+            last_sent_at: self.last_sent_at,
+            accepted_at: self.accepted_at,
+            accepted_user_id: self.accepted_user_id,
+            created_at: self.created_at,
+        })
+    }
+}
+
+async fn by_id(conn: Conn<'_>, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
+    sql(concat!(
+        "SELECT ",
+        invitation_columns!(),
+        " FROM invitations WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_one::<InvitationRow>(conn)
+    .await?
+    .into_invitation(now())
+}
+
+async fn replace_token(
+    tx: &mut WriteTx,
+    id: Uuid,
+    token_hash: &[u8; 32],
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let at = now();
+    sql("UPDATE invitations SET token_hash = $1, expires_at = $2, sent_count = sent_count + 1, last_sent_at = $3, \
+         updated_at = $3 WHERE id = $4")
+    .bind(token_hash.as_slice())
+    .bind(expires_at)
+    .bind(at)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) async fn invite_impl(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        target: &InvitationTarget,
+        entries: &[NewInvitation],
+    ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        org_in_tenant(tx.conn(), tenant_id, target.org_id).await?;
+        let at = now();
+        let mut results = Vec::new();
+        for entry in entries {
+            let norm = normalize(&entry.email);
+            #[derive(FromRow)]
+            struct Direct {
+                user_id: Uuid,
+            }
+            let member = sql(
+                "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+                              WHERE m.org_id = $1 AND (u.email_norm = $2 OR u.user_name_norm = $2)",
+            )
+            .bind(target.org_id)
+            .bind(norm.as_str())
+            .fetch_optional::<Direct>(tx.conn())
+            .await?;
+            if let Some(Direct { user_id }) = member {
+                results.push((
+                    entry.email.clone(),
+                    InviteOutcome::AlreadyMember { user_id },
+                ));
+                continue;
+            }
+            #[derive(FromRow)]
+            struct Pending {
+                id: Uuid,
+            }
+            let pending = sql("SELECT id FROM invitations WHERE org_id = $1 AND email_norm = $2 AND status = 'pending'")
+                .bind(target.org_id)
+                .bind(norm.as_str())
+                .fetch_optional::<Pending>(tx.conn())
+                .await?;
+            if let Some(Pending { id }) = pending {
+                // Inviting again re-sends: a new link, and the old one dies.
+                replace_token(&mut tx, id, &entry.token_hash, target.expires_at).await?;
+                tx.audit(
+                    AuditRecord::new("invitation.resend", "invitation", id).org(target.org_id),
+                );
+                results.push((
+                    entry.email.clone(),
+                    InviteOutcome::Resent(by_id(tx.conn(), tenant_id, id).await?),
+                ));
+                continue;
+            }
+            let id = Uuid::now_v7();
+            sql("INSERT INTO invitations (id, tenant_id, org_id, product_id, permission_group_id, role, email, email_norm, \
+                 token_hash, status, expires_at, invited_by, sent_count, last_sent_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, 1, $12, $12, $12)")
+            .bind(id)
+            .bind(tenant_id)
+            .bind(target.org_id)
+            .bind(target.product_id)
+            .bind(target.permission_group_id)
+            .bind(target.role.map(Role::as_str))
+            .bind(entry.email.as_str())
+            .bind(norm.as_str())
+            .bind(entry.token_hash.as_slice())
+            .bind(target.expires_at)
+            .bind(ctx.actor.name())
+            .bind(at)
+            .execute(tx.conn())
+            .await?;
+            let invitation = by_id(tx.conn(), tenant_id, id).await?;
+            let mut record = AuditRecord::new("invitation.create", "invitation", id)
+                .org(target.org_id)
+                .after(&invitation);
+            record.product_id = target.product_id;
+            tx.audit(record);
+            results.push((entry.email.clone(), InviteOutcome::Invited(invitation)));
+        }
+        if tx.has_audit() {
+            tx.commit().await?;
+        }
+        Ok(results)
+    }
+
+    pub(super) async fn list_invitations_impl(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Invitation>, StoreError> {
+        let mut h = self.db.read().await?;
+        org_in_tenant(h.conn(), tenant_id, org_id).await?;
+        let at = now();
+        sql(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM invitations WHERE tenant_id = $1 AND org_id = $2 ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .bind(org_id)
+        .fetch_all::<InvitationRow>(h.conn())
+        .await?
+        .into_iter()
+        .map(|r| r.into_invitation(at))
+        .collect()
+    }
+
+    pub(super) async fn get_invitation_impl(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, StoreError> {
+        let mut h = self.db.read().await?;
+        by_id(h.conn(), tenant_id, id).await
+    }
+
+    pub(super) async fn reissue_invitation_impl(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Invitation, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let current = by_id(tx.conn(), tenant_id, id).await?;
+        if !matches!(
+            current.status,
+            InvitationStatus::Pending | InvitationStatus::Expired
+        ) {
+            return Err(StoreError::Rule(
+                format!(
+                    "only a pending invitation can be resent (this one is {:?})",
+                    current.status
+                )
+                .to_lowercase(),
+            ));
+        }
+        replace_token(&mut tx, id, token_hash, expires_at).await?;
+        tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
+        let updated = by_id(tx.conn(), tenant_id, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub(super) async fn revoke_invitation_impl(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let current = by_id(tx.conn(), tenant_id, id).await?;
+        match current.status {
+            InvitationStatus::Revoked => return Ok(current),
+            InvitationStatus::Accepted => {
+                return Err(StoreError::Rule(
+                    "an accepted invitation cannot be revoked".into(),
+                ));
+            }
+            InvitationStatus::Pending | InvitationStatus::Expired => {}
+        }
+        sql("UPDATE invitations SET status = 'revoked', updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("invitation.revoke", "invitation", id)
+                .org(current.org_id)
+                .before(&current),
+        );
+        let revoked = by_id(tx.conn(), tenant_id, id).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    pub(super) async fn invitation_by_token_impl(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<Invitation>, StoreError> {
+        let mut h = self.db.read().await?;
+        sql(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM invitations WHERE token_hash = $1"
+        ))
+        .bind(token_hash.as_slice())
+        .fetch_optional::<InvitationRow>(h.conn())
+        .await?
+        .map(|r| r.into_invitation(now()))
+        .transpose()
+    }
+
+    pub(super) async fn accept_invitation_impl(
+        &self,
+        token_hash: &[u8; 32],
+        request_id: Option<String>,
+    ) -> Result<AcceptOutcome, StoreError> {
+        let Some(found) = self.invitation_by_token_impl(token_hash).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let ctx = Ctx::new(Actor::Invitee {
+            invitation_id: found.id,
+            email: found.email.clone(),
+        })
+        .with_request_id(request_id);
+        let mut tx = self.db.begin_write(&ctx, found.tenant_id).await?;
+        // Re-read inside the transaction: a concurrent accept or revoke may have won.
+        let invitation = by_id(tx.conn(), found.tenant_id, found.id).await?;
+        match invitation.status {
+            InvitationStatus::Accepted => return Ok(AcceptOutcome::AlreadyAccepted),
+            InvitationStatus::Revoked => return Ok(AcceptOutcome::Revoked),
+            InvitationStatus::Expired => return Ok(AcceptOutcome::Expired),
+            InvitationStatus::Pending => {}
+        }
+        let at = now();
+        // The status guard makes the token single-use even against a racing request.
+        let claimed = sql(
+            "UPDATE invitations SET status = 'accepted', accepted_at = $1, updated_at = $1 \
+                           WHERE id = $2 AND status = 'pending' AND token_hash = $3",
+        )
+        .bind(at)
+        .bind(invitation.id)
+        .bind(token_hash.as_slice())
+        .execute(tx.conn())
+        .await?;
+        if claimed == 0 {
+            return Ok(AcceptOutcome::AlreadyAccepted);
+        }
+        let tenant_id = invitation.tenant_id;
+        let user = ensure_user(&mut tx, tenant_id, &invitation.email, Source::Invite).await?;
+        sql("UPDATE invitations SET accepted_user_id = $1 WHERE id = $2")
+            .bind(user.id)
+            .bind(invitation.id)
+            .execute(tx.conn())
+            .await?;
+        sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'member', 'invite', $4, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
+        .bind(tenant_id)
+        .bind(invitation.org_id)
+        .bind(user.id)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        if let Some(product_id) = invitation.product_id {
+            if let Some(group) = invitation.permission_group_id {
+                insert_grant(
+                    &mut tx,
+                    tenant_id,
+                    invitation.org_id,
+                    user.id,
+                    "permission_group",
+                    Some(product_id),
+                    &group.to_string(),
+                    None,
+                    Source::Invite,
+                )
+                .await?;
+            }
+            if let Some(role) = invitation.role {
+                insert_grant(
+                    &mut tx,
+                    tenant_id,
+                    invitation.org_id,
+                    user.id,
+                    "role",
+                    Some(product_id),
+                    role.as_str(),
+                    None,
+                    Source::Invite,
+                )
+                .await?;
+            }
+        }
+        let mut record = AuditRecord::new("invitation.accept", "invitation", invitation.id)
+            .org(invitation.org_id)
+            .after(json!({ "user_id": user.id, "permission_group_id": invitation.permission_group_id, "role": invitation.role }));
+        record.product_id = invitation.product_id;
+        tx.audit(record);
+        tx.invalidate_user(user.id);
+        let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
+        tx.commit().await?;
+        Ok(AcceptOutcome::Accepted {
+            invitation: Box::new(accepted),
+            user_id: user.id,
+        })
+    }
+
+    pub(super) async fn record_mail_impl(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let id = Uuid::now_v7();
+        sql("INSERT INTO outbox (id, tenant_id, recipient, subject, body, status, error, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(id)
+        .bind(tenant_id)
+        .bind(mail.recipient.as_str())
+        .bind(mail.subject.as_str())
+        .bind(mail.body.as_str())
+        .bind(mail.status)
+        .bind(mail.error.clone())
+        .bind(now())
+        .execute(tx.conn())
+        .await?;
+        // The body holds a live invitation link: the audit log records that mail went out, not what it said.
+        tx.audit(AuditRecord::new("mail.send", "mail", id).after(
+            json!({ "to": mail.recipient, "subject": mail.subject, "status": mail.status, "error": mail.error }),
+        ));
+        tx.commit().await?;
+        Ok(())
+    }
+}
