@@ -22,7 +22,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .nest("/scim/v2", scim::router(state.clone()))
-        .nest("/api/v1", admin::router())
+        // Mounted at `admin::BASE_PATH` (`/api/v1`) by `admin::router()` itself, so that its
+        // OpenAPI document's paths are the full ones.
+        .merge(admin::router())
         .with_state(state)
         // One stack, outermost first: the request id exists before the span opens, and the
         // span sees the timeout's 408 and the panic's 500 like any other response.

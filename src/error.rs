@@ -5,16 +5,43 @@ use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::auth::AuthFailure;
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One invalid input: which field (a JSON path such as `environments[1].name`, or a query
+/// parameter) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
+}
+
+// Documentation for the OpenAPI document only: `ApiError::into_response` builds the body with
+// `json!`, and a test below holds the two together.
+/// The body of every admin API error.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `invitation_revoked`, `invitation_expired`, `validation_failed`,
+    /// `payload_too_large`, `too_many_requests`, `unavailable` or `internal`.
+    pub code: String,
+    /// For people; may change between versions.
+    pub message: String,
+    /// Present with `validation_failed` only: every invalid field.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub fields: Option<Vec<FieldError>>,
 }
 
 impl FieldError {
@@ -183,5 +210,50 @@ impl From<JsonRejection> for ApiError {
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(err: ApiError) -> (StatusCode, ErrorBody) {
+        let response = err.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status}: {e}: {}", String::from_utf8_lossy(&bytes)));
+        (status, body)
+    }
+
+    /// `ErrorBody` documents the error format in the OpenAPI document: every variant's body
+    /// must parse as one (it denies unknown fields), with `fields` exactly on validation errors.
+    #[tokio::test]
+    async fn every_error_body_matches_the_documented_schema() {
+        let all = [
+            ApiError::BadRequest("x".into()),
+            ApiError::Unauthorized("missing bearer token"),
+            ApiError::Forbidden("no"),
+            ApiError::NotFound,
+            ApiError::Conflict("x".into()),
+            ApiError::Gone("invitation_revoked", "revoked"),
+            ApiError::invalid("name", "must not be empty"),
+            ApiError::PayloadTooLarge,
+            ApiError::TooManyRequests {
+                retry_after_secs: 60,
+            },
+            ApiError::Unavailable,
+            ApiError::Internal("secret detail".into()),
+        ];
+        for err in all {
+            let code = err.code();
+            let validation = matches!(err, ApiError::Validation(_));
+            let (status, body) = body_of(err).await;
+            assert!(status.is_client_error() || status.is_server_error());
+            assert_eq!(body.error.code, code);
+            assert_eq!(body.error.fields.is_some(), validation, "{code}");
+        }
     }
 }

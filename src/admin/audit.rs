@@ -1,47 +1,72 @@
-use axum::Router;
 use axum::extract::{Query, State};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadParams, ServerErrors};
 use crate::domain::audit::AuditEvent;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 use crate::store::AuditQuery;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list_audit))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(list_audit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Params {
+    /// Only this org's events. Default: the whole tenant for a root-org token, the token's own
+    /// org otherwise.
     org_id: Option<Uuid>,
+    /// e.g. `admin_token`, `scim_token`, `user`, `invitee`, `cli`, `system`.
     actor_kind: Option<String>,
     actor_id: Option<String>,
+    /// e.g. `org.create`.
     action: Option<String>,
+    /// Events at or after this time.
     since: Option<DateTime<Utc>>,
+    /// Events before this time.
     until: Option<DateTime<Utc>>,
     /// Cursor from a previous page's `next`.
     before: Option<Uuid>,
+    /// Page size, 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct Page {
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
     events: Vec<AuditEvent>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
+    /// Pass as `before` for the next (older) page; null on the last page.
     next: Option<Uuid>,
 }
 
 const DEFAULT_LIMIT: u32 = 100;
 
+/// The audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(Params),
+    responses(
+        (status = 200, description = "A page of events, newest first.", body = AuditPage),
+        (status = 404, description = "`org_id` is not an org within reach.", body = ErrorBody),
+        (status = 422, description = "`limit` out of range.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list_audit(
     State(state): State<AppState>,
     admin: AdminAuth,
     Query(p): Query<Params>,
-) -> Result<ApiJson<Page>, ApiError> {
+) -> Result<ApiJson<AuditPage>, ApiError> {
     // A sub-org's token reads its own org's log only.
     let org_id = match p.org_id {
         Some(org) => {
@@ -70,5 +95,5 @@ async fn list_audit(
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.id))
         .flatten();
-    Ok(ApiJson(Page { events, next }))
+    Ok(ApiJson(AuditPage { events, next }))
 }

@@ -1,64 +1,72 @@
 //! Invitations by e-mail (seeds 000/001/003): invite a comma-separated list with an initial
 //! permission group, list, resend, revoke — and the invitee's side: look up and accept.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
 use crate::auth::{WINDOW, client_addr};
 use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
 use crate::domain::permission::Role;
 use crate::domain::token::hash_secret;
-use crate::error::{ApiError, ApiJson, FieldError};
+use crate::error::{ApiError, ApiJson, ErrorBody, FieldError};
 use crate::mail::{Delivery, OutgoingMail};
 use crate::state::AppState;
 use crate::store::{
     AcceptOutcome, Ctx, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail,
 };
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{org_id}/invitations", get(list).post(invite))
-        .route(
-            "/invitations/{invitation_id}",
-            axum::routing::delete(revoke),
-        )
-        .route("/invitations/{invitation_id}/resend", post(resend))
-        .route("/invitations/accept", get(look_up).post(accept))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, invite))
+        .routes(routes!(revoke))
+        .routes(routes!(resend))
+        .routes(routes!(look_up, accept))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteBody {
     /// Comma-separated addresses, as typed into the invite screen.
     emails: String,
+    /// A product of this org, to grant access to on acceptance.
     product_id: Option<Uuid>,
     /// A permission group of the product, or a built-in role's id.
     permission_group_id: Option<Uuid>,
+    /// A built-in role on the product (with `product_id`).
     role: Option<Role>,
 }
 
-#[derive(Serialize)]
+/// What became of one listed address.
+#[derive(Serialize, ToSchema)]
 struct AddressResult {
     email: String,
     /// invited | resent | already_member | duplicate | invalid
+    #[schema(examples("invited", "resent", "already_member", "duplicate", "invalid"))]
     status: &'static str,
+    /// Why a `duplicate` or `invalid` address was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     error: Option<&'static str>,
+    /// With `invited` and `resent`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     invitation: Option<Invitation>,
     /// How the e-mail went: sent | logged (no SMTP configured) | failed
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, examples("sent", "logged", "failed"))]
     delivery: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InviteResults {
     results: Vec<AddressResult>,
 }
@@ -136,6 +144,23 @@ async fn send_invitation(
     Ok(status)
 }
 
+/// Invites a comma-separated list of addresses to the org, optionally with access to a product.
+///
+/// Each address gets its own result; an address with a pending invitation gets a new link.
+/// A failed e-mail is reported per address: the invitation exists and can be resent.
+#[utoipa::path(
+    post,
+    path = "/orgs/{org_id}/invitations",
+    tag = "invitations",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    request_body = InviteBody,
+    responses(
+        (status = 200, description = "One result per listed address.", body = InviteResults),
+        (status = 404, description = "No such org, or no such product, within reach.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn invite(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -249,16 +274,31 @@ async fn invite(
     Ok((StatusCode::OK, ApiJson(InviteResults { results })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only invitations in this state.
     status: Option<InvitationStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InvitationList {
     invitations: Vec<Invitation>,
 }
 
+/// The org's invitations.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/invitations",
+    tag = "invitations",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ListParams),
+    responses(
+        (status = 200, description = "The invitations, in every state unless `status` is given.", body = InvitationList),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -286,7 +326,20 @@ async fn invitation_in_reach(
     Ok(invitation)
 }
 
-/// A new link (the old one dies), sent again.
+/// Sends a pending invitation again, with a new link (the old one dies).
+#[utoipa::path(
+    post,
+    path = "/invitations/{invitation_id}/resend",
+    tag = "invitations",
+    security(("bearer" = [])),
+    params(("invitation_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The invitation with its new expiry, and how the e-mail went.", body = AddressResult),
+        (status = 404, description = "No such invitation within reach.", body = ErrorBody),
+        (status = 409, description = "The invitation is accepted or revoked.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn resend(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -309,6 +362,20 @@ async fn resend(
     }))
 }
 
+/// Revokes an invitation: its link stops working. Revoking it again changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/invitations/{invitation_id}",
+    tag = "invitations",
+    security(("bearer" = [])),
+    params(("invitation_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The revoked invitation.", body = Invitation),
+        (status = 404, description = "No such invitation within reach.", body = ErrorBody),
+        (status = 409, description = "The invitation is already accepted.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -323,15 +390,18 @@ async fn revoke(
     ))
 }
 
-/// The invitee's credential: the link's token, from the query (`?token=`) or a JSON body.
+/// The invitee's credential: the link's token, from the query (`?token=`).
 struct InvitationToken {
     hash: [u8; 32],
     request_id: Option<String>,
     addr: std::net::IpAddr,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenParam {
+    /// The secret from the invitation link (`rg_inv_…`). Without it: 404.
+    #[param(required = true, nullable = false)]
     token: Option<String>,
 }
 
@@ -370,7 +440,7 @@ impl FromRequestParts<AppState> for InvitationToken {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InvitationView {
     email: String,
     org_id: Uuid,
@@ -380,7 +450,19 @@ struct InvitationView {
     expires_at: DateTime<Utc>,
 }
 
-/// Shows what the link is for, without using it up (mail scanners follow links with GET).
+/// Shows what an invitation link is for, without using it up (mail scanners follow links with GET).
+#[utoipa::path(
+    get,
+    path = "/invitations/accept",
+    tag = "invitations",
+    params(TokenParam),
+    responses(
+        (status = 200, description = "What the link is for.", body = InvitationView),
+        (status = 400, description = "The query string does not parse.", body = ErrorBody),
+        (status = 404, description = "No `token`, or not one of ours.", body = ErrorBody),
+        RateLimited, ServerErrors
+    )
+)]
 async fn look_up(
     State(state): State<AppState>,
     token: InvitationToken,
@@ -400,7 +482,7 @@ async fn look_up(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Accepted {
     user_id: Uuid,
     org_id: Uuid,
@@ -409,6 +491,24 @@ struct Accepted {
     role: Option<Role>,
 }
 
+/// Accepts an invitation; the link works once.
+///
+/// The invitee becomes a member of the org (a user is created if needed) with the invited
+/// access.
+#[utoipa::path(
+    post,
+    path = "/invitations/accept",
+    tag = "invitations",
+    params(TokenParam),
+    responses(
+        (status = 200, description = "Accepted: the invitee is now a member.", body = Accepted),
+        (status = 400, description = "The query string does not parse.", body = ErrorBody),
+        (status = 404, description = "No `token`, or not one of ours.", body = ErrorBody),
+        (status = 409, description = "Already accepted.", body = ErrorBody),
+        (status = 410, description = "Revoked (`invitation_revoked`) or expired (`invitation_expired`).", body = ErrorBody),
+        RateLimited, ServerErrors
+    )
+)]
 async fn accept(
     State(state): State<AppState>,
     token: InvitationToken,

@@ -1,48 +1,63 @@
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 use crate::store::{MemberQuery, OrgMember, OwnerRule, StoreError};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{org_id}/members", get(list_members))
-        .route(
-            "/orgs/{org_id}/members/{user_id}",
-            put(set_member).delete(remove_member),
-        )
-        .route("/orgs/{org_id}/members/{user_id}/modules", put(set_modules))
-        .route(
-            "/orgs/{org_id}/members/{user_id}/permissions",
-            get(permissions),
-        )
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_members))
+        .routes(routes!(set_member, remove_member))
+        .routes(routes!(set_modules))
+        .routes(routes!(permissions))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Substring of the e-mail or user name, case-insensitive.
     search: Option<String>,
+    /// The `next` of the previous page.
     after: Option<Uuid>,
+    /// Page size, 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MemberPage {
     members: Vec<OrgMember>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; null on the last page.
     next: Option<Uuid>,
 }
 
+/// The org's members, direct and inherited, by user id.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/members",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ListParams),
+    responses(
+        (status = 200, description = "A page of members, ordered by user id.", body = MemberPage),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        (status = 422, description = "`limit` out of range.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list_members(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -71,7 +86,7 @@ async fn list_members(
 }
 
 /// A member's new effective permissions on every product of the org, returned by each change.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MemberChange {
     member: Option<OrgMember>,
     permissions: Vec<EffectivePermissions>,
@@ -110,7 +125,7 @@ async fn member_change(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetMember {
     /// `owner`, `member`, or `null` to inherit the role from the parent org.
@@ -118,6 +133,20 @@ struct SetMember {
 }
 
 /// Adds an existing user of the tenant to the org, or changes their role there.
+#[utoipa::path(
+    put,
+    path = "/orgs/{org_id}/members/{user_id}",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    request_body = SetMember,
+    responses(
+        (status = 200, description = "The membership and the member's effective permissions on the org's products.", body = MemberChange),
+        (status = 404, description = "No such org within reach, or no such user in the tenant.", body = ErrorBody),
+        (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn set_member(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -141,6 +170,20 @@ async fn set_member(
     ))
 }
 
+/// Removes the user's membership of the org, and the access granted in it.
+#[utoipa::path(
+    delete,
+    path = "/orgs/{org_id}/members/{user_id}",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "No such org within reach, or the user has no membership in it.", body = ErrorBody),
+        (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn remove_member(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -160,7 +203,22 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Module levels by module name, e.g. `{"feature_flags": "write", "billing": "none"}`.
+/// Sets module roles: levels by module name, e.g. `{"feature_flags": "write", "billing": "none"}`.
+///
+/// Modules not named keep their level; `none` removes the module role (inherit).
+#[utoipa::path(
+    put,
+    path = "/orgs/{org_id}/members/{user_id}/modules",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    request_body = BTreeMap<Module, ModuleLevel>,
+    responses(
+        (status = 200, description = "The membership and the member's effective permissions on the org's products.", body = MemberChange),
+        (status = 404, description = "No such org within reach, or the user is not a member of it.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn set_modules(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -177,11 +235,26 @@ async fn set_modules(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PermissionParams {
+    /// A product of this org.
     product: Uuid,
 }
 
+/// A member's effective permissions on one product of the org.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/members/{user_id}/permissions",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path), PermissionParams),
+    responses(
+        (status = 200, description = "The effective permissions.", body = EffectivePermissions),
+        (status = 404, description = "No such org within reach, no such product in it, or the user is not a member.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn permissions(
     State(state): State<AppState>,
     admin: AdminAuth,

@@ -1,15 +1,23 @@
-//! The admin REST API under `/api/v1`, authenticated by an admin token.
+//! The admin REST API under `/api/v1`, authenticated by an admin token, and its OpenAPI
+//! document.
 
 mod audit;
+mod doc;
 mod invitations;
 mod members;
 mod orgs;
 mod products;
 mod tokens;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
@@ -20,14 +28,38 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Ctx;
 
+/// Where the admin API is mounted. The document's paths include it.
+pub const BASE_PATH: &str = "/api/v1";
+
+/// The admin API at `/api/v1`, with its OpenAPI document at `/api/v1/openapi.json`. Both come
+/// from one list: each `routes!` entry routes handlers and adds their `#[utoipa::path]`
+/// descriptions, so the document cannot drift from what is served.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let api = OpenApiRouter::default()
+        .routes(routes!(openapi_json))
         .merge(orgs::router())
         .merge(members::router())
         .merge(products::router())
         .merge(tokens::router())
         .merge(invitations::router())
-        .merge(audit::router())
+        .merge(audit::router());
+    let (router, document) = OpenApiRouter::with_openapi(doc::document())
+        .nest(BASE_PATH, api)
+        .split_for_parts();
+    router.layer(Extension(Arc::new(document)))
+}
+
+/// This document: the admin API in OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object)
+    )
+)]
+async fn openapi_json(Extension(document): Extension<Arc<OpenApi>>) -> Response {
+    Json(document.as_ref()).into_response()
 }
 
 /// An admin caller: the token, and the write context its changes are audited under.

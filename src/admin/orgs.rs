@@ -1,30 +1,36 @@
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadBody, BadBodyOrParams, BadParams, ServerErrors};
 use crate::domain::org::{self, Org};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs", get(list_orgs).post(create_org))
-        .route(
-            "/orgs/{org_id}",
-            get(get_org).patch(rename_org).delete(delete_org),
-        )
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_orgs, create_org))
+        .routes(routes!(get_org, rename_org, delete_org))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OrgList {
     orgs: Vec<Org>,
 }
 
 /// The orgs this caller reaches, as a flat list with parent ids (the tree, root first).
+#[utoipa::path(
+    get,
+    path = "/orgs",
+    tag = "orgs",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The orgs within reach.", body = OrgList), AuthErrors, ServerErrors)
+)]
 async fn list_orgs(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -44,13 +50,28 @@ async fn list_orgs(
     Ok(ApiJson(OrgList { orgs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewOrg {
+    /// 1 to 200 characters, trimmed.
     name: String,
+    /// An org this caller reaches.
     parent_id: Uuid,
 }
 
+/// Creates a sub-org.
+#[utoipa::path(
+    post,
+    path = "/orgs",
+    tag = "orgs",
+    security(("bearer" = [])),
+    request_body = NewOrg,
+    responses(
+        (status = 201, description = "The new org.", body = Org),
+        (status = 404, description = "No such parent org within reach.", body = ErrorBody),
+        AuthErrors, BadBody, ServerErrors
+    )
+)]
 async fn create_org(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -65,6 +86,19 @@ async fn create_org(
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
 
+/// One org.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The org.", body = Org),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn get_org(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -73,17 +107,32 @@ async fn get_org(
     Ok(ApiJson(admin.org(&state, org_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rename {
+struct RenameOrg {
+    /// 1 to 200 characters, trimmed.
     name: String,
 }
 
+/// Renames an org.
+#[utoipa::path(
+    patch,
+    path = "/orgs/{org_id}",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    request_body = RenameOrg,
+    responses(
+        (status = 200, description = "The renamed org.", body = Org),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn rename_org(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(org_id): Path<Uuid>,
-    ApiJson(body): ApiJson<Rename>,
+    ApiJson(body): ApiJson<RenameOrg>,
 ) -> Result<ApiJson<Org>, ApiError> {
     let name = org::validate_name(&body.name).map_err(|m| ApiError::invalid("name", m))?;
     admin.org(&state, org_id).await?;
@@ -95,6 +144,20 @@ async fn rename_org(
     ))
 }
 
+/// Deletes an empty sub-org: no sub-orgs, products or members.
+#[utoipa::path(
+    delete,
+    path = "/orgs/{org_id}",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        (status = 409, description = "A root org, or one with sub-orgs, products or members.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn delete_org(
     State(state): State<AppState>,
     admin: AdminAuth,

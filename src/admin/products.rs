@@ -1,67 +1,59 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post, put};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::permission::{AccessRule, Capability, EnvAccess, PermissionSet, Role};
 use crate::domain::product::{self, Environment, PermissionGroup, Product, ProductDetail};
-use crate::error::{ApiError, ApiJson, FieldError};
+use crate::error::{ApiError, ApiJson, ErrorBody, FieldError};
 use crate::state::AppState;
 use crate::store::{AuditQuery, NewEnvironment, ProductAccess};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/orgs/{org_id}/products",
-            get(list_products).post(create_product),
-        )
-        .route(
-            "/products/{product_id}",
-            get(get_product)
-                .patch(rename_product)
-                .delete(delete_product),
-        )
-        .route(
-            "/products/{product_id}/environments",
-            post(create_environment),
-        )
-        .route(
-            "/environments/{environment_id}",
-            patch(update_environment).delete(delete_environment),
-        )
-        .route(
-            "/products/{product_id}/permission-groups",
-            get(list_groups).post(create_group),
-        )
-        .route(
-            "/permission-groups/{group_id}",
-            put(update_group).delete(delete_group),
-        )
-        .route(
-            "/products/{product_id}/members/{user_id}",
-            put(set_product_access),
-        )
-        .route("/products/{product_id}/audit", get(product_audit))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, rename_product, delete_product))
+        .routes(routes!(create_environment))
+        .routes(routes!(update_environment, delete_environment))
+        .routes(routes!(list_groups, create_group))
+        .routes(routes!(update_group, delete_group))
+        .routes(routes!(set_product_access))
+        .routes(routes!(product_audit))
 }
 
 fn name(field: &str, raw: &str) -> Result<String, ApiError> {
     product::validate_name(raw).map_err(|m| ApiError::invalid(field, m))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ProductList {
     products: Vec<Product>,
 }
 
+/// The org's products.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/products",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The products.", body = ProductList),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list_products(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -73,22 +65,40 @@ async fn list_products(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnvironmentBody {
+    /// 1 to 100 characters, trimmed; unique in the product.
     name: String,
+    /// Default: false.
     #[serde(default)]
     restricted: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewProduct {
+    /// 1 to 100 characters, trimmed.
     name: String,
     /// Default: Development, and Production (restricted).
     environments: Option<Vec<EnvironmentBody>>,
 }
 
+/// Creates a product with its environments and the preset permission groups.
+#[utoipa::path(
+    post,
+    path = "/orgs/{org_id}/products",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "The new product with its environments and groups.", body = ProductDetail),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        (status = 409, description = "Two environments with the same name.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn create_product(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -133,6 +143,19 @@ async fn create_product(
     Ok((StatusCode::CREATED, ApiJson(detail)))
 }
 
+/// A product with its environments, permission groups and built-in roles.
+#[utoipa::path(
+    get,
+    path = "/products/{product_id}",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The product.", body = ProductDetail),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn get_product(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -141,17 +164,32 @@ async fn get_product(
     Ok(ApiJson(admin.product(&state, product_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rename {
+struct RenameProduct {
+    /// 1 to 100 characters, trimmed.
     name: String,
 }
 
+/// Renames a product.
+#[utoipa::path(
+    patch,
+    path = "/products/{product_id}",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    request_body = RenameProduct,
+    responses(
+        (status = 200, description = "The renamed product.", body = Product),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn rename_product(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(product_id): Path<Uuid>,
-    ApiJson(body): ApiJson<Rename>,
+    ApiJson(body): ApiJson<RenameProduct>,
 ) -> Result<ApiJson<Product>, ApiError> {
     let new_name = name("name", &body.name)?;
     admin.product(&state, product_id).await?;
@@ -163,6 +201,19 @@ async fn rename_product(
     ))
 }
 
+/// Deletes a product, its environments, groups and every grant on it.
+#[utoipa::path(
+    delete,
+    path = "/products/{product_id}",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn delete_product(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -176,6 +227,21 @@ async fn delete_product(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Adds an environment to a product.
+#[utoipa::path(
+    post,
+    path = "/products/{product_id}/environments",
+    tag = "environments",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    request_body = EnvironmentBody,
+    responses(
+        (status = 201, description = "The new environment.", body = Environment),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        (status = 409, description = "The product has an environment of that name.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn create_environment(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -194,13 +260,30 @@ async fn create_environment(
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
 
-#[derive(Deserialize)]
+/// The fields to change; absent ones stay.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnvironmentPatch {
+    /// 1 to 100 characters, trimmed; unique in the product.
     name: Option<String>,
     restricted: Option<bool>,
 }
 
+/// Renames an environment or changes whether it is restricted.
+#[utoipa::path(
+    patch,
+    path = "/environments/{environment_id}",
+    tag = "environments",
+    security(("bearer" = [])),
+    params(("environment_id" = Uuid, Path)),
+    request_body = EnvironmentPatch,
+    responses(
+        (status = 200, description = "The updated environment.", body = Environment),
+        (status = 404, description = "No such environment within reach.", body = ErrorBody),
+        (status = 409, description = "The product has another environment of that name.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn update_environment(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -226,6 +309,19 @@ async fn update_environment(
     Ok(ApiJson(env))
 }
 
+/// Deletes an environment; permission groups' overrides for it go with it.
+#[utoipa::path(
+    delete,
+    path = "/environments/{environment_id}",
+    tag = "environments",
+    security(("bearer" = [])),
+    params(("environment_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such environment within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn delete_environment(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -243,11 +339,24 @@ async fn delete_environment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GroupList {
     permission_groups: Vec<PermissionGroup>,
 }
 
+/// The product's permission groups, built-in roles included.
+#[utoipa::path(
+    get,
+    path = "/products/{product_id}/permission-groups",
+    tag = "permission-groups",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The groups and built-in roles.", body = GroupList),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list_groups(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -259,9 +368,10 @@ async fn list_groups(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GroupBody {
+    /// 1 to 100 characters, trimmed; unique in the product.
     name: String,
     #[serde(default)]
     capabilities: BTreeSet<Capability>,
@@ -307,6 +417,21 @@ fn unknown_environments(err: crate::store::StoreError) -> ApiError {
     }
 }
 
+/// Creates a custom permission group.
+#[utoipa::path(
+    post,
+    path = "/products/{product_id}/permission-groups",
+    tag = "permission-groups",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path)),
+    request_body = GroupBody,
+    responses(
+        (status = 201, description = "The new group.", body = PermissionGroup),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        (status = 409, description = "The product has a group of that name.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn create_group(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -341,6 +466,21 @@ fn refuse_role_group(product_id: Uuid, group_id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Replaces a permission group's name and permissions.
+#[utoipa::path(
+    put,
+    path = "/permission-groups/{group_id}",
+    tag = "permission-groups",
+    security(("bearer" = [])),
+    params(("group_id" = Uuid, Path)),
+    request_body = GroupBody,
+    responses(
+        (status = 200, description = "The updated group.", body = PermissionGroup),
+        (status = 404, description = "No such group within reach.", body = ErrorBody),
+        (status = 409, description = "A built-in role (read-only), or the product has another group of that name.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn update_group(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -392,22 +532,41 @@ async fn group_product(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteParams {
+    /// Another group of the same product, to move the deleted group's grants to; required
+    /// while the group is granted.
     reassign_to: Option<Uuid>,
 }
 
-#[derive(Serialize)]
-struct Deleted {
+#[derive(Serialize, ToSchema)]
+struct DeletedGroup {
+    /// Grants moved to `reassign_to`.
     reassigned_grants: u64,
 }
 
+/// Deletes a permission group (not a built-in role), moving its grants to `reassign_to`.
+#[utoipa::path(
+    delete,
+    path = "/permission-groups/{group_id}",
+    tag = "permission-groups",
+    security(("bearer" = [])),
+    params(("group_id" = Uuid, Path), DeleteParams),
+    responses(
+        (status = 200, description = "Deleted.", body = DeletedGroup),
+        (status = 404, description = "No such group within reach.", body = ErrorBody),
+        (status = 409, description = "A built-in role (read-only), or the group is granted and no `reassign_to` was given.", body = ErrorBody),
+        (status = 422, description = "`reassign_to` is not another group of the same product.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn delete_group(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(group_id): Path<Uuid>,
     Query(p): Query<DeleteParams>,
-) -> Result<ApiJson<Deleted>, ApiError> {
+) -> Result<ApiJson<DeletedGroup>, ApiError> {
     group_product(&state, &admin, group_id).await?;
     let moved = state
         .store
@@ -420,12 +579,12 @@ async fn delete_group(
             ),
             other => other.into(),
         })?;
-    Ok(ApiJson(Deleted {
+    Ok(ApiJson(DeletedGroup {
         reassigned_grants: moved,
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccessBody {
     /// Permission group ids of the product; a built-in role's id sets the product role.
@@ -435,6 +594,19 @@ struct AccessBody {
 }
 
 /// Replaces the member's manually given groups and role on the product.
+#[utoipa::path(
+    put,
+    path = "/products/{product_id}/members/{user_id}",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    request_body = AccessBody,
+    responses(
+        (status = 200, description = "The member's new effective permissions on the product.", body = EffectivePermissions),
+        (status = 404, description = "No such product within reach, or the user is not a member of its org.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
 async fn set_product_access(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -486,31 +658,55 @@ async fn set_product_access(
     Ok(ApiJson(authz::evaluate(&user, &facts)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// e.g. `admin_token`, `scim_token`, `user`, `invitee`, `cli`, `system`.
     actor_kind: Option<String>,
     actor_id: Option<String>,
+    /// e.g. `product.create`.
     action: Option<String>,
+    /// Events at or after this time.
     since: Option<DateTime<Utc>>,
+    /// Events before this time.
     until: Option<DateTime<Utc>>,
+    /// The `next` of the previous page.
     before: Option<Uuid>,
+    /// Page size, 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct AuditPage {
+#[derive(Serialize, ToSchema)]
+struct ProductAuditPage {
     events: Vec<AuditEvent>,
+    /// Pass as `before` for the next (older) page; null on the last page.
     next: Option<Uuid>,
 }
 
-/// The product's audit log. An admin token reads it; user sessions (later) need
-/// `manage_members` on the product or to be an org Owner.
+/// The product's audit log, newest first.
+///
+/// An admin token reads it; user sessions (later) need `manage_members` on the product or to
+/// be an org Owner.
+#[utoipa::path(
+    get,
+    path = "/products/{product_id}/audit",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(("product_id" = Uuid, Path), AuditParams),
+    responses(
+        (status = 200, description = "A page of the product's events, newest first.", body = ProductAuditPage),
+        (status = 404, description = "No such product within reach.", body = ErrorBody),
+        (status = 422, description = "`limit` out of range.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn product_audit(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(product_id): Path<Uuid>,
     Query(p): Query<AuditParams>,
-) -> Result<ApiJson<AuditPage>, ApiError> {
+) -> Result<ApiJson<ProductAuditPage>, ApiError> {
     admin.product(&state, product_id).await?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -531,5 +727,5 @@ async fn product_audit(
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.id))
         .flatten();
-    Ok(ApiJson(AuditPage { events, next }))
+    Ok(ApiJson(ProductAuditPage { events, next }))
 }

@@ -1,32 +1,49 @@
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
 use crate::auth::{IssueError, issue_token};
 use crate::domain::token::{Token, TokenKind};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{token_id}", delete(revoke_token))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Default: the caller's own org.
     org_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenList {
     tokens: Vec<Token>,
 }
 
+/// The tokens of one org, revoked and expired ones included.
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "The tokens (never their secrets).", body = TokenList),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -41,16 +58,20 @@ async fn list_tokens(
     Ok(ApiJson(TokenList { tokens }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     kind: TokenKind,
+    /// 1 to 100 characters, trimmed; a default is chosen when absent.
     name: Option<String>,
+    /// Default: the caller's own org.
     org_id: Option<Uuid>,
+    /// 1 to 3650; default: never expires.
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     token: Token,
@@ -58,6 +79,19 @@ struct CreatedToken {
     token_secret: String,
 }
 
+/// Issues a token for an org within reach; the response carries its secret, once.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    security(("bearer" = [])),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The new token, with its secret.", body = CreatedToken),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadBody, ServerErrors
+    )
+)]
 async fn create_token(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -96,6 +130,19 @@ async fn create_token(
     ))
 }
 
+/// Revokes a token at once; revoking it again changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/tokens/{token_id}",
+    tag = "tokens",
+    security(("bearer" = [])),
+    params(("token_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The revoked token.", body = Token),
+        (status = 404, description = "No such token within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     admin: AdminAuth,

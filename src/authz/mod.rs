@@ -29,7 +29,7 @@ pub struct ProductFacts {
     pub environments: Vec<EnvironmentRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EffectivePermissions {
     pub product_id: Uuid,
     pub org_owner: bool,

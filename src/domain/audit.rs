@@ -108,7 +108,7 @@ impl AuditRecord {
 }
 
 /// A stored audit event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub tenant_id: Uuid,

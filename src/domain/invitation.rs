@@ -10,7 +10,7 @@ use super::normalize;
 use super::permission::Role;
 use super::user::validate_email;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvitationStatus {
     Pending,
@@ -20,7 +20,7 @@ pub enum InvitationStatus {
     Expired,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invitation {
     pub id: Uuid,
     pub tenant_id: Uuid,

@@ -24,7 +24,9 @@ pub fn normalize(value: &str) -> String {
 }
 
 /// Where a user, membership or grant came from; syncs only touch their own source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Manual,

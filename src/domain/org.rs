@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 /// An organization. A root org is its own tenant (`tenant_id == id`); sub-orgs point at their
 /// parent and share the root's tenant id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Org {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -22,7 +22,7 @@ impl Org {
 }
 
 /// A member's role in one org. `None` in a membership row means "inherit from the parent".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgRole {
     Owner,
@@ -80,7 +80,7 @@ mod tests {
 }
 
 /// A member's effective role in one org, and where it comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EffectiveRole {
     pub role: OrgRole,
     /// The org whose membership decided the role (this org, or an ancestor).

@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// What a member may do on a product beyond reading and writing flag values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     /// Invite and remove members, change their permissions, read the product audit log.
@@ -41,7 +44,18 @@ impl Capability {
 
 /// Access to one environment, ordered: a higher value includes the lower ones.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum EnvAccess {
@@ -85,7 +99,7 @@ pub struct EnvironmentRef {
 
 /// How a permission group grants environment access: a default for all environments, an
 /// optional default for restricted ones, and per-environment overrides (which win).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct AccessRule {
     pub default: EnvAccess,
     pub restricted: Option<EnvAccess>,
@@ -122,7 +136,7 @@ impl AccessRule {
 }
 
 /// Capabilities plus environment access: the content of a permission group or a role.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct PermissionSet {
     pub capabilities: BTreeSet<Capability>,
     pub access: AccessRule,
@@ -138,7 +152,9 @@ impl PermissionSet {
 }
 
 /// Seed 002's roles, built-in read-only permission groups; each includes the one before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -238,7 +254,9 @@ pub fn product_presets() -> Vec<(&'static str, PermissionSet)> {
 }
 
 /// Seed 003's modules, granted per org with a level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Module {
     FeatureFlags,
@@ -288,7 +306,9 @@ impl Module {
 }
 
 /// A module level. `None` in a sub-org means "inherit from the parent".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleLevel {
     None,

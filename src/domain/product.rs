@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::permission::{EnvironmentRef, PermissionSet, Role};
 
 /// A product (project) of an org, with its environments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -16,7 +16,7 @@ pub struct Product {
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Environment {
     pub id: Uuid,
     pub product_id: Uuid,
@@ -38,7 +38,7 @@ impl Environment {
 
 /// A product's permission group: a custom group, an editable preset, or (with `role`) one of
 /// the built-in, read-only roles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PermissionGroup {
     /// For built-in roles a stable id derived from the product and the role.
     pub id: Uuid,
@@ -52,7 +52,7 @@ pub struct PermissionGroup {
 }
 
 /// A product with everything the admin screens and the evaluator need.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProductDetail {
     #[serde(flatten)]
     pub product: Product,

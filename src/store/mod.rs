@@ -161,7 +161,7 @@ pub struct MemberQuery {
 }
 
 /// A member of an org as the admin screens show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrgMember {
     pub user: User,
     /// The role in this org after inheritance, and where it comes from.

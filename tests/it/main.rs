@@ -8,6 +8,7 @@ mod http_auth;
 mod invitations;
 mod mail;
 mod migrations;
+mod openapi;
 mod ops;
 mod role_matrix;
 mod store;

@@ -8,7 +8,9 @@ use rolegate::domain::audit::Actor;
 use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::org::OrgRole;
 use rolegate::domain::token::{self, TokenKind};
-use rolegate::store::{AuditQuery, Ctx, MemberQuery, NewGroup, NewToken, Store, StoreError};
+use rolegate::store::{
+    AuditQuery, Ctx, MemberQuery, NewGroup, NewToken, OwnerRule, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::common::{Backend, TestDb};
@@ -690,7 +692,71 @@ async fn every_write_records_an_invalidation_epoch(backend: Backend) {
     );
 }
 
+/// IdP-driven offboarding (SCIM, login) never fails on the Owner rule: the change goes
+/// through, and the audit log carries a warning.
+async fn owner_rule_warns_instead_of_refusing_for_idp_paths(backend: Backend) {
+    let (_db, store) = setup(backend).await;
+    let (org, owner) = store
+        .create_org(&cli(), "A", "a@a.test")
+        .await
+        .expect("org");
+    let refused = store
+        .set_membership(
+            &admin_ctx(),
+            org.id,
+            org.id,
+            owner.id,
+            Some(OrgRole::Member),
+            OwnerRule::Enforce,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Rule(ref m)) if m.contains("owner_rule")),
+        "{refused:?}"
+    );
+    let scim = Ctx::new(Actor::ScimToken {
+        id: Uuid::now_v7(),
+        name: "okta".into(),
+    });
+    store
+        .remove_membership(&scim, org.id, org.id, owner.id, OwnerRule::Warn)
+        .await
+        .expect("offboarding wins");
+    assert!(
+        store
+            .list_members(org.id, org.id, &all_members())
+            .await
+            .expect("members")
+            .is_empty()
+    );
+    let warned = store
+        .list_audit(
+            org.id,
+            &AuditQuery {
+                action: Some("org.owner_rule_broken".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("audit");
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0].actor_kind, "scim_token");
+    assert!(
+        warned[0]
+            .warning
+            .as_deref()
+            .is_some_and(|w| w.contains("without an active Owner"))
+    );
+    // The break-glass restores an Owner.
+    store
+        .add_owner(&cli(), org.id, org.id, "rescue@a.test")
+        .await
+        .expect("break-glass");
+}
+
 crate::on_both_backends!(
+    owner_rule_warns_instead_of_refusing_for_idp_paths,
     reports_backend_pool_and_reachability,
     create_org_makes_a_tenant_with_an_audited_owner,
     get_org_and_find_org_respect_tenants,

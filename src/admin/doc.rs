@@ -1,0 +1,246 @@
+//! The OpenAPI document's frame — info, the bearer scheme, tags, the error schema — and the
+//! error responses many operations share. Each operation is described on its handler
+//! (`#[utoipa::path]`), and `routes!` registers the route and its description together.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Ref, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, RefOr};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
+
+use crate::error::ErrorBody;
+
+/// The security scheme every authenticated operation names: an admin token as a bearer token.
+pub(super) const BEARER: &str = "bearer";
+
+const TAGS: [(&str, &str); 9] = [
+    (
+        "orgs",
+        "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
+         and the orgs below it; anything else is not found.",
+    ),
+    (
+        "members",
+        "Org membership and roles, module roles, a member's access to a product and their \
+         effective permissions.",
+    ),
+    ("products", "Products (projects) of an org."),
+    (
+        "environments",
+        "A product's environments; restricted ones get a permission group's restricted access.",
+    ),
+    (
+        "permission-groups",
+        "A product's permission groups, beside its built-in, read-only roles.",
+    ),
+    (
+        "invitations",
+        "Invitations by e-mail, and the invitee's side: look up and accept a link.",
+    ),
+    (
+        "tokens",
+        "Admin and SCIM tokens. A secret is shown once, when the token is created.",
+    ),
+    ("audit", "The audit log, newest first."),
+    ("meta", "This document."),
+];
+
+/// The document's frame; `admin::router()` adds the operations and their schemas.
+pub(super) fn document() -> OpenApi {
+    let mut schemas = Vec::new();
+    // Shared responses (below) refer to `ErrorBody` by name, which `routes!` cannot see.
+    schemas.push((ErrorBody::name().into_owned(), ErrorBody::schema()));
+    ErrorBody::schemas(&mut schemas);
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An admin token (`rg_admin_…`), issued by `rolegate token create` or \
+                         `POST /api/v1/tokens`.",
+                    ))
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("rolegate admin API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(env!("CARGO_PKG_DESCRIPTION")))
+                .license(Some(
+                    LicenseBuilder::new()
+                        .name(env!("CARGO_PKG_LICENSE"))
+                        .identifier(Some(env!("CARGO_PKG_LICENSE")))
+                        .build(),
+                )),
+        )
+        .components(Some(components))
+        .tags(Some(TAGS.map(|(name, description)| {
+            TagBuilder::new()
+                .name(name)
+                .description(Some(description))
+                .build()
+        })))
+        .build()
+}
+
+fn error(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    )
+}
+
+/// axum's own rejection of a path or query parameter that does not parse: plain text.
+fn plain_text() -> utoipa::openapi::content::Content {
+    ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn one(status: u16, response: ResponseBuilder) -> BTreeMap<String, RefOr<Response>> {
+    BTreeMap::from([(status.to_string(), response.build().into())])
+}
+
+fn too_many_requests() -> (String, RefOr<Response>) {
+    (
+        "429".into(),
+        error("Too many failed attempts from this address; retry after the given delay.")
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                    .description(Some("Seconds to wait."))
+                    .build(),
+            )
+            .build()
+            .into(),
+    )
+}
+
+/// What the `AdminAuth` extractor refuses: 401, 403, 429.
+pub(super) struct AuthErrors;
+
+impl IntoResponses for AuthErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "401".into(),
+                error("No bearer token, or an unknown, revoked or expired one.")
+                    .header(
+                        "WWW-Authenticate",
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some("`Bearer`"))
+                            .build(),
+                    )
+                    .build()
+                    .into(),
+            ),
+            (
+                "403".into(),
+                error("The token is not an admin token (a SCIM token).")
+                    .build()
+                    .into(),
+            ),
+            too_many_requests(),
+        ])
+    }
+}
+
+/// The invitee's side has no token, only the link's secret; guessing is rate limited.
+pub(super) struct RateLimited;
+
+impl IntoResponses for RateLimited {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([too_many_requests()])
+    }
+}
+
+/// A path or query parameter that does not parse (e.g. not a UUID): axum's plain-text 400.
+pub(super) struct BadParams;
+
+impl IntoResponses for BadParams {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        one(
+            400,
+            ResponseBuilder::new()
+                .description("A path or query parameter does not parse (plain text).")
+                .content("text/plain", plain_text()),
+        )
+    }
+}
+
+const BODY_TOO_LARGE: &str = "The body is larger than the configured limit.";
+const BODY_INVALID: &str = "The body is JSON of the wrong shape (unknown or missing fields, \
+                            wrong types), or a field is invalid; `fields` says which.";
+
+/// `ApiJson` rejections of a body, on an operation without path parameters.
+pub(super) struct BadBody;
+
+impl IntoResponses for BadBody {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "400".into(),
+                error("The body is not JSON, or not sent as `application/json`.")
+                    .build()
+                    .into(),
+            ),
+            ("413".into(), error(BODY_TOO_LARGE).build().into()),
+            ("422".into(), error(BODY_INVALID).build().into()),
+        ])
+    }
+}
+
+/// `ApiJson` rejections of a body, and axum's of a path parameter.
+pub(super) struct BadBodyOrParams;
+
+impl IntoResponses for BadBodyOrParams {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = BadBody::responses();
+        responses.insert(
+            "400".into(),
+            error(
+                "The body is not JSON or not sent as `application/json` (error body); or a path \
+                 parameter does not parse (plain text).",
+            )
+            .content("text/plain", plain_text())
+            .build()
+            .into(),
+        );
+        responses
+    }
+}
+
+/// What any operation that reads the database may answer: 500 and 503.
+pub(super) struct ServerErrors;
+
+impl IntoResponses for ServerErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "500".into(),
+                error("Internal error; the detail is logged with the request id, never sent.")
+                    .build()
+                    .into(),
+            ),
+            (
+                "503".into(),
+                error("The database is unavailable.").build().into(),
+            ),
+        ])
+    }
+}
