@@ -228,6 +228,23 @@ pub(crate) enum Pool {
     Postgres(sqlx::PgPool),
 }
 
+/// Anything a statement can run on: a pooled connection or an open write transaction.
+pub(crate) trait AsConn {
+    fn conn(&mut self) -> Conn<'_>;
+}
+
+impl AsConn for Handle {
+    fn conn(&mut self) -> Conn<'_> {
+        Handle::conn(self)
+    }
+}
+
+impl AsConn for WriteTx {
+    fn conn(&mut self) -> Conn<'_> {
+        WriteTx::conn(self)
+    }
+}
+
 /// A pooled connection for reads.
 pub(crate) enum Handle {
     Sqlite(PoolConnection<Sqlite>),

@@ -10,7 +10,7 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::db::{Conn, Ctx, SqlBuilder, WriteTx, sql};
+use super::db::{AsConn, Conn, Ctx, SqlBuilder, WriteTx, sql};
 use super::queries::{OrgRow, SqlStore, UserRow, org_in_tenant, push_list};
 use super::{MemberQuery, NewEnvironment, OrgMember, OwnerRule, ProductAccess, StoreError};
 use crate::authz::{ProductFacts, UserFacts};
@@ -301,7 +301,7 @@ pub(super) async fn insert_grant(
 }
 
 async fn load_groups(
-    conn: &mut super::db::Handle,
+    conn: &mut impl AsConn,
     product_id: Uuid,
 ) -> Result<Vec<PermissionGroup>, StoreError> {
     let rows = sql(
@@ -315,25 +315,6 @@ async fn load_groups(
                          JOIN permission_groups g ON g.id = a.permission_group_id WHERE g.product_id = $1")
     .bind(product_id)
     .fetch_all::<AccessRow>(conn.conn())
-    .await?;
-    groups_from_rows(rows, overrides)
-}
-
-async fn load_groups_tx(
-    tx: &mut WriteTx,
-    product_id: Uuid,
-) -> Result<Vec<PermissionGroup>, StoreError> {
-    let rows = sql(
-        "SELECT id, product_id, name, capabilities, default_access, restricted_access, preset \
-                    FROM permission_groups WHERE product_id = $1 ORDER BY id",
-    )
-    .bind(product_id)
-    .fetch_all::<PermissionGroupRow>(tx.conn())
-    .await?;
-    let overrides = sql("SELECT a.permission_group_id, a.environment_id, a.access FROM permission_group_access a \
-                         JOIN permission_groups g ON g.id = a.permission_group_id WHERE g.product_id = $1")
-    .bind(product_id)
-    .fetch_all::<AccessRow>(tx.conn())
     .await?;
     groups_from_rows(rows, overrides)
 }
@@ -812,7 +793,7 @@ impl SqlStore {
         for (preset_name, set) in product_presets() {
             insert_group(&mut tx, tenant_id, product.id, preset_name, &set, true).await?;
         }
-        let mut groups = load_groups_tx(&mut tx, product.id).await?;
+        let mut groups = load_groups(&mut tx, product.id).await?;
         groups.extend(role_groups(product.id));
         let detail = ProductDetail {
             product,
@@ -1050,7 +1031,7 @@ impl SqlStore {
     ) -> Result<PermissionGroup, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
-        let groups = load_groups_tx(&mut tx, product_id).await?;
+        let groups = load_groups(&mut tx, product_id).await?;
         let id = match existing {
             None => insert_group(&mut tx, tenant_id, product_id, name, set, false).await?,
             Some(id) => {
@@ -1085,7 +1066,7 @@ impl SqlStore {
                 id
             }
         };
-        let saved = load_groups_tx(&mut tx, product_id)
+        let saved = load_groups(&mut tx, product_id)
             .await?
             .into_iter()
             .find(|g| g.id == id)
@@ -1141,7 +1122,7 @@ impl SqlStore {
                     holders.len()
                 )));
             };
-            let groups = load_groups_tx(&mut tx, product_id).await?;
+            let groups = load_groups(&mut tx, product_id).await?;
             if new_group == group_id || !groups.iter().any(|g| g.id == new_group) {
                 return Err(StoreError::UnknownIds(vec![new_group]));
             }
@@ -1192,7 +1173,7 @@ impl SqlStore {
         let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
         self.require_member(&mut tx, tenant_id, product.org_id, user_id)
             .await?;
-        let groups = load_groups_tx(&mut tx, product_id).await?;
+        let groups = load_groups(&mut tx, product_id).await?;
         let unknown: Vec<Uuid> = access
             .permission_groups
             .iter()
