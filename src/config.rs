@@ -161,6 +161,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLEGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
     pub auth_failures_per_minute: u32,
 
+    /// SCIM requests per second allowed per token (bursts up to twice that), per instance; 0
+    /// disables the limit. Over it: 429 with Retry-After
+    #[arg(long, env = "ROLEGATE_SCIM_RATE_LIMIT", default_value_t = 100)]
+    pub scim_rate_limit: u32,
+
     /// SMTP relay for invitation e-mails: smtp://[user:pass@]host[:port] (STARTTLS required),
     /// smtps://… (implicit TLS) or smtp://host:port?tls=none (loopback sink). Unset: e-mails
     /// are logged and kept in the outbox table instead of sent
@@ -188,6 +193,7 @@ impl ServeArgs {
             shutdown_delay: 0,
             db_max_connections: 10,
             auth_failures_per_minute: 20,
+            scim_rate_limit: 100,
             smtp_url: None,
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,

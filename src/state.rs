@@ -8,6 +8,7 @@ use crate::auth::TokenAuth;
 use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
 use crate::ops::Metrics;
+use crate::scim::ScimRateLimiter;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -18,12 +19,14 @@ pub struct AppState {
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
     pub mailer: Arc<Mailer>,
+    pub scim_rate: Arc<ScimRateLimiter>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Result<Self, MailError> {
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
         let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
+        let scim_rate = Arc::new(ScimRateLimiter::new(config.scim_rate_limit));
         Ok(AppState {
             store,
             config: Arc::new(config),
@@ -31,6 +34,7 @@ impl AppState {
             metrics: Metrics::global(),
             lifecycle: Lifecycle::default(),
             mailer,
+            scim_rate,
         })
     }
 }

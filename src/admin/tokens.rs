@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
 use crate::auth::{IssueError, issue_token};
+use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
@@ -17,6 +18,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .routes(routes!(token_errors))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -159,4 +161,53 @@ async fn revoke_token(
             .revoke_token(&admin.ctx, admin.tenant_id(), token_id)
             .await?,
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ErrorParams {
+    /// At most this many entries (1–100, default 100).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TokenErrors {
+    /// Newest first; the last 100 failed requests of the token are kept.
+    errors: Vec<ScimRequestError>,
+}
+
+/// The SCIM token's last failed requests, with their SCIM error: why the IdP shows an error.
+#[utoipa::path(
+    get,
+    path = "/tokens/{token_id}/errors",
+    tag = "tokens",
+    security(("bearer" = [])),
+    params(("token_id" = Uuid, Path), ErrorParams),
+    responses(
+        (status = 200, description = "Failed requests, newest first.", body = TokenErrors),
+        (status = 404, description = "No such token within reach.", body = ErrorBody),
+        (status = 422, description = "`limit` out of range.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
+async fn token_errors(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(token_id): Path<Uuid>,
+    Query(p): Query<ErrorParams>,
+) -> Result<ApiJson<TokenErrors>, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+    }
+    let target = state.store.find_token(token_id).await?;
+    if target.tenant_id != admin.tenant_id() {
+        return Err(ApiError::NotFound);
+    }
+    admin.org(&state, target.org_id).await?;
+    let errors = state
+        .store
+        .list_scim_errors(admin.tenant_id(), token_id, limit)
+        .await?;
+    Ok(ApiJson(TokenErrors { errors }))
 }

@@ -6,6 +6,7 @@ pub mod invitation;
 pub mod org;
 pub mod permission;
 pub mod product;
+pub mod provisioning;
 pub mod token;
 pub mod user;
 

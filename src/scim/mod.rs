@@ -3,11 +3,15 @@
 //! Discovery is truthful about what is built: for now only the service provider configuration
 //! is served, and it advertises no optional feature.
 
+mod edge;
+
+pub use edge::ScimRateLimiter;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -80,6 +84,10 @@ impl IntoResponse for ScimError {
             body["scimType"] = json!(t);
         }
         let mut response = (self.status, ScimJson(body)).into_response();
+        response.extensions_mut().insert(edge::ErrorInfo {
+            scim_type: self.scim_type,
+            detail: self.detail.clone(),
+        });
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -117,16 +125,51 @@ impl FromRequestParts<AppState> for ScimClient {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ScimClient(
-            auth::authenticate(state, parts, TokenKind::Scim).await?,
-        ))
+        let principal = auth::authenticate(state, parts, TokenKind::Scim).await?;
+        if let Some(slot) = parts.extensions.get::<edge::CallerSlot>() {
+            slot.set(&principal);
+        }
+        // Okta and Entra both back off on 429 + Retry-After.
+        state
+            .scim_rate
+            .take(principal.token.id)
+            .map_err(|wait| ScimError {
+                retry_after_secs: Some(wait.as_secs().max(1)),
+                ..ScimError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    "too many requests for this token",
+                )
+            })?;
+        Ok(ScimClient(principal))
     }
 }
 
-pub fn router(_state: AppState) -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/Me", any(me))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state, edge::observe))
+}
+
+/// RFC 7644 §3.11: `/Me` needs a subject behind the token; a provisioning token has none.
+async fn me(_client: ScimClient) -> ScimError {
+    ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "/Me is not supported: a SCIM token stands for a provisioning client, not a user",
+    )
+}
+
+/// Discovery endpoints are read-only, and resources take only their documented methods.
+async fn method_not_allowed(_client: ScimClient) -> ScimError {
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method not allowed on this endpoint",
+    )
 }
 
 /// RFC 7643 §5. Every optional feature is reported unsupported until it is built.

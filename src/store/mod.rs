@@ -29,6 +29,7 @@ use crate::domain::invitation::Invitation;
 use crate::domain::org::{EffectiveRole, Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
+use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
 
@@ -552,6 +553,21 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: Uuid,
         mail: &OutboxMail,
     ) -> Result<(), StoreError>;
+
+    /// Keeps a failed SCIM request in the token's provisioning error log (bookkeeping, like a
+    /// token's last use: not an audited change). Only the newest entries per token are kept.
+    async fn record_scim_error(
+        &self,
+        tenant_id: Uuid,
+        error: &ScimRequestError,
+    ) -> Result<(), StoreError>;
+    /// The token's failed SCIM requests, newest first.
+    async fn list_scim_errors(
+        &self,
+        tenant_id: Uuid,
+        token_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<ScimRequestError>, StoreError>;
 
     async fn list_audit(
         &self,

@@ -23,6 +23,7 @@ use crate::domain::invitation::Invitation;
 use crate::domain::org::{Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
+use crate::domain::provisioning::{KEPT_PER_TOKEN, ScimRequestError};
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
@@ -1083,6 +1084,80 @@ impl Store for SqlStore {
         mail: &OutboxMail,
     ) -> Result<(), StoreError> {
         self.record_mail_impl(ctx, tenant_id, mail).await
+    }
+
+    async fn record_scim_error(
+        &self,
+        tenant_id: Uuid,
+        error: &ScimRequestError,
+    ) -> Result<(), StoreError> {
+        let mut h = self.db.read().await?;
+        sql("INSERT INTO scim_request_errors (id, tenant_id, token_id, method, target, status, scim_type, detail, \
+             request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(error.id)
+        .bind(tenant_id)
+        .bind(error.token_id)
+        .bind(error.method.as_str())
+        .bind(error.target.as_str())
+        .bind(i64::from(error.status))
+        .bind(error.scim_type.clone())
+        .bind(error.detail.as_str())
+        .bind(error.request_id.clone())
+        .bind(error.created_at)
+        .execute(h.conn())
+        .await?;
+        // Ids are time-ordered: everything below the newest N goes.
+        sql(
+            "DELETE FROM scim_request_errors WHERE token_id = $1 AND id NOT IN \
+             (SELECT id FROM scim_request_errors WHERE token_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(error.token_id)
+        .bind(KEPT_PER_TOKEN)
+        .execute(h.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn list_scim_errors(
+        &self,
+        tenant_id: Uuid,
+        token_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<ScimRequestError>, StoreError> {
+        #[derive(FromRow)]
+        struct Row {
+            id: Uuid,
+            token_id: Uuid,
+            method: String,
+            target: String,
+            status: i64,
+            scim_type: Option<String>,
+            detail: String,
+            request_id: Option<String>,
+            created_at: DateTime<Utc>,
+        }
+        let mut h = self.db.read().await?;
+        let rows = sql("SELECT id, token_id, method, target, status, scim_type, detail, request_id, created_at \
+                        FROM scim_request_errors WHERE tenant_id = $1 AND token_id = $2 ORDER BY id DESC LIMIT $3")
+        .bind(tenant_id)
+        .bind(token_id)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all::<Row>(h.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ScimRequestError {
+                id: r.id,
+                token_id: r.token_id,
+                method: r.method,
+                target: r.target,
+                status: u16::try_from(r.status).unwrap_or(500),
+                scim_type: r.scim_type,
+                detail: r.detail,
+                request_id: r.request_id,
+                created_at: r.created_at,
+            })
+            .collect())
     }
 
     async fn list_audit(

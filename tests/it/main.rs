@@ -11,5 +11,6 @@ mod migrations;
 mod openapi;
 mod ops;
 mod role_matrix;
+mod scim_edge;
 mod store;
 mod team;

@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 35] = [
+const OPERATIONS: [(&str, &str); 36] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
@@ -43,6 +43,7 @@ const OPERATIONS: [(&str, &str); 35] = [
     ("GET", "/api/v1/tokens"),
     ("POST", "/api/v1/tokens"),
     ("DELETE", "/api/v1/tokens/{token_id}"),
+    ("GET", "/api/v1/tokens/{token_id}/errors"),
     ("GET", "/api/v1/orgs/{org_id}/invitations"),
     ("POST", "/api/v1/orgs/{org_id}/invitations"),
     ("DELETE", "/api/v1/invitations/{invitation_id}"),
