@@ -4,6 +4,9 @@
 //! is served, and it advertises no optional feature.
 
 mod edge;
+pub mod eval;
+pub mod filter;
+pub mod schema;
 
 pub use edge::ScimRateLimiter;
 
