@@ -99,15 +99,18 @@ async fn member_change(
     user_id: Uuid,
 ) -> Result<MemberChange, ApiError> {
     let tenant = admin.tenant_id();
-    let products = state.store.list_products(tenant, org_id).await?;
-    let mut permissions = Vec::new();
-    for product in products {
-        match state.store.member_facts(tenant, user_id, product.id).await {
-            Ok((user, facts)) => permissions.push(authz::evaluate(&user, &facts)),
-            Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let permissions = match state
+        .store
+        .member_facts_in_org(tenant, user_id, org_id)
+        .await
+    {
+        Ok(all) => all
+            .iter()
+            .map(|(user, product)| authz::evaluate(user, product))
+            .collect(),
+        Err(StoreError::NotFound) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     let query = MemberQuery {
         user_id: Some(user_id),
         limit: 1,

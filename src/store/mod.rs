@@ -504,6 +504,13 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         product_id: Uuid,
     ) -> Result<(UserFacts, ProductFacts), StoreError>;
+    /// The same for every product of an org, in a fixed number of queries.
+    async fn member_facts_in_org(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError>;
 
     /// Invites each address (or re-sends a pending invitation with the new token).
     async fn invite(

@@ -1019,6 +1019,16 @@ impl Store for SqlStore {
         self.member_facts_impl(tenant_id, user_id, product_id).await
     }
 
+    async fn member_facts_in_org(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
+        self.member_facts_in_org_impl(tenant_id, user_id, org_id)
+            .await
+    }
+
     async fn invite(
         &self,
         ctx: &Ctx,

@@ -304,19 +304,55 @@ async fn load_groups(
     conn: &mut impl AsConn,
     product_id: Uuid,
 ) -> Result<Vec<PermissionGroup>, StoreError> {
-    let rows = sql(
+    load_groups_of(conn, &[product_id]).await
+}
+
+/// The stored groups of several products, in two queries whatever their number.
+async fn load_groups_of(
+    conn: &mut impl AsConn,
+    product_ids: &[Uuid],
+) -> Result<Vec<PermissionGroup>, StoreError> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = SqlBuilder::new(
         "SELECT id, product_id, name, capabilities, default_access, restricted_access, preset \
-                    FROM permission_groups WHERE product_id = $1 ORDER BY id",
-    )
-    .bind(product_id)
-    .fetch_all::<PermissionGroupRow>(conn.conn())
-    .await?;
-    let overrides = sql("SELECT a.permission_group_id, a.environment_id, a.access FROM permission_group_access a \
-                         JOIN permission_groups g ON g.id = a.permission_group_id WHERE g.product_id = $1")
-    .bind(product_id)
-    .fetch_all::<AccessRow>(conn.conn())
-    .await?;
+         FROM permission_groups WHERE product_id IN (",
+    );
+    push_list(&mut b, product_ids);
+    b.push(") ORDER BY id");
+    let rows = b
+        .build()
+        .fetch_all::<PermissionGroupRow>(conn.conn())
+        .await?;
+    let mut b = SqlBuilder::new(
+        "SELECT a.permission_group_id, a.environment_id, a.access FROM permission_group_access a \
+         JOIN permission_groups g ON g.id = a.permission_group_id WHERE g.product_id IN (",
+    );
+    push_list(&mut b, product_ids);
+    b.push(")");
+    let overrides = b.build().fetch_all::<AccessRow>(conn.conn()).await?;
     groups_from_rows(rows, overrides)
+}
+
+async fn load_environments_of(
+    conn: &mut impl AsConn,
+    product_ids: &[Uuid],
+) -> Result<Vec<Environment>, StoreError> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = SqlBuilder::new(
+        "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments WHERE product_id IN (",
+    );
+    push_list(&mut b, product_ids);
+    b.push(") ORDER BY id");
+    Ok(b.build()
+        .fetch_all::<EnvironmentRow>(conn.conn())
+        .await?
+        .into_iter()
+        .map(Environment::from)
+        .collect())
 }
 
 fn groups_from_rows(
@@ -1328,11 +1364,40 @@ impl SqlStore {
         user_id: Uuid,
         product_id: Uuid,
     ) -> Result<(UserFacts, ProductFacts), StoreError> {
-        let detail = self.get_product_impl(tenant_id, product_id).await?;
+        let product = {
+            let mut h = self.db.read().await?;
+            product_in_tenant(h.conn(), tenant_id, product_id).await?
+        };
+        let org_id = product.org_id;
+        self.facts_for(tenant_id, user_id, org_id, &[product])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub(super) async fn member_facts_in_org_impl(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
+        let products = self.list_products_impl(tenant_id, org_id).await?;
+        self.facts_for(tenant_id, user_id, org_id, &products).await
+    }
+
+    /// What the evaluator needs for one member on several products of one org, loaded with a
+    /// fixed number of queries however many products there are. `NotFound` for a non-member.
+    async fn facts_for(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        org_id: Uuid,
+        products: &[Product],
+    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
         let mut h = self.db.read().await?;
         let user = user_in_tenant(h.conn(), tenant_id, user_id).await?;
         let tree = tenant_tree(h.conn(), tenant_id).await?;
-        let chain = chain(&tree, detail.product.org_id);
+        let chain = chain(&tree, org_id);
         let memberships = memberships_in(h.conn(), tenant_id, &[user_id], &chain).await?;
         let role_in = |o: Uuid| {
             memberships
@@ -1344,51 +1409,60 @@ impl SqlStore {
             return Err(StoreError::NotFound);
         };
         let grants = user_grants(h.conn(), tenant_id, user_id, &chain).await?;
-        let mut sets = Vec::new();
-        let mut module_grants = Vec::new();
-        for g in grants {
-            match g.kind.as_str() {
-                "permission_group" if g.product_id == Some(product_id) => {
-                    if let Some(group) = detail
-                        .permission_groups
-                        .iter()
-                        .find(|pg| pg.id.to_string() == g.target)
-                    {
-                        sets.push(group.permissions.clone());
+        let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+        let groups = load_groups_of(&mut h, &ids).await?;
+        let environments = load_environments_of(&mut h, &ids).await?;
+        // Module roles are org-level: the same sets on every product of the org.
+        let module_grants: Vec<_> = grants
+            .iter()
+            .filter(|g| g.kind == "module_role")
+            .filter_map(|g| {
+                Some((
+                    g.org_id,
+                    Module::parse(&g.target)?,
+                    g.level.as_deref().and_then(ModuleLevel::parse)?,
+                ))
+            })
+            .collect();
+        let module_sets: Vec<PermissionSet> = effective_modules(&chain, &module_grants)
+            .into_iter()
+            .map(|(m, l)| module_permissions(m, l))
+            .collect();
+        Ok(products
+            .iter()
+            .map(|product| {
+                let mut sets = module_sets.clone();
+                for g in grants.iter().filter(|g| g.product_id == Some(product.id)) {
+                    match g.kind.as_str() {
+                        "permission_group" => {
+                            if let Some(group) = groups.iter().find(|pg| {
+                                pg.product_id == product.id && pg.id.to_string() == g.target
+                            }) {
+                                sets.push(group.permissions.clone());
+                            }
+                        }
+                        "role" => sets.extend(Role::parse(&g.target).map(Role::permissions)),
+                        _ => {}
                     }
                 }
-                "role" if g.product_id == Some(product_id) => {
-                    if let Some(role) = Role::parse(&g.target) {
-                        sets.push(role.permissions());
-                    }
-                }
-                "module_role" => {
-                    if let (Some(module), Some(level)) = (
-                        Module::parse(&g.target),
-                        g.level.as_deref().and_then(ModuleLevel::parse),
-                    ) {
-                        module_grants.push((g.org_id, module, level));
-                    }
-                }
-                _ => {}
-            }
-        }
-        for (module, level) in effective_modules(&chain, &module_grants) {
-            sets.push(module_permissions(module, level));
-        }
-        let facts = UserFacts {
-            active: user.active,
-            org_owner: effective.role == OrgRole::Owner,
-            sets,
-        };
-        let product = ProductFacts {
-            id: product_id,
-            environments: detail
-                .environments
-                .iter()
-                .map(Environment::as_ref)
-                .collect(),
-        };
-        Ok((facts, product))
+                let facts = UserFacts {
+                    active: user.active,
+                    org_owner: effective.role == OrgRole::Owner,
+                    sets,
+                };
+                let envs = environments
+                    .iter()
+                    .filter(|e| e.product_id == product.id)
+                    .map(Environment::as_ref)
+                    .collect();
+                (
+                    facts,
+                    ProductFacts {
+                        id: product.id,
+                        environments: envs,
+                    },
+                )
+            })
+            .collect())
     }
 }

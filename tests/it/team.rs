@@ -980,7 +980,79 @@ async fn a_sub_org_token_reaches_its_subtree_only(backend: Backend) {
     assert_eq!(listed.body["orgs"].as_array().expect("orgs").len(), 2);
 }
 
+/// A member change answers with the member's permissions on every product of the org, each
+/// computed for its own environments and grants.
+async fn member_changes_answer_for_every_product_of_the_org(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let root = app.org_id.to_string();
+    let first = app.product(&root).await;
+    let second = app
+        .ok(Method::POST, &format!("/orgs/{root}/products"), Some(json!({ "name": "Search", "environments": [{ "name": "Live", "restricted": true }] })))
+        .await;
+    let dev = app.user("dev@acme.test").await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{root}/members/{dev}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    let viewer = app
+        .ok(
+            Method::PUT,
+            &format!("/products/{}/members/{dev}", id(&second)),
+            Some(json!({ "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(viewer["capabilities"], json!([]));
+    let changed = app
+        .ok(
+            Method::PUT,
+            &format!("/orgs/{root}/members/{dev}/modules"),
+            Some(json!({ "sdk_keys": "read" })),
+        )
+        .await;
+    let perms = changed["permissions"].as_array().expect("per product");
+    assert_eq!(perms.len(), 2);
+    let of = |product: &Value| {
+        perms
+            .iter()
+            .find(|p| p["product_id"] == product["id"])
+            .expect("listed")
+            .clone()
+    };
+    let live = id(&second["environments"][0]);
+    assert_eq!(
+        of(&second)["environments"][&live],
+        "read_only",
+        "the Viewer role on its own product"
+    );
+    assert_eq!(
+        of(&second)["environments"].as_object().expect("envs").len(),
+        1
+    );
+    assert_eq!(
+        of(&first)["environments"].as_object().expect("envs").len(),
+        2
+    );
+    assert!(
+        of(&first)["environments"]
+            .as_object()
+            .expect("envs")
+            .values()
+            .all(|a| a == "none"),
+        "no grant on the first product"
+    );
+    for p in perms {
+        assert_eq!(
+            p["capabilities"],
+            json!(["view_sdk_key"]),
+            "module roles apply to every product"
+        );
+    }
+}
+
 crate::on_both_backends!(
+    member_changes_answer_for_every_product_of_the_org,
     roles_inherit_through_a_three_level_tree,
     the_last_owner_cannot_be_removed_on_any_admin_path,
     products_carry_environments_presets_and_read_only_roles,
