@@ -96,6 +96,16 @@ impl AuditRecord {
         self
     }
 
+    pub fn product(mut self, product_id: Uuid) -> Self {
+        self.product_id = Some(product_id);
+        self
+    }
+
+    pub fn product_opt(mut self, product_id: Option<Uuid>) -> Self {
+        self.product_id = product_id;
+        self
+    }
+
     pub fn before(mut self, value: impl Serialize) -> Self {
         self.before = serde_json::to_value(value).ok();
         self

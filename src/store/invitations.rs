@@ -171,11 +171,12 @@ impl SqlStore {
             .execute(tx.conn())
             .await?;
             let invitation = by_id(tx.conn(), tenant_id, id).await?;
-            let mut record = AuditRecord::new("invitation.create", "invitation", id)
-                .org(target.org_id)
-                .after(&invitation);
-            record.product_id = target.product_id;
-            tx.audit(record);
+            tx.audit(
+                AuditRecord::new("invitation.create", "invitation", id)
+                    .org(target.org_id)
+                    .after(&invitation)
+                    .product_opt(target.product_id),
+            );
             results.push((entry.email.clone(), InviteOutcome::Invited(invitation)));
         }
         if tx.has_audit() {
@@ -374,11 +375,9 @@ impl SqlStore {
                 .await?;
             }
         }
-        let mut record = AuditRecord::new("invitation.accept", "invitation", invitation.id)
+        tx.audit(AuditRecord::new("invitation.accept", "invitation", invitation.id)
             .org(invitation.org_id)
-            .after(json!({ "user_id": user.id, "permission_group_id": invitation.permission_group_id, "role": invitation.role }));
-        record.product_id = invitation.product_id;
-        tx.audit(record);
+            .after(json!({ "user_id": user.id, "permission_group_id": invitation.permission_group_id, "role": invitation.role })).product_opt(invitation.product_id));
         tx.invalidate_user(user.id);
         let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
         tx.commit().await?;

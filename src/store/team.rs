@@ -121,9 +121,13 @@ fn access(raw: &str) -> Result<EnvAccess, StoreError> {
     EnvAccess::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown access {raw}")))
 }
 
-fn conflict(constraint: &str) -> StoreError {
-    StoreError::Conflict {
-        constraint: constraint.to_owned(),
+/// Maps a uniqueness violation to a conflict that says which name is taken; other errors pass.
+fn name_taken(what: &'static str) -> impl FnOnce(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::Conflict { .. } => StoreError::Conflict {
+            constraint: what.to_owned(),
+        },
+        other => other,
     }
 }
 
@@ -461,10 +465,7 @@ async fn insert_group(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(|e| match e {
-        StoreError::Conflict { .. } => conflict("permission group name already used in this product"),
-        other => other,
-    })?;
+    .map_err(name_taken("permission group name already used in this product"))?;
     write_group_access(tx, tenant_id, product_id, id, &set.access.overrides).await?;
     Ok(id)
 }
@@ -496,10 +497,7 @@ async fn insert_environment(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(|e| match e {
-        StoreError::Conflict { .. } => conflict("environment name already used in this product"),
-        other => other,
-    })?;
+    .map_err(name_taken("environment name already used in this product"))?;
     Ok(created)
 }
 
@@ -836,11 +834,12 @@ impl SqlStore {
             environments: envs,
             permission_groups: groups,
         };
-        let mut record = AuditRecord::new("product.create", "product", detail.product.id)
-            .org(org_id)
-            .after(&detail);
-        record.product_id = Some(detail.product.id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("product.create", "product", detail.product.id)
+                .org(org_id)
+                .after(&detail)
+                .product(detail.product.id),
+        );
         tx.commit().await?;
         Ok(detail)
     }
@@ -907,12 +906,13 @@ impl SqlStore {
             .bind(product_id)
             .execute(tx.conn())
             .await?;
-        let mut record = AuditRecord::new("product.rename", "product", product_id)
-            .org(before.org_id)
-            .before(json!({ "name": before.name }))
-            .after(json!({ "name": name }));
-        record.product_id = Some(product_id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("product.rename", "product", product_id)
+                .org(before.org_id)
+                .before(json!({ "name": before.name }))
+                .after(json!({ "name": name }))
+                .product(product_id),
+        );
         tx.commit().await?;
         Ok(Product {
             name: name.to_owned(),
@@ -939,11 +939,12 @@ impl SqlStore {
             .bind(product_id)
             .execute(tx.conn())
             .await?;
-        let mut record = AuditRecord::new("product.delete", "product", product_id)
-            .org(before.org_id)
-            .before(&before);
-        record.product_id = Some(product_id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("product.delete", "product", product_id)
+                .org(before.org_id)
+                .before(&before)
+                .product(product_id),
+        );
         tx.invalidate_tenant();
         tx.commit().await?;
         Ok(())
@@ -959,11 +960,12 @@ impl SqlStore {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
         let created = insert_environment(&mut tx, tenant_id, product_id, env).await?;
-        let mut record = AuditRecord::new("environment.create", "environment", created.id)
-            .org(product.org_id)
-            .after(&created);
-        record.product_id = Some(product_id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("environment.create", "environment", created.id)
+                .org(product.org_id)
+                .after(&created)
+                .product(product_id),
+        );
         tx.invalidate_tenant();
         tx.commit().await?;
         Ok(created)
@@ -1014,16 +1016,14 @@ impl SqlStore {
             .bind(tenant_id)
             .execute(tx.conn())
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict("environment name already used in this product"),
-                other => other,
-            })?;
-        let mut record = AuditRecord::new("environment.update", "environment", env_id)
-            .org(product.org_id)
-            .before(&before)
-            .after(&after);
-        record.product_id = Some(product.id);
-        tx.audit(record);
+            .map_err(name_taken("environment name already used in this product"))?;
+        tx.audit(
+            AuditRecord::new("environment.update", "environment", env_id)
+                .org(product.org_id)
+                .before(&before)
+                .after(&after)
+                .product(product.id),
+        );
         tx.invalidate_tenant();
         tx.commit().await?;
         Ok(after)
@@ -1046,11 +1046,12 @@ impl SqlStore {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        let mut record = AuditRecord::new("environment.delete", "environment", env_id)
-            .org(product.org_id)
-            .before(&before);
-        record.product_id = Some(product.id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("environment.delete", "environment", env_id)
+                .org(product.org_id)
+                .before(&before)
+                .product(product.id),
+        );
         tx.invalidate_tenant();
         tx.commit().await?;
         Ok(())
@@ -1087,18 +1088,15 @@ impl SqlStore {
                 .bind(id)
                 .execute(tx.conn())
                 .await
-                .map_err(|e| match e {
-                    StoreError::Conflict { .. } => conflict("permission group name already used in this product"),
-                    other => other,
-                })?;
+                .map_err(name_taken("permission group name already used in this product"))?;
                 write_group_access(&mut tx, tenant_id, product_id, id, &set.access.overrides)
                     .await?;
-                let mut record =
+                tx.audit(
                     AuditRecord::new("permission_group.update", "permission_group", id)
                         .org(product.org_id)
-                        .before(before);
-                record.product_id = Some(product_id);
-                tx.audit(record);
+                        .product(product_id)
+                        .before(before),
+                );
                 id
             }
         };
@@ -1108,11 +1106,12 @@ impl SqlStore {
             .find(|g| g.id == id)
             .ok_or(StoreError::NotFound)?;
         if existing.is_none() {
-            let mut record = AuditRecord::new("permission_group.create", "permission_group", id)
-                .org(product.org_id)
-                .after(&saved);
-            record.product_id = Some(product_id);
-            tx.audit(record);
+            tx.audit(
+                AuditRecord::new("permission_group.create", "permission_group", id)
+                    .org(product.org_id)
+                    .after(&saved)
+                    .product(product_id),
+            );
         } else {
             tx.invalidate_tenant();
         }
@@ -1188,11 +1187,12 @@ impl SqlStore {
             .bind(group_id)
             .execute(tx.conn())
             .await?;
-        let mut record = AuditRecord::new("permission_group.delete", "permission_group", group_id)
-            .org(product.org_id)
-            .after(json!({ "reassigned_to": reassign_to, "grants_moved": holders.len() }));
-        record.product_id = Some(product_id);
-        tx.audit(record);
+        tx.audit(
+            AuditRecord::new("permission_group.delete", "permission_group", group_id)
+                .org(product.org_id)
+                .after(json!({ "reassigned_to": reassign_to, "grants_moved": holders.len() }))
+                .product(product_id),
+        );
         tx.commit().await?;
         Ok(holders.len() as u64)
     }
@@ -1261,12 +1261,10 @@ impl SqlStore {
             )
             .await?;
         }
-        let mut record = AuditRecord::new("member.set_product_access", "user", user_id)
+        tx.audit(AuditRecord::new("member.set_product_access", "user", user_id)
             .org(product.org_id)
             .before(json!({ "grants": before }))
-            .after(json!({ "permission_groups": access.permission_groups, "role": access.role, "source": access.source }));
-        record.product_id = Some(product_id);
-        tx.audit(record);
+            .after(json!({ "permission_groups": access.permission_groups, "role": access.role, "source": access.source })).product(product_id));
         tx.invalidate_user(user_id);
         tx.commit().await?;
         Ok(())
