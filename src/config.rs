@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// Days an invitation link stays valid
     #[arg(long, env = "ROLEGATE_INVITATION_TTL_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
     pub invitation_ttl_days: u32,
+
+    /// JSON file of extra SCIM schema extensions (RFC 7643 §7 schemas, each for User or Group)
+    /// whose attributes are stored, returned and filterable
+    #[arg(long, env = "ROLEGATE_SCIM_SCHEMA_EXTENSIONS")]
+    pub scim_schema_extensions: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -197,6 +202,7 @@ impl ServeArgs {
             smtp_url: None,
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
+            scim_schema_extensions: None,
         }
     }
 

@@ -133,6 +133,12 @@ impl From<StoreError> for ApiError {
                     .collect(),
             ),
             StoreError::Rule(rule) => ApiError::Conflict(rule),
+            StoreError::Precondition => {
+                ApiError::Conflict("the resource has changed; read it again".into())
+            }
+            StoreError::InvalidQuery(detail) => {
+                ApiError::Validation(vec![FieldError::new("query", detail)])
+            }
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable

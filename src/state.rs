@@ -22,8 +22,29 @@ pub struct AppState {
     pub scim_rate: Arc<ScimRateLimiter>,
 }
 
+/// Why the service cannot start with this configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("{0}")]
+    SchemaExtensions(String),
+}
+
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Result<Self, MailError> {
+    pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Result<Self, StartupError> {
+        if let Some(path) = &config.scim_schema_extensions {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartupError::SchemaExtensions(format!(
+                    "cannot read SCIM schema extensions from {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let extensions = crate::scim::extension::parse(&text)
+                .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
+            crate::scim::schema::configure_extensions(extensions)
+                .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
+        }
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
         let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
         let scim_rate = Arc::new(ScimRateLimiter::new(config.scim_rate_limit));

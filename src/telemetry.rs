@@ -17,6 +17,9 @@ pub fn init(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colours only for a terminal: escape codes make a log file hard to read and grep.
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }

@@ -36,6 +36,16 @@ pub fn matches(filter: &ResolvedFilter, resource: &Value) -> bool {
     eval(filter, Scope::Resource(resource))
 }
 
+/// Whether one element matches a value path's inner filter: an object of a multi-valued
+/// complex attribute (one e-mail, one member) or the object of a single-valued complex one.
+/// `filter` is the inner filter as [`resolve_path`](super::filter::resolve_path) resolves it:
+/// every term names the value path's attribute as `attr` and one of its sub-attributes as
+/// `sub`. The PATCH engine uses it to pick the elements `emails[type eq "work"]` designates
+/// (RFC 7644 §3.5.2).
+pub fn matches_element(filter: &ResolvedFilter, element: &Value) -> bool {
+    eval(filter, Scope::Element(element))
+}
+
 /// What a term's attribute is looked up in: the whole resource, or one element of a value
 /// path's multi-valued attribute.
 #[derive(Clone, Copy)]
@@ -585,6 +595,24 @@ mod tests {
             r#"emails[type eq "work"].value eq "b@x.org""#
         ));
         assert!(check(ResourceType::User, &odd, r#"department eq "ops""#));
+    }
+
+    #[test]
+    fn matches_element_evaluates_a_patch_value_filter_against_one_element_only() {
+        let path = crate::scim::filter::parse_path(r#"emails[type eq "WORK" and primary eq true]"#)
+            .expect("parses");
+        let resolved =
+            crate::scim::filter::resolve_path(&path, ResourceType::User).expect("resolves");
+        let filter = resolved.filter.expect("value filter");
+        let work = json!({ "value": "a@x.org", "Type": "work", "primary": true });
+        let home = json!({ "value": "b@x.org", "type": "home", "primary": true });
+        let not_primary = json!({ "value": "c@x.org", "type": "work" });
+        assert!(matches_element(&filter, &work));
+        assert!(!matches_element(&filter, &home));
+        assert!(!matches_element(&filter, &not_primary));
+        // The whole resource is not an element: its top-level members are not sub-attributes.
+        assert!(!matches_element(&filter, &user()));
+        assert!(!matches_element(&filter, &json!("a@x.org")));
     }
 
     #[test]

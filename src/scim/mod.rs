@@ -1,32 +1,44 @@
-//! SCIM 2.0 (RFC 7643/7644) edge: its error format, its token extractor and its routes.
-//!
-//! Discovery is truthful about what is built: for now only the service provider configuration
-//! is served, and it advertises no optional feature.
+//! SCIM 2.0 (RFC 7643/7644) edge: its error format, its token extractor, its request and
+//! response types, and its routes. The pure parts (schemas, filters, PATCH, resources) are
+//! modules of their own; the handlers only glue them to the store.
 
+mod bulk;
+mod discovery;
 mod edge;
 pub mod eval;
+pub mod extension;
 pub mod filter;
+mod groups;
+pub mod patch;
+mod query;
+pub mod resource;
 pub mod schema;
+mod search;
+mod users;
 
 pub use edge::ScimRateLimiter;
 
-use axum::extract::FromRequestParts;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use axum::{Json, Router};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use crate::auth::{self, AuthFailure, Principal};
+use crate::domain::audit::Actor;
+use crate::domain::provisioning::ScimScope;
 use crate::domain::token::TokenKind;
 use crate::state::AppState;
+use crate::store::{Ctx, StoreError};
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
 /// A SCIM error response (RFC 7644 §3.12).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ScimError {
     pub status: StatusCode,
     pub scim_type: Option<&'static str>,
@@ -46,6 +58,74 @@ impl ScimError {
             detail: detail.into(),
             retry_after_secs: None,
         }
+    }
+
+    pub fn bad_request(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+    }
+
+    pub fn not_found() -> Self {
+        ScimError::new(StatusCode::NOT_FOUND, None, "no such resource")
+    }
+}
+
+/// The one mapping from store errors to SCIM errors (RFC 7644 §3.12).
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ScimError::not_found(),
+            StoreError::Conflict { constraint } => match constraint.as_str() {
+                "userName" | "externalId" | "displayName" => ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    format!(
+                        "{constraint} is already used by another resource of this organization"
+                    ),
+                ),
+                _ => ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    "conflicts with an existing resource",
+                ),
+            },
+            StoreError::UnknownIds(ids) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                ScimError::bad_request(
+                    "invalidValue",
+                    format!(
+                        "no User or Group of this organization has the id {}",
+                        ids.join(", ")
+                    ),
+                )
+            }
+            StoreError::Rule(rule) => ScimError::bad_request("invalidValue", rule),
+            StoreError::Precondition => ScimError::new(
+                StatusCode::PRECONDITION_FAILED,
+                None,
+                "the resource has changed since the version in If-Match",
+            ),
+            StoreError::InvalidQuery(detail) => ScimError::bad_request("invalidFilter", detail),
+            StoreError::Unavailable(detail) => {
+                tracing::error!(%detail, "database unavailable");
+                ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "service unavailable")
+            }
+            StoreError::Other(detail) => {
+                tracing::error!(%detail, "SCIM request failed");
+                ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
+            }
+        }
+    }
+}
+
+impl From<resource::Invalid> for ScimError {
+    fn from(e: resource::Invalid) -> Self {
+        ScimError::bad_request(e.scim_type, e.detail)
+    }
+}
+
+impl From<patch::PatchError> for ScimError {
+    fn from(e: patch::PatchError) -> Self {
+        ScimError::bad_request(e.scim_type, e.detail)
     }
 }
 
@@ -110,16 +190,169 @@ pub struct ScimJson(pub Value);
 
 impl IntoResponse for ScimJson {
     fn into_response(self) -> Response {
-        let mut response = Json(self.0).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        match serde_json::to_vec(&self.0) {
+            Ok(bytes) => (
+                [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+                bytes,
+            )
+                .into_response(),
+            Err(error) => {
+                tracing::error!(%error, "could not serialise a SCIM response");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}
+
+/// A successful SCIM answer: status, optional body, and the `Location`/`ETag` headers of a
+/// single resource (RFC 7644 §3.1, §3.14). Bulk reads the same value for its operation results.
+#[derive(Debug, Clone)]
+pub struct ScimReply {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+}
+
+impl ScimReply {
+    pub fn ok(body: Value) -> Self {
+        ScimReply {
+            status: StatusCode::OK,
+            body: Some(body),
+            location: None,
+            etag: None,
+        }
+    }
+
+    /// A single resource: its `meta.location` and `meta.version` become headers.
+    pub fn resource(status: StatusCode, body: Value) -> Self {
+        let location = body["meta"]["location"].as_str().map(str::to_owned);
+        let etag = body["meta"]["version"].as_str().map(str::to_owned);
+        ScimReply {
+            status,
+            // RFC 7644 §3.3: Location only on creation; ETag on every single resource.
+            location: (status == StatusCode::CREATED)
+                .then_some(location)
+                .flatten(),
+            etag,
+            body: Some(body),
+        }
+    }
+
+    pub fn no_content() -> Self {
+        ScimReply {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            location: None,
+            etag: None,
+        }
+    }
+}
+
+impl IntoResponse for ScimReply {
+    fn into_response(self) -> Response {
+        let mut response = match self.body {
+            Some(body) => (self.status, ScimJson(body)).into_response(),
+            None => self.status.into_response(),
+        };
+        let headers = response.headers_mut();
+        if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, v);
+        }
+        if let Some(v) = self.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+            headers.insert(header::ETAG, v);
+        }
         response
     }
 }
 
-/// The provisioning client behind a SCIM bearer token; its org is the org provisioned into.
-pub struct ScimClient(pub Principal);
+/// A request body in JSON: `application/scim+json` or `application/json` (Okta and the
+/// conformance checkers send the latter), or no content type at all. Anything else is 415, a
+/// body that is not JSON `invalidSyntax`, one over the size limit 413.
+pub struct ScimBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let essence = content_type
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence != CONTENT_TYPE && essence != "application/json" {
+                return Err(ScimError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    None,
+                    "send the body as application/scim+json or application/json",
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ScimError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some("tooMany"),
+                    "the request body is larger than this service accepts",
+                )
+            } else {
+                ScimError::bad_request("invalidSyntax", rejection.body_text())
+            }
+        })?;
+        parse_body(&bytes).map(ScimBody)
+    }
+}
+
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, ScimError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ScimError::bad_request("invalidSyntax", format!("the body is not valid JSON: {e}"))
+    })
+}
+
+/// `If-Match` (RFC 7644 §3.14): `None` without the header, `Any` for `*`, else the version
+/// named (`Version(None)` for a tag that is not one of ours: it can never match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfMatch {
+    Absent,
+    Any,
+    Version(Option<i64>),
+}
+
+impl IfMatch {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+            None => IfMatch::Absent,
+            Some(v) if v.trim() == "*" => IfMatch::Any,
+            // A list of tags: any may match; we keep the first that is ours.
+            Some(v) => IfMatch::Version(v.split(',').find_map(resource::parse_etag)),
+        }
+    }
+
+    /// The version a conditional store write must find, or `None` for an unconditional one.
+    /// A tag that is not ours asks for a version that never exists.
+    pub(crate) fn expected(self) -> Option<i64> {
+        match self {
+            IfMatch::Absent | IfMatch::Any => None,
+            IfMatch::Version(v) => Some(v.unwrap_or(-1)),
+        }
+    }
+
+    pub(crate) fn is_conditional(self) -> bool {
+        matches!(self, IfMatch::Version(_))
+    }
+}
+
+/// The provisioning client behind a SCIM bearer token: the org it provisions into, and who it
+/// is for the audit log.
+pub struct ScimClient {
+    pub principal: Principal,
+    pub scope: ScimScope,
+    pub ctx: Ctx,
+}
 
 impl FromRequestParts<AppState> for ScimClient {
     type Rejection = ScimError;
@@ -144,13 +377,75 @@ impl FromRequestParts<AppState> for ScimClient {
                     "too many requests for this token",
                 )
             })?;
-        Ok(ScimClient(principal))
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ctx = Ctx::new(Actor::ScimToken {
+            id: principal.token.id,
+            name: principal.token.name.clone(),
+        })
+        .with_request_id(request_id);
+        let scope = ScimScope {
+            tenant_id: principal.tenant_id(),
+            org_id: principal.org_id(),
+        };
+        Ok(ScimClient {
+            principal,
+            scope,
+            ctx,
+        })
+    }
+}
+
+/// What handlers share: the state, the caller, and the base of `meta.location`.
+pub(crate) struct Scim<'a> {
+    pub state: &'a AppState,
+    pub client: &'a ScimClient,
+    pub base: String,
+}
+
+impl<'a> Scim<'a> {
+    pub(crate) fn new(state: &'a AppState, client: &'a ScimClient) -> Self {
+        Scim {
+            state,
+            client,
+            base: resource::scim_base(&state.config.public_url()),
+        }
     }
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{id}", get(discovery::resource_type))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema))
+        .route("/Users", get(users::list).post(users::create))
+        .route("/Users/.search", post(users::search))
+        .route(
+            "/Users/{id}",
+            get(users::get)
+                .put(users::replace)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Groups/{id}",
+            get(groups::get)
+                .put(groups::replace)
+                .patch(groups::patch)
+                .delete(groups::delete),
+        )
+        .route("/.search", post(search::search_all))
+        .route("/Bulk", post(bulk::bulk))
         .route("/Me", any(me))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -173,26 +468,6 @@ async fn method_not_allowed(_client: ScimClient) -> ScimError {
         None,
         "method not allowed on this endpoint",
     )
-}
-
-/// RFC 7643 §5. Every optional feature is reported unsupported until it is built.
-async fn service_provider_config(_client: ScimClient) -> ScimJson {
-    ScimJson(json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": { "supported": false },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
-        "filter": { "supported": false, "maxResults": 0 },
-        "changePassword": { "supported": false },
-        "sort": { "supported": false },
-        "etag": { "supported": false },
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "A rolegate SCIM token (rg_scim_…) in the Authorization header",
-            "primary": true,
-        }],
-        "meta": { "resourceType": "ServiceProviderConfig" },
-    }))
 }
 
 /// Unknown SCIM paths answer in SCIM's format, after authentication (so they reveal nothing).

@@ -241,20 +241,95 @@ impl ResourceType {
         }
     }
 
-    /// Schema extensions the resource type accepts (RFC 7643 §6 `schemaExtensions`).
+    /// Schema extensions the resource type accepts (RFC 7643 §6 `schemaExtensions`): the
+    /// enterprise User extension, then the configured ones.
     pub fn extensions(self) -> &'static [&'static ResourceSchema] {
+        let registry = registry();
         match self {
-            ResourceType::User => &USER_EXTENSIONS,
-            ResourceType::Group => &[],
+            ResourceType::User => registry.user_extensions,
+            ResourceType::Group => registry.group_extensions,
         }
     }
 }
 
-static USER_EXTENSIONS: [&ResourceSchema; 1] = [&ENTERPRISE_USER];
+/// The schemas of this process: the built-in ones, plus the extensions the operator configured
+/// (`ROLEGATE_SCIM_SCHEMA_EXTENSIONS`), fixed once at start-up. A process-wide value rather than
+/// a parameter because it is configuration, read before the first request and never changed,
+/// and every resolution of an attribute name depends on it.
+struct Registry {
+    user_extensions: &'static [&'static ResourceSchema],
+    group_extensions: &'static [&'static ResourceSchema],
+    all: &'static [&'static ResourceSchema],
+}
+
+static BUILT_IN_USER_EXTENSIONS: [&ResourceSchema; 1] = [&ENTERPRISE_USER];
+static BUILT_IN: [&ResourceSchema; 3] = [&USER, &GROUP, &ENTERPRISE_USER];
+static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+
+fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry {
+        user_extensions: &BUILT_IN_USER_EXTENSIONS,
+        group_extensions: &[],
+        all: &BUILT_IN,
+    })
+}
+
+/// Why configured extensions cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("schema \"{0}\" is configured twice or clashes with a built-in schema")]
+    Duplicate(String),
+    #[error("SCIM schema extensions are already fixed for this process")]
+    AlreadyFixed,
+}
+
+/// Adds configured extensions (each for Users or Groups) before the first use of the schemas.
+/// Configuring the same set again is harmless; a different one after the schemas were used or
+/// fixed is refused.
+pub fn configure_extensions(
+    extensions: Vec<(ResourceType, &'static ResourceSchema)>,
+) -> Result<(), ConfigureError> {
+    let mut ids: Vec<&str> = BUILT_IN.iter().map(|s| s.id).collect();
+    for (_, e) in &extensions {
+        if ids.iter().any(|id| id.eq_ignore_ascii_case(e.id)) {
+            return Err(ConfigureError::Duplicate(e.id.to_owned()));
+        }
+        ids.push(e.id);
+    }
+    let pick = |rt: ResourceType| -> Vec<&'static ResourceSchema> {
+        extensions
+            .iter()
+            .filter(|(t, _)| *t == rt)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    let mut user: Vec<&'static ResourceSchema> = BUILT_IN_USER_EXTENSIONS.to_vec();
+    user.extend(pick(ResourceType::User));
+    let group = pick(ResourceType::Group);
+    let mut all: Vec<&'static ResourceSchema> = BUILT_IN.to_vec();
+    all.extend(extensions.iter().map(|(_, s)| *s));
+    let wanted: Vec<&str> = all.iter().map(|s| s.id).collect();
+    if let Some(existing) = REGISTRY.get() {
+        let have: Vec<&str> = existing.all.iter().map(|s| s.id).collect();
+        return if have == wanted {
+            Ok(())
+        } else {
+            Err(ConfigureError::AlreadyFixed)
+        };
+    }
+    let registry = Registry {
+        user_extensions: Box::leak(user.into_boxed_slice()),
+        group_extensions: Box::leak(group.into_boxed_slice()),
+        all: Box::leak(all.into_boxed_slice()),
+    };
+    REGISTRY
+        .set(registry)
+        .map_err(|_| ConfigureError::AlreadyFixed)
+}
 
 /// Every schema served under `/Schemas`.
-pub fn all_schemas() -> [&'static ResourceSchema; 3] {
-    [&USER, &GROUP, &ENTERPRISE_USER]
+pub fn all_schemas() -> &'static [&'static ResourceSchema] {
+    registry().all
 }
 
 /// An attribute path resolved against the schemas.

@@ -25,6 +25,7 @@ pub(crate) enum Arg {
     Uuid(Option<Uuid>),
     Text(Option<String>),
     Int(Option<i64>),
+    Float(Option<f64>),
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
     Json(Option<Value>),
@@ -49,6 +50,7 @@ arg_from!(Uuid, Uuid);
 arg_from!(Text, String);
 arg_from!(Text, &str);
 arg_from!(Int, i64);
+arg_from!(Float, f64);
 arg_from!(Bool, bool);
 arg_from!(Time, DateTime<Utc>);
 arg_from!(Json, Value);
@@ -64,6 +66,7 @@ macro_rules! bind_all {
                 Arg::Uuid(v) => q.bind(v),
                 Arg::Text(v) => q.bind(v),
                 Arg::Int(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),
                 Arg::Json(v) => q.bind(v.map(Json)),
@@ -211,6 +214,11 @@ impl SqlBuilder {
         self.text.push('$');
         self.text.push_str(&self.args.len().to_string());
         self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn text_for_tests(&self) -> String {
+        self.text.clone()
     }
 
     pub(crate) fn build(self) -> Sql {

@@ -7,6 +7,8 @@ mod db;
 mod invitations;
 mod postgres;
 mod queries;
+mod scim;
+mod scim_sql;
 mod sqlite;
 mod team;
 
@@ -29,9 +31,12 @@ use crate::domain::invitation::Invitation;
 use crate::domain::org::{EffectiveRole, Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
-use crate::domain::provisioning::ScimRequestError;
+use crate::domain::provisioning::{
+    ScimGroup, ScimMember, ScimRequestError, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+};
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
+use crate::scim::filter::{ResolvedAttr, ResolvedFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,6 +51,13 @@ pub enum StoreError {
     /// A rule of the team model refused the change; the message names the rule.
     #[error("{0}")]
     Rule(String),
+    /// A conditional write (`If-Match`, or an optimistic retry) found another version.
+    #[error("the resource has changed")]
+    Precondition,
+    /// A query that is well-formed but that the store cannot answer (e.g. a filter on an
+    /// attribute it does not index); the message is safe to show the client.
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -233,6 +245,51 @@ pub struct OutboxMail {
     /// sent | logged | failed
     pub status: &'static str,
     pub error: Option<String>,
+}
+
+/// A page of a SCIM list: filter, order, and `startIndex - 1`/`count` (RFC 7644 §3.4.2).
+#[derive(Debug, Clone, Copy)]
+pub struct ScimListQuery<'a> {
+    pub filter: Option<&'a ResolvedFilter>,
+    /// The `sortBy` attribute and whether `sortOrder` is descending.
+    pub sort: Option<(&'a ResolvedAttr, bool)>,
+    pub offset: u64,
+    pub count: u64,
+    /// Users: whether the stored document is read (not when only columns are returned).
+    pub with_document: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimPage<T> {
+    /// Every match, not only this page's (`totalResults`).
+    pub total: u64,
+    pub items: Vec<T>,
+}
+
+/// A SCIM Group's own attributes (its members change through [`MembershipChange`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimGroupWrite {
+    pub display_name: String,
+    pub external_id: Option<String>,
+}
+
+/// A member to add: its id and, when the client said, its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberRef {
+    pub id: Uuid,
+    pub kind: Option<MemberKind>,
+}
+
+/// One change to a group's members, applied in order in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Adds members; present ones are skipped.
+    Add(Vec<MemberRef>),
+    /// Removes members; absent ones are skipped.
+    Remove(Vec<Uuid>),
+    RemoveAll,
+    /// Makes the members exactly these.
+    Replace(Vec<MemberRef>),
 }
 
 /// Filters for the audit log; results come newest first.
@@ -581,6 +638,89 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: Uuid,
         query: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Creates a SCIM User in the scope's org, or makes the tenant's not-yet-provisioned user
+    /// with that userName or e-mail this SCIM User (one person, one user). A taken userName or
+    /// externalId is `Conflict` naming the attribute, and changes nothing.
+    async fn scim_create_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError>;
+    async fn scim_get_user(
+        &self,
+        scope: ScimScope,
+        id: Uuid,
+        with_document: bool,
+    ) -> Result<ScimUser, StoreError>;
+    async fn scim_list_users(
+        &self,
+        scope: ScimScope,
+        query: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimUser>, StoreError>;
+    /// Replaces a User (`Precondition` when `expected_version` is not the stored one). A
+    /// replace that changes nothing writes nothing.
+    async fn scim_replace_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError>;
+    /// Deletes a User for good, with its memberships, group memberships and grants.
+    async fn scim_delete_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// `(user id, group)` for every group of the scope's org each user is in, directly or not.
+    async fn scim_user_groups(
+        &self,
+        scope: ScimScope,
+        user_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimUserGroup)>, StoreError>;
+
+    async fn scim_create_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        group: &ScimGroupWrite,
+        members: &[MemberRef],
+    ) -> Result<ScimGroup, StoreError>;
+    async fn scim_get_group(&self, scope: ScimScope, id: Uuid) -> Result<ScimGroup, StoreError>;
+    async fn scim_list_groups(
+        &self,
+        scope: ScimScope,
+        query: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimGroup>, StoreError>;
+    /// `(group id, member)` for a page of groups, in one query.
+    async fn scim_group_members(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError>;
+    /// Changes a Group's attributes and members in one transaction. Unknown members are
+    /// `UnknownIds`, a nested group that would make a cycle is `Rule`.
+    async fn scim_update_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        attributes: Option<&ScimGroupWrite>,
+        changes: &[MembershipChange],
+    ) -> Result<ScimGroup, StoreError>;
+    async fn scim_delete_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Connection settings of the store.

@@ -11,11 +11,15 @@ use uuid::Uuid;
 use super::db::{Conn, Ctx, Db, Pool, SqlBuilder, WriteTx, sql};
 use super::{
     AcceptOutcome, AuditQuery, Backend, Invalidation, InvitationTarget, InviteOutcome, MemberQuery,
-    NewEnvironment, NewGroup, NewInvitation, NewToken, OrgMember, OutboxMail, OwnerRule, PoolStats,
-    ProductAccess, Store, StoreError, TokenMatch, member_kind,
+    MemberRef, MembershipChange, NewEnvironment, NewGroup, NewInvitation, NewToken, OrgMember,
+    OutboxMail, OwnerRule, PoolStats, ProductAccess, ScimGroupWrite, ScimListQuery, ScimPage,
+    Store, StoreError, TokenMatch, member_kind,
 };
 use crate::domain::audit::{AuditEvent, AuditRecord};
 use crate::domain::group::{Group, GroupMember};
+use crate::domain::provisioning::{
+    ScimGroup, ScimMember, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+};
 use std::collections::BTreeMap;
 
 use crate::authz::{ProductFacts, UserFacts};
@@ -1168,6 +1172,118 @@ impl Store for SqlStore {
                 created_at: r.created_at,
             })
             .collect())
+    }
+
+    async fn scim_create_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError> {
+        self.scim_create_user_impl(ctx, scope, user).await
+    }
+
+    async fn scim_get_user(
+        &self,
+        scope: ScimScope,
+        id: Uuid,
+        with_document: bool,
+    ) -> Result<ScimUser, StoreError> {
+        self.scim_get_user_impl(scope, id, with_document).await
+    }
+
+    async fn scim_list_users(
+        &self,
+        scope: ScimScope,
+        query: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimUser>, StoreError> {
+        self.scim_list_users_impl(scope, query).await
+    }
+
+    async fn scim_replace_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError> {
+        self.scim_replace_user_impl(ctx, scope, id, expected_version, user)
+            .await
+    }
+
+    async fn scim_delete_user(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.scim_delete_user_impl(ctx, scope, id, expected_version)
+            .await
+    }
+
+    async fn scim_user_groups(
+        &self,
+        scope: ScimScope,
+        user_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimUserGroup)>, StoreError> {
+        self.scim_user_groups_impl(scope, user_ids).await
+    }
+
+    async fn scim_create_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        group: &ScimGroupWrite,
+        members: &[MemberRef],
+    ) -> Result<ScimGroup, StoreError> {
+        self.scim_create_group_impl(ctx, scope, group, members)
+            .await
+    }
+
+    async fn scim_get_group(&self, scope: ScimScope, id: Uuid) -> Result<ScimGroup, StoreError> {
+        self.scim_get_group_impl(scope, id).await
+    }
+
+    async fn scim_list_groups(
+        &self,
+        scope: ScimScope,
+        query: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimGroup>, StoreError> {
+        self.scim_list_groups_impl(scope, query).await
+    }
+
+    async fn scim_group_members(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError> {
+        self.scim_group_members_impl(scope, group_ids).await
+    }
+
+    async fn scim_update_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        attributes: Option<&ScimGroupWrite>,
+        changes: &[MembershipChange],
+    ) -> Result<ScimGroup, StoreError> {
+        self.scim_update_group_impl(ctx, scope, id, expected_version, attributes, changes)
+            .await
+    }
+
+    async fn scim_delete_group(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.scim_delete_group_impl(ctx, scope, id, expected_version)
+            .await
     }
 
     async fn list_audit(

@@ -226,7 +226,7 @@ async fn memberships_in(
 
 /// Applies the Owner rule after a membership change in `org_id`: refused (`Enforce`) or let
 /// through with an audit warning and a metric (`Warn`, for IdP-driven offboarding).
-async fn check_owner_rule(
+pub(super) async fn check_owner_rule(
     tx: &mut WriteTx,
     tenant_id: Uuid,
     org_id: Uuid,

@@ -127,6 +127,72 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(Method::GET, path, Some(token), None).await
     }
+
+    /// A SCIM request with this app's SCIM token, the body sent as `application/scim+json`.
+    pub async fn scim(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.scim_with(method, path, body, &[]).await
+    }
+
+    /// Like [`TestApp::scim`], with extra headers (`If-Match`, a content type, …).
+    pub async fn scim_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.scim_as(&self.scim_token, method, path, body, headers)
+            .await
+    }
+
+    /// A SCIM request with another token (another org's, a revoked one, …).
+    pub async fn scim_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let path = if path.starts_with("/scim/v2") {
+            path.to_owned()
+        } else {
+            format!("/scim/v2{path}")
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        let has_content_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !has_content_type {
+            builder = builder.header("content-type", "application/scim+json");
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        self.send(req).await
+    }
+
+    /// Raw SQL against this app's database (to look behind the store, e.g. at stored columns).
+    pub async fn raw_execute(&self, statement: &str) -> Result<u64, sqlx::Error> {
+        self._db.raw_execute(statement).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self._db.backend
+    }
+}
+
+/// Settings for SCIM tests that send many requests: no per-token rate limit.
+pub fn unlimited() -> ServeArgs {
+    let mut config = ServeArgs::for_tests();
+    config.scim_rate_limit = 0;
+    config
 }
 
 /// Builds a request; `from` sets the client address the way a real connection would.

@@ -1,0 +1,449 @@
+//! `/Groups` (RFC 7644 §3.3–3.6). Members are never loaded to change them: PATCH turns member
+//! operations into set changes the store applies in SQL, so one member added to a group of
+//! 20,000 costs one insert; and a page of groups loads its members in one query.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery as UriQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::patch::{self, MemberChange};
+use super::query::RawQuery;
+use super::resource::{self, Projection, render_group, render_member};
+use super::schema::ResourceType;
+use super::users::{not_modified, parse_id};
+use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, eval};
+use crate::domain::provisioning::{ScimGroup, ScimMember};
+use crate::state::AppState;
+use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, StoreError};
+
+const PATCH_ATTEMPTS: usize = 20;
+
+/// Members as the client named them, checked to be ids we could have issued. Whether they exist
+/// in the org is the store's to say (in the same transaction as the change).
+fn member_refs(value: &Value) -> Result<Vec<MemberRef>, ScimError> {
+    refs_of(&resource::member_inputs(value)?)
+}
+
+fn refs_of(inputs: &[resource::MemberInput]) -> Result<Vec<MemberRef>, ScimError> {
+    inputs
+        .iter()
+        .map(|m| {
+            Uuid::parse_str(&m.value)
+                .map(|id| MemberRef { id, kind: m.kind })
+                .map_err(|_| {
+                    ScimError::bad_request(
+                        "invalidValue",
+                        format!(
+                            "no User or Group of this organization has the id \"{}\"",
+                            m.value
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn write_of(input: &resource::GroupInput) -> ScimGroupWrite {
+    ScimGroupWrite {
+        display_name: input.display_name.clone(),
+        external_id: input.external_id.clone(),
+    }
+}
+
+impl Scim<'_> {
+    async fn members_of(
+        &self,
+        groups: &[ScimGroup],
+        projection: &Projection,
+    ) -> Result<Option<HashMap<Uuid, Vec<ScimMember>>>, ScimError> {
+        if !projection.returns("members") || groups.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<Uuid> = groups.iter().map(|g| g.id).collect();
+        let mut by_group: HashMap<Uuid, Vec<ScimMember>> = HashMap::new();
+        for (group, member) in self
+            .state
+            .store
+            .scim_group_members(self.client.scope, &ids)
+            .await?
+        {
+            by_group.entry(group).or_default().push(member);
+        }
+        Ok(Some(by_group))
+    }
+
+    async fn render_groups(
+        &self,
+        groups: &[ScimGroup],
+        projection: &Projection,
+    ) -> Result<Vec<Value>, ScimError> {
+        let members = self.members_of(groups, projection).await?;
+        Ok(groups
+            .iter()
+            .map(|g| {
+                let m = members
+                    .as_ref()
+                    .map(|m| m.get(&g.id).map_or(&[][..], Vec::as_slice));
+                let mut out = render_group(g, m, &self.base);
+                projection.apply(ResourceType::Group, &mut out);
+                out
+            })
+            .collect())
+    }
+
+    async fn group_reply(
+        &self,
+        status: StatusCode,
+        group: &ScimGroup,
+        projection: &Projection,
+    ) -> Result<ScimReply, ScimError> {
+        let mut rendered = self
+            .render_groups(std::slice::from_ref(group), projection)
+            .await?;
+        let body = rendered.pop().unwrap_or(Value::Null);
+        let mut reply = ScimReply::resource(status, body);
+        reply.etag = Some(resource::etag(group.version));
+        if status == StatusCode::CREATED {
+            reply.location = Some(resource::location(
+                &self.base,
+                ResourceType::Group,
+                group.id,
+            ));
+        }
+        Ok(reply)
+    }
+
+    pub(crate) async fn create_group(
+        &self,
+        body: &Value,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let projection = raw.projection(ResourceType::Group)?;
+        let input = resource::group_input(body)?;
+        let members = refs_of(input.members.as_deref().unwrap_or_default())?;
+        let created = self
+            .state
+            .store
+            .scim_create_group(
+                &self.client.ctx,
+                self.client.scope,
+                &write_of(&input),
+                &members,
+            )
+            .await?;
+        self.group_reply(StatusCode::CREATED, &created, &projection)
+            .await
+    }
+
+    pub(crate) async fn get_group(
+        &self,
+        id: &str,
+        raw: &RawQuery,
+        headers: &HeaderMap,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::Group)?;
+        let group = self
+            .state
+            .store
+            .scim_get_group(self.client.scope, id)
+            .await?;
+        if not_modified(headers, group.version) {
+            return Ok(ScimReply {
+                status: StatusCode::NOT_MODIFIED,
+                body: None,
+                location: None,
+                etag: Some(resource::etag(group.version)),
+            });
+        }
+        self.group_reply(StatusCode::OK, &group, &projection).await
+    }
+
+    pub(crate) async fn group_page(
+        &self,
+        raw: &RawQuery,
+        offset: u64,
+        count: u64,
+    ) -> Result<(u64, Vec<Value>), ScimError> {
+        let projection = raw.projection(ResourceType::Group)?;
+        let resolved = raw.resolve(ResourceType::Group)?;
+        let page = self
+            .state
+            .store
+            .scim_list_groups(
+                self.client.scope,
+                &ScimListQuery {
+                    filter: resolved.filter.as_ref(),
+                    sort: resolved.sort(),
+                    offset,
+                    count,
+                    with_document: false,
+                },
+            )
+            .await?;
+        let resources = self.render_groups(&page.items, &projection).await?;
+        Ok((page.total, resources))
+    }
+
+    pub(crate) async fn list_groups(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
+        let (offset, count) = raw.page()?;
+        let (total, resources) = self.group_page(raw, offset, count).await?;
+        Ok(ScimReply::ok(resource::list_response(
+            total,
+            offset + 1,
+            resources,
+        )))
+    }
+
+    /// PUT: the Group's attributes, and its members when `members` is sent (`[]` removes them
+    /// all). Without a `members` key they stay: RFC 7644 §3.5.1 lets a server keep attributes
+    /// the client did not assert, and a rename should never empty a 20,000-member group.
+    pub(crate) async fn replace_group(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: IfMatch,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::Group)?;
+        let input = resource::group_input(body)?;
+        let mut changes = Vec::new();
+        if let Some(members) = &input.members {
+            changes.push(MembershipChange::Replace(refs_of(members)?));
+        }
+        let group = self
+            .state
+            .store
+            .scim_update_group(
+                &self.client.ctx,
+                self.client.scope,
+                id,
+                if_match.expected(),
+                Some(&write_of(&input)),
+                &changes,
+            )
+            .await?;
+        self.group_reply(StatusCode::OK, &group, &projection).await
+    }
+
+    /// RFC 7644 §3.5.2, answered 204 (Entra ID's advice: no 20,000-member body after every
+    /// membership change) unless the request asks for attributes, then 200 with them.
+    pub(crate) async fn patch_group(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: IfMatch,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::Group)?;
+        let operations = patch::parse_request(body)?;
+        let (attribute_ops, member_ops) = patch::split_group_member_ops(operations)?;
+        let mut changes = Vec::with_capacity(member_ops.len());
+        for change in member_ops {
+            changes.push(match change {
+                MemberChange::Add(values) => {
+                    MembershipChange::Add(member_refs(&Value::Array(values))?)
+                }
+                MemberChange::Replace(values) => {
+                    MembershipChange::Replace(member_refs(&Value::Array(values))?)
+                }
+                // An id we never issued is not a member: nothing to remove.
+                MemberChange::Remove(ids) => MembershipChange::Remove(
+                    ids.iter()
+                        .filter_map(|s| Uuid::parse_str(s.trim()).ok())
+                        .collect(),
+                ),
+                MemberChange::RemoveAll => MembershipChange::RemoveAll,
+                MemberChange::RemoveMatching(filter) => {
+                    let members = self
+                        .state
+                        .store
+                        .scim_group_members(self.client.scope, &[id])
+                        .await?;
+                    MembershipChange::Remove(
+                        members
+                            .iter()
+                            .filter(|(_, m)| {
+                                eval::matches_element(&filter, &render_member(m, &self.base))
+                            })
+                            .map(|(_, m)| m.id)
+                            .collect(),
+                    )
+                }
+            });
+        }
+        let mut outcome = None;
+        for _ in 0..PATCH_ATTEMPTS {
+            let (attributes, expected) = if attribute_ops.is_empty() {
+                (None, if_match.expected())
+            } else {
+                let current = self
+                    .state
+                    .store
+                    .scim_get_group(self.client.scope, id)
+                    .await?;
+                if let Some(expected) = if_match.expected()
+                    && expected != current.version
+                {
+                    return Err(StoreError::Precondition.into());
+                }
+                let mut doc = render_group(&current, None, &self.base);
+                patch::apply(ResourceType::Group, &mut doc, &attribute_ops)?;
+                (
+                    Some(write_of(&resource::group_input(&doc)?)),
+                    Some(current.version),
+                )
+            };
+            match self
+                .state
+                .store
+                .scim_update_group(
+                    &self.client.ctx,
+                    self.client.scope,
+                    id,
+                    expected,
+                    attributes.as_ref(),
+                    &changes,
+                )
+                .await
+            {
+                Ok(group) => {
+                    outcome = Some(group);
+                    break;
+                }
+                Err(StoreError::Precondition)
+                    if !if_match.is_conditional() && !attribute_ops.is_empty() =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(group) = outcome else {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                None,
+                "the group kept changing while this PATCH was applied; retry it",
+            ));
+        };
+        if raw.attributes.is_some() || raw.excluded_attributes.is_some() {
+            self.group_reply(StatusCode::OK, &group, &projection).await
+        } else {
+            let mut reply = ScimReply::no_content();
+            reply.etag = Some(resource::etag(group.version));
+            Ok(reply)
+        }
+    }
+
+    pub(crate) async fn delete_group(
+        &self,
+        id: &str,
+        if_match: IfMatch,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        self.state
+            .store
+            .scim_delete_group(&self.client.ctx, self.client.scope, id, if_match.expected())
+            .await?;
+        Ok(ScimReply::no_content())
+    }
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    client: ScimClient,
+    UriQuery(query): UriQuery,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .create_group(&body, &RawQuery::from_query_string(query.as_deref()))
+        .await
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .get_group(
+            &id,
+            &RawQuery::from_query_string(query.as_deref()),
+            &headers,
+        )
+        .await
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    client: ScimClient,
+    UriQuery(query): UriQuery,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .list_groups(&RawQuery::from_query_string(query.as_deref()))
+        .await
+}
+
+pub(super) async fn search(
+    State(state): State<AppState>,
+    client: ScimClient,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .list_groups(&RawQuery::from_search_request(&body)?)
+        .await
+}
+
+pub(super) async fn replace(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .replace_group(
+            &id,
+            &body,
+            IfMatch::from_headers(&headers),
+            &RawQuery::from_query_string(query.as_deref()),
+        )
+        .await
+}
+
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .patch_group(
+            &id,
+            &body,
+            IfMatch::from_headers(&headers),
+            &RawQuery::from_query_string(query.as_deref()),
+        )
+        .await
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .delete_group(&id, IfMatch::from_headers(&headers))
+        .await
+}

@@ -1,0 +1,46 @@
+//! `POST /.search` at the root (RFC 7644 §3.4.3): one query over Users and Groups, Users first.
+
+use axum::extract::State;
+use serde_json::Value;
+
+use super::query::RawQuery;
+use super::resource::list_response;
+use super::schema::ResourceType;
+use super::{Scim, ScimBody, ScimClient, ScimError, ScimReply};
+use crate::state::AppState;
+
+/// A filter or sort that names attributes one resource type lacks selects nothing of that type
+/// (a filter that fits neither is the client's error). `startIndex`/`count` page through Users
+/// then Groups as one list.
+pub(super) async fn search_all(
+    State(state): State<AppState>,
+    client: ScimClient,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    let raw = RawQuery::from_search_request(&body)?;
+    let (offset, count) = raw.page()?;
+    let scim = Scim::new(&state, &client);
+    let fits_users = raw.resolve(ResourceType::User);
+    let fits_groups = raw.resolve(ResourceType::Group);
+    if let (Err(e), Err(_)) = (&fits_users, &fits_groups) {
+        return Err(e.clone());
+    }
+    let mut total = 0;
+    let mut resources: Vec<Value> = Vec::new();
+    let mut users_total = 0;
+    if fits_users.is_ok() {
+        let (t, page) = scim.user_page(&raw, offset, count).await?;
+        users_total = t;
+        total += t;
+        resources.extend(page);
+    }
+    if fits_groups.is_ok() {
+        let remaining = count.saturating_sub(resources.len() as u64);
+        let (t, page) = scim
+            .group_page(&raw, offset.saturating_sub(users_total), remaining)
+            .await?;
+        total += t;
+        resources.extend(page);
+    }
+    Ok(ScimReply::ok(list_response(total, offset + 1, resources)))
+}

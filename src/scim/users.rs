@@ -1,0 +1,364 @@
+//! `/Users` (RFC 7644 §3.3–3.6): create, read, list and search, replace, PATCH and delete.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery as UriQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::query::RawQuery;
+use super::resource::{self, Projection, render_user};
+use super::schema::ResourceType;
+use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, patch};
+use crate::domain::provisioning::{ScimUser, ScimUserGroup};
+use crate::state::AppState;
+use crate::store::{ScimListQuery, StoreError};
+
+/// Attributes a User keeps in columns: asking for only these skips reading its document.
+const COLUMN_ATTRIBUTES: [&str; 5] = ["id", "userName", "externalId", "meta", "schemas"];
+
+/// How often a PATCH re-reads and re-applies when another write got in between.
+const PATCH_ATTEMPTS: usize = 20;
+
+pub(super) fn parse_id(id: &str) -> Result<Uuid, ScimError> {
+    // Any id we did not issue names nothing (Okta probes with ids that are not UUIDs).
+    Uuid::parse_str(id).map_err(|_| ScimError::not_found())
+}
+
+impl Scim<'_> {
+    async fn groups_of(
+        &self,
+        users: &[ScimUser],
+        projection: &Projection,
+    ) -> Result<Option<HashMap<Uuid, Vec<ScimUserGroup>>>, ScimError> {
+        if !projection.returns("groups") || users.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+        let mut by_user: HashMap<Uuid, Vec<ScimUserGroup>> = HashMap::new();
+        for (user, group) in self
+            .state
+            .store
+            .scim_user_groups(self.client.scope, &ids)
+            .await?
+        {
+            by_user.entry(user).or_default().push(group);
+        }
+        Ok(Some(by_user))
+    }
+
+    async fn render_users(
+        &self,
+        users: &[ScimUser],
+        projection: &Projection,
+    ) -> Result<Vec<Value>, ScimError> {
+        let groups = self.groups_of(users, projection).await?;
+        Ok(users
+            .iter()
+            .map(|u| {
+                let g = groups
+                    .as_ref()
+                    .map(|m| m.get(&u.id).map_or(&[][..], Vec::as_slice));
+                let mut out = render_user(u, g, &self.base);
+                projection.apply(ResourceType::User, &mut out);
+                out
+            })
+            .collect())
+    }
+
+    async fn user_reply(
+        &self,
+        status: StatusCode,
+        user: &ScimUser,
+        projection: &Projection,
+    ) -> Result<ScimReply, ScimError> {
+        let mut rendered = self
+            .render_users(std::slice::from_ref(user), projection)
+            .await?;
+        let body = rendered.pop().unwrap_or(Value::Null);
+        let mut reply = ScimReply::resource(status, body);
+        // With `attributes` the body may lack meta; the headers still say where and which.
+        reply.etag = Some(resource::etag(user.version));
+        if status == StatusCode::CREATED {
+            reply.location = Some(resource::location(&self.base, ResourceType::User, user.id));
+        }
+        Ok(reply)
+    }
+
+    pub(crate) async fn create_user(
+        &self,
+        body: &Value,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let projection = raw.projection(ResourceType::User)?;
+        let input = resource::user_input(body)?;
+        let created = self
+            .state
+            .store
+            .scim_create_user(&self.client.ctx, self.client.scope, &input)
+            .await?;
+        self.user_reply(StatusCode::CREATED, &created, &projection)
+            .await
+    }
+
+    pub(crate) async fn get_user(
+        &self,
+        id: &str,
+        raw: &RawQuery,
+        headers: &HeaderMap,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::User)?;
+        let user = self
+            .state
+            .store
+            .scim_get_user(
+                self.client.scope,
+                id,
+                projection.needs_document(&COLUMN_ATTRIBUTES),
+            )
+            .await?;
+        if not_modified(headers, user.version) {
+            return Ok(ScimReply {
+                status: StatusCode::NOT_MODIFIED,
+                body: None,
+                location: None,
+                etag: Some(resource::etag(user.version)),
+            });
+        }
+        self.user_reply(StatusCode::OK, &user, &projection).await
+    }
+
+    /// One page of Users as rendered resources, with the total.
+    pub(crate) async fn user_page(
+        &self,
+        raw: &RawQuery,
+        offset: u64,
+        count: u64,
+    ) -> Result<(u64, Vec<Value>), ScimError> {
+        let projection = raw.projection(ResourceType::User)?;
+        let resolved = raw.resolve(ResourceType::User)?;
+        let page = self
+            .state
+            .store
+            .scim_list_users(
+                self.client.scope,
+                &ScimListQuery {
+                    filter: resolved.filter.as_ref(),
+                    sort: resolved.sort(),
+                    offset,
+                    count,
+                    with_document: projection.needs_document(&COLUMN_ATTRIBUTES),
+                },
+            )
+            .await?;
+        let resources = self.render_users(&page.items, &projection).await?;
+        Ok((page.total, resources))
+    }
+
+    pub(crate) async fn list_users(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
+        let (offset, count) = raw.page()?;
+        let (total, resources) = self.user_page(raw, offset, count).await?;
+        Ok(ScimReply::ok(resource::list_response(
+            total,
+            offset + 1,
+            resources,
+        )))
+    }
+
+    pub(crate) async fn replace_user(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: IfMatch,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::User)?;
+        let input = resource::user_input(body)?;
+        let replaced = self
+            .state
+            .store
+            .scim_replace_user(
+                &self.client.ctx,
+                self.client.scope,
+                id,
+                if_match.expected(),
+                &input,
+            )
+            .await?;
+        self.user_reply(StatusCode::OK, &replaced, &projection)
+            .await
+    }
+
+    /// RFC 7644 §3.5.2, answered 200 with the resource. The PATCH is applied to the stored
+    /// resource and written only if nobody wrote in between (compare-and-swap on the version),
+    /// else re-applied to the newer one: concurrent PATCHes of one user lose nothing.
+    pub(crate) async fn patch_user(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: IfMatch,
+        raw: &RawQuery,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        let projection = raw.projection(ResourceType::User)?;
+        let operations = patch::parse_request(body)?;
+        for _ in 0..PATCH_ATTEMPTS {
+            let current = self
+                .state
+                .store
+                .scim_get_user(self.client.scope, id, true)
+                .await?;
+            if let Some(expected) = if_match.expected()
+                && expected != current.version
+            {
+                return Err(StoreError::Precondition.into());
+            }
+            let mut doc = render_user(&current, None, &self.base);
+            patch::apply(ResourceType::User, &mut doc, &operations)?;
+            let input = resource::user_input(&doc)?;
+            match self
+                .state
+                .store
+                .scim_replace_user(
+                    &self.client.ctx,
+                    self.client.scope,
+                    id,
+                    Some(current.version),
+                    &input,
+                )
+                .await
+            {
+                Ok(user) => return self.user_reply(StatusCode::OK, &user, &projection).await,
+                Err(StoreError::Precondition) if !if_match.is_conditional() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ScimError::new(
+            StatusCode::CONFLICT,
+            None,
+            "the user kept changing while this PATCH was applied; retry it",
+        ))
+    }
+
+    pub(crate) async fn delete_user(
+        &self,
+        id: &str,
+        if_match: IfMatch,
+    ) -> Result<ScimReply, ScimError> {
+        let id = parse_id(id)?;
+        self.state
+            .store
+            .scim_delete_user(&self.client.ctx, self.client.scope, id, if_match.expected())
+            .await?;
+        Ok(ScimReply::no_content())
+    }
+}
+
+/// `If-None-Match` naming the current version: the client's copy is fresh (RFC 7232 §3.2).
+pub(super) fn not_modified(headers: &HeaderMap, version: i64) -> bool {
+    headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| resource::parse_etag(t) == Some(version))
+        })
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    client: ScimClient,
+    UriQuery(query): UriQuery,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .create_user(&body, &RawQuery::from_query_string(query.as_deref()))
+        .await
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .get_user(
+            &id,
+            &RawQuery::from_query_string(query.as_deref()),
+            &headers,
+        )
+        .await
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    client: ScimClient,
+    UriQuery(query): UriQuery,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .list_users(&RawQuery::from_query_string(query.as_deref()))
+        .await
+}
+
+pub(super) async fn search(
+    State(state): State<AppState>,
+    client: ScimClient,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .list_users(&RawQuery::from_search_request(&body)?)
+        .await
+}
+
+pub(super) async fn replace(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .replace_user(
+            &id,
+            &body,
+            IfMatch::from_headers(&headers),
+            &RawQuery::from_query_string(query.as_deref()),
+        )
+        .await
+}
+
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    UriQuery(query): UriQuery,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .patch_user(
+            &id,
+            &body,
+            IfMatch::from_headers(&headers),
+            &RawQuery::from_query_string(query.as_deref()),
+        )
+        .await
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    client: ScimClient,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<ScimReply, ScimError> {
+    Scim::new(&state, &client)
+        .delete_user(&id, IfMatch::from_headers(&headers))
+        .await
+}

@@ -1,0 +1,1257 @@
+//! SCIM Users and Groups in the store. A SCIM User is a row of `users` that the token's org
+//! provisions (`scim_org_id`), and a member of that org; a SCIM Group is a row of `groups` with
+//! that `org_id`. Every query is scoped by tenant *and* org, so one org's token never reads or
+//! changes another org's resources: they are simply not found.
+//!
+//! Writes go through the one write door (audit and invalidation in the same transaction) and
+//! are idempotent where SCIM clients retry: a create that finds its userName or externalId taken
+//! changes nothing and says which, a change that changes nothing writes nothing.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::FromRow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::db::{Conn, Ctx, SqlBuilder, WriteTx, sql};
+use super::queries::{IdRow, SqlStore, org_in_tenant, push_list};
+use super::scim_sql::{Dialect, Translator};
+use super::team::check_owner_rule;
+use super::{
+    MemberRef, MembershipChange, OwnerRule, ScimGroupWrite, ScimListQuery, ScimPage, StoreError,
+};
+use crate::domain::audit::AuditRecord;
+use crate::domain::group::MemberKind;
+use crate::domain::provisioning::{
+    ScimGroup, ScimMember, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+};
+use crate::domain::{Source, normalize, now};
+use crate::scim::schema::ResourceType;
+
+/// Most ids bound in one statement; well under SQLite's parameter limit.
+const ID_CHUNK: usize = 500;
+/// Member ids named in one audit record; the counts are always there.
+const AUDITED_IDS: usize = 100;
+
+#[derive(FromRow)]
+struct UserRecord {
+    id: Uuid,
+    user_name: String,
+    external_id: Option<String>,
+    active: bool,
+    attributes: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl From<UserRecord> for ScimUser {
+    fn from(r: UserRecord) -> Self {
+        let attributes = match r.attributes {
+            Some(Json(Value::Object(map))) => map,
+            _ => serde_json::Map::new(),
+        };
+        ScimUser {
+            id: r.id,
+            user_name: r.user_name,
+            external_id: r.external_id,
+            active: r.active,
+            attributes,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+macro_rules! scim_user_columns {
+    () => {
+        "u.id, u.user_name, u.external_id, u.active, u.created_at, u.updated_at, u.version"
+    };
+}
+
+#[derive(FromRow)]
+struct GroupRecord {
+    id: Uuid,
+    display_name: String,
+    external_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl From<GroupRecord> for ScimGroup {
+    fn from(r: GroupRecord) -> Self {
+        ScimGroup {
+            id: r.id,
+            display_name: r.display_name,
+            external_id: r.external_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+macro_rules! scim_group_columns {
+    () => {
+        "g.id, g.display_name, g.external_id, g.created_at, g.updated_at, g.version"
+    };
+}
+
+#[derive(FromRow)]
+struct CountRow {
+    n: i64,
+}
+
+#[derive(FromRow)]
+struct MemberRecord {
+    group_id: Uuid,
+    member_id: Uuid,
+    member_kind: String,
+}
+
+#[derive(FromRow)]
+struct UserGroupRecord {
+    user_id: Uuid,
+    group_id: Uuid,
+    direct: i64,
+    display_name: String,
+}
+
+#[derive(FromRow)]
+struct OrgIdRow {
+    org_id: Uuid,
+}
+
+/// Names the uniqueness rule a database refusal broke, for the SCIM `uniqueness` error.
+fn name_conflict(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict { constraint } => {
+            let named = if constraint.contains("external_id") {
+                "externalId"
+            } else if constraint.contains("display_name") {
+                "displayName"
+            } else if constraint.contains("user_name") {
+                "userName"
+            } else {
+                return StoreError::Conflict { constraint };
+            };
+            StoreError::Conflict {
+                constraint: named.to_owned(),
+            }
+        }
+        other => other,
+    }
+}
+
+fn conflict(attribute: &str) -> StoreError {
+    StoreError::Conflict {
+        constraint: attribute.to_owned(),
+    }
+}
+
+fn lock_clause(dialect: Dialect) -> &'static str {
+    match dialect {
+        // SQLite writers are already one at a time (the in-process queue and BEGIN IMMEDIATE).
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    }
+}
+
+/// What the audit log keeps of a User: everything but the (never stored) password.
+fn user_audit(user: &ScimUserWrite) -> Value {
+    json!({
+        "userName": user.user_name,
+        "externalId": user.external_id,
+        "active": user.active,
+        "attributes": user.attributes,
+    })
+}
+
+fn stored_user_audit(user: &ScimUser) -> Value {
+    json!({
+        "userName": user.user_name,
+        "externalId": user.external_id,
+        "active": user.active,
+        "attributes": user.attributes,
+    })
+}
+
+fn sample(ids: &[Uuid]) -> &[Uuid] {
+    &ids[..ids.len().min(AUDITED_IDS)]
+}
+
+async fn user_in_scope(
+    conn: Conn<'_>,
+    dialect: Dialect,
+    scope: ScimScope,
+    id: Uuid,
+    with_document: bool,
+    lock: bool,
+) -> Result<ScimUser, StoreError> {
+    let mut b = SqlBuilder::new(concat!("SELECT ", scim_user_columns!()));
+    b.push(if with_document {
+        ", u.attributes"
+    } else {
+        ", NULL AS attributes"
+    });
+    b.push(" FROM users u WHERE u.id = ")
+        .push_bind(id)
+        .push(" AND u.tenant_id = ")
+        .push_bind(scope.tenant_id)
+        .push(" AND u.scim_org_id = ")
+        .push_bind(scope.org_id);
+    if lock {
+        b.push(lock_clause(dialect));
+    }
+    b.build()
+        .fetch_one::<UserRecord>(conn)
+        .await
+        .map(ScimUser::from)
+}
+
+async fn group_in_scope(
+    conn: Conn<'_>,
+    dialect: Dialect,
+    scope: ScimScope,
+    id: Uuid,
+    lock: bool,
+) -> Result<ScimGroup, StoreError> {
+    let mut b = SqlBuilder::new(concat!(
+        "SELECT ",
+        scim_group_columns!(),
+        " FROM groups g WHERE g.id = "
+    ));
+    b.push_bind(id)
+        .push(" AND g.tenant_id = ")
+        .push_bind(scope.tenant_id)
+        .push(" AND g.org_id = ")
+        .push_bind(scope.org_id);
+    if lock {
+        b.push(lock_clause(dialect));
+    }
+    b.build()
+        .fetch_one::<GroupRecord>(conn)
+        .await
+        .map(ScimGroup::from)
+}
+
+fn check_version(expected: Option<i64>, actual: i64) -> Result<(), StoreError> {
+    match expected {
+        Some(v) if v != actual => Err(StoreError::Precondition),
+        _ => Ok(()),
+    }
+}
+
+/// Orgs where the user is an Owner: deactivating or deleting them is checked against the Owner
+/// rule there (and warned about, never refused: offboarding wins).
+async fn owned_orgs(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sql(
+        "SELECT org_id FROM memberships WHERE tenant_id = $1 AND user_id = $2 AND role = 'owner'",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .fetch_all::<OrgIdRow>(tx.conn())
+    .await?
+    .into_iter()
+    .map(|r| r.org_id)
+    .collect())
+}
+
+/// userName and externalId are free for `user_id` (another user holding them is a conflict).
+async fn check_user_unique(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    user: &ScimUserWrite,
+    user_id: Option<Uuid>,
+) -> Result<(), StoreError> {
+    // userName is unique in the whole tenant (one person, one user).
+    let taken = sql("SELECT id FROM users WHERE tenant_id = $1 AND user_name_norm = $2")
+        .bind(scope.tenant_id)
+        .bind(normalize(&user.user_name))
+        .fetch_optional::<IdRow>(tx.conn())
+        .await?;
+    if taken.is_some_and(|r| Some(r.id) != user_id) {
+        return Err(conflict("userName"));
+    }
+    if let Some(external_id) = &user.external_id {
+        let taken = sql("SELECT id FROM users WHERE scim_org_id = $1 AND external_id_norm = $2")
+            .bind(scope.org_id)
+            .bind(normalize(external_id))
+            .fetch_optional::<IdRow>(tx.conn())
+            .await?;
+        if taken.is_some_and(|r| Some(r.id) != user_id) {
+            return Err(conflict("externalId"));
+        }
+    }
+    Ok(())
+}
+
+async fn write_user_columns(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    id: Uuid,
+    user: &ScimUserWrite,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sql(
+        "UPDATE users SET user_name = $1, user_name_norm = $2, email = $3, email_norm = $4, \
+         external_id = $5, external_id_norm = $6, display_name = $7, active = $8, attributes = $9, \
+         attributes_cmp = $10, scim_org_id = $11, updated_at = $12, version = version + 1 \
+         WHERE id = $13 AND tenant_id = $14",
+    )
+    .bind(user.user_name.as_str())
+    .bind(normalize(&user.user_name))
+    .bind(user.email.clone())
+    .bind(user.email.as_deref().map(normalize))
+    .bind(user.external_id.clone())
+    .bind(user.external_id.as_deref().map(normalize))
+    .bind(user.display_name.clone())
+    .bind(user.active)
+    .bind(Value::Object(user.attributes.clone()))
+    .bind(user.attributes_cmp.clone())
+    .bind(scope.org_id)
+    .bind(at)
+    .bind(id)
+    .bind(scope.tenant_id)
+    .execute(tx.conn())
+    .await
+    .map_err(name_conflict)?;
+    Ok(())
+}
+
+/// Warns (audit + metric) for every org left without an active Owner by this user's change.
+async fn owner_rule_after(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    orgs: &[Uuid],
+) -> Result<(), StoreError> {
+    for org in orgs {
+        check_owner_rule(tx, tenant_id, *org, OwnerRule::Warn).await?;
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) fn dialect(&self) -> Dialect {
+        match self.db.pool {
+            super::db::Pool::Sqlite(_) => Dialect::Sqlite,
+            super::db::Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub(super) async fn scim_create_user_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError> {
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        org_in_tenant(tx.conn(), scope.tenant_id, scope.org_id).await?;
+        // One person, one user: an invited or hand-added member with this userName or e-mail
+        // who is not yet any org's SCIM resource becomes this one.
+        let mut candidates = vec![normalize(&user.user_name)];
+        if let Some(email) = &user.email {
+            candidates.push(normalize(email));
+        }
+        #[derive(FromRow)]
+        struct Existing {
+            id: Uuid,
+            user_name_norm: String,
+            scim_org_id: Option<Uuid>,
+        }
+        let mut b =
+            SqlBuilder::new("SELECT id, user_name_norm, scim_org_id FROM users WHERE tenant_id = ");
+        b.push_bind(scope.tenant_id)
+            .push(" AND (user_name_norm IN (");
+        for (i, c) in candidates.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.push_bind(c.clone());
+        }
+        b.push(") OR email_norm IN (");
+        for (i, c) in candidates.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.push_bind(c.clone());
+        }
+        b.push(")) ORDER BY id");
+        let existing = b.build().fetch_all::<Existing>(tx.conn()).await?;
+        let user_name_norm = normalize(&user.user_name);
+        if existing
+            .iter()
+            .any(|e| e.user_name_norm == user_name_norm && e.scim_org_id.is_some())
+        {
+            return Err(conflict("userName"));
+        }
+        let adopt = existing
+            .iter()
+            .filter(|e| e.scim_org_id.is_none())
+            .min_by_key(|e| e.user_name_norm != user_name_norm)
+            .map(|e| e.id);
+        check_user_unique(&mut tx, scope, user, adopt).await?;
+        let at = now();
+        let id = match adopt {
+            Some(id) => {
+                write_user_columns(&mut tx, scope, id, user, at).await?;
+                tx.audit(
+                    AuditRecord::new("scim.user.link", "user", id)
+                        .org(scope.org_id)
+                        .after(user_audit(user)),
+                );
+                id
+            }
+            None => {
+                let id = Uuid::now_v7();
+                sql("INSERT INTO users (id, tenant_id, user_name, user_name_norm, email, email_norm, \
+                     external_id, external_id_norm, display_name, active, source, attributes, \
+                     attributes_cmp, scim_org_id, created_at, updated_at, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1)")
+                .bind(id)
+                .bind(scope.tenant_id)
+                .bind(user.user_name.as_str())
+                .bind(user_name_norm.as_str())
+                .bind(user.email.clone())
+                .bind(user.email.as_deref().map(normalize))
+                .bind(user.external_id.clone())
+                .bind(user.external_id.as_deref().map(normalize))
+                .bind(user.display_name.clone())
+                .bind(user.active)
+                .bind(Source::Scim.as_str())
+                .bind(Value::Object(user.attributes.clone()))
+                .bind(user.attributes_cmp.clone())
+                .bind(scope.org_id)
+                .bind(at)
+                .bind(at)
+                .execute(tx.conn())
+                .await
+                .map_err(name_conflict)?;
+                tx.audit(
+                    AuditRecord::new("scim.user.create", "user", id)
+                        .org(scope.org_id)
+                        .after(user_audit(user)),
+                );
+                id
+            }
+        };
+        // A membership that inherits its role: it makes the user a member of the token's org
+        // without overriding an Owner role they may hold above it.
+        sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (org_id, user_id) DO NOTHING")
+        .bind(scope.tenant_id)
+        .bind(scope.org_id)
+        .bind(id)
+        .bind(Source::Scim.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        if !user.active {
+            let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
+            owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
+        }
+        tx.invalidate_user(id);
+        let created = user_in_scope(tx.conn(), self.dialect(), scope, id, true, false).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(super) async fn scim_get_user_impl(
+        &self,
+        scope: ScimScope,
+        id: Uuid,
+        with_document: bool,
+    ) -> Result<ScimUser, StoreError> {
+        let mut h = self.db.read().await?;
+        user_in_scope(h.conn(), self.dialect(), scope, id, with_document, false).await
+    }
+
+    pub(super) async fn scim_list_users_impl(
+        &self,
+        scope: ScimScope,
+        q: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimUser>, StoreError> {
+        let dialect = self.dialect();
+        let where_clause = |b: &mut SqlBuilder| -> Result<(), StoreError> {
+            b.push(" FROM users u WHERE u.tenant_id = ")
+                .push_bind(scope.tenant_id)
+                .push(" AND u.scim_org_id = ")
+                .push_bind(scope.org_id);
+            if let Some(filter) = q.filter {
+                b.push(" AND ");
+                Translator::new(b, dialect, ResourceType::User)
+                    .filter(filter)
+                    .map_err(|u| StoreError::InvalidQuery(u.0))?;
+            }
+            Ok(())
+        };
+        let mut count = SqlBuilder::new("SELECT COUNT(*) AS n");
+        where_clause(&mut count)?;
+        let mut page = SqlBuilder::new(concat!("SELECT ", scim_user_columns!()));
+        page.push(if q.with_document {
+            ", u.attributes"
+        } else {
+            ", NULL AS attributes"
+        });
+        where_clause(&mut page)?;
+        Translator::new(&mut page, dialect, ResourceType::User)
+            .order_by(q.sort)
+            .map_err(|u| StoreError::InvalidQuery(u.0))?;
+        page.push(" LIMIT ")
+            .push_bind(i64::try_from(q.count).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+        let mut h = self.db.read().await?;
+        let total = count.build().fetch_one::<CountRow>(h.conn()).await?.n;
+        let items = if q.count == 0 {
+            Vec::new()
+        } else {
+            page.build()
+                .fetch_all::<UserRecord>(h.conn())
+                .await?
+                .into_iter()
+                .map(ScimUser::from)
+                .collect()
+        };
+        Ok(ScimPage {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
+    }
+
+    pub(super) async fn scim_replace_user_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        user: &ScimUserWrite,
+    ) -> Result<ScimUser, StoreError> {
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        let before = user_in_scope(tx.conn(), dialect, scope, id, true, true).await?;
+        check_version(expected_version, before.version)?;
+        let unchanged = before.user_name == user.user_name
+            && before.external_id == user.external_id
+            && before.active == user.active
+            && before.attributes == user.attributes;
+        if unchanged {
+            // A retried PUT or a PATCH that changes nothing writes nothing (and keeps its ETag).
+            return Ok(before);
+        }
+        check_user_unique(&mut tx, scope, user, Some(id)).await?;
+        let at = now();
+        write_user_columns(&mut tx, scope, id, user, at).await?;
+        let action = match (before.active, user.active) {
+            (true, false) => "scim.user.deactivate",
+            (false, true) => "scim.user.reactivate",
+            _ => "scim.user.replace",
+        };
+        tx.audit(
+            AuditRecord::new(action, "user", id)
+                .org(scope.org_id)
+                .before(stored_user_audit(&before))
+                .after(user_audit(user)),
+        );
+        if before.active && !user.active {
+            let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
+            owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
+        }
+        tx.invalidate_user(id);
+        let after = user_in_scope(tx.conn(), dialect, scope, id, true, false).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub(super) async fn scim_delete_user_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        let before = user_in_scope(tx.conn(), dialect, scope, id, true, true).await?;
+        check_version(expected_version, before.version)?;
+        let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
+        // The groups that listed the user change too: their ETags must move.
+        sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id IN \
+             (SELECT group_id FROM group_members WHERE tenant_id = $2 AND member_id = $3)")
+        .bind(now())
+        .bind(scope.tenant_id)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        sql("DELETE FROM group_members WHERE tenant_id = $1 AND member_id = $2")
+            .bind(scope.tenant_id)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        let grants = sql(
+            "DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = 'user' AND subject_id = $2",
+        )
+        .bind(scope.tenant_id)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        // Memberships and identities go with the row (ON DELETE CASCADE).
+        sql("DELETE FROM users WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(scope.tenant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("scim.user.delete", "user", id)
+                .org(scope.org_id)
+                .before(json!({ "user": stored_user_audit(&before), "grants": grants })),
+        );
+        owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
+        tx.invalidate_user(id);
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The groups (of the scope's org) each user belongs to, directly or through nested groups,
+    /// for a whole page of users in one query.
+    pub(super) async fn scim_user_groups_impl(
+        &self,
+        scope: ScimScope,
+        user_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimUserGroup)>, StoreError> {
+        let mut out = Vec::new();
+        let mut h = self.db.read().await?;
+        for chunk in user_ids.chunks(ID_CHUNK) {
+            let mut b = SqlBuilder::new(
+                "WITH RECURSIVE up(user_id, group_id, direct) AS (\
+                 SELECT member_id, group_id, CAST(1 AS BIGINT) FROM group_members \
+                 WHERE tenant_id = ",
+            );
+            b.push_bind(scope.tenant_id)
+                .push(" AND member_kind = 'user' AND member_id IN (");
+            push_list(&mut b, chunk);
+            b.push(
+                ") UNION SELECT up.user_id, gm.group_id, CAST(0 AS BIGINT) FROM group_members gm \
+                 JOIN up ON gm.member_id = up.group_id AND gm.member_kind = 'group') \
+                 SELECT up.user_id, up.group_id, MAX(up.direct) AS direct, g.display_name \
+                 FROM up JOIN groups g ON g.id = up.group_id WHERE g.org_id = ",
+            );
+            b.push_bind(scope.org_id).push(
+                " GROUP BY up.user_id, up.group_id, g.display_name ORDER BY up.user_id, up.group_id",
+            );
+            let rows = b.build().fetch_all::<UserGroupRecord>(h.conn()).await?;
+            out.extend(rows.into_iter().map(|r| {
+                (
+                    r.user_id,
+                    ScimUserGroup {
+                        group_id: r.group_id,
+                        display: r.display_name,
+                        direct: r.direct == 1,
+                    },
+                )
+            }));
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn scim_create_group_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        group: &ScimGroupWrite,
+        members: &[MemberRef],
+    ) -> Result<ScimGroup, StoreError> {
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        org_in_tenant(tx.conn(), scope.tenant_id, scope.org_id).await?;
+        check_group_unique(&mut tx, scope, group, None).await?;
+        let id = Uuid::now_v7();
+        let at = now();
+        sql(
+            "INSERT INTO groups (id, tenant_id, display_name, display_name_norm, external_id, \
+             external_id_norm, source, org_id, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)",
+        )
+        .bind(id)
+        .bind(scope.tenant_id)
+        .bind(group.display_name.as_str())
+        .bind(normalize(&group.display_name))
+        .bind(group.external_id.clone())
+        .bind(group.external_id.as_deref().map(normalize))
+        .bind(Source::Scim.as_str())
+        .bind(scope.org_id)
+        .bind(at)
+        .bind(at)
+        .execute(tx.conn())
+        .await
+        .map_err(name_conflict)?;
+        let summary = apply_member_changes(
+            &mut tx,
+            scope,
+            id,
+            &[MembershipChange::Add(members.to_vec())],
+        )
+        .await?;
+        tx.audit(
+            AuditRecord::new("scim.group.create", "group", id)
+                .org(scope.org_id)
+                .after(json!({
+                    "displayName": group.display_name,
+                    "externalId": group.external_id,
+                    "members": summary.to_json(),
+                })),
+        );
+        let created = group_in_scope(tx.conn(), self.dialect(), scope, id, false).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(super) async fn scim_get_group_impl(
+        &self,
+        scope: ScimScope,
+        id: Uuid,
+    ) -> Result<ScimGroup, StoreError> {
+        let mut h = self.db.read().await?;
+        group_in_scope(h.conn(), self.dialect(), scope, id, false).await
+    }
+
+    pub(super) async fn scim_list_groups_impl(
+        &self,
+        scope: ScimScope,
+        q: &ScimListQuery<'_>,
+    ) -> Result<ScimPage<ScimGroup>, StoreError> {
+        let dialect = self.dialect();
+        let where_clause = |b: &mut SqlBuilder| -> Result<(), StoreError> {
+            b.push(" FROM groups g WHERE g.tenant_id = ")
+                .push_bind(scope.tenant_id)
+                .push(" AND g.org_id = ")
+                .push_bind(scope.org_id);
+            if let Some(filter) = q.filter {
+                b.push(" AND ");
+                Translator::new(b, dialect, ResourceType::Group)
+                    .filter(filter)
+                    .map_err(|u| StoreError::InvalidQuery(u.0))?;
+            }
+            Ok(())
+        };
+        let mut count = SqlBuilder::new("SELECT COUNT(*) AS n");
+        where_clause(&mut count)?;
+        let mut page = SqlBuilder::new(concat!("SELECT ", scim_group_columns!()));
+        where_clause(&mut page)?;
+        Translator::new(&mut page, dialect, ResourceType::Group)
+            .order_by(q.sort)
+            .map_err(|u| StoreError::InvalidQuery(u.0))?;
+        page.push(" LIMIT ")
+            .push_bind(i64::try_from(q.count).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+        let mut h = self.db.read().await?;
+        let total = count.build().fetch_one::<CountRow>(h.conn()).await?.n;
+        let items = if q.count == 0 {
+            Vec::new()
+        } else {
+            page.build()
+                .fetch_all::<GroupRecord>(h.conn())
+                .await?
+                .into_iter()
+                .map(ScimGroup::from)
+                .collect()
+        };
+        Ok(ScimPage {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
+    }
+
+    /// The members of a page of groups in one query (never one per group), in member id order.
+    pub(super) async fn scim_group_members_impl(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError> {
+        let mut out = Vec::new();
+        let mut h = self.db.read().await?;
+        for chunk in group_ids.chunks(ID_CHUNK) {
+            let mut b = SqlBuilder::new(
+                "SELECT group_id, member_id, member_kind FROM group_members WHERE tenant_id = ",
+            );
+            b.push_bind(scope.tenant_id).push(" AND group_id IN (");
+            push_list(&mut b, chunk);
+            b.push(") ORDER BY group_id, member_id");
+            for r in b.build().fetch_all::<MemberRecord>(h.conn()).await? {
+                out.push((
+                    r.group_id,
+                    ScimMember {
+                        id: r.member_id,
+                        kind: super::member_kind(&r.member_kind)?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn scim_update_group_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+        attributes: Option<&ScimGroupWrite>,
+        changes: &[MembershipChange],
+    ) -> Result<ScimGroup, StoreError> {
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        // Locked first: concurrent membership changes of one group queue here instead of racing.
+        let before = group_in_scope(tx.conn(), dialect, scope, id, true).await?;
+        check_version(expected_version, before.version)?;
+        let mut changed = false;
+        let mut record = json!({});
+        if let Some(group) = attributes
+            && (group.display_name != before.display_name
+                || group.external_id != before.external_id)
+        {
+            check_group_unique(&mut tx, scope, group, Some(id)).await?;
+            sql(
+                "UPDATE groups SET display_name = $1, display_name_norm = $2, external_id = $3, \
+                 external_id_norm = $4 WHERE id = $5 AND tenant_id = $6",
+            )
+            .bind(group.display_name.as_str())
+            .bind(normalize(&group.display_name))
+            .bind(group.external_id.clone())
+            .bind(group.external_id.as_deref().map(normalize))
+            .bind(id)
+            .bind(scope.tenant_id)
+            .execute(tx.conn())
+            .await
+            .map_err(name_conflict)?;
+            record["displayName"] = json!(group.display_name);
+            record["externalId"] = json!(group.external_id);
+            changed = true;
+        }
+        if !changes.is_empty() {
+            let summary = apply_member_changes(&mut tx, scope, id, changes).await?;
+            if summary.any() {
+                record["members"] = summary.to_json();
+                changed = true;
+            }
+        }
+        if !changed {
+            // Nothing to write: a retried PATCH (an add of present members, a remove of absent
+            // ones) keeps the version and records nothing.
+            return Ok(before);
+        }
+        sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(now())
+            .bind(id)
+            .bind(scope.tenant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("scim.group.update", "group", id)
+                .org(scope.org_id)
+                .before(
+                    json!({ "displayName": before.display_name, "externalId": before.external_id }),
+                )
+                .after(record),
+        );
+        let after = group_in_scope(tx.conn(), dialect, scope, id, false).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub(super) async fn scim_delete_group_impl(
+        &self,
+        ctx: &Ctx,
+        scope: ScimScope,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        let before = group_in_scope(tx.conn(), dialect, scope, id, true).await?;
+        check_version(expected_version, before.version)?;
+        let members = sql("SELECT COUNT(*) AS n FROM group_members WHERE group_id = $1")
+            .bind(id)
+            .fetch_one::<CountRow>(tx.conn())
+            .await?
+            .n;
+        // As a nested member of other groups, it leaves them too (and their ETags move).
+        sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id IN \
+             (SELECT group_id FROM group_members WHERE tenant_id = $2 AND member_id = $3)")
+        .bind(now())
+        .bind(scope.tenant_id)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        sql("DELETE FROM group_members WHERE tenant_id = $1 AND member_id = $2")
+            .bind(scope.tenant_id)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        sql("DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = 'group' AND subject_id = $2")
+            .bind(scope.tenant_id)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        // Its own member rows go with it (ON DELETE CASCADE).
+        sql("DELETE FROM groups WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(scope.tenant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("scim.group.delete", "group", id)
+                .org(scope.org_id)
+                .before(json!({
+                    "displayName": before.display_name,
+                    "externalId": before.external_id,
+                    "members": members,
+                })),
+        );
+        // Whoever the group's members were, their group-derived access may change.
+        tx.invalidate_tenant();
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn check_group_unique(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    group: &ScimGroupWrite,
+    group_id: Option<Uuid>,
+) -> Result<(), StoreError> {
+    let taken = sql("SELECT id FROM groups WHERE org_id = $1 AND display_name_norm = $2")
+        .bind(scope.org_id)
+        .bind(normalize(&group.display_name))
+        .fetch_optional::<IdRow>(tx.conn())
+        .await?;
+    if taken.is_some_and(|r| Some(r.id) != group_id) {
+        return Err(conflict("displayName"));
+    }
+    if let Some(external_id) = &group.external_id {
+        let taken = sql("SELECT id FROM groups WHERE org_id = $1 AND external_id_norm = $2")
+            .bind(scope.org_id)
+            .bind(normalize(external_id))
+            .fetch_optional::<IdRow>(tx.conn())
+            .await?;
+        if taken.is_some_and(|r| Some(r.id) != group_id) {
+            return Err(conflict("externalId"));
+        }
+    }
+    Ok(())
+}
+
+/// What a series of membership changes did.
+#[derive(Default)]
+struct ChangeSummary {
+    added: Vec<Uuid>,
+    removed: Vec<Uuid>,
+    added_count: u64,
+    removed_count: u64,
+}
+
+impl ChangeSummary {
+    fn any(&self) -> bool {
+        self.added_count > 0 || self.removed_count > 0
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "added": self.added_count,
+            "removed": self.removed_count,
+            "added_ids": sample(&self.added),
+            "removed_ids": sample(&self.removed),
+        })
+    }
+}
+
+/// Resolves each member to a user or group of the scope's org. Unknown ids (or ids of another
+/// org) are reported all at once, by id.
+async fn resolve_members(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    members: &[MemberRef],
+) -> Result<Vec<(Uuid, MemberKind)>, StoreError> {
+    let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+    let users = ids_in(tx, "users", "scim_org_id", scope, &ids).await?;
+    let groups = ids_in(tx, "groups", "org_id", scope, &ids).await?;
+    let mut resolved = Vec::with_capacity(members.len());
+    let mut unknown = Vec::new();
+    for m in members {
+        let kind = match m.kind {
+            Some(MemberKind::User) if users.contains(&m.id) => Some(MemberKind::User),
+            Some(MemberKind::Group) if groups.contains(&m.id) => Some(MemberKind::Group),
+            Some(_) => None,
+            None if users.contains(&m.id) => Some(MemberKind::User),
+            None if groups.contains(&m.id) => Some(MemberKind::Group),
+            None => None,
+        };
+        match kind {
+            Some(kind) => resolved.push((m.id, kind)),
+            None => unknown.push(m.id),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(StoreError::UnknownIds(unknown));
+    }
+    Ok(resolved)
+}
+
+async fn ids_in(
+    tx: &mut WriteTx,
+    table: &'static str,
+    org_column: &'static str,
+    scope: ScimScope,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let mut b = SqlBuilder::new("SELECT id FROM ");
+        b.push(table)
+            .push(" WHERE tenant_id = ")
+            .push_bind(scope.tenant_id)
+            .push(" AND ")
+            .push(org_column)
+            .push(" = ")
+            .push_bind(scope.org_id)
+            .push(" AND id IN (");
+        push_list(&mut b, chunk);
+        b.push(")");
+        found.extend(
+            b.build()
+                .fetch_all::<IdRow>(tx.conn())
+                .await?
+                .into_iter()
+                .map(|r| r.id),
+        );
+    }
+    Ok(found)
+}
+
+/// Refuses a nested group that would make `group_id` its own member, directly or not.
+async fn refuse_cycles(
+    tx: &mut WriteTx,
+    group_id: Uuid,
+    nested: &[Uuid],
+) -> Result<(), StoreError> {
+    for candidate in nested {
+        if *candidate == group_id {
+            return Err(StoreError::Rule(format!(
+                "group {group_id} cannot be a member of itself"
+            )));
+        }
+        // Does `candidate` already contain `group_id`, at any depth?
+        let found = sql(
+            "WITH RECURSIVE down(id) AS (SELECT member_id FROM group_members WHERE group_id = $1 \
+             AND member_kind = 'group' UNION SELECT gm.member_id FROM group_members gm JOIN down \
+             ON gm.group_id = down.id WHERE gm.member_kind = 'group') \
+             SELECT id FROM down WHERE id = $2",
+        )
+        .bind(*candidate)
+        .bind(group_id)
+        .fetch_optional::<IdRow>(tx.conn())
+        .await?;
+        if found.is_some() {
+            return Err(StoreError::Rule(format!(
+                "adding group {candidate} to group {group_id} would make a cycle"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn apply_member_changes(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    group_id: Uuid,
+    changes: &[MembershipChange],
+) -> Result<ChangeSummary, StoreError> {
+    let mut summary = ChangeSummary::default();
+    let mut nested_changed = false;
+    for change in changes {
+        match change {
+            MembershipChange::Add(members) => {
+                add_members(
+                    tx,
+                    scope,
+                    group_id,
+                    members,
+                    &mut summary,
+                    &mut nested_changed,
+                )
+                .await?;
+            }
+            MembershipChange::Replace(members) => {
+                // As a difference, so a replace with the current members changes nothing.
+                let wanted: HashSet<Uuid> = members.iter().map(|m| m.id).collect();
+                let present = sql(
+                    "SELECT group_id, member_id, member_kind FROM group_members WHERE tenant_id = $1 AND group_id = $2",
+                )
+                .bind(scope.tenant_id)
+                .bind(group_id)
+                .fetch_all::<MemberRecord>(tx.conn())
+                .await?;
+                let have: HashSet<Uuid> = present.iter().map(|r| r.member_id).collect();
+                let gone: Vec<Uuid> = present
+                    .iter()
+                    .filter(|r| !wanted.contains(&r.member_id))
+                    .map(|r| r.member_id)
+                    .collect();
+                let new: Vec<MemberRef> = members
+                    .iter()
+                    .filter(|m| !have.contains(&m.id))
+                    .cloned()
+                    .collect();
+                // Checked before anything is removed: an unknown id refuses the whole change.
+                resolve_members(tx, scope, &new).await?;
+                remove_ids(tx, group_id, &gone, &mut summary, &mut nested_changed).await?;
+                add_members(tx, scope, group_id, &new, &mut summary, &mut nested_changed).await?;
+            }
+            MembershipChange::RemoveAll => {
+                remove_all(tx, scope, group_id, &mut summary, &mut nested_changed).await?;
+            }
+            MembershipChange::Remove(ids) => {
+                remove_ids(tx, group_id, ids, &mut summary, &mut nested_changed).await?;
+            }
+        }
+    }
+    if nested_changed {
+        tx.invalidate_tenant();
+    }
+    Ok(summary)
+}
+
+async fn remove_ids(
+    tx: &mut WriteTx,
+    group_id: Uuid,
+    ids: &[Uuid],
+    summary: &mut ChangeSummary,
+    nested_changed: &mut bool,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ID_CHUNK) {
+        // Which of them are members (and of which kind), for the invalidation.
+        let mut b = SqlBuilder::new(
+            "SELECT group_id, member_id, member_kind FROM group_members WHERE group_id = ",
+        );
+        b.push_bind(group_id).push(" AND member_id IN (");
+        push_list(&mut b, chunk);
+        b.push(")");
+        let present = b.build().fetch_all::<MemberRecord>(tx.conn()).await?;
+        if present.is_empty() {
+            continue;
+        }
+        let mut b = SqlBuilder::new("DELETE FROM group_members WHERE group_id = ");
+        b.push_bind(group_id).push(" AND member_id IN (");
+        push_list(&mut b, chunk);
+        b.push(")");
+        summary.removed_count += b.build().execute(tx.conn()).await?;
+        for r in present {
+            note_member(tx, &r, nested_changed);
+            summary.removed.push(r.member_id);
+        }
+    }
+    Ok(())
+}
+
+fn note_member(tx: &mut WriteTx, r: &MemberRecord, nested_changed: &mut bool) {
+    if r.member_kind == "group" {
+        *nested_changed = true;
+    } else {
+        tx.invalidate_user(r.member_id);
+    }
+}
+
+async fn remove_all(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    group_id: Uuid,
+    summary: &mut ChangeSummary,
+    nested_changed: &mut bool,
+) -> Result<(), StoreError> {
+    let present = sql(
+        "SELECT group_id, member_id, member_kind FROM group_members WHERE tenant_id = $1 AND group_id = $2",
+    )
+    .bind(scope.tenant_id)
+    .bind(group_id)
+    .fetch_all::<MemberRecord>(tx.conn())
+    .await?;
+    if present.is_empty() {
+        return Ok(());
+    }
+    summary.removed_count += sql("DELETE FROM group_members WHERE group_id = $1")
+        .bind(group_id)
+        .execute(tx.conn())
+        .await?;
+    for r in present {
+        note_member(tx, &r, nested_changed);
+        summary.removed.push(r.member_id);
+    }
+    Ok(())
+}
+
+async fn add_members(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    group_id: Uuid,
+    members: &[MemberRef],
+    summary: &mut ChangeSummary,
+    nested_changed: &mut bool,
+) -> Result<(), StoreError> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let resolved = resolve_members(tx, scope, members).await?;
+    let nested: Vec<Uuid> = resolved
+        .iter()
+        .filter(|(_, k)| *k == MemberKind::Group)
+        .map(|(id, _)| *id)
+        .collect();
+    refuse_cycles(tx, group_id, &nested).await?;
+    let at = now();
+    for chunk in resolved.chunks(ID_CHUNK / 5) {
+        let mut b = SqlBuilder::new(
+            "INSERT INTO group_members (tenant_id, group_id, member_id, member_kind, created_at) VALUES ",
+        );
+        for (i, (id, kind)) in chunk.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.push("(")
+                .push_bind(scope.tenant_id)
+                .push(", ")
+                .push_bind(group_id)
+                .push(", ")
+                .push_bind(*id)
+                .push(", ")
+                .push_bind(kind.as_str())
+                .push(", ")
+                .push_bind(at)
+                .push(")");
+        }
+        // Present members are skipped, so concurrent and retried adds neither fail nor double.
+        b.push(" ON CONFLICT (group_id, member_id) DO NOTHING");
+        let added = b.build().execute(tx.conn()).await?;
+        summary.added_count += added;
+        if added > 0 {
+            for (id, kind) in chunk {
+                summary.added.push(*id);
+                if *kind == MemberKind::Group {
+                    *nested_changed = true;
+                } else {
+                    tx.invalidate_user(*id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
