@@ -174,7 +174,9 @@ fn compare(def: &AttributeDef, op: CompareOp, actual: &Value, operand: &Resolved
     }
 }
 
-fn compare_str(op: CompareOp, have: &str, want: &str, case_exact: bool) -> bool {
+/// One string against another with a filter operator, as SCIM compares strings (also used by
+/// the SQL translation for values it knows in advance, such as schema URNs).
+pub fn compare_str(op: CompareOp, have: &str, want: &str, case_exact: bool) -> bool {
     let (have, want) = if case_exact {
         (have.to_string(), want.to_string())
     } else {

@@ -2,8 +2,6 @@
 //! operations into set changes the store applies in SQL, so one member added to a group of
 //! 20,000 costs one insert; and a page of groups loads its members in one query.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, RawQuery as UriQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -11,11 +9,10 @@ use uuid::Uuid;
 
 use super::patch::{self, MemberChange};
 use super::query::RawQuery;
-use super::resource::{self, Projection, render_group, render_member};
+use super::resource::{self, render_group, render_member};
 use super::schema::ResourceType;
 use super::users::{not_modified, parse_id};
 use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, eval};
-use crate::domain::provisioning::{ScimGroup, ScimMember};
 use crate::state::AppState;
 use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, StoreError};
 
@@ -54,68 +51,6 @@ fn write_of(input: &resource::GroupInput) -> ScimGroupWrite {
 }
 
 impl Scim<'_> {
-    async fn members_of(
-        &self,
-        groups: &[ScimGroup],
-        projection: &Projection,
-    ) -> Result<Option<HashMap<Uuid, Vec<ScimMember>>>, ScimError> {
-        if !projection.returns("members") || groups.is_empty() {
-            return Ok(None);
-        }
-        let ids: Vec<Uuid> = groups.iter().map(|g| g.id).collect();
-        let mut by_group: HashMap<Uuid, Vec<ScimMember>> = HashMap::new();
-        for (group, member) in self
-            .state
-            .store
-            .scim_group_members(self.client.scope, &ids)
-            .await?
-        {
-            by_group.entry(group).or_default().push(member);
-        }
-        Ok(Some(by_group))
-    }
-
-    async fn render_groups(
-        &self,
-        groups: &[ScimGroup],
-        projection: &Projection,
-    ) -> Result<Vec<Value>, ScimError> {
-        let members = self.members_of(groups, projection).await?;
-        Ok(groups
-            .iter()
-            .map(|g| {
-                let m = members
-                    .as_ref()
-                    .map(|m| m.get(&g.id).map_or(&[][..], Vec::as_slice));
-                let mut out = render_group(g, m, &self.base);
-                projection.apply(ResourceType::Group, &mut out);
-                out
-            })
-            .collect())
-    }
-
-    async fn group_reply(
-        &self,
-        status: StatusCode,
-        group: &ScimGroup,
-        projection: &Projection,
-    ) -> Result<ScimReply, ScimError> {
-        let mut rendered = self
-            .render_groups(std::slice::from_ref(group), projection)
-            .await?;
-        let body = rendered.pop().unwrap_or(Value::Null);
-        let mut reply = ScimReply::resource(status, body);
-        reply.etag = Some(resource::etag(group.version));
-        if status == StatusCode::CREATED {
-            reply.location = Some(resource::location(
-                &self.base,
-                ResourceType::Group,
-                group.id,
-            ));
-        }
-        Ok(reply)
-    }
-
     pub(crate) async fn create_group(
         &self,
         body: &Value,
@@ -134,8 +69,7 @@ impl Scim<'_> {
                 &members,
             )
             .await?;
-        self.group_reply(StatusCode::CREATED, &created, &projection)
-            .await
+        self.reply(StatusCode::CREATED, &created, &projection).await
     }
 
     pub(crate) async fn get_group(
@@ -159,7 +93,7 @@ impl Scim<'_> {
                 etag: Some(resource::etag(group.version)),
             });
         }
-        self.group_reply(StatusCode::OK, &group, &projection).await
+        self.reply(StatusCode::OK, &group, &projection).await
     }
 
     pub(crate) async fn group_page(
@@ -184,7 +118,7 @@ impl Scim<'_> {
                 },
             )
             .await?;
-        let resources = self.render_groups(&page.items, &projection).await?;
+        let resources = self.render_all(&page.items, &projection).await?;
         Ok((page.total, resources))
     }
 
@@ -227,7 +161,7 @@ impl Scim<'_> {
                 &changes,
             )
             .await?;
-        self.group_reply(StatusCode::OK, &group, &projection).await
+        self.reply(StatusCode::OK, &group, &projection).await
     }
 
     /// RFC 7644 §3.5.2, answered 204 (Entra ID's advice: no 20,000-member body after every
@@ -332,7 +266,7 @@ impl Scim<'_> {
             ));
         };
         if raw.attributes.is_some() || raw.excluded_attributes.is_some() {
-            self.group_reply(StatusCode::OK, &group, &projection).await
+            self.reply(StatusCode::OK, &group, &projection).await
         } else {
             let mut reply = ScimReply::no_content();
             reply.etag = Some(resource::etag(group.version));

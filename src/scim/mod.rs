@@ -11,6 +11,7 @@ pub mod filter;
 mod groups;
 pub mod patch;
 mod query;
+mod render;
 pub mod resource;
 pub mod schema;
 mod search;

@@ -33,19 +33,25 @@ impl RawQuery {
     pub(crate) fn from_query_string(query: Option<&str>) -> RawQuery {
         let mut raw = RawQuery::default();
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "filter" => &mut raw.filter,
-                "sortby" => &mut raw.sort_by,
-                "sortorder" => &mut raw.sort_order,
-                "startindex" => &mut raw.start_index,
-                "count" => &mut raw.count,
-                "attributes" => &mut raw.attributes,
-                "excludedattributes" => &mut raw.excluded_attributes,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
+            if let Some(slot) = raw.slot(&key) {
+                *slot = Some(value.into_owned());
+            }
         }
         raw
+    }
+
+    /// Where the parameter called `key` (any case) goes; `None` for one SCIM does not define.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        Some(match key.to_ascii_lowercase().as_str() {
+            "filter" => &mut self.filter,
+            "sortby" => &mut self.sort_by,
+            "sortorder" => &mut self.sort_order,
+            "startindex" => &mut self.start_index,
+            "count" => &mut self.count,
+            "attributes" => &mut self.attributes,
+            "excludedattributes" => &mut self.excluded_attributes,
+            _ => return None,
+        })
     }
 
     /// From a `POST …/.search` body.
@@ -69,15 +75,8 @@ impl RawQuery {
         }
         let mut raw = RawQuery::default();
         for (key, value) in object {
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "filter" => &mut raw.filter,
-                "sortby" => &mut raw.sort_by,
-                "sortorder" => &mut raw.sort_order,
-                "startindex" => &mut raw.start_index,
-                "count" => &mut raw.count,
-                "attributes" => &mut raw.attributes,
-                "excludedattributes" => &mut raw.excluded_attributes,
-                _ => continue,
+            let Some(slot) = raw.slot(key) else {
+                continue;
             };
             *slot = match value {
                 Value::Null => None,

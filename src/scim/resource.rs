@@ -347,11 +347,33 @@ fn extension_document(
     Ok((!doc.is_empty()).then_some(doc))
 }
 
+/// A body written for SCIM 1.x (`urn:scim:schemas:core:1.0`, as SCIM 1.1 integrations send) is
+/// refused with `invalidVers` rather than half-understood.
+fn check_version(object: &Map<String, Value>) -> Result<(), Invalid> {
+    let Some(Value::Array(schemas)) = member(object, "schemas") else {
+        return Ok(());
+    };
+    let scim1 = schemas.iter().any(|s| {
+        s.as_str()
+            .is_some_and(|s| s.to_ascii_lowercase().starts_with("urn:scim:schemas:"))
+    });
+    if scim1 {
+        return Err(Invalid {
+            scim_type: "invalidVers",
+            detail: "this is a SCIM 2.0 service (RFC 7643/7644); SCIM 1.x schemas are not \
+                     supported"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// A User as a create, replace or PATCH leaves it, ready to store.
 pub fn user_input(input: &Value) -> Result<ScimUserWrite, Invalid> {
     let object = input
         .as_object()
         .ok_or_else(|| Invalid::syntax("a User must be a JSON object"))?;
+    check_version(object)?;
     let user_name = required_string(object, "userName")?;
     let external_id = optional_string(object, "externalId")?;
     let attributes = document(ResourceType::User, object, &["userName"])?;
@@ -511,6 +533,7 @@ pub fn group_input(input: &Value) -> Result<GroupInput, Invalid> {
     let object = input
         .as_object()
         .ok_or_else(|| Invalid::syntax("a Group must be a JSON object"))?;
+    check_version(object)?;
     let display_name = required_string(object, "displayName")?;
     let external_id = optional_string(object, "externalId")?;
     let members = match member(object, "members") {
@@ -993,6 +1016,17 @@ mod tests {
         );
         assert_eq!(w.email.as_deref(), Some("ada@example.com"));
         assert_eq!(w.display_name.as_deref(), Some("Ada"));
+    }
+
+    #[test]
+    fn scim_1_bodies_are_refused_as_invalid_vers() {
+        let e = user_input(&json!({ "schemas": ["urn:scim:schemas:core:1.0"], "userName": "a" }))
+            .expect_err("SCIM 1.1");
+        assert_eq!(e.scim_type, "invalidVers");
+        let e =
+            group_input(&json!({ "schemas": ["urn:scim:schemas:core:1.0"], "displayName": "g" }))
+                .expect_err("SCIM 1.1");
+        assert_eq!(e.scim_type, "invalidVers");
     }
 
     #[test]

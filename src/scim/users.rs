@@ -1,17 +1,14 @@
 //! `/Users` (RFC 7644 §3.3–3.6): create, read, list and search, replace, PATCH and delete.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, RawQuery as UriQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::query::RawQuery;
-use super::resource::{self, Projection, render_user};
+use super::resource::{self, render_user};
 use super::schema::ResourceType;
 use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, patch};
-use crate::domain::provisioning::{ScimUser, ScimUserGroup};
 use crate::state::AppState;
 use crate::store::{ScimListQuery, StoreError};
 
@@ -27,65 +24,6 @@ pub(super) fn parse_id(id: &str) -> Result<Uuid, ScimError> {
 }
 
 impl Scim<'_> {
-    async fn groups_of(
-        &self,
-        users: &[ScimUser],
-        projection: &Projection,
-    ) -> Result<Option<HashMap<Uuid, Vec<ScimUserGroup>>>, ScimError> {
-        if !projection.returns("groups") || users.is_empty() {
-            return Ok(None);
-        }
-        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
-        let mut by_user: HashMap<Uuid, Vec<ScimUserGroup>> = HashMap::new();
-        for (user, group) in self
-            .state
-            .store
-            .scim_user_groups(self.client.scope, &ids)
-            .await?
-        {
-            by_user.entry(user).or_default().push(group);
-        }
-        Ok(Some(by_user))
-    }
-
-    async fn render_users(
-        &self,
-        users: &[ScimUser],
-        projection: &Projection,
-    ) -> Result<Vec<Value>, ScimError> {
-        let groups = self.groups_of(users, projection).await?;
-        Ok(users
-            .iter()
-            .map(|u| {
-                let g = groups
-                    .as_ref()
-                    .map(|m| m.get(&u.id).map_or(&[][..], Vec::as_slice));
-                let mut out = render_user(u, g, &self.base);
-                projection.apply(ResourceType::User, &mut out);
-                out
-            })
-            .collect())
-    }
-
-    async fn user_reply(
-        &self,
-        status: StatusCode,
-        user: &ScimUser,
-        projection: &Projection,
-    ) -> Result<ScimReply, ScimError> {
-        let mut rendered = self
-            .render_users(std::slice::from_ref(user), projection)
-            .await?;
-        let body = rendered.pop().unwrap_or(Value::Null);
-        let mut reply = ScimReply::resource(status, body);
-        // With `attributes` the body may lack meta; the headers still say where and which.
-        reply.etag = Some(resource::etag(user.version));
-        if status == StatusCode::CREATED {
-            reply.location = Some(resource::location(&self.base, ResourceType::User, user.id));
-        }
-        Ok(reply)
-    }
-
     pub(crate) async fn create_user(
         &self,
         body: &Value,
@@ -98,8 +36,7 @@ impl Scim<'_> {
             .store
             .scim_create_user(&self.client.ctx, self.client.scope, &input)
             .await?;
-        self.user_reply(StatusCode::CREATED, &created, &projection)
-            .await
+        self.reply(StatusCode::CREATED, &created, &projection).await
     }
 
     pub(crate) async fn get_user(
@@ -127,7 +64,7 @@ impl Scim<'_> {
                 etag: Some(resource::etag(user.version)),
             });
         }
-        self.user_reply(StatusCode::OK, &user, &projection).await
+        self.reply(StatusCode::OK, &user, &projection).await
     }
 
     /// One page of Users as rendered resources, with the total.
@@ -153,7 +90,7 @@ impl Scim<'_> {
                 },
             )
             .await?;
-        let resources = self.render_users(&page.items, &projection).await?;
+        let resources = self.render_all(&page.items, &projection).await?;
         Ok((page.total, resources))
     }
 
@@ -188,8 +125,7 @@ impl Scim<'_> {
                 &input,
             )
             .await?;
-        self.user_reply(StatusCode::OK, &replaced, &projection)
-            .await
+        self.reply(StatusCode::OK, &replaced, &projection).await
     }
 
     /// RFC 7644 §3.5.2, answered 200 with the resource. The PATCH is applied to the stored
@@ -231,7 +167,7 @@ impl Scim<'_> {
                 )
                 .await
             {
-                Ok(user) => return self.user_reply(StatusCode::OK, &user, &projection).await,
+                Ok(user) => return self.reply(StatusCode::OK, &user, &projection).await,
                 Err(StoreError::Precondition) if !if_match.is_conditional() => continue,
                 Err(e) => return Err(e.into()),
             }

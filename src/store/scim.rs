@@ -15,7 +15,7 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::db::{Conn, Ctx, SqlBuilder, WriteTx, sql};
+use super::db::{Conn, Ctx, Record, SqlBuilder, WriteTx, sql};
 use super::queries::{IdRow, SqlStore, org_in_tenant, push_list};
 use super::scim_sql::{Dialect, Translator};
 use super::team::check_owner_rule;
@@ -104,6 +104,16 @@ macro_rules! scim_group_columns {
 #[derive(FromRow)]
 struct CountRow {
     n: i64,
+}
+
+/// Where a resource type's rows are, for [`SqlStore::scim_page`].
+struct Listing {
+    resource_type: ResourceType,
+    select: &'static str,
+    /// `FROM … WHERE <alias>.tenant_id = `, completed with the tenant.
+    from: &'static str,
+    /// `AND <alias>.<org column> = `, completed with the org.
+    in_org: &'static str,
 }
 
 #[derive(FromRow)]
@@ -480,15 +490,39 @@ impl SqlStore {
         scope: ScimScope,
         q: &ScimListQuery<'_>,
     ) -> Result<ScimPage<ScimUser>, StoreError> {
+        let listing = Listing {
+            resource_type: ResourceType::User,
+            select: if q.with_document {
+                concat!("SELECT ", scim_user_columns!(), ", u.attributes")
+            } else {
+                concat!("SELECT ", scim_user_columns!(), ", NULL AS attributes")
+            },
+            from: " FROM users u WHERE u.tenant_id = ",
+            in_org: " AND u.scim_org_id = ",
+        };
+        let (total, rows) = self.scim_page::<UserRecord>(&listing, scope, q).await?;
+        Ok(ScimPage {
+            total,
+            items: rows.into_iter().map(ScimUser::from).collect(),
+        })
+    }
+
+    /// One page of a resource type's rows in the scope, and how many match in all.
+    async fn scim_page<R: Record>(
+        &self,
+        listing: &Listing,
+        scope: ScimScope,
+        q: &ScimListQuery<'_>,
+    ) -> Result<(u64, Vec<R>), StoreError> {
         let dialect = self.dialect();
         let where_clause = |b: &mut SqlBuilder| -> Result<(), StoreError> {
-            b.push(" FROM users u WHERE u.tenant_id = ")
+            b.push(listing.from)
                 .push_bind(scope.tenant_id)
-                .push(" AND u.scim_org_id = ")
+                .push(listing.in_org)
                 .push_bind(scope.org_id);
             if let Some(filter) = q.filter {
                 b.push(" AND ");
-                Translator::new(b, dialect, ResourceType::User)
+                Translator::new(b, dialect, listing.resource_type)
                     .filter(filter)
                     .map_err(|u| StoreError::InvalidQuery(u.0))?;
             }
@@ -496,14 +530,9 @@ impl SqlStore {
         };
         let mut count = SqlBuilder::new("SELECT COUNT(*) AS n");
         where_clause(&mut count)?;
-        let mut page = SqlBuilder::new(concat!("SELECT ", scim_user_columns!()));
-        page.push(if q.with_document {
-            ", u.attributes"
-        } else {
-            ", NULL AS attributes"
-        });
+        let mut page = SqlBuilder::new(listing.select);
         where_clause(&mut page)?;
-        Translator::new(&mut page, dialect, ResourceType::User)
+        Translator::new(&mut page, dialect, listing.resource_type)
             .order_by(q.sort)
             .map_err(|u| StoreError::InvalidQuery(u.0))?;
         page.push(" LIMIT ")
@@ -512,20 +541,12 @@ impl SqlStore {
             .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
         let mut h = self.db.read().await?;
         let total = count.build().fetch_one::<CountRow>(h.conn()).await?.n;
-        let items = if q.count == 0 {
+        let rows = if q.count == 0 {
             Vec::new()
         } else {
-            page.build()
-                .fetch_all::<UserRecord>(h.conn())
-                .await?
-                .into_iter()
-                .map(ScimUser::from)
-                .collect()
+            page.build().fetch_all::<R>(h.conn()).await?
         };
-        Ok(ScimPage {
-            total: u64::try_from(total).unwrap_or(0),
-            items,
-        })
+        Ok((u64::try_from(total).unwrap_or(0), rows))
     }
 
     pub(super) async fn scim_replace_user_impl(
@@ -728,46 +749,16 @@ impl SqlStore {
         scope: ScimScope,
         q: &ScimListQuery<'_>,
     ) -> Result<ScimPage<ScimGroup>, StoreError> {
-        let dialect = self.dialect();
-        let where_clause = |b: &mut SqlBuilder| -> Result<(), StoreError> {
-            b.push(" FROM groups g WHERE g.tenant_id = ")
-                .push_bind(scope.tenant_id)
-                .push(" AND g.org_id = ")
-                .push_bind(scope.org_id);
-            if let Some(filter) = q.filter {
-                b.push(" AND ");
-                Translator::new(b, dialect, ResourceType::Group)
-                    .filter(filter)
-                    .map_err(|u| StoreError::InvalidQuery(u.0))?;
-            }
-            Ok(())
+        let listing = Listing {
+            resource_type: ResourceType::Group,
+            select: concat!("SELECT ", scim_group_columns!()),
+            from: " FROM groups g WHERE g.tenant_id = ",
+            in_org: " AND g.org_id = ",
         };
-        let mut count = SqlBuilder::new("SELECT COUNT(*) AS n");
-        where_clause(&mut count)?;
-        let mut page = SqlBuilder::new(concat!("SELECT ", scim_group_columns!()));
-        where_clause(&mut page)?;
-        Translator::new(&mut page, dialect, ResourceType::Group)
-            .order_by(q.sort)
-            .map_err(|u| StoreError::InvalidQuery(u.0))?;
-        page.push(" LIMIT ")
-            .push_bind(i64::try_from(q.count).unwrap_or(i64::MAX))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
-        let mut h = self.db.read().await?;
-        let total = count.build().fetch_one::<CountRow>(h.conn()).await?.n;
-        let items = if q.count == 0 {
-            Vec::new()
-        } else {
-            page.build()
-                .fetch_all::<GroupRecord>(h.conn())
-                .await?
-                .into_iter()
-                .map(ScimGroup::from)
-                .collect()
-        };
+        let (total, rows) = self.scim_page::<GroupRecord>(&listing, scope, q).await?;
         Ok(ScimPage {
-            total: u64::try_from(total).unwrap_or(0),
-            items,
+            total,
+            items: rows.into_iter().map(ScimGroup::from).collect(),
         })
     }
 

@@ -22,6 +22,7 @@
 use uuid::Uuid;
 
 use super::db::SqlBuilder;
+use crate::scim::eval;
 use crate::scim::filter::{CompareOp, ResolvedAttr, ResolvedFilter, ResolvedValue};
 use crate::scim::schema::{AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
 
@@ -647,38 +648,8 @@ impl<'b> Translator<'b> {
                     }
                 };
                 self.b.push("COALESCE(");
-                match self.dialect {
-                    Dialect::Sqlite => {
-                        // json_extract gives 1/0 for true/false, and text for a string.
-                        self.b
-                            .push("(json_type(")
-                            .push(at.base)
-                            .push(", ")
-                            .push_bind(sqlite_path(&at.keys))
-                            .push(") IN ('true', 'false') AND json_extract(")
-                            .push(at.base)
-                            .push(", ")
-                            .push_bind(sqlite_path(&at.keys))
-                            .push(")")
-                            .push(op_sql)
-                            .push_bind(i64::from(*want))
-                            .push(")");
-                    }
-                    Dialect::Postgres => {
-                        self.b.push("(jsonb_typeof(").push(at.base);
-                        for key in &at.keys {
-                            self.b.push(" -> ").push_bind(*key);
-                        }
-                        self.b.push(") = 'boolean' AND (").push(at.base);
-                        push_pg_text_path(self.b, &at.keys);
-                        self.b
-                            .push(")")
-                            .push(op_sql)
-                            .push_bind(if *want { "true" } else { "false" })
-                            .push(")");
-                    }
-                }
-                self.b.push(", FALSE)");
+                self.push_json_value(&at, JsonKind::Boolean);
+                self.b.push(op_sql).push_bind(*want).push(", FALSE)");
                 Ok(())
             }
             (Operand::Json(at, def), ResolvedValue::DateTime { value, .. })
@@ -701,33 +672,11 @@ impl<'b> Translator<'b> {
                 if matches!(def.kind, AttrType::Integer | AttrType::Decimal) =>
             {
                 self.b.push("COALESCE(");
-                match self.dialect {
-                    Dialect::Sqlite => {
-                        self.b
-                            .push("(json_type(")
-                            .push(at.base)
-                            .push(", ")
-                            .push_bind(sqlite_path(&at.keys))
-                            .push(") IN ('integer', 'real') AND json_extract(")
-                            .push(at.base)
-                            .push(", ")
-                            .push_bind(sqlite_path(&at.keys))
-                            .push(")");
-                    }
-                    Dialect::Postgres => {
-                        self.b.push("(jsonb_typeof(").push(at.base);
-                        for key in &at.keys {
-                            self.b.push(" -> ").push_bind(*key);
-                        }
-                        self.b.push(") = 'number' AND CAST((").push(at.base);
-                        push_pg_text_path(self.b, &at.keys);
-                        self.b.push(") AS double precision)");
-                    }
-                }
+                self.push_json_value(&at, JsonKind::Number);
                 self.b
                     .push(ordering_sql(op))
                     .push_bind(*value)
-                    .push("), FALSE)");
+                    .push(", FALSE)");
                 Ok(())
             }
             (Operand::Json(_, def), _) => Err(Unsupported(format!(
@@ -754,30 +703,56 @@ impl<'b> Translator<'b> {
             TextExpr::Static(s) => {
                 self.b.push(s);
             }
-            TextExpr::Json(at) => match self.dialect {
-                Dialect::Sqlite => {
-                    // json_extract of a non-string JSON value is not text; only strings compare.
-                    self.b
-                        .push("(CASE WHEN json_type(")
-                        .push(at.base)
-                        .push(", ")
-                        .push_bind(sqlite_path(&at.keys))
-                        .push(") = 'text' THEN json_extract(")
-                        .push(at.base)
-                        .push(", ")
-                        .push_bind(sqlite_path(&at.keys))
-                        .push(") END)");
+            TextExpr::Json(at) => self.push_json_value(at, JsonKind::Text),
+        }
+    }
+
+    /// The JSON value at `at` as an SQL value of `kind`, or NULL when it is absent or of another
+    /// JSON type (a stored value of the wrong type never matches, as in the evaluator).
+    fn push_json_value(&mut self, at: &JsonAt, kind: JsonKind) {
+        match self.dialect {
+            Dialect::Sqlite => {
+                // json_extract gives text for strings, 1/0 for booleans, numbers for numbers.
+                let types = match kind {
+                    JsonKind::Text => "('text')",
+                    JsonKind::Boolean => "('true', 'false')",
+                    JsonKind::Number => "('integer', 'real')",
+                };
+                self.b
+                    .push("(CASE WHEN json_type(")
+                    .push(at.base)
+                    .push(", ")
+                    .push_bind(sqlite_path(&at.keys))
+                    .push(") IN ")
+                    .push(types)
+                    .push(" THEN json_extract(")
+                    .push(at.base)
+                    .push(", ")
+                    .push_bind(sqlite_path(&at.keys))
+                    .push(") END)");
+            }
+            Dialect::Postgres => {
+                let (json_type, cast_to) = match kind {
+                    JsonKind::Text => ("'string'", None),
+                    JsonKind::Boolean => ("'boolean'", Some(" AS boolean)")),
+                    JsonKind::Number => ("'number'", Some(" AS double precision)")),
+                };
+                self.b.push("(CASE WHEN jsonb_typeof(").push(at.base);
+                for key in &at.keys {
+                    self.b.push(" -> ").push_bind(*key);
                 }
-                Dialect::Postgres => {
-                    self.b.push("(CASE WHEN jsonb_typeof(").push(at.base);
-                    for key in &at.keys {
-                        self.b.push(" -> ").push_bind(*key);
-                    }
-                    self.b.push(") = 'string' THEN (").push(at.base);
-                    push_pg_text_path(self.b, &at.keys);
-                    self.b.push(") END)");
+                self.b.push(") = ").push(json_type).push(" THEN ");
+                if cast_to.is_some() {
+                    self.b.push("CAST(");
                 }
-            },
+                self.b.push("(").push(at.base);
+                push_pg_text_path(self.b, &at.keys);
+                self.b.push(")");
+                if let Some(cast_to) = cast_to {
+                    self.b.push(cast_to);
+                }
+                self.b.push(" END)");
+            }
         }
     }
 
@@ -1021,6 +996,13 @@ enum TextExpr {
     Json(JsonAt),
 }
 
+#[derive(Clone, Copy)]
+enum JsonKind {
+    Text,
+    Boolean,
+    Number,
+}
+
 /// `-> k1 -> … ->> kn` (text of the last key).
 fn push_pg_text_path(b: &mut SqlBuilder, keys: &[&'static str]) {
     if let Some((last, init)) = keys.split_last() {
@@ -1070,24 +1052,9 @@ fn constant_matches(
     value: &ResolvedValue,
     constant: &str,
 ) -> bool {
-    let ResolvedValue::Str(want) = value else {
-        return false;
-    };
-    let (have, want) = if def.case_exact {
-        (constant.to_owned(), want.clone())
-    } else {
-        (constant.to_lowercase(), want.to_lowercase())
-    };
-    match op {
-        CompareOp::Eq => have == want,
-        CompareOp::Ne => have != want,
-        CompareOp::Co => have.contains(&want),
-        CompareOp::Sw => have.starts_with(&want),
-        CompareOp::Ew => have.ends_with(&want),
-        CompareOp::Gt => have > want,
-        CompareOp::Ge => have >= want,
-        CompareOp::Lt => have < want,
-        CompareOp::Le => have <= want,
+    match value {
+        ResolvedValue::Str(want) => eval::compare_str(op, constant, want, def.case_exact),
+        _ => false,
     }
 }
 

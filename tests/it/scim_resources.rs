@@ -228,6 +228,14 @@ async fn bad_input_gets_a_scim_error_with_the_right_status_and_type(backend: Bac
         400,
         Some("invalidValue"),
     );
+    let scim1 = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({ "schemas": ["urn:scim:schemas:core:1.0"], "userName": "old@acme.test" })),
+        )
+        .await;
+    assert_scim_error(&scim1, 400, Some("invalidVers"));
     let bad_bool = app
         .scim(
             Method::POST,
