@@ -51,8 +51,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let lifecycle = state.lifecycle.clone();
     let delay = Duration::from_secs(state.config.shutdown_delay);
+    let upkeep = state.metrics.spawn_upkeep();
     let router = app(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -65,7 +66,9 @@ pub async fn serve(
         );
         tokio::time::sleep(delay).await;
     })
-    .await
+    .await;
+    upkeep.abort();
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

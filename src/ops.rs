@@ -45,6 +45,20 @@ impl Metrics {
             handle: handle.clone(),
         }
     }
+
+    /// Drains recorded histogram samples into their buckets every few seconds. The exporter
+    /// keeps raw samples until this runs (or `/metrics` is scraped), so an instance nobody
+    /// scrapes would otherwise grow with its traffic.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    }
 }
 
 pub fn router() -> Router<AppState> {

@@ -414,28 +414,6 @@ impl WriteTx {
             self.ctx.actor.id(),
             self.ctx.actor.name(),
         );
-        for r in records {
-            sql("INSERT INTO audit_events (id, tenant_id, org_id, product_id, actor_kind, actor_id, \
-                 actor_name, action, target_kind, target_id, before, after, warning, request_id, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-            .bind(Uuid::now_v7())
-            .bind(self.tenant_id)
-            .bind(r.org_id)
-            .bind(r.product_id)
-            .bind(actor_kind)
-            .bind(actor_id.clone())
-            .bind(actor_name.clone())
-            .bind(r.action)
-            .bind(r.target_kind)
-            .bind(r.target_id)
-            .bind(r.before)
-            .bind(r.after)
-            .bind(r.warning)
-            .bind(self.ctx.request_id.clone())
-            .bind(now)
-            .execute(self.conn())
-            .await?;
-        }
         let users =
             if self.whole_tenant || self.users.is_empty() || self.users.len() > MAX_NAMED_USERS {
                 None
@@ -443,14 +421,80 @@ impl WriteTx {
                 Some(std::mem::take(&mut self.users))
             };
         let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
-        let EpochRow { epoch } = sql(
-            "INSERT INTO invalidations (tenant_id, user_id, created_at) VALUES ($1, $2, $3) RETURNING epoch",
-        )
-        .bind(self.tenant_id)
-        .bind(single_user)
-        .bind(now)
-        .fetch_one(self.conn())
-        .await?;
+        let postgres = matches!(self.tx, Tx::Postgres(_));
+        // The audit events, then the invalidation: one statement each on SQLite (in-process,
+        // statements are cheap), one statement for both and the NOTIFY on PostgreSQL (every
+        // statement is a round trip, and every write pays them).
+        let mut b = SqlBuilder::new(if postgres {
+            "WITH audited AS (INSERT INTO audit_events (id, tenant_id, org_id, product_id, \
+             actor_kind, actor_id, actor_name, action, target_kind, target_id, before, after, \
+             warning, request_id, created_at) VALUES "
+        } else {
+            "INSERT INTO audit_events (id, tenant_id, org_id, product_id, actor_kind, actor_id, \
+             actor_name, action, target_kind, target_id, before, after, warning, request_id, \
+             created_at) VALUES "
+        });
+        for (i, r) in records.into_iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.push("(").push_bind(Uuid::now_v7());
+            let values: [Arg; 14] = [
+                self.tenant_id.into(),
+                r.org_id.into(),
+                r.product_id.into(),
+                actor_kind.into(),
+                actor_id.clone().into(),
+                actor_name.clone().into(),
+                r.action.into(),
+                r.target_kind.into(),
+                r.target_id.into(),
+                r.before.into(),
+                r.after.into(),
+                r.warning.into(),
+                self.ctx.request_id.clone().into(),
+                now.into(),
+            ];
+            for value in values {
+                b.push(", ").push_bind(value);
+            }
+            b.push(")");
+        }
+        let epoch = if postgres {
+            // Delivered to every instance's listener when (and only if) the transaction
+            // commits; the payload is `Invalidation` as JSON.
+            b.push(
+                "), invalidated AS (INSERT INTO invalidations (tenant_id, user_id, created_at) \
+                 VALUES (",
+            )
+            .push_bind(self.tenant_id)
+            .push(", ")
+            .push_bind(single_user)
+            .push(", ")
+            .push_bind(now)
+            .push(
+                ") RETURNING epoch) SELECT invalidated.epoch FROM invalidated CROSS JOIN LATERAL \
+                 (SELECT pg_notify('rolegate_invalidation', json_build_object('epoch', \
+                 invalidated.epoch, 'tenant_id', ",
+            )
+            .push_bind(self.tenant_id)
+            .push(", 'users', ")
+            .push_bind(serde_json::to_value(&users).map_err(|e| StoreError::Other(e.to_string()))?)
+            .push(")::text)) AS notified");
+            b.build().fetch_one::<EpochRow>(self.conn()).await?.epoch
+        } else {
+            b.build().execute(self.conn()).await?;
+            sql(
+                "INSERT INTO invalidations (tenant_id, user_id, created_at) VALUES ($1, $2, $3) \
+                 RETURNING epoch",
+            )
+            .bind(self.tenant_id)
+            .bind(single_user)
+            .bind(now)
+            .fetch_one::<EpochRow>(self.conn())
+            .await?
+            .epoch
+        };
         let invalidation = Invalidation {
             epoch,
             tenant_id: self.tenant_id,
@@ -458,16 +502,7 @@ impl WriteTx {
         };
         match self.tx {
             Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(mut t) => {
-                // Delivered to every instance's listener when (and only if) the transaction commits.
-                let payload = serde_json::to_string(&invalidation)
-                    .map_err(|e| StoreError::Other(e.to_string()))?;
-                sql("SELECT pg_notify('rolegate_invalidation', $1)")
-                    .bind(payload)
-                    .execute(Conn::Postgres(&mut t))
-                    .await?;
-                t.commit().await?
-            }
+            Tx::Postgres(t) => t.commit().await?,
         }
         // No subscriber is fine: nothing is cached yet.
         let _ = self.bus.send(invalidation.clone());

@@ -15,8 +15,8 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::db::{Conn, Ctx, Record, SqlBuilder, WriteTx, sql};
-use super::queries::{IdRow, SqlStore, org_in_tenant, push_list};
+use super::db::{Arg, Conn, Ctx, Record, SqlBuilder, WriteTx, sql};
+use super::queries::{IdRow, SqlStore, push_list};
 use super::scim_sql::{Dialect, Translator};
 use super::team::check_owner_rule;
 use super::{
@@ -275,48 +275,47 @@ async fn owned_orgs(
     .collect())
 }
 
-/// userName and externalId are free for `user_id` (another user holding them is a conflict).
-async fn check_user_unique(
-    tx: &mut WriteTx,
-    scope: ScimScope,
+/// The User a write leaves, without reading it back.
+fn stored_user(
+    id: Uuid,
     user: &ScimUserWrite,
-    user_id: Option<Uuid>,
-) -> Result<(), StoreError> {
-    // userName is unique in the whole tenant (one person, one user).
-    let taken = sql("SELECT id FROM users WHERE tenant_id = $1 AND user_name_norm = $2")
-        .bind(scope.tenant_id)
-        .bind(normalize(&user.user_name))
-        .fetch_optional::<IdRow>(tx.conn())
-        .await?;
-    if taken.is_some_and(|r| Some(r.id) != user_id) {
-        return Err(conflict("userName"));
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+) -> ScimUser {
+    ScimUser {
+        id,
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        attributes: user.attributes.clone(),
+        created_at,
+        updated_at,
+        version,
     }
-    if let Some(external_id) = &user.external_id {
-        let taken = sql("SELECT id FROM users WHERE scim_org_id = $1 AND external_id_norm = $2")
-            .bind(scope.org_id)
-            .bind(normalize(external_id))
-            .fetch_optional::<IdRow>(tx.conn())
-            .await?;
-        if taken.is_some_and(|r| Some(r.id) != user_id) {
-            return Err(conflict("externalId"));
-        }
-    }
-    Ok(())
 }
 
+/// Writes a User's columns; returns how many rows it changed. `only_unprovisioned`: only if
+/// no org's SCIM provisions the user yet (linking an invited member).
 async fn write_user_columns(
     tx: &mut WriteTx,
     scope: ScimScope,
     id: Uuid,
     user: &ScimUserWrite,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sql(
+    only_unprovisioned: bool,
+) -> Result<u64, StoreError> {
+    sql(if only_unprovisioned {
         "UPDATE users SET user_name = $1, user_name_norm = $2, email = $3, email_norm = $4, \
          external_id = $5, external_id_norm = $6, display_name = $7, active = $8, attributes = $9, \
          attributes_cmp = $10, scim_org_id = $11, updated_at = $12, version = version + 1 \
-         WHERE id = $13 AND tenant_id = $14",
-    )
+         WHERE id = $13 AND tenant_id = $14 AND scim_org_id IS NULL"
+    } else {
+        "UPDATE users SET user_name = $1, user_name_norm = $2, email = $3, email_norm = $4, \
+         external_id = $5, external_id_norm = $6, display_name = $7, active = $8, attributes = $9, \
+         attributes_cmp = $10, scim_org_id = $11, updated_at = $12, version = version + 1 \
+         WHERE id = $13 AND tenant_id = $14"
+    })
     .bind(user.user_name.as_str())
     .bind(normalize(&user.user_name))
     .bind(user.email.clone())
@@ -333,8 +332,165 @@ async fn write_user_columns(
     .bind(scope.tenant_id)
     .execute(tx.conn())
     .await
-    .map_err(name_conflict)?;
+    .map_err(name_conflict)
+}
+
+/// Whether [`insert_user`] first makes sure the tenant has nobody with its userName or e-mail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    NewPerson,
+    None,
+}
+
+/// Inserts a SCIM User with its membership of the scope's org (one that inherits its role, so
+/// it never overrides an Owner role held above it); returns how many users it inserted. On
+/// PostgreSQL both rows go in one statement: every statement is a round trip, and every create
+/// pays them.
+async fn insert_user(
+    tx: &mut WriteTx,
+    dialect: Dialect,
+    scope: ScimScope,
+    id: Uuid,
+    user: &ScimUserWrite,
+    at: DateTime<Utc>,
+    guard: Guard,
+) -> Result<u64, StoreError> {
+    let user_name_norm = normalize(&user.user_name);
+    let mut b = SqlBuilder::new(match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => "WITH created AS (",
+    });
+    b.push(
+        "INSERT INTO users (id, tenant_id, user_name, user_name_norm, email, email_norm, \
+         external_id, external_id_norm, display_name, active, source, attributes, attributes_cmp, \
+         scim_org_id, created_at, updated_at, version) SELECT ",
+    );
+    let values: [Arg; 16] = [
+        id.into(),
+        scope.tenant_id.into(),
+        user.user_name.as_str().into(),
+        user_name_norm.as_str().into(),
+        user.email.clone().into(),
+        user.email.as_deref().map(normalize).into(),
+        user.external_id.clone().into(),
+        user.external_id.as_deref().map(normalize).into(),
+        user.display_name.clone().into(),
+        user.active.into(),
+        Source::Scim.as_str().into(),
+        Value::Object(user.attributes.clone()).into(),
+        user.attributes_cmp.clone().into(),
+        scope.org_id.into(),
+        at.into(),
+        at.into(),
+    ];
+    for value in values {
+        b.push_bind(value).push(", ");
+    }
+    b.push("1");
+    if guard == Guard::NewPerson {
+        let mut candidates = vec![user_name_norm.clone()];
+        if let Some(email) = &user.email {
+            candidates.push(normalize(email));
+        }
+        for (i, column) in [" AND user_name_norm IN (", " AND email_norm IN ("]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(if i == 0 { " WHERE" } else { " AND" })
+                .push(" NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = ")
+                .push_bind(scope.tenant_id)
+                .push(column);
+            for (j, c) in candidates.iter().enumerate() {
+                if j > 0 {
+                    b.push(", ");
+                }
+                b.push_bind(c.clone());
+            }
+            b.push("))");
+        }
+    }
+    if dialect == Dialect::Postgres {
+        b.push(
+            " RETURNING id, tenant_id, scim_org_id, created_at) INSERT INTO memberships \
+             (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+             SELECT tenant_id, scim_org_id, id, NULL, 'scim', created_at, created_at FROM created",
+        );
+    }
+    let inserted = b.build().execute(tx.conn()).await.map_err(name_conflict)?;
+    if dialect == Dialect::Sqlite && inserted > 0 {
+        insert_membership(tx, scope, id, at).await?;
+    }
+    Ok(inserted)
+}
+
+/// A membership of the scope's org that inherits its role (never overriding an Owner role held
+/// above it); an existing membership is kept as it is.
+async fn insert_membership(
+    tx: &mut WriteTx,
+    scope: ScimScope,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (org_id, user_id) DO NOTHING")
+    .bind(scope.tenant_id)
+    .bind(scope.org_id)
+    .bind(user_id)
+    .bind(Source::Scim.as_str())
+    .bind(at)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
     Ok(())
+}
+
+/// Users of the tenant that are the same person as a new SCIM User: the same userName, or an
+/// e-mail equal to its userName or e-mail. Two lookups joined by UNION, so each uses its own
+/// index (an OR of the two made SQLite scan the tenant).
+async fn same_person(
+    conn: Conn<'_>,
+    scope: ScimScope,
+    user_name_norm: &str,
+    email: Option<&str>,
+) -> Result<Vec<SamePerson>, StoreError> {
+    let mut candidates = vec![user_name_norm.to_owned()];
+    if let Some(email) = email {
+        candidates.push(normalize(email));
+    }
+    let mut b = SqlBuilder::new("");
+    for (i, column) in [" AND user_name_norm IN (", " AND email_norm IN ("]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            b.push(" UNION ");
+        }
+        b.push(
+            "SELECT id, user_name_norm, scim_org_id, created_at, version FROM users \
+             WHERE tenant_id = ",
+        )
+        .push_bind(scope.tenant_id)
+        .push(column);
+        for (j, c) in candidates.iter().enumerate() {
+            if j > 0 {
+                b.push(", ");
+            }
+            b.push_bind(c.clone());
+        }
+        b.push(")");
+    }
+    let mut found = b.build().fetch_all::<SamePerson>(conn).await?;
+    found.sort_by_key(|e| e.id);
+    Ok(found)
+}
+
+#[derive(FromRow)]
+struct SamePerson {
+    id: Uuid,
+    user_name_norm: String,
+    scim_org_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    version: i64,
 }
 
 /// Warns (audit + metric) for every org left without an active Owner by this user's change.
@@ -363,116 +519,69 @@ impl SqlStore {
         scope: ScimScope,
         user: &ScimUserWrite,
     ) -> Result<ScimUser, StoreError> {
-        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
-        org_in_tenant(tx.conn(), scope.tenant_id, scope.org_id).await?;
         // One person, one user: an invited or hand-added member with this userName or e-mail
-        // who is not yet any org's SCIM resource becomes this one.
-        let mut candidates = vec![normalize(&user.user_name)];
-        if let Some(email) = &user.email {
-            candidates.push(normalize(email));
-        }
-        #[derive(FromRow)]
-        struct Existing {
-            id: Uuid,
-            user_name_norm: String,
-            scim_org_id: Option<Uuid>,
-        }
-        let mut b =
-            SqlBuilder::new("SELECT id, user_name_norm, scim_org_id FROM users WHERE tenant_id = ");
-        b.push_bind(scope.tenant_id)
-            .push(" AND (user_name_norm IN (");
-        for (i, c) in candidates.iter().enumerate() {
-            if i > 0 {
-                b.push(", ");
-            }
-            b.push_bind(c.clone());
-        }
-        b.push(") OR email_norm IN (");
-        for (i, c) in candidates.iter().enumerate() {
-            if i > 0 {
-                b.push(", ");
-            }
-            b.push_bind(c.clone());
-        }
-        b.push(")) ORDER BY id");
-        let existing = b.build().fetch_all::<Existing>(tx.conn()).await?;
+        // who is not yet any org's SCIM resource becomes this one. The common case — nobody
+        // in the tenant is this person yet — is one statement that inserts only if so; only
+        // when it inserts nothing are the others looked at. A userName or externalId taken
+        // meanwhile is the unique indexes' to refuse (`name_conflict` says which).
         let user_name_norm = normalize(&user.user_name);
-        if existing
-            .iter()
-            .any(|e| e.user_name_norm == user_name_norm && e.scim_org_id.is_some())
-        {
-            return Err(conflict("userName"));
-        }
-        let adopt = existing
-            .iter()
-            .filter(|e| e.scim_org_id.is_none())
-            .min_by_key(|e| e.user_name_norm != user_name_norm)
-            .map(|e| e.id);
-        check_user_unique(&mut tx, scope, user, adopt).await?;
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
         let at = now();
-        let id = match adopt {
-            Some(id) => {
-                write_user_columns(&mut tx, scope, id, user, at).await?;
-                tx.audit(
-                    AuditRecord::new("scim.user.link", "user", id)
-                        .org(scope.org_id)
-                        .after(user_audit(user)),
-                );
-                id
-            }
-            None => {
-                let id = Uuid::now_v7();
-                sql("INSERT INTO users (id, tenant_id, user_name, user_name_norm, email, email_norm, \
-                     external_id, external_id_norm, display_name, active, source, attributes, \
-                     attributes_cmp, scim_org_id, created_at, updated_at, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1)")
-                .bind(id)
-                .bind(scope.tenant_id)
-                .bind(user.user_name.as_str())
-                .bind(user_name_norm.as_str())
-                .bind(user.email.clone())
-                .bind(user.email.as_deref().map(normalize))
-                .bind(user.external_id.clone())
-                .bind(user.external_id.as_deref().map(normalize))
-                .bind(user.display_name.clone())
-                .bind(user.active)
-                .bind(Source::Scim.as_str())
-                .bind(Value::Object(user.attributes.clone()))
-                .bind(user.attributes_cmp.clone())
-                .bind(scope.org_id)
-                .bind(at)
-                .bind(at)
-                .execute(tx.conn())
-                .await
-                .map_err(name_conflict)?;
+        let id = Uuid::now_v7();
+        let (id, created_at, version) =
+            if insert_user(&mut tx, dialect, scope, id, user, at, Guard::NewPerson).await? > 0 {
                 tx.audit(
                     AuditRecord::new("scim.user.create", "user", id)
                         .org(scope.org_id)
                         .after(user_audit(user)),
                 );
-                id
-            }
-        };
-        // A membership that inherits its role: it makes the user a member of the token's org
-        // without overriding an Owner role they may hold above it.
-        sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (org_id, user_id) DO NOTHING")
-        .bind(scope.tenant_id)
-        .bind(scope.org_id)
-        .bind(id)
-        .bind(Source::Scim.as_str())
-        .bind(at)
-        .bind(at)
-        .execute(tx.conn())
-        .await?;
+                (id, at, 1)
+            } else {
+                let existing =
+                    same_person(tx.conn(), scope, &user_name_norm, user.email.as_deref()).await?;
+                if existing
+                    .iter()
+                    .any(|e| e.user_name_norm == user_name_norm && e.scim_org_id.is_some())
+                {
+                    return Err(conflict("userName"));
+                }
+                let adopt = existing
+                    .iter()
+                    .filter(|e| e.scim_org_id.is_none())
+                    .min_by_key(|e| e.user_name_norm != user_name_norm);
+                match adopt {
+                    Some(e) => {
+                        if write_user_columns(&mut tx, scope, e.id, user, at, true).await? == 0 {
+                            return Err(conflict("userName"));
+                        }
+                        insert_membership(&mut tx, scope, e.id, at).await?;
+                        tx.audit(
+                            AuditRecord::new("scim.user.link", "user", e.id)
+                                .org(scope.org_id)
+                                .after(user_audit(user)),
+                        );
+                        (e.id, e.created_at, e.version + 1)
+                    }
+                    // Only SCIM users of other names share its e-mail: another person.
+                    None => {
+                        insert_user(&mut tx, dialect, scope, id, user, at, Guard::None).await?;
+                        tx.audit(
+                            AuditRecord::new("scim.user.create", "user", id)
+                                .org(scope.org_id)
+                                .after(user_audit(user)),
+                        );
+                        (id, at, 1)
+                    }
+                }
+            };
         if !user.active {
             let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
         }
         tx.invalidate_user(id);
-        let created = user_in_scope(tx.conn(), self.dialect(), scope, id, true, false).await?;
         tx.commit().await?;
-        Ok(created)
+        Ok(stored_user(id, user, created_at, at, version))
     }
 
     pub(super) async fn scim_get_user_impl(
@@ -540,13 +649,20 @@ impl SqlStore {
             .push(" OFFSET ")
             .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
         let mut h = self.db.read().await?;
-        let total = count.build().fetch_one::<CountRow>(h.conn()).await?.n;
         let rows = if q.count == 0 {
             Vec::new()
         } else {
             page.build().fetch_all::<R>(h.conn()).await?
         };
-        Ok((u64::try_from(total).unwrap_or(0), rows))
+        let len = rows.len() as u64;
+        // A short page that starts inside the results ends them: it already says how many
+        // there are (Okta's and Entra's lookups by userName or externalId are all like that).
+        let total = if q.count > 0 && len < q.count && (len > 0 || q.offset == 0) {
+            q.offset + len
+        } else {
+            u64::try_from(count.build().fetch_one::<CountRow>(h.conn()).await?.n).unwrap_or(0)
+        };
+        Ok((total, rows))
     }
 
     pub(super) async fn scim_replace_user_impl(
@@ -569,9 +685,8 @@ impl SqlStore {
             // A retried PUT or a PATCH that changes nothing writes nothing (and keeps its ETag).
             return Ok(before);
         }
-        check_user_unique(&mut tx, scope, user, Some(id)).await?;
         let at = now();
-        write_user_columns(&mut tx, scope, id, user, at).await?;
+        write_user_columns(&mut tx, scope, id, user, at, false).await?;
         let action = match (before.active, user.active) {
             (true, false) => "scim.user.deactivate",
             (false, true) => "scim.user.reactivate",
@@ -588,9 +703,14 @@ impl SqlStore {
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
         }
         tx.invalidate_user(id);
-        let after = user_in_scope(tx.conn(), dialect, scope, id, true, false).await?;
         tx.commit().await?;
-        Ok(after)
+        Ok(stored_user(
+            id,
+            user,
+            before.created_at,
+            at,
+            before.version + 1,
+        ))
     }
 
     pub(super) async fn scim_delete_user_impl(
@@ -692,8 +812,7 @@ impl SqlStore {
         members: &[MemberRef],
     ) -> Result<ScimGroup, StoreError> {
         let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
-        org_in_tenant(tx.conn(), scope.tenant_id, scope.org_id).await?;
-        check_group_unique(&mut tx, scope, group, None).await?;
+        // A taken displayName or externalId is the unique indexes' to refuse.
         let id = Uuid::now_v7();
         let at = now();
         sql(
@@ -730,9 +849,15 @@ impl SqlStore {
                     "members": summary.to_json(),
                 })),
         );
-        let created = group_in_scope(tx.conn(), self.dialect(), scope, id, false).await?;
         tx.commit().await?;
-        Ok(created)
+        Ok(ScimGroup {
+            id,
+            display_name: group.display_name.clone(),
+            external_id: group.external_id.clone(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        })
     }
 
     pub(super) async fn scim_get_group_impl(
@@ -810,7 +935,6 @@ impl SqlStore {
             && (group.display_name != before.display_name
                 || group.external_id != before.external_id)
         {
-            check_group_unique(&mut tx, scope, group, Some(id)).await?;
             sql(
                 "UPDATE groups SET display_name = $1, display_name_norm = $2, external_id = $3, \
                  external_id_norm = $4 WHERE id = $5 AND tenant_id = $6",
@@ -840,12 +964,17 @@ impl SqlStore {
             // ones) keeps the version and records nothing.
             return Ok(before);
         }
+        let at = now();
         sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE id = $2 AND tenant_id = $3")
-            .bind(now())
+            .bind(at)
             .bind(id)
             .bind(scope.tenant_id)
             .execute(tx.conn())
             .await?;
+        let (display_name, external_id) = match attributes {
+            Some(g) => (g.display_name.clone(), g.external_id.clone()),
+            None => (before.display_name.clone(), before.external_id.clone()),
+        };
         tx.audit(
             AuditRecord::new("scim.group.update", "group", id)
                 .org(scope.org_id)
@@ -854,9 +983,14 @@ impl SqlStore {
                 )
                 .after(record),
         );
-        let after = group_in_scope(tx.conn(), dialect, scope, id, false).await?;
         tx.commit().await?;
-        Ok(after)
+        Ok(ScimGroup {
+            display_name,
+            external_id,
+            updated_at: at,
+            version: before.version + 1,
+            ..before
+        })
     }
 
     pub(super) async fn scim_delete_group_impl(
@@ -913,33 +1047,6 @@ impl SqlStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-async fn check_group_unique(
-    tx: &mut WriteTx,
-    scope: ScimScope,
-    group: &ScimGroupWrite,
-    group_id: Option<Uuid>,
-) -> Result<(), StoreError> {
-    let taken = sql("SELECT id FROM groups WHERE org_id = $1 AND display_name_norm = $2")
-        .bind(scope.org_id)
-        .bind(normalize(&group.display_name))
-        .fetch_optional::<IdRow>(tx.conn())
-        .await?;
-    if taken.is_some_and(|r| Some(r.id) != group_id) {
-        return Err(conflict("displayName"));
-    }
-    if let Some(external_id) = &group.external_id {
-        let taken = sql("SELECT id FROM groups WHERE org_id = $1 AND external_id_norm = $2")
-            .bind(scope.org_id)
-            .bind(normalize(external_id))
-            .fetch_optional::<IdRow>(tx.conn())
-            .await?;
-        if taken.is_some_and(|r| Some(r.id) != group_id) {
-            return Err(conflict("externalId"));
-        }
-    }
-    Ok(())
 }
 
 /// What a series of membership changes did.

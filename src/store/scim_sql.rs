@@ -599,11 +599,13 @@ impl<'b> Translator<'b> {
             }
             (Operand::UuidText(column), ResolvedValue::Str(s)) => {
                 let expr = self.uuid_text(column);
-                self.text_compare(&TextExpr::Static(expr), target, op, s)
+                self.text_compare(&TextExpr::NotNull(expr), target, op, s)
             }
-            (Operand::TextColumn(column), ResolvedValue::Str(s))
-            | (Operand::NullableText(column), ResolvedValue::Str(s)) => {
-                self.text_compare(&TextExpr::Static(column), target, op, s)
+            (Operand::TextColumn(column), ResolvedValue::Str(s)) => {
+                self.text_compare(&TextExpr::NotNull(column), target, op, s)
+            }
+            (Operand::NullableText(column), ResolvedValue::Str(s)) => {
+                self.text_compare(&TextExpr::Nullable(column), target, op, s)
             }
             (Operand::Version(column), ResolvedValue::Str(s)) => {
                 let expr = match self.dialect {
@@ -616,7 +618,7 @@ impl<'b> Translator<'b> {
                         _ => "('W/\"' || u.version::text || '\"')",
                     },
                 };
-                self.text_compare(&TextExpr::Static(expr), target, op, s)
+                self.text_compare(&TextExpr::NotNull(expr), target, op, s)
             }
             (Operand::Time(column), ResolvedValue::DateTime { value, .. }) => {
                 self.b
@@ -700,7 +702,7 @@ impl<'b> Translator<'b> {
 
     fn push_text(&mut self, expr: &TextExpr) {
         match expr {
-            TextExpr::Static(s) => {
+            TextExpr::NotNull(s) | TextExpr::Nullable(s) => {
                 self.b.push(s);
             }
             TextExpr::Json(at) => self.push_json_value(at, JsonKind::Text),
@@ -777,7 +779,17 @@ impl<'b> Translator<'b> {
             self.b.push(" IS NOT NULL)");
             return Ok(());
         }
-        self.b.push("COALESCE(");
+        match expr {
+            TextExpr::NotNull(_) => {
+                self.b.push("(");
+            }
+            TextExpr::Nullable(column) => {
+                self.b.push("(").push(column).push(" IS NOT NULL AND ");
+            }
+            TextExpr::Json(_) => {
+                self.b.push("COALESCE(");
+            }
+        }
         match op {
             CompareOp::Eq | CompareOp::Ne => {
                 self.push_text(expr);
@@ -828,7 +840,10 @@ impl<'b> Translator<'b> {
                 self.b.push(ordering_sql(op)).push_bind(operand);
             }
         }
-        self.b.push(", FALSE)");
+        self.b.push(match expr {
+            TextExpr::Json(_) => ", FALSE)",
+            TextExpr::NotNull(_) | TextExpr::Nullable(_) => ")",
+        });
         Ok(())
     }
 
@@ -991,8 +1006,13 @@ struct SortExpr {
     numeric: bool,
 }
 
+/// The text a string comparison reads. How it may be NULL decides how the comparison stays
+/// two-valued: a column that is never NULL needs nothing (and so keeps its index usable), a
+/// nullable column is guarded with `IS NOT NULL AND` (still indexable), a JSON value with
+/// `COALESCE(…, FALSE)`.
 enum TextExpr {
-    Static(&'static str),
+    NotNull(&'static str),
+    Nullable(&'static str),
     Json(JsonAt),
 }
 
@@ -1098,7 +1118,8 @@ mod tests {
     fn user_name_eq_uses_the_indexed_lower_cased_column() {
         let sql =
             translate(Dialect::Sqlite, ResourceType::User, r#"userName eq "ADA""#).expect("sql");
-        assert_eq!(sql, "COALESCE(u.user_name_norm = $1, FALSE)");
+        // A bare comparison on the column, so the (tenant, user_name_norm) index serves it.
+        assert_eq!(sql, "(u.user_name_norm = $1)");
     }
 
     #[test]
