@@ -2,7 +2,6 @@
 //! operations into set changes the store applies in SQL, so one member added to a group of
 //! 20,000 costs one insert; and a page of groups loads its members in one query.
 
-use axum::extract::{Path, RawQuery as UriQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
@@ -12,8 +11,7 @@ use super::query::RawQuery;
 use super::resource::{self, render_group, render_member};
 use super::schema::ResourceType;
 use super::users::{not_modified, parse_id};
-use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, eval};
-use crate::state::AppState;
+use super::{IfMatch, Scim, ScimError, ScimReply, eval};
 use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, StoreError};
 
 const PATCH_ATTEMPTS: usize = 20;
@@ -286,98 +284,4 @@ impl Scim<'_> {
             .await?;
         Ok(ScimReply::no_content())
     }
-}
-
-pub(super) async fn create(
-    State(state): State<AppState>,
-    client: ScimClient,
-    UriQuery(query): UriQuery,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .create_group(&body, &RawQuery::from_query_string(query.as_deref()))
-        .await
-}
-
-pub(super) async fn get(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .get_group(
-            &id,
-            &RawQuery::from_query_string(query.as_deref()),
-            &headers,
-        )
-        .await
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    client: ScimClient,
-    UriQuery(query): UriQuery,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .list_groups(&RawQuery::from_query_string(query.as_deref()))
-        .await
-}
-
-pub(super) async fn search(
-    State(state): State<AppState>,
-    client: ScimClient,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .list_groups(&RawQuery::from_search_request(&body)?)
-        .await
-}
-
-pub(super) async fn replace(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .replace_group(
-            &id,
-            &body,
-            IfMatch::from_headers(&headers),
-            &RawQuery::from_query_string(query.as_deref()),
-        )
-        .await
-}
-
-pub(super) async fn patch(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .patch_group(
-            &id,
-            &body,
-            IfMatch::from_headers(&headers),
-            &RawQuery::from_query_string(query.as_deref()),
-        )
-        .await
-}
-
-pub(super) async fn delete(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .delete_group(&id, IfMatch::from_headers(&headers))
-        .await
 }

@@ -5,6 +5,7 @@
 mod bulk;
 mod discovery;
 mod edge;
+mod endpoints;
 pub mod eval;
 pub mod extension;
 pub mod filter;
@@ -34,6 +35,7 @@ use crate::domain::provisioning::ScimScope;
 use crate::domain::token::TokenKind;
 use crate::state::AppState;
 use crate::store::{Ctx, StoreError};
+use endpoints::{Groups, Users};
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const CONTENT_TYPE: &str = "application/scim+json";
@@ -427,23 +429,29 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ResourceTypes/{id}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema))
-        .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
+        .route(
+            "/Users",
+            get(endpoints::list::<Users>).post(endpoints::create::<Users>),
+        )
+        .route("/Users/.search", post(endpoints::search::<Users>))
         .route(
             "/Users/{id}",
-            get(users::get)
-                .put(users::replace)
-                .patch(users::patch)
-                .delete(users::delete),
+            get(endpoints::get::<Users>)
+                .put(endpoints::replace::<Users>)
+                .patch(endpoints::patch::<Users>)
+                .delete(endpoints::delete::<Users>),
         )
-        .route("/Groups", get(groups::list).post(groups::create))
-        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Groups",
+            get(endpoints::list::<Groups>).post(endpoints::create::<Groups>),
+        )
+        .route("/Groups/.search", post(endpoints::search::<Groups>))
         .route(
             "/Groups/{id}",
-            get(groups::get)
-                .put(groups::replace)
-                .patch(groups::patch)
-                .delete(groups::delete),
+            get(endpoints::get::<Groups>)
+                .put(endpoints::replace::<Groups>)
+                .patch(endpoints::patch::<Groups>)
+                .delete(endpoints::delete::<Groups>),
         )
         .route("/.search", post(search::search_all))
         .route("/Bulk", post(bulk::bulk))

@@ -1,6 +1,5 @@
 //! `/Users` (RFC 7644 §3.3–3.6): create, read, list and search, replace, PATCH and delete.
 
-use axum::extract::{Path, RawQuery as UriQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
@@ -8,8 +7,7 @@ use uuid::Uuid;
 use super::query::RawQuery;
 use super::resource::{self, render_user};
 use super::schema::ResourceType;
-use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply, patch};
-use crate::state::AppState;
+use super::{IfMatch, Scim, ScimError, ScimReply, patch};
 use crate::store::{ScimListQuery, StoreError};
 
 /// Attributes a User keeps in columns: asking for only these skips reading its document.
@@ -203,98 +201,4 @@ pub(super) fn not_modified(headers: &HeaderMap, version: i64) -> bool {
                 || v.split(',')
                     .any(|t| resource::parse_etag(t) == Some(version))
         })
-}
-
-pub(super) async fn create(
-    State(state): State<AppState>,
-    client: ScimClient,
-    UriQuery(query): UriQuery,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .create_user(&body, &RawQuery::from_query_string(query.as_deref()))
-        .await
-}
-
-pub(super) async fn get(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .get_user(
-            &id,
-            &RawQuery::from_query_string(query.as_deref()),
-            &headers,
-        )
-        .await
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    client: ScimClient,
-    UriQuery(query): UriQuery,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .list_users(&RawQuery::from_query_string(query.as_deref()))
-        .await
-}
-
-pub(super) async fn search(
-    State(state): State<AppState>,
-    client: ScimClient,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .list_users(&RawQuery::from_search_request(&body)?)
-        .await
-}
-
-pub(super) async fn replace(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .replace_user(
-            &id,
-            &body,
-            IfMatch::from_headers(&headers),
-            &RawQuery::from_query_string(query.as_deref()),
-        )
-        .await
-}
-
-pub(super) async fn patch(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    UriQuery(query): UriQuery,
-    headers: HeaderMap,
-    ScimBody(body): ScimBody,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .patch_user(
-            &id,
-            &body,
-            IfMatch::from_headers(&headers),
-            &RawQuery::from_query_string(query.as_deref()),
-        )
-        .await
-}
-
-pub(super) async fn delete(
-    State(state): State<AppState>,
-    client: ScimClient,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<ScimReply, ScimError> {
-    Scim::new(&state, &client)
-        .delete_user(&id, IfMatch::from_headers(&headers))
-        .await
 }
