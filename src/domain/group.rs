@@ -1,21 +1,5 @@
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use super::Source;
-
-/// An identity-provider group of a tenant (SCIM Group or OIDC group claim).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Group {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub display_name: String,
-    pub external_id: Option<String>,
-    pub source: Source,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-}
 
 /// What a group member is: a user, or a nested group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,6 +30,7 @@ impl MemberKind {
     }
 }
 
+/// A member of a group (of a SCIM Group, and of an OIDC group claim later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct GroupMember {
     pub id: Uuid,

@@ -69,13 +69,6 @@ pub struct ScimGroup {
     pub version: i64,
 }
 
-/// A member of a SCIM Group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScimMember {
-    pub id: Uuid,
-    pub kind: super::group::MemberKind,
-}
-
 /// A group a SCIM User belongs to: directly, or through a nested group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimUserGroup {

@@ -7,10 +7,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::patch::{self, MemberChange};
-use super::query::RawQuery;
+use super::query::{RawQuery, Resolved};
 use super::resource::{self, render_group, render_member};
 use super::schema::ResourceType;
-use super::users::{not_modified, parse_id};
+use super::users::parse_id;
 use super::{IfMatch, Scim, ScimError, ScimReply, eval};
 use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, StoreError};
 
@@ -83,25 +83,17 @@ impl Scim<'_> {
             .store
             .scim_get_group(self.client.scope, id)
             .await?;
-        if not_modified(headers, group.version) {
-            return Ok(ScimReply {
-                status: StatusCode::NOT_MODIFIED,
-                body: None,
-                location: None,
-                etag: Some(resource::etag(group.version)),
-            });
-        }
-        self.reply(StatusCode::OK, &group, &projection).await
+        self.read_reply(&group, &projection, headers).await
     }
 
     pub(crate) async fn group_page(
         &self,
         raw: &RawQuery,
+        resolved: &Resolved,
         offset: u64,
         count: u64,
     ) -> Result<(u64, Vec<Value>), ScimError> {
         let projection = raw.projection(ResourceType::Group)?;
-        let resolved = raw.resolve(ResourceType::Group)?;
         let page = self
             .state
             .store
@@ -122,7 +114,8 @@ impl Scim<'_> {
 
     pub(crate) async fn list_groups(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
         let (offset, count) = raw.page()?;
-        let (total, resources) = self.group_page(raw, offset, count).await?;
+        let resolved = raw.resolve(ResourceType::Group)?;
+        let (total, resources) = self.group_page(raw, &resolved, offset, count).await?;
         Ok(ScimReply::ok(resource::list_response(
             total,
             offset + 1,

@@ -227,21 +227,6 @@ impl ScimReply {
         }
     }
 
-    /// A single resource: its `meta.location` and `meta.version` become headers.
-    pub fn resource(status: StatusCode, body: Value) -> Self {
-        let location = body["meta"]["location"].as_str().map(str::to_owned);
-        let etag = body["meta"]["version"].as_str().map(str::to_owned);
-        ScimReply {
-            status,
-            // RFC 7644 §3.3: Location only on creation; ETag on every single resource.
-            location: (status == StatusCode::CREATED)
-                .then_some(location)
-                .flatten(),
-            etag,
-            body: Some(body),
-        }
-    }
-
     pub fn no_content() -> Self {
         ScimReply {
             status: StatusCode::NO_CONTENT,

@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::resource::{self, Projection};
 use super::schema::ResourceType;
 use super::{Scim, ScimError, ScimReply};
-use crate::domain::provisioning::{ScimGroup, ScimMember, ScimUser, ScimUserGroup};
+use crate::domain::group::GroupMember;
+use crate::domain::provisioning::{ScimGroup, ScimUser, ScimUserGroup};
 use crate::store::StoreError;
 
 pub(crate) trait Rendered: Sized {
@@ -57,7 +58,7 @@ impl Rendered for ScimUser {
 }
 
 impl Rendered for ScimGroup {
-    type Related = ScimMember;
+    type Related = GroupMember;
     const RESOURCE_TYPE: ResourceType = ResourceType::Group;
     const RELATED: &'static str = "members";
 
@@ -69,14 +70,14 @@ impl Rendered for ScimGroup {
         self.version
     }
 
-    fn render(&self, related: Option<&[ScimMember]>, base: &str) -> Value {
+    fn render(&self, related: Option<&[GroupMember]>, base: &str) -> Value {
         resource::render_group(self, related, base)
     }
 
     async fn load_related(
         scim: &Scim<'_>,
         ids: &[Uuid],
-    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError> {
+    ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
         scim.state
             .store
             .scim_group_members(scim.client.scope, ids)
@@ -125,13 +126,41 @@ impl Scim<'_> {
         let body = self
             .render_all(std::slice::from_ref(item), projection)
             .await?
-            .pop()
-            .unwrap_or(Value::Null);
-        let mut reply = ScimReply::resource(status, body);
-        reply.etag = Some(resource::etag(item.version()));
-        if status == StatusCode::CREATED {
-            reply.location = Some(resource::location(&self.base, R::RESOURCE_TYPE, item.id()));
+            .pop();
+        Ok(ScimReply {
+            status,
+            body,
+            // RFC 7644 §3.3: Location only on creation; ETag on every single resource.
+            location: (status == StatusCode::CREATED)
+                .then(|| resource::location(&self.base, R::RESOURCE_TYPE, item.id())),
+            etag: Some(resource::etag(item.version())),
+        })
+    }
+
+    /// A read of one resource: `304` when `If-None-Match` names its current version (the
+    /// client's copy is fresh, RFC 7232 §3.2), else the resource.
+    pub(crate) async fn read_reply<R: Rendered>(
+        &self,
+        item: &R,
+        projection: &Projection,
+        headers: &HeaderMap,
+    ) -> Result<ScimReply, ScimError> {
+        let fresh = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim() == "*"
+                    || v.split(',')
+                        .any(|t| resource::parse_etag(t) == Some(item.version()))
+            });
+        if fresh {
+            return Ok(ScimReply {
+                status: StatusCode::NOT_MODIFIED,
+                body: None,
+                location: None,
+                etag: Some(resource::etag(item.version())),
+            });
         }
-        Ok(reply)
+        self.reply(StatusCode::OK, item, projection).await
     }
 }

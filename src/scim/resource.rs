@@ -24,8 +24,9 @@ use super::schema::{
     self, AttrType, AttributeDef, GROUP_SCHEMA, Mutability, ResourceSchema, ResourceType, Returned,
     USER_SCHEMA,
 };
+use crate::domain::group::GroupMember;
 use crate::domain::group::MemberKind;
-use crate::domain::provisioning::{ScimGroup, ScimMember, ScimUser, ScimUserGroup, ScimUserWrite};
+use crate::domain::provisioning::{ScimGroup, ScimUser, ScimUserGroup, ScimUserWrite};
 
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
@@ -673,7 +674,7 @@ pub fn render_user(user: &ScimUser, groups: Option<&[ScimUserGroup]>, base: &str
 }
 
 /// A Group's representation. `members` is rendered when loaded (`Some`), even if empty.
-pub fn render_group(group: &ScimGroup, members: Option<&[ScimMember]>, base: &str) -> Value {
+pub fn render_group(group: &ScimGroup, members: Option<&[GroupMember]>, base: &str) -> Value {
     let mut out = Map::new();
     out.insert("schemas".into(), json!([GROUP_SCHEMA]));
     out.insert("id".into(), json!(group.id));
@@ -701,7 +702,7 @@ pub fn render_group(group: &ScimGroup, members: Option<&[ScimMember]>, base: &st
 
 /// A member as `value`, `$ref` and `type`. `display` is not rendered: it is the client's to send
 /// (RFC 7643 §4.2), and a server-made one would not round-trip what the client wrote.
-pub fn render_member(m: &ScimMember, base: &str) -> Value {
+pub fn render_member(m: &GroupMember, base: &str) -> Value {
     let rt = match m.kind {
         MemberKind::User => ResourceType::User,
         MemberKind::Group => ResourceType::Group,

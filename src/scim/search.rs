@@ -28,16 +28,21 @@ pub(super) async fn search_all(
     let mut total = 0;
     let mut resources: Vec<Value> = Vec::new();
     let mut users_total = 0;
-    if fits_users.is_ok() {
-        let (t, page) = scim.user_page(&raw, offset, count).await?;
+    if let Ok(resolved) = &fits_users {
+        let (t, page) = scim.user_page(&raw, resolved, offset, count).await?;
         users_total = t;
         total += t;
         resources.extend(page);
     }
-    if fits_groups.is_ok() {
+    if let Ok(resolved) = &fits_groups {
         let remaining = count.saturating_sub(resources.len() as u64);
         let (t, page) = scim
-            .group_page(&raw, offset.saturating_sub(users_total), remaining)
+            .group_page(
+                &raw,
+                resolved,
+                offset.saturating_sub(users_total),
+                remaining,
+            )
             .await?;
         total += t;
         resources.extend(page);

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::query::RawQuery;
+use super::query::{RawQuery, Resolved};
 use super::resource::{self, render_user};
 use super::schema::ResourceType;
 use super::{IfMatch, Scim, ScimError, ScimReply, patch};
@@ -54,26 +54,18 @@ impl Scim<'_> {
                 projection.needs_document(&COLUMN_ATTRIBUTES),
             )
             .await?;
-        if not_modified(headers, user.version) {
-            return Ok(ScimReply {
-                status: StatusCode::NOT_MODIFIED,
-                body: None,
-                location: None,
-                etag: Some(resource::etag(user.version)),
-            });
-        }
-        self.reply(StatusCode::OK, &user, &projection).await
+        self.read_reply(&user, &projection, headers).await
     }
 
     /// One page of Users as rendered resources, with the total.
     pub(crate) async fn user_page(
         &self,
         raw: &RawQuery,
+        resolved: &Resolved,
         offset: u64,
         count: u64,
     ) -> Result<(u64, Vec<Value>), ScimError> {
         let projection = raw.projection(ResourceType::User)?;
-        let resolved = raw.resolve(ResourceType::User)?;
         let page = self
             .state
             .store
@@ -94,7 +86,8 @@ impl Scim<'_> {
 
     pub(crate) async fn list_users(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
         let (offset, count) = raw.page()?;
-        let (total, resources) = self.user_page(raw, offset, count).await?;
+        let resolved = raw.resolve(ResourceType::User)?;
+        let (total, resources) = self.user_page(raw, &resolved, offset, count).await?;
         Ok(ScimReply::ok(resource::list_response(
             total,
             offset + 1,
@@ -189,16 +182,4 @@ impl Scim<'_> {
             .await?;
         Ok(ScimReply::no_content())
     }
-}
-
-/// `If-None-Match` naming the current version: the client's copy is fresh (RFC 7232 §3.2).
-pub(super) fn not_modified(headers: &HeaderMap, version: i64) -> bool {
-    headers
-        .get(axum::http::header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim() == "*"
-                || v.split(',')
-                    .any(|t| resource::parse_etag(t) == Some(version))
-        })
 }

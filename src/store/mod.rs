@@ -26,13 +26,14 @@ pub use db::Ctx;
 use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
-use crate::domain::group::{Group, GroupMember, MemberKind};
+use crate::domain::group::GroupMember;
+use crate::domain::group::MemberKind;
 use crate::domain::invitation::Invitation;
 use crate::domain::org::{EffectiveRole, Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
 use crate::domain::provisioning::{
-    ScimGroup, ScimMember, ScimRequestError, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+    ScimGroup, ScimRequestError, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
 };
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
@@ -144,13 +145,6 @@ impl NewToken {
 pub struct TokenMatch {
     pub token: Token,
     pub secret_hash: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewGroup {
-    pub display_name: String,
-    pub external_id: Option<String>,
-    pub source: Source,
 }
 
 /// What happens when a membership change would leave an org without an active Owner.
@@ -351,34 +345,6 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: Uuid,
         email: &str,
     ) -> Result<Option<User>, StoreError>;
-
-    async fn create_group(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group: NewGroup,
-    ) -> Result<Group, StoreError>;
-    /// Adds members (idempotent: present ones are skipped); returns how many were new.
-    async fn add_group_members(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group_id: Uuid,
-        members: &[GroupMember],
-    ) -> Result<u64, StoreError>;
-    /// Removes members (absent ones are skipped); returns how many were removed.
-    async fn remove_group_members(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group_id: Uuid,
-        member_ids: &[Uuid],
-    ) -> Result<u64, StoreError>;
-    async fn list_group_members(
-        &self,
-        tenant_id: Uuid,
-        group_id: Uuid,
-    ) -> Result<Vec<GroupMember>, StoreError>;
 
     async fn create_token(
         &self,
@@ -702,7 +668,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: ScimScope,
         group_ids: &[Uuid],
-    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError>;
+    ) -> Result<Vec<(Uuid, GroupMember)>, StoreError>;
     /// Changes a Group's attributes and members in one transaction. Unknown members are
     /// `UnknownIds`, a nested group that would make a cycle is `Rule`.
     async fn scim_update_group(

@@ -11,15 +11,13 @@ use uuid::Uuid;
 use super::db::{Conn, Ctx, Db, Pool, SqlBuilder, WriteTx, sql};
 use super::{
     AcceptOutcome, AuditQuery, Backend, Invalidation, InvitationTarget, InviteOutcome, MemberQuery,
-    MemberRef, MembershipChange, NewEnvironment, NewGroup, NewInvitation, NewToken, OrgMember,
-    OutboxMail, OwnerRule, PoolStats, ProductAccess, ScimGroupWrite, ScimListQuery, ScimPage,
-    Store, StoreError, TokenMatch, member_kind,
+    MemberRef, MembershipChange, NewEnvironment, NewInvitation, NewToken, OrgMember, OutboxMail,
+    OwnerRule, PoolStats, ProductAccess, ScimGroupWrite, ScimListQuery, ScimPage, Store,
+    StoreError, TokenMatch,
 };
 use crate::domain::audit::{AuditEvent, AuditRecord};
-use crate::domain::group::{Group, GroupMember};
-use crate::domain::provisioning::{
-    ScimGroup, ScimMember, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
-};
+use crate::domain::group::GroupMember;
+use crate::domain::provisioning::{ScimGroup, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite};
 use std::collections::BTreeMap;
 
 use crate::authz::{ProductFacts, UserFacts};
@@ -116,12 +114,6 @@ impl TryFrom<UserRow> for User {
             version: r.version,
         })
     }
-}
-
-#[derive(FromRow)]
-struct MemberRow {
-    member_id: Uuid,
-    member_kind: String,
 }
 
 #[derive(FromRow)]
@@ -222,9 +214,6 @@ impl From<AuditRow> for AuditEvent {
         }
     }
 }
-
-/// Most ids bound in one statement; well under SQLite's parameter limit.
-const ID_CHUNK: usize = 500;
 
 pub(super) async fn org_in_tenant(
     conn: Conn<'_>,
@@ -493,164 +482,6 @@ impl Store for SqlStore {
     ) -> Result<Option<User>, StoreError> {
         let mut h = self.db.read().await?;
         user_by_email(h.conn(), tenant_id, email).await
-    }
-
-    async fn create_group(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group: NewGroup,
-    ) -> Result<Group, StoreError> {
-        let at = now();
-        let created = Group {
-            id: Uuid::now_v7(),
-            tenant_id,
-            display_name: group.display_name,
-            external_id: group.external_id,
-            source: group.source,
-            created_at: at,
-            updated_at: at,
-            version: 1,
-        };
-        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        sql("INSERT INTO groups (id, tenant_id, display_name, display_name_norm, external_id, source, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(created.id)
-        .bind(tenant_id)
-        .bind(created.display_name.as_str())
-        .bind(normalize(&created.display_name))
-        .bind(created.external_id.clone())
-        .bind(created.source.as_str())
-        .bind(at)
-        .bind(at)
-        .execute(tx.conn())
-        .await?;
-        tx.audit(AuditRecord::new("group.create", "group", created.id).after(&created));
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn add_group_members(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group_id: Uuid,
-        members: &[GroupMember],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        // Bumping the version first also locks the group row on PostgreSQL, so concurrent
-        // membership changes of one group queue here instead of racing.
-        bump_group(&mut tx, tenant_id, group_id).await?;
-        let users: Vec<Uuid> = members
-            .iter()
-            .filter(|m| m.kind.is_user())
-            .map(|m| m.id)
-            .collect();
-        let groups: Vec<Uuid> = members
-            .iter()
-            .filter(|m| !m.kind.is_user())
-            .map(|m| m.id)
-            .collect();
-        let mut unknown = missing_ids(&mut tx, "users", tenant_id, &users).await?;
-        unknown.extend(missing_ids(&mut tx, "groups", tenant_id, &groups).await?);
-        if !unknown.is_empty() {
-            return Err(StoreError::UnknownIds(unknown));
-        }
-        let at = now();
-        let mut added = 0;
-        for chunk in members.chunks(ID_CHUNK / 5) {
-            let mut b = SqlBuilder::new(
-                "INSERT INTO group_members (tenant_id, group_id, member_id, member_kind, created_at) VALUES ",
-            );
-            for (i, m) in chunk.iter().enumerate() {
-                if i > 0 {
-                    b.push(", ");
-                }
-                b.push("(")
-                    .push_bind(tenant_id)
-                    .push(", ")
-                    .push_bind(group_id)
-                    .push(", ");
-                b.push_bind(m.id)
-                    .push(", ")
-                    .push_bind(m.kind.as_str())
-                    .push(", ")
-                    .push_bind(at)
-                    .push(")");
-            }
-            b.push(" ON CONFLICT (group_id, member_id) DO NOTHING");
-            added += b.build().execute(tx.conn()).await?;
-        }
-        for id in &users {
-            tx.invalidate_user(*id);
-        }
-        if !groups.is_empty() {
-            tx.invalidate_tenant();
-        }
-        tx.audit(
-            AuditRecord::new("group.add_members", "group", group_id).after(json!({
-                "members": members.iter().map(|m| m.id).collect::<Vec<_>>(),
-                "added": added,
-            })),
-        );
-        tx.commit().await?;
-        Ok(added)
-    }
-
-    async fn remove_group_members(
-        &self,
-        ctx: &Ctx,
-        tenant_id: Uuid,
-        group_id: Uuid,
-        member_ids: &[Uuid],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        bump_group(&mut tx, tenant_id, group_id).await?;
-        let mut removed = 0;
-        for chunk in member_ids.chunks(ID_CHUNK) {
-            let mut b = SqlBuilder::new("DELETE FROM group_members WHERE group_id = ");
-            b.push_bind(group_id).push(" AND member_id IN (");
-            push_list(&mut b, chunk);
-            b.push(")");
-            removed += b.build().execute(tx.conn()).await?;
-        }
-        // Removed ids may be users or nested groups; without knowing which, play safe.
-        if member_ids.len() == 1 {
-            tx.invalidate_user(member_ids[0]);
-        } else {
-            tx.invalidate_tenant();
-        }
-        tx.audit(
-            AuditRecord::new("group.remove_members", "group", group_id).before(json!({
-                "members": member_ids,
-                "removed": removed,
-            })),
-        );
-        tx.commit().await?;
-        Ok(removed)
-    }
-
-    async fn list_group_members(
-        &self,
-        tenant_id: Uuid,
-        group_id: Uuid,
-    ) -> Result<Vec<GroupMember>, StoreError> {
-        let mut h = self.db.read().await?;
-        group_exists(h.conn(), tenant_id, group_id).await?;
-        let rows = sql("SELECT member_id, member_kind FROM group_members \
-                        WHERE tenant_id = $1 AND group_id = $2 ORDER BY member_id")
-        .bind(tenant_id)
-        .bind(group_id)
-        .fetch_all::<MemberRow>(h.conn())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(GroupMember {
-                    id: r.member_id,
-                    kind: member_kind(&r.member_kind)?,
-                })
-            })
-            .collect()
     }
 
     async fn create_token(
@@ -1258,7 +1089,7 @@ impl Store for SqlStore {
         &self,
         scope: ScimScope,
         group_ids: &[Uuid],
-    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError> {
+    ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
         self.scim_group_members_impl(scope, group_ids).await
     }
 
@@ -1333,31 +1164,6 @@ impl Store for SqlStore {
     }
 }
 
-async fn group_exists(conn: Conn<'_>, tenant_id: Uuid, group_id: Uuid) -> Result<(), StoreError> {
-    sql("SELECT id FROM groups WHERE id = $1 AND tenant_id = $2")
-        .bind(group_id)
-        .bind(tenant_id)
-        .fetch_one::<IdRow>(conn)
-        .await
-        .map(|_| ())
-}
-
-async fn bump_group(tx: &mut WriteTx, tenant_id: Uuid, group_id: Uuid) -> Result<(), StoreError> {
-    let n = sql(
-        "UPDATE groups SET version = version + 1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
-    )
-    .bind(now())
-    .bind(group_id)
-    .bind(tenant_id)
-    .execute(tx.conn())
-    .await?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
 pub(super) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
@@ -1365,32 +1171,4 @@ pub(super) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
         }
         b.push_bind(*id);
     }
-}
-
-/// The ids among `ids` that are not rows of `table` in this tenant.
-async fn missing_ids(
-    tx: &mut WriteTx,
-    table: &'static str,
-    tenant_id: Uuid,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, StoreError> {
-    let mut missing = Vec::new();
-    for chunk in ids.chunks(ID_CHUNK) {
-        let mut b = SqlBuilder::new("SELECT id FROM ");
-        b.push(table)
-            .push(" WHERE tenant_id = ")
-            .push_bind(tenant_id)
-            .push(" AND id IN (");
-        push_list(&mut b, chunk);
-        b.push(")");
-        let found: std::collections::HashSet<Uuid> = b
-            .build()
-            .fetch_all::<IdRow>(tx.conn())
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        missing.extend(chunk.iter().filter(|id| !found.contains(id)));
-    }
-    Ok(missing)
 }

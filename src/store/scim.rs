@@ -23,10 +23,9 @@ use super::{
     MemberRef, MembershipChange, OwnerRule, ScimGroupWrite, ScimListQuery, ScimPage, StoreError,
 };
 use crate::domain::audit::AuditRecord;
+use crate::domain::group::GroupMember;
 use crate::domain::group::MemberKind;
-use crate::domain::provisioning::{
-    ScimGroup, ScimMember, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
-};
+use crate::domain::provisioning::{ScimGroup, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite};
 use crate::domain::{Source, normalize, now};
 use crate::scim::schema::ResourceType;
 
@@ -333,6 +332,36 @@ async fn write_user_columns(
     .execute(tx.conn())
     .await
     .map_err(name_conflict)
+}
+
+/// Before a User or Group is deleted: it leaves every group that lists it (whose versions,
+/// and so ETags, move), and the grants it held go. Returns how many grants went.
+async fn forget_everywhere(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    kind: MemberKind,
+    id: Uuid,
+) -> Result<u64, StoreError> {
+    sql(
+        "UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id IN \
+         (SELECT group_id FROM group_members WHERE tenant_id = $2 AND member_id = $3)",
+    )
+    .bind(now())
+    .bind(tenant_id)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    sql("DELETE FROM group_members WHERE tenant_id = $1 AND member_id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    sql("DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = $2 AND subject_id = $3")
+        .bind(tenant_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .execute(tx.conn())
+        .await
 }
 
 /// Whether [`insert_user`] first makes sure the tenant has nobody with its userName or e-mail.
@@ -725,26 +754,7 @@ impl SqlStore {
         let before = user_in_scope(tx.conn(), dialect, scope, id, true, true).await?;
         check_version(expected_version, before.version)?;
         let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
-        // The groups that listed the user change too: their ETags must move.
-        sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id IN \
-             (SELECT group_id FROM group_members WHERE tenant_id = $2 AND member_id = $3)")
-        .bind(now())
-        .bind(scope.tenant_id)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-        sql("DELETE FROM group_members WHERE tenant_id = $1 AND member_id = $2")
-            .bind(scope.tenant_id)
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
-        let grants = sql(
-            "DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = 'user' AND subject_id = $2",
-        )
-        .bind(scope.tenant_id)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
+        let grants = forget_everywhere(&mut tx, scope.tenant_id, MemberKind::User, id).await?;
         // Memberships and identities go with the row (ON DELETE CASCADE).
         sql("DELETE FROM users WHERE id = $1 AND tenant_id = $2")
             .bind(id)
@@ -892,7 +902,7 @@ impl SqlStore {
         &self,
         scope: ScimScope,
         group_ids: &[Uuid],
-    ) -> Result<Vec<(Uuid, ScimMember)>, StoreError> {
+    ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
         let mut out = Vec::new();
         let mut h = self.db.read().await?;
         for chunk in group_ids.chunks(ID_CHUNK) {
@@ -905,7 +915,7 @@ impl SqlStore {
             for r in b.build().fetch_all::<MemberRecord>(h.conn()).await? {
                 out.push((
                     r.group_id,
-                    ScimMember {
+                    GroupMember {
                         id: r.member_id,
                         kind: super::member_kind(&r.member_kind)?,
                     },
@@ -1009,24 +1019,7 @@ impl SqlStore {
             .fetch_one::<CountRow>(tx.conn())
             .await?
             .n;
-        // As a nested member of other groups, it leaves them too (and their ETags move).
-        sql("UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 AND id IN \
-             (SELECT group_id FROM group_members WHERE tenant_id = $2 AND member_id = $3)")
-        .bind(now())
-        .bind(scope.tenant_id)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-        sql("DELETE FROM group_members WHERE tenant_id = $1 AND member_id = $2")
-            .bind(scope.tenant_id)
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
-        sql("DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = 'group' AND subject_id = $2")
-            .bind(scope.tenant_id)
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        forget_everywhere(&mut tx, scope.tenant_id, MemberKind::Group, id).await?;
         // Its own member rows go with it (ON DELETE CASCADE).
         sql("DELETE FROM groups WHERE id = $1 AND tenant_id = $2")
             .bind(id)

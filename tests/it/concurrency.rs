@@ -3,11 +3,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use rolegate::domain::Source;
 use rolegate::domain::audit::Actor;
-use rolegate::domain::group::{GroupMember, MemberKind};
+use rolegate::domain::provisioning::ScimScope;
 use rolegate::domain::token::{self, TokenKind};
-use rolegate::store::{AuditQuery, Ctx, NewGroup, NewToken, Store};
+use rolegate::store::{
+    AuditQuery, Ctx, MemberRef, MembershipChange, NewToken, ScimGroupWrite, Store,
+};
 use tokio::task::JoinSet;
 
 use crate::common::{Backend, TestDb};
@@ -18,8 +19,8 @@ fn ctx() -> Ctx {
     Ctx::new(Actor::Cli)
 }
 
-/// 50 writers at once, each a mix of writes (a user via add_owner, a token, a group membership),
-/// all succeed and all land.
+/// 50 writers at once, each a mix of writes (an Owner via add_owner, a SCIM user, a token, a
+/// group membership), all succeed and all land.
 async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -27,15 +28,19 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
         .create_org(&ctx(), "Acme", "owner@acme.test")
         .await
         .expect("org");
+    let scope = ScimScope {
+        tenant_id: org.id,
+        org_id: org.id,
+    };
     let group = store
-        .create_group(
+        .scim_create_group(
             &ctx(),
-            org.id,
-            NewGroup {
+            scope,
+            &ScimGroupWrite {
                 display_name: "Everyone".into(),
                 external_id: None,
-                source: Source::Scim,
             },
+            &[],
         )
         .await
         .expect("group");
@@ -43,9 +48,14 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
     for i in 0..WRITERS {
         let store = store.clone();
         tasks.spawn(async move {
-            let user = store
-                .add_owner(&ctx(), org.id, org.id, &format!("user{i}@acme.test"))
+            store
+                .add_owner(&ctx(), org.id, org.id, &format!("owner{i}@acme.test"))
                 .await?;
+            let input = rolegate::scim::resource::user_input(&serde_json::json!({
+                "userName": format!("user{i}@acme.test")
+            }))
+            .expect("valid user");
+            let user = store.scim_create_user(&ctx(), scope, &input).await?;
             let minted = token::mint(
                 TokenKind::Scim,
                 [u8::try_from(i).expect("small"); token::SECRET_BYTES],
@@ -54,14 +64,16 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
                 NewToken::from_minted(org.id, TokenKind::Scim, format!("t{i}"), &minted, None);
             store.create_token(&ctx(), org.id, new).await?;
             store
-                .add_group_members(
+                .scim_update_group(
                     &ctx(),
-                    org.id,
+                    scope,
                     group.id,
-                    &[GroupMember {
+                    None,
+                    None,
+                    &[MembershipChange::Add(vec![MemberRef {
                         id: user.id,
-                        kind: MemberKind::User,
-                    }],
+                        kind: None,
+                    }])],
                 )
                 .await?;
             Ok::<_, rolegate::store::StoreError>(user.id)
@@ -76,11 +88,11 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
     }
     assert_eq!(users.len(), WRITERS);
     let members: HashSet<_> = store
-        .list_group_members(org.id, group.id)
+        .scim_group_members(scope, &[group.id])
         .await
         .expect("members")
         .into_iter()
-        .map(|m| m.id)
+        .map(|(_, m)| m.id)
         .collect();
     assert_eq!(members, users, "no member lost or doubled");
     assert_eq!(
@@ -97,8 +109,9 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
         )
         .await
         .expect("audit");
-    // create_org: 3, group: 1, per writer: user.create + set_role + token + add_members.
-    assert_eq!(audit.len(), 3 + 1 + WRITERS * 4);
+    // create_org: 3, group: 1, per writer: owner user.create + set_role, SCIM user, token,
+    // group update.
+    assert_eq!(audit.len(), 3 + 1 + WRITERS * 5);
 }
 
 crate::on_both_backends!(fifty_concurrent_writers_all_succeed);

@@ -40,14 +40,7 @@ async fn unsupported_calls_get_scim_errors_and_land_in_the_token_error_log(backe
         .await;
     assert_scim_error(&unknown, 404);
 
-    let token_id = app
-        .store
-        .token_by_hash(&rolegate::domain::token::hash_secret(&app.scim_token))
-        .await
-        .expect("lookup")
-        .expect("token")
-        .token
-        .id;
+    let token_id = app.scim_token_id().await;
     let log = app
         .get(
             &format!("/api/v1/tokens/{token_id}/errors"),
@@ -112,14 +105,7 @@ async fn the_error_log_keeps_the_newest_hundred(backend: Backend) {
         app.get(&format!("/scim/v2/Missing{i}"), &app.scim_token)
             .await;
     }
-    let token_id = app
-        .store
-        .token_by_hash(&rolegate::domain::token::hash_secret(&app.scim_token))
-        .await
-        .expect("lookup")
-        .expect("token")
-        .token
-        .id;
+    let token_id = app.scim_token_id().await;
     let log = app
         .get(
             &format!("/api/v1/tokens/{token_id}/errors?limit=100"),

@@ -1114,14 +1114,7 @@ async fn failed_requests_are_counted_by_scim_type_and_logged_for_the_admin(backe
         ),
         "{metrics}"
     );
-    let token_id = app
-        .store
-        .token_by_hash(&rolegate::domain::token::hash_secret(&app.scim_token))
-        .await
-        .expect("lookup")
-        .expect("token")
-        .token
-        .id;
+    let token_id = app.scim_token_id().await;
     let log = app
         .get(
             &format!("/api/v1/tokens/{token_id}/errors"),

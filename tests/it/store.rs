@@ -7,9 +7,11 @@ use rolegate::domain::Source;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::org::OrgRole;
+use rolegate::domain::provisioning::ScimScope;
 use rolegate::domain::token::{self, TokenKind};
 use rolegate::store::{
-    AuditQuery, Ctx, MemberQuery, NewGroup, NewToken, OwnerRule, Store, StoreError,
+    AuditQuery, Ctx, MemberQuery, MemberRef, MembershipChange, NewToken, OwnerRule, ScimGroupWrite,
+    Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -225,119 +227,166 @@ async fn find_user_by_email_is_case_insensitive_and_tenant_scoped(backend: Backe
     );
 }
 
+/// A SCIM user of `scope`'s org, as a create over SCIM would make it.
+async fn scim_user(store: &Arc<dyn Store>, scope: ScimScope, user_name: &str) -> Uuid {
+    let input = rolegate::scim::resource::user_input(&serde_json::json!({ "userName": user_name }))
+        .expect("valid user");
+    store
+        .scim_create_user(&cli(), scope, &input)
+        .await
+        .expect("user")
+        .id
+}
+
+fn group_write(name: &str) -> ScimGroupWrite {
+    ScimGroupWrite {
+        display_name: name.into(),
+        external_id: Some(format!("ext-{name}")),
+    }
+}
+
+async fn member_ids(store: &Arc<dyn Store>, scope: ScimScope, group: Uuid) -> Vec<GroupMember> {
+    let mut members: Vec<GroupMember> = store
+        .scim_group_members(scope, &[group])
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    members.sort_by_key(|m| m.id);
+    members
+}
+
 async fn group_membership_is_idempotent_exact_and_scoped(backend: Backend) {
     let (_db, store) = setup(backend).await;
-    let (org, owner) = store
+    let (org, _) = store
         .create_org(&cli(), "A", "a@a.test")
         .await
         .expect("org");
-    let (other, stranger) = store
+    let (other, _) = store
         .create_org(&cli(), "B", "b@b.test")
         .await
         .expect("other");
-    let new_group = |name: &str| NewGroup {
-        display_name: name.into(),
-        external_id: Some("ext-1".into()),
-        source: Source::Scim,
+    let scope = ScimScope {
+        tenant_id: org.id,
+        org_id: org.id,
     };
+    let theirs = ScimScope {
+        tenant_id: other.id,
+        org_id: other.id,
+    };
+    let user = scim_user(&store, scope, "ada@a.test").await;
+    let stranger = scim_user(&store, theirs, "eve@b.test").await;
     let group = store
-        .create_group(&cli(), org.id, new_group("Engineering"))
+        .scim_create_group(&cli(), scope, &group_write("Engineering"), &[])
         .await
         .expect("group");
     assert_eq!(group.version, 1);
     let nested = store
-        .create_group(&cli(), org.id, new_group("Backend"))
+        .scim_create_group(&cli(), scope, &group_write("Backend"), &[])
         .await
         .expect("nested");
-    let u = GroupMember {
-        id: owner.id,
-        kind: MemberKind::User,
-    };
-    let g = GroupMember {
-        id: nested.id,
-        kind: MemberKind::Group,
-    };
-    assert_eq!(
-        store
-            .add_group_members(&cli(), org.id, group.id, &[u, g])
-            .await
-            .expect("add"),
-        2
-    );
-    assert_eq!(
-        store
-            .add_group_members(&cli(), org.id, group.id, &[u])
-            .await
-            .expect("re-add"),
-        0,
-        "retries are no-ops"
-    );
-    let mut members = store
-        .list_group_members(org.id, group.id)
+    let add = |id: Uuid| MembershipChange::Add(vec![MemberRef { id, kind: None }]);
+    let after = store
+        .scim_update_group(
+            &cli(),
+            scope,
+            group.id,
+            None,
+            None,
+            &[add(user), add(nested.id)],
+        )
         .await
-        .expect("list");
-    members.sort_by_key(|m| m.id);
-    let mut expected = vec![u, g];
+        .expect("add");
+    assert_eq!(after.version, 2);
+    let again = store
+        .scim_update_group(&cli(), scope, group.id, None, None, &[add(user)])
+        .await
+        .expect("re-add");
+    assert_eq!(again.version, 2, "a retried add changes nothing");
+    let mut expected = vec![
+        GroupMember {
+            id: user,
+            kind: MemberKind::User,
+        },
+        GroupMember {
+            id: nested.id,
+            kind: MemberKind::Group,
+        },
+    ];
     expected.sort_by_key(|m| m.id);
-    assert_eq!(members, expected);
+    assert_eq!(member_ids(&store, scope, group.id).await, expected);
     // Another tenant's user is unknown here: refused, nothing added.
-    let foreign = GroupMember {
-        id: stranger.id,
-        kind: MemberKind::User,
-    };
     match store
-        .add_group_members(&cli(), org.id, group.id, &[foreign])
+        .scim_update_group(&cli(), scope, group.id, None, None, &[add(stranger)])
         .await
     {
-        Err(StoreError::UnknownIds(ids)) => assert_eq!(ids, vec![stranger.id]),
+        Err(StoreError::UnknownIds(ids)) => assert_eq!(ids, vec![stranger]),
         other => panic!("expected UnknownIds, got {other:?}"),
     }
-    assert_eq!(
-        store
-            .list_group_members(org.id, group.id)
-            .await
-            .expect("list")
-            .len(),
-        2
-    );
+    assert_eq!(member_ids(&store, scope, group.id).await.len(), 2);
     // Another tenant cannot read or change this group.
-    assert!(matches!(
-        store.list_group_members(other.id, group.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(
+        store
+            .scim_group_members(theirs, &[group.id])
+            .await
+            .expect("none")
+            .is_empty()
+    );
     assert!(matches!(
         store
-            .add_group_members(&cli(), other.id, group.id, &[])
+            .scim_update_group(
+                &cli(),
+                theirs,
+                group.id,
+                None,
+                None,
+                &[MembershipChange::RemoveAll]
+            )
             .await,
         Err(StoreError::NotFound)
     ));
+    let remove = MembershipChange::Remove(vec![user, Uuid::now_v7()]);
+    store
+        .scim_update_group(
+            &cli(),
+            scope,
+            group.id,
+            None,
+            None,
+            std::slice::from_ref(&remove),
+        )
+        .await
+        .expect("remove");
+    let unchanged = store
+        .scim_update_group(&cli(), scope, group.id, None, None, &[remove])
+        .await
+        .expect("re-remove");
+    assert_eq!(
+        unchanged.version, 3,
+        "removing absent members changes nothing"
+    );
+    assert_eq!(
+        member_ids(&store, scope, group.id).await,
+        vec![GroupMember {
+            id: nested.id,
+            kind: MemberKind::Group,
+        }]
+    );
+    // A stale version is refused.
     assert!(matches!(
         store
-            .remove_group_members(&cli(), other.id, group.id, &[owner.id])
+            .scim_update_group(
+                &cli(),
+                scope,
+                group.id,
+                Some(1),
+                Some(&group_write("X")),
+                &[]
+            )
             .await,
-        Err(StoreError::NotFound)
+        Err(StoreError::Precondition)
     ));
-    assert_eq!(
-        store
-            .remove_group_members(&cli(), org.id, group.id, &[owner.id, Uuid::now_v7()])
-            .await
-            .expect("remove"),
-        1
-    );
-    assert_eq!(
-        store
-            .remove_group_members(&cli(), org.id, group.id, &[owner.id])
-            .await
-            .expect("re-remove"),
-        0
-    );
-    assert_eq!(
-        store
-            .list_group_members(org.id, group.id)
-            .await
-            .expect("list"),
-        vec![g]
-    );
 }
 
 async fn tokens_are_stored_hashed_listed_revoked_and_found(backend: Backend) {
@@ -654,16 +703,12 @@ async fn every_write_records_an_invalidation_epoch(backend: Backend) {
         Some(vec![owner.id]),
         "narrowed to the owner"
     );
+    let scope = ScimScope {
+        tenant_id: org.id,
+        org_id: org.id,
+    };
     let group = store
-        .create_group(
-            &cli(),
-            org.id,
-            NewGroup {
-                display_name: "G".into(),
-                external_id: None,
-                source: Source::Scim,
-            },
-        )
+        .scim_create_group(&cli(), scope, &group_write("G"), &[])
         .await
         .expect("group");
     let tenant_wide = events.recv().await.expect("published");
@@ -671,20 +716,25 @@ async fn every_write_records_an_invalidation_epoch(backend: Backend) {
         tenant_wide.users, None,
         "a write that names no user invalidates the tenant"
     );
+    let user = scim_user(&store, scope, "ada@a.test").await;
+    let created = events.recv().await.expect("published");
+    assert_eq!(created.users, Some(vec![user]));
     store
-        .add_group_members(
+        .scim_update_group(
             &cli(),
-            org.id,
+            scope,
             group.id,
-            &[GroupMember {
-                id: owner.id,
-                kind: MemberKind::User,
-            }],
+            None,
+            None,
+            &[MembershipChange::Add(vec![MemberRef {
+                id: user,
+                kind: None,
+            }])],
         )
         .await
         .expect("add");
     let member_change = events.recv().await.expect("published");
-    assert_eq!(member_change.users, Some(vec![owner.id]));
+    assert_eq!(member_change.users, Some(vec![user]));
     assert!(member_change.epoch > tenant_wide.epoch);
     assert_eq!(
         store.latest_epoch().await.expect("epoch"),

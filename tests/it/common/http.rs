@@ -81,6 +81,17 @@ impl TestApp {
         secret
     }
 
+    /// The id of this app's SCIM token (its provisioning error log is read by id).
+    pub async fn scim_token_id(&self) -> Uuid {
+        self.store
+            .token_by_hash(&rolegate::domain::token::hash_secret(&self.scim_token))
+            .await
+            .expect("lookup")
+            .expect("token")
+            .token
+            .id
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self
             .router
