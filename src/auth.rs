@@ -198,18 +198,34 @@ mod tests {
     }
 }
 
-/// Mints a token of `kind` for `org_id` and stores its hash; returns the token and its secret,
-/// which exists nowhere else and is shown to the caller once.
+/// Who asks for a token to be minted: the operator, or the caller behind an admin token (whose
+/// expiry caps the new one's, and whose id the new one records).
+#[derive(Debug, Clone, Copy)]
+pub enum Minter<'a> {
+    Operator,
+    Token(&'a Token),
+}
+
+/// What a new token is for and how long it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    pub org_id: Uuid,
+    pub kind: TokenKind,
+    pub name: Option<&'a str>,
+    pub expires_in_days: Option<u32>,
+}
+
+/// Mints a token and stores its hash; returns the token and its secret, which exists nowhere
+/// else and is shown to the caller once. A token minted by a token never outlives it.
 pub async fn issue_token(
     store: &dyn crate::store::Store,
     ctx: &crate::store::Ctx,
     tenant_id: Uuid,
-    org_id: Uuid,
-    kind: TokenKind,
-    name: Option<&str>,
-    expires_in_days: Option<u32>,
+    request: TokenRequest<'_>,
+    minter: Minter<'_>,
 ) -> Result<(Token, String), IssueError> {
-    let name = match name {
+    let kind = request.kind;
+    let name = match request.name {
         Some(n) => token::validate_name(n).map_err(IssueError::InvalidName)?,
         None => format!("{} token", kind.as_str()),
     };
@@ -217,9 +233,15 @@ pub async fn issue_token(
     getrandom::fill(&mut random)
         .map_err(|e| IssueError::Store(StoreError::Other(format!("no randomness: {e}"))))?;
     let minted = token::mint(kind, random);
-    let expires_at =
-        expires_in_days.map(|d| crate::domain::now() + chrono::Duration::days(i64::from(d)));
-    let new = crate::store::NewToken::from_minted(org_id, kind, name, &minted, expires_at);
+    let requested = request
+        .expires_in_days
+        .map(|d| crate::domain::now() + chrono::Duration::days(i64::from(d)));
+    let (expires_at, created_by) = match minter {
+        Minter::Operator => (requested, None),
+        Minter::Token(by) => (token::capped_expiry(requested, by.expires_at), Some(by.id)),
+    };
+    let new = crate::store::NewToken::from_minted(request.org_id, kind, name, &minted, expires_at)
+        .minted_by(created_by);
     let stored = store
         .create_token(ctx, tenant_id, new)
         .await

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::auth::{IssueError, issue_token};
-use crate::config::{OrgCommand, TokenCommand};
+use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
+use crate::config::{OrgCommand, ScimCommand, TokenCommand};
 use crate::domain::audit::Actor;
 use crate::domain::{org, user};
 use crate::store::{Ctx, Store, StoreError};
@@ -77,10 +77,13 @@ pub async fn token(store: &dyn Store, command: TokenCommand) -> Result<Value, Cl
                 store,
                 &ctx(),
                 found.tenant_id,
-                found.id,
-                kind.into(),
-                name.as_deref(),
-                expires_in,
+                TokenRequest {
+                    org_id: found.id,
+                    kind: kind.into(),
+                    name: name.as_deref(),
+                    expires_in_days: expires_in,
+                },
+                Minter::Operator,
             )
             .await
             .map_err(|e| match e {
@@ -104,6 +107,31 @@ pub async fn token(store: &dyn Store, command: TokenCommand) -> Result<Value, Cl
             let token = store.find_token(id).await.map_err(not_found("token"))?;
             Ok(json!(
                 store.revoke_token(&ctx(), token.tenant_id, id).await?
+            ))
+        }
+    }
+}
+
+pub async fn scim(store: &dyn Store, command: ScimCommand) -> Result<Value, CliError> {
+    match command {
+        ScimCommand::Release { user, to_org } => {
+            let (tenant, holder) = store.scim_holder(user).await.map_err(not_found("user"))?;
+            let Some(from) = holder else {
+                return Err(CliError::Store(StoreError::Rule(
+                    "not_held: no SCIM token provisions this user; there is nothing to release"
+                        .into(),
+                )));
+            };
+            if let Some(to) = to_org {
+                let found = store.find_org(to).await.map_err(not_found("org"))?;
+                if found.tenant_id != tenant {
+                    return Err(CliError::NotFound("org (in the user's tenant)"));
+                }
+            }
+            Ok(json!(
+                store
+                    .scim_release_user(&ctx(), tenant, user, from, to_org)
+                    .await?
             ))
         }
     }

@@ -57,6 +57,24 @@ pub enum Command {
     /// Manage API tokens (SCIM and admin)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage what SCIM provisioning holds
+    #[command(subcommand)]
+    Scim(ScimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimCommand {
+    /// Hand a person provisioned by one org's SCIM token over, so another org's SCIM token can
+    /// link them (audited); prints JSON with what it did
+    Release {
+        /// The user's id
+        #[arg(long)]
+        user: Uuid,
+        /// Make the person a member of this org (inheriting their role) so its SCIM token, or
+        /// one of an org above it, can link them
+        #[arg(long)]
+        to_org: Option<Uuid>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,8 +1,10 @@
+use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rolegate::config::{Cli, Command};
-use rolegate::store::{self, StoreOptions};
+use rolegate::store::{self, Store, StoreOptions};
 use rolegate::{app, cli, state, telemetry};
 
 #[tokio::main]
@@ -45,26 +47,37 @@ async fn run(args: Cli) -> Result<(), String> {
         }
         Command::Migrate => store::migrate(url).await.map_err(|e| e.to_string()),
         Command::Org(command) => {
-            let store = store::connect(url, &StoreOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let out = cli::org(store.as_ref(), command)
-                .await
-                .map_err(|e| e.to_string());
-            store.close().await;
-            println!("{}", out?);
-            Ok(())
+            operator(url, |store| async move {
+                cli::org(store.as_ref(), command).await
+            })
+            .await
         }
         Command::Token(command) => {
-            let store = store::connect(url, &StoreOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let out = cli::token(store.as_ref(), command)
-                .await
-                .map_err(|e| e.to_string());
-            store.close().await;
-            println!("{}", out?);
-            Ok(())
+            operator(url, |store| async move {
+                cli::token(store.as_ref(), command).await
+            })
+            .await
+        }
+        Command::Scim(command) => {
+            operator(url, |store| async move {
+                cli::scim(store.as_ref(), command).await
+            })
+            .await
         }
     }
+}
+
+/// Runs one operator command on the store and prints its JSON; the store is closed either way.
+async fn operator<F, Fut>(url: &str, command: F) -> Result<(), String>
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<serde_json::Value, cli::CliError>>,
+{
+    let store = store::connect(url, &StoreOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = command(store.clone()).await.map_err(|e| e.to_string());
+    store.close().await;
+    println!("{}", out?);
+    Ok(())
 }

@@ -13,6 +13,7 @@ use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
+use crate::domain::provisioning::ScimRelease;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 use crate::store::{MemberQuery, OrgMember, OwnerRule, StoreError};
@@ -23,6 +24,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_member, remove_member))
         .routes(routes!(set_modules))
         .routes(routes!(permissions))
+        .routes(routes!(scim_release))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -274,4 +276,59 @@ async fn permissions(
         .member_facts(admin.tenant_id(), user_id, p.product)
         .await?;
     Ok(ApiJson(authz::evaluate(&user, &facts)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ScimReleaseRequest {
+    /// An org within reach to make the person a member of (inheriting their role), so that a
+    /// SCIM token of it, or of an org above it, can link them. Default: none.
+    to_org_id: Option<Uuid>,
+}
+
+/// Hands a person provisioned by one org's SCIM token over to another org's SCIM.
+///
+/// An IdP that moves a user between apps gets `409` until then. The hold and the old IdP's externalId go; the person leaves the releasing org's SCIM groups
+/// and the membership its SCIM made (with the access granted in that org); memberships given by
+/// an admin or an invitation stay. The caller must reach the releasing org and `to_org_id`.
+/// Audited as `scim.user.release`.
+#[utoipa::path(
+    post,
+    path = "/users/{user_id}/scim-release",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("user_id" = Uuid, Path)),
+    request_body(content = ScimReleaseRequest, description = "`{}` releases without naming a new org."),
+    responses(
+        (status = 200, description = "What the release did.", body = ScimRelease),
+        (status = 404, description = "No such user in the tenant, or its SCIM org or `to_org_id` out of reach.", body = ErrorBody),
+        (status = 409, description = "No SCIM token holds the person (`not_held`), another release got there first, or the release would leave an org without an active Owner.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
+async fn scim_release(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    Path(user_id): Path<Uuid>,
+    ApiJson(body): ApiJson<ScimReleaseRequest>,
+) -> Result<ApiJson<ScimRelease>, ApiError> {
+    let (tenant, holder) = state.store.scim_holder(user_id).await?;
+    if tenant != admin.tenant_id() {
+        return Err(ApiError::NotFound);
+    }
+    let Some(from) = holder else {
+        return Err(ApiError::Conflict(
+            "not_held: no SCIM token provisions this user; there is nothing to release".into(),
+        ));
+    };
+    admin.org(&state, from).await?;
+    if let Some(to) = body.to_org_id {
+        admin.org(&state, to).await?;
+    }
+    Ok(ApiJson(
+        state
+            .store
+            .scim_release_user(&admin.ctx, tenant, user_id, from, body.to_org_id)
+            .await?,
+    ))
 }

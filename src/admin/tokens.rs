@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
-use crate::auth::{IssueError, issue_token};
+use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
 use crate::error::{ApiError, ApiJson, ErrorBody};
@@ -68,7 +68,8 @@ struct CreateToken {
     name: Option<String>,
     /// Default: the caller's own org.
     org_id: Option<Uuid>,
-    /// 1 to 3650; default: never expires.
+    /// 1 to 3650; default: never expires. Never later than the calling token's own expiry:
+    /// a token minted by an expiring token expires with it at the latest.
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
@@ -113,10 +114,13 @@ async fn create_token(
         state.store.as_ref(),
         &admin.ctx,
         admin.tenant_id(),
-        org_id,
-        body.kind,
-        body.name.as_deref(),
-        body.expires_in_days,
+        TokenRequest {
+            org_id,
+            kind: body.kind,
+            name: body.name.as_deref(),
+            expires_in_days: body.expires_in_days,
+        },
+        Minter::Token(&admin.principal.token),
     )
     .await
     .map_err(|e| match e {

@@ -76,3 +76,198 @@ pub struct ScimUserGroup {
     pub display: String,
     pub direct: bool,
 }
+
+/// What handing a person over from one SCIM scope did (`rolegate scim release`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ScimRelease {
+    pub user_id: Uuid,
+    /// The org whose SCIM token held the person until now.
+    pub released_from_org_id: Uuid,
+    /// The org the person was made a member of (inheriting their role), if one was named: a
+    /// SCIM token of it (or of an org above it) may now link the person.
+    pub to_org_id: Option<Uuid>,
+    /// Whether the membership the releasing org's SCIM had made was removed, with the grants
+    /// given in that org.
+    pub membership_removed: bool,
+    /// How many of the releasing org's SCIM groups the person left.
+    pub groups_left: u64,
+}
+
+/// A person of the tenant whom a SCIM create names (by userName or e-mail), as the link rule
+/// needs to see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkCandidate {
+    pub user_id: Uuid,
+    /// The org whose SCIM provisions this person, if any.
+    pub held_by: Option<Uuid>,
+    /// Every org where the person is a member or holds a grant.
+    pub orgs: Vec<Uuid>,
+    /// Whether the create's userName is this person's userName (not only an e-mail match).
+    pub same_user_name: bool,
+}
+
+/// Why a SCIM create may not make an existing person its User.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// A User of the token's own org already has this userName.
+    UserNameTaken,
+    /// The person belongs elsewhere: held by another org's SCIM, a member (or grantee) of an org
+    /// above or beside the token's, not a member of its subtree at all, or the name and the
+    /// e-mail point at two different people. Which of these is not said: the answer must not
+    /// reveal where the name lives.
+    NotLinkable,
+}
+
+/// The link rule (DESIGN, "SCIM and the team model are one model"): a SCIM create of `scope_org`
+/// may take over an existing person only when that person is a member of `scope_org` or its
+/// subtree, is not held by any SCIM scope, and reaches no org outside that subtree — otherwise
+/// a sub-org's token could claim (and then deactivate or delete) the root Owner by naming their
+/// address. `tree` is every org of the tenant with its parent. `candidates` is everyone the
+/// create's userName or e-mail names; empty means a new person.
+pub fn link_decision(
+    tree: &[(Uuid, Option<Uuid>)],
+    scope_org: Uuid,
+    candidates: &[LinkCandidate],
+) -> Result<Option<Uuid>, LinkRefusal> {
+    if candidates
+        .iter()
+        .any(|c| c.held_by == Some(scope_org) && c.same_user_name)
+    {
+        return Err(LinkRefusal::UserNameTaken);
+    }
+    // The token's own Users that only share the address are the IdP's own business: it may
+    // provision two people with one mailbox, and it knows them apart by userName.
+    let others: Vec<&LinkCandidate> = candidates
+        .iter()
+        .filter(|c| c.held_by != Some(scope_org))
+        .collect();
+    let Some(first) = others.first() else {
+        return Ok(None);
+    };
+    if others.iter().any(|c| c.user_id != first.user_id) {
+        return Err(LinkRefusal::NotLinkable);
+    }
+    let parents: std::collections::HashMap<Uuid, Option<Uuid>> = tree.iter().copied().collect();
+    let in_subtree = |org: Uuid| {
+        super::org::chain_to_root(org, |o| parents.get(&o).copied()).contains(&scope_org)
+    };
+    let linkable = first.held_by.is_none()
+        && !first.orgs.is_empty()
+        && first.orgs.iter().all(|o| in_subtree(*o));
+    if linkable {
+        Ok(Some(first.user_id))
+    } else {
+        Err(LinkRefusal::NotLinkable)
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    /// root ─┬─ a ── a1
+    ///       └─ b
+    fn tree() -> (Vec<(Uuid, Option<Uuid>)>, [Uuid; 4]) {
+        let [root, a, a1, b] = [1, 2, 3, 4].map(Uuid::from_u128);
+        (
+            vec![
+                (root, None),
+                (a, Some(root)),
+                (a1, Some(a)),
+                (b, Some(root)),
+            ],
+            [root, a, a1, b],
+        )
+    }
+
+    fn person(held_by: Option<Uuid>, orgs: &[Uuid]) -> LinkCandidate {
+        LinkCandidate {
+            user_id: Uuid::from_u128(99),
+            held_by,
+            orgs: orgs.to_vec(),
+            same_user_name: true,
+        }
+    }
+
+    #[test]
+    fn nobody_named_means_a_new_person() {
+        let (tree, [_, a, ..]) = tree();
+        assert_eq!(link_decision(&tree, a, &[]), Ok(None));
+    }
+
+    #[test]
+    fn an_unheld_member_of_the_subtree_links() {
+        let (tree, [_, a, a1, _]) = tree();
+        for orgs in [vec![a], vec![a1], vec![a, a1]] {
+            assert_eq!(
+                link_decision(&tree, a, &[person(None, &orgs)]),
+                Ok(Some(Uuid::from_u128(99))),
+                "{orgs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_above_or_beside_or_nowhere_does_not_link() {
+        let (tree, [root, a, a1, b]) = tree();
+        for orgs in [vec![root], vec![b], vec![a, root], vec![a1, b], vec![]] {
+            assert_eq!(
+                link_decision(&tree, a, &[person(None, &orgs)]),
+                Err(LinkRefusal::NotLinkable),
+                "{orgs:?}"
+            );
+        }
+        // From a1, its parent is above.
+        assert_eq!(
+            link_decision(&tree, a1, &[person(None, &[a])]),
+            Err(LinkRefusal::NotLinkable)
+        );
+        // The root's token reaches the whole tenant.
+        assert_eq!(
+            link_decision(&tree, root, &[person(None, &[root, b, a1])]),
+            Ok(Some(Uuid::from_u128(99)))
+        );
+    }
+
+    #[test]
+    fn a_person_held_by_another_scope_does_not_link_even_inside_the_subtree() {
+        let (tree, [root, a, a1, b]) = tree();
+        for holder in [root, a1, b] {
+            assert_eq!(
+                link_decision(&tree, a, &[person(Some(holder), &[a1])]),
+                Err(LinkRefusal::NotLinkable)
+            );
+        }
+    }
+
+    #[test]
+    fn the_scopes_own_user_name_is_taken_but_its_shared_address_is_not() {
+        let (tree, [_, a, ..]) = tree();
+        let mut by_email = person(Some(a), &[a]);
+        by_email.same_user_name = false;
+        assert_eq!(
+            link_decision(&tree, a, &[person(Some(a), &[a])]),
+            Err(LinkRefusal::UserNameTaken)
+        );
+        assert_eq!(link_decision(&tree, a, &[by_email.clone()]), Ok(None));
+        // Beside an unheld member of the subtree named by the userName: that one links.
+        let mut invited = person(None, &[a]);
+        invited.user_id = Uuid::from_u128(7);
+        assert_eq!(
+            link_decision(&tree, a, &[by_email, invited]),
+            Ok(Some(Uuid::from_u128(7)))
+        );
+    }
+
+    #[test]
+    fn a_name_and_an_address_of_two_people_do_not_link() {
+        let (tree, [_, a, ..]) = tree();
+        let mut other = person(None, &[a]);
+        other.user_id = Uuid::from_u128(98);
+        other.same_user_name = false;
+        assert_eq!(
+            link_decision(&tree, a, &[person(None, &[a]), other]),
+            Err(LinkRefusal::NotLinkable)
+        );
+    }
+}

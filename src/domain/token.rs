@@ -99,6 +99,22 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The token that minted this one through the admin API; `null` when the operator did
+    /// (`rolegate token create`).
+    pub created_by_token_id: Option<Uuid>,
+}
+
+/// The expiry of a token minted by a caller whose own token expires at `minter`: what was asked
+/// for, but never later than the minter's. Otherwise a token that expires tomorrow could mint
+/// one that never does, and a leaked short-lived token would become a permanent one.
+pub fn capped_expiry(
+    requested: Option<DateTime<Utc>>,
+    minter: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match (requested, minter) {
+        (Some(r), Some(m)) => Some(r.min(m)),
+        (r, m) => r.or(m),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +174,17 @@ mod tests {
     }
 
     #[test]
+    fn a_minted_token_never_outlives_its_minter() {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("time");
+        let (soon, later) = (now + Duration::days(1), now + Duration::days(90));
+        assert_eq!(capped_expiry(None, Some(soon)), Some(soon));
+        assert_eq!(capped_expiry(Some(later), Some(soon)), Some(soon));
+        assert_eq!(capped_expiry(Some(soon), Some(later)), Some(soon));
+        assert_eq!(capped_expiry(Some(later), None), Some(later));
+        assert_eq!(capped_expiry(None, None), None);
+    }
+
+    #[test]
     fn debug_never_shows_the_secret() {
         let m = mint(TokenKind::Admin, [1; SECRET_BYTES]);
         assert!(!format!("{m:?}").contains(&m.secret));
@@ -187,6 +214,7 @@ mod tests {
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            created_by_token_id: None,
         };
         assert_eq!(t.check_usable(now), Ok(()));
         t.expires_at = Some(now + Duration::seconds(1));

@@ -78,12 +78,27 @@ impl From<StoreError> for ScimError {
         match e {
             StoreError::NotFound => ScimError::not_found(),
             StoreError::Conflict { constraint } => match constraint.as_str() {
-                "userName" | "externalId" | "displayName" => ScimError::new(
+                "externalId" | "displayName" => ScimError::new(
                     StatusCode::CONFLICT,
                     Some("uniqueness"),
                     format!(
                         "{constraint} is already used by another resource of this organization"
                     ),
+                ),
+                // userName is unique in the whole tenant: whose it is stays unsaid.
+                "userName" => ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    "userName is already in use",
+                ),
+                // The link rule refused: say what to do, never where the person is.
+                "person" => ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    "a person with this userName or e-mail address already exists and this \
+                     token may not provision them (they belong to another organization or \
+                     provisioning connection); an administrator can add them to this \
+                     organization or hand them over with `rolegate scim release`",
                 ),
                 _ => ScimError::new(
                     StatusCode::CONFLICT,

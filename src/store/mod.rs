@@ -33,7 +33,7 @@ use crate::domain::org::{EffectiveRole, Org, OrgRole};
 use crate::domain::permission::{Module, ModuleLevel, PermissionSet, Role};
 use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail};
 use crate::domain::provisioning::{
-    ScimGroup, ScimRequestError, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+    ScimGroup, ScimRelease, ScimRequestError, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
 };
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
@@ -118,6 +118,8 @@ pub struct NewToken {
     pub secret_hash: [u8; 32],
     pub secret_hint: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The token whose caller minted this one (through the admin API); `None` for the operator.
+    pub created_by_token_id: Option<Uuid>,
 }
 
 impl NewToken {
@@ -136,7 +138,14 @@ impl NewToken {
             secret_hash: minted.hash,
             secret_hint: minted.hint.clone(),
             expires_at,
+            created_by_token_id: None,
         }
+    }
+
+    /// Records the token whose caller minted this one.
+    pub fn minted_by(mut self, token_id: Option<Uuid>) -> Self {
+        self.created_by_token_id = token_id;
+        self
     }
 }
 
@@ -643,6 +652,21 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         expected_version: Option<i64>,
     ) -> Result<(), StoreError>;
+    /// The tenant of a user, and the org whose SCIM token holds them (if any). Looks in every
+    /// tenant: the admin API checks the tenant itself, the command line has none.
+    async fn scim_holder(&self, user_id: Uuid) -> Result<(Uuid, Option<Uuid>), StoreError>;
+    /// Hands a person held by `from`'s SCIM over, on purpose: the hold and its externalId go,
+    /// the person leaves `from`'s SCIM groups and the membership that SCIM made (with the
+    /// grants given in `from`), and becomes a member of `to` (inheriting) when it is named.
+    /// `Precondition` when `from` no longer holds the person; `Rule` when nobody does.
+    async fn scim_release_user(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        from: Uuid,
+        to: Option<Uuid>,
+    ) -> Result<ScimRelease, StoreError>;
     /// `(user id, group)` for every group of the scope's org each user is in, directly or not.
     async fn scim_user_groups(
         &self,

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::domain::audit::{AuditEvent, AuditRecord};
 use crate::domain::group::GroupMember;
-use crate::domain::provisioning::{ScimGroup, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite};
+use crate::domain::provisioning::{
+    ScimGroup, ScimRelease, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
+};
 use std::collections::BTreeMap;
 
 use crate::authz::{ProductFacts, UserFacts};
@@ -129,7 +131,7 @@ struct EpochRow {
 macro_rules! token_columns {
     () => {
         "id, tenant_id, org_id, kind, name, secret_hash, secret_hint, created_at, expires_at, \
-         last_used_at, revoked_at"
+         last_used_at, revoked_at, created_by_token_id"
     };
 }
 
@@ -146,6 +148,7 @@ struct TokenRow {
     expires_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    created_by_token_id: Option<Uuid>,
 }
 
 impl TokenRow {
@@ -164,6 +167,7 @@ impl TokenRow {
                 expires_at: self.expires_at,
                 last_used_at: self.last_used_at,
                 revoked_at: self.revoked_at,
+                created_by_token_id: self.created_by_token_id,
             },
             secret_hash: self.secret_hash,
         })
@@ -503,10 +507,12 @@ impl Store for SqlStore {
             expires_at: new.expires_at,
             last_used_at: None,
             revoked_at: None,
+            created_by_token_id: new.created_by_token_id,
         };
         sql(
             "INSERT INTO api_tokens (id, tenant_id, org_id, kind, name, secret_hash, secret_hint, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             created_at, expires_at, created_by_token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(token.id)
         .bind(tenant_id)
@@ -517,6 +523,7 @@ impl Store for SqlStore {
         .bind(token.hint.as_str())
         .bind(token.created_at)
         .bind(token.expires_at)
+        .bind(token.created_by_token_id)
         .execute(tx.conn())
         .await?;
         tx.audit(
@@ -1051,6 +1058,22 @@ impl Store for SqlStore {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
         self.scim_delete_user_impl(ctx, scope, id, expected_version)
+            .await
+    }
+
+    async fn scim_holder(&self, user_id: Uuid) -> Result<(Uuid, Option<Uuid>), StoreError> {
+        self.scim_holder_impl(user_id).await
+    }
+
+    async fn scim_release_user(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        from: Uuid,
+        to: Option<Uuid>,
+    ) -> Result<ScimRelease, StoreError> {
+        self.scim_release_user_impl(ctx, tenant_id, user_id, from, to)
             .await
     }
 

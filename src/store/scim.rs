@@ -16,16 +16,19 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::db::{Arg, Conn, Ctx, Record, SqlBuilder, WriteTx, sql};
-use super::queries::{IdRow, SqlStore, push_list};
+use super::queries::{IdRow, SqlStore, org_in_tenant, push_list};
 use super::scim_sql::{Dialect, Translator};
-use super::team::check_owner_rule;
+use super::team::{check_owner_rule, tenant_tree};
 use super::{
     MemberRef, MembershipChange, OwnerRule, ScimGroupWrite, ScimListQuery, ScimPage, StoreError,
 };
 use crate::domain::audit::AuditRecord;
 use crate::domain::group::GroupMember;
 use crate::domain::group::MemberKind;
-use crate::domain::provisioning::{ScimGroup, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite};
+use crate::domain::provisioning::{
+    LinkCandidate, LinkRefusal, ScimGroup, ScimRelease, ScimScope, ScimUser, ScimUserGroup,
+    ScimUserWrite, link_decision,
+};
 use crate::domain::{Source, normalize, now};
 use crate::scim::schema::ResourceType;
 
@@ -495,7 +498,7 @@ async fn same_person(
             b.push(" UNION ");
         }
         b.push(
-            "SELECT id, user_name_norm, scim_org_id, created_at, version FROM users \
+            "SELECT id, user_name_norm, created_at, version FROM users \
              WHERE tenant_id = ",
         )
         .push_bind(scope.tenant_id)
@@ -517,9 +520,102 @@ async fn same_person(
 struct SamePerson {
     id: Uuid,
     user_name_norm: String,
-    scim_org_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     version: i64,
+}
+
+/// A person a SCIM create names, with what the link rule needs and what the reply needs.
+struct StoredCandidate {
+    link: LinkCandidate,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+#[derive(FromRow)]
+struct HeldRow {
+    id: Uuid,
+    scim_org_id: Option<Uuid>,
+}
+
+#[derive(FromRow)]
+struct UserOrgRow {
+    user_id: Uuid,
+    org_id: Uuid,
+}
+
+/// Everyone of the tenant that the new User's userName or e-mail names, with who holds them
+/// and every org they reach (memberships and grants). On PostgreSQL their rows are locked
+/// first and re-read: adding a membership takes a key-share lock on the user row (the foreign
+/// key), so a membership added concurrently either committed before these reads or waits for
+/// this transaction — the rule never judges a person on a stale picture.
+async fn link_candidates(
+    tx: &mut WriteTx,
+    dialect: Dialect,
+    scope: ScimScope,
+    user_name_norm: &str,
+    user: &ScimUserWrite,
+) -> Result<Vec<StoredCandidate>, StoreError> {
+    let found = same_person(tx.conn(), scope, user_name_norm, user.email.as_deref()).await?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = found.iter().map(|f| f.id).collect();
+    let mut held = SqlBuilder::new("SELECT id, scim_org_id FROM users WHERE tenant_id = ");
+    held.push_bind(scope.tenant_id).push(" AND id IN (");
+    push_list(&mut held, &ids);
+    held.push(") ORDER BY id").push(lock_clause(dialect));
+    let held = held.build().fetch_all::<HeldRow>(tx.conn()).await?;
+    let mut reach = SqlBuilder::new("SELECT user_id, org_id FROM memberships WHERE tenant_id = ");
+    reach.push_bind(scope.tenant_id).push(" AND user_id IN (");
+    push_list(&mut reach, &ids);
+    reach
+        .push(") UNION SELECT subject_id AS user_id, org_id FROM grants WHERE tenant_id = ")
+        .push_bind(scope.tenant_id)
+        .push(" AND subject_kind = 'user' AND subject_id IN (");
+    push_list(&mut reach, &ids);
+    reach.push(")");
+    let reach = reach.build().fetch_all::<UserOrgRow>(tx.conn()).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|f| {
+            // Deleted between the two reads: nobody to link.
+            let held_by = held.iter().find(|h| h.id == f.id)?.scim_org_id;
+            Some(StoredCandidate {
+                link: LinkCandidate {
+                    user_id: f.id,
+                    held_by,
+                    orgs: reach
+                        .iter()
+                        .filter(|r| r.user_id == f.id)
+                        .map(|r| r.org_id)
+                        .collect(),
+                    same_user_name: f.user_name_norm == user_name_norm,
+                },
+                created_at: f.created_at,
+                version: f.version,
+            })
+        })
+        .collect())
+}
+
+#[derive(FromRow)]
+struct HolderRow {
+    tenant_id: Uuid,
+    scim_org_id: Option<Uuid>,
+}
+
+#[derive(FromRow)]
+struct ExternalIdRow {
+    external_id: Option<String>,
+}
+
+/// The SCIM answer to a refused link: the token's own resources are named, anyone else's
+/// whereabouts are not.
+fn link_refused(refusal: LinkRefusal) -> StoreError {
+    conflict(match refusal {
+        LinkRefusal::UserNameTaken => "userName",
+        LinkRefusal::NotLinkable => "person",
+    })
 }
 
 /// Warns (audit + metric) for every org left without an active Owner by this user's change.
@@ -567,32 +663,31 @@ impl SqlStore {
                 );
                 (id, at, 1)
             } else {
-                let existing =
-                    same_person(tx.conn(), scope, &user_name_norm, user.email.as_deref()).await?;
-                if existing
-                    .iter()
-                    .any(|e| e.user_name_norm == user_name_norm && e.scim_org_id.is_some())
-                {
-                    return Err(conflict("userName"));
-                }
-                let adopt = existing
-                    .iter()
-                    .filter(|e| e.scim_org_id.is_none())
-                    .min_by_key(|e| e.user_name_norm != user_name_norm);
-                match adopt {
-                    Some(e) => {
-                        if write_user_columns(&mut tx, scope, e.id, user, at, true).await? == 0 {
-                            return Err(conflict("userName"));
+                let candidates =
+                    link_candidates(&mut tx, dialect, scope, &user_name_norm, user).await?;
+                let tree = tenant_tree(tx.conn(), scope.tenant_id).await?;
+                let rule_input: Vec<LinkCandidate> =
+                    candidates.iter().map(|c| c.link.clone()).collect();
+                match link_decision(&tree, scope.org_id, &rule_input).map_err(link_refused)? {
+                    Some(person) => {
+                        let linked = candidates
+                            .iter()
+                            .find(|c| c.link.user_id == person)
+                            .ok_or(StoreError::NotFound)?;
+                        let (created_at, version) = (linked.created_at, linked.version);
+                        if write_user_columns(&mut tx, scope, person, user, at, true).await? == 0 {
+                            return Err(conflict("person"));
                         }
-                        insert_membership(&mut tx, scope, e.id, at).await?;
+                        insert_membership(&mut tx, scope, person, at).await?;
                         tx.audit(
-                            AuditRecord::new("scim.user.link", "user", e.id)
+                            AuditRecord::new("scim.user.link", "user", person)
                                 .org(scope.org_id)
                                 .after(user_audit(user)),
                         );
-                        (e.id, e.created_at, e.version + 1)
+                        (person, created_at, version + 1)
                     }
-                    // Only SCIM users of other names share its e-mail: another person.
+                    // Named nobody after all (removed meanwhile): a new person; the unique
+                    // indexes refuse a userName taken meanwhile.
                     None => {
                         insert_user(&mut tx, dialect, scope, id, user, at, Guard::None).await?;
                         tx.audit(
@@ -770,6 +865,142 @@ impl SqlStore {
         tx.invalidate_user(id);
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn scim_holder_impl(
+        &self,
+        user_id: Uuid,
+    ) -> Result<(Uuid, Option<Uuid>), StoreError> {
+        let mut h = self.db.read().await?;
+        let row = sql("SELECT tenant_id, scim_org_id FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one::<HolderRow>(h.conn())
+            .await?;
+        Ok((row.tenant_id, row.scim_org_id))
+    }
+
+    pub(super) async fn scim_release_user_impl(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        from: Uuid,
+        to: Option<Uuid>,
+    ) -> Result<ScimRelease, StoreError> {
+        let dialect = self.dialect();
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let mut held = SqlBuilder::new("SELECT id, scim_org_id FROM users WHERE id = ");
+        held.push_bind(user_id)
+            .push(" AND tenant_id = ")
+            .push_bind(tenant_id)
+            .push(lock_clause(dialect));
+        let held = held.build().fetch_one::<HeldRow>(tx.conn()).await?;
+        match held.scim_org_id {
+            None => {
+                return Err(StoreError::Rule(
+                    "not_held: no SCIM token provisions this user; there is nothing to release"
+                        .into(),
+                ));
+            }
+            // Another release (or a link) got there first: the caller checked its reach over
+            // `from`, not over whoever holds the person now.
+            Some(holder) if holder != from => return Err(StoreError::Precondition),
+            Some(_) => {}
+        }
+        if let Some(to) = to {
+            org_in_tenant(tx.conn(), tenant_id, to).await?;
+        }
+        let at = now();
+        // The releasing org's SCIM groups must not list someone its token can no longer see.
+        let groups_left = sql(
+            "UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 \
+             AND org_id = $3 AND id IN (SELECT group_id FROM group_members WHERE tenant_id = $2 \
+             AND member_kind = 'user' AND member_id = $4)",
+        )
+        .bind(at)
+        .bind(tenant_id)
+        .bind(from)
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+        sql(
+            "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'user' \
+             AND member_id = $2 AND group_id IN (SELECT id FROM groups WHERE tenant_id = $1 \
+             AND org_id = $3)",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(from)
+        .execute(tx.conn())
+        .await?;
+        // Only the membership SCIM made (inheriting, source scim); one an admin gave a role or
+        // an invitation made stays.
+        let membership_removed = sql(
+            "DELETE FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3 \
+             AND source = 'scim' AND role IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?
+            > 0;
+        if membership_removed {
+            sql("DELETE FROM grants WHERE tenant_id = $1 AND org_id = $2 \
+                 AND subject_kind = 'user' AND subject_id = $3")
+            .bind(tenant_id)
+            .bind(from)
+            .bind(user_id)
+            .execute(tx.conn())
+            .await?;
+        }
+        let before = sql("SELECT external_id FROM users WHERE id = $1 AND tenant_id = $2")
+            .bind(user_id)
+            .bind(tenant_id)
+            .fetch_one::<ExternalIdRow>(tx.conn())
+            .await?;
+        sql(
+            "UPDATE users SET scim_org_id = NULL, external_id = NULL, external_id_norm = NULL, \
+             updated_at = $1, version = version + 1 WHERE id = $2 AND tenant_id = $3",
+        )
+        .bind(at)
+        .bind(user_id)
+        .bind(tenant_id)
+        .execute(tx.conn())
+        .await?;
+        if let Some(to) = to {
+            sql(
+                "INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, \
+                 updated_at) VALUES ($1, $2, $3, NULL, $4, $5, $5) \
+                 ON CONFLICT (org_id, user_id) DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(to)
+            .bind(user_id)
+            .bind(Source::Manual.as_str())
+            .bind(at)
+            .execute(tx.conn())
+            .await?;
+        }
+        let release = ScimRelease {
+            user_id,
+            released_from_org_id: from,
+            to_org_id: to,
+            membership_removed,
+            groups_left,
+        };
+        tx.audit(
+            AuditRecord::new("scim.user.release", "user", user_id)
+                .org(from)
+                .before(json!({ "scim_org_id": from, "externalId": before.external_id }))
+                .after(&release),
+        );
+        if membership_removed {
+            check_owner_rule(&mut tx, tenant_id, from, OwnerRule::Enforce).await?;
+        }
+        tx.invalidate_user(user_id);
+        tx.commit().await?;
+        Ok(release)
     }
 
     /// The groups (of the scope's org) each user belongs to, directly or through nested groups,

@@ -144,7 +144,7 @@ fn contains_pattern(needle: &str) -> String {
     p
 }
 
-async fn tenant_tree(
+pub(super) async fn tenant_tree(
     conn: Conn<'_>,
     tenant_id: Uuid,
 ) -> Result<Vec<(Uuid, Option<Uuid>)>, StoreError> {

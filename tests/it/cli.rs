@@ -66,6 +66,8 @@ fn version_and_help_on_every_command() {
         vec!["token", "create", "--help"],
         vec!["token", "list", "--help"],
         vec!["token", "revoke", "--help"],
+        vec!["scim", "--help"],
+        vec!["scim", "release", "--help"],
     ] {
         let out = w.run(&cmd);
         assert!(out.status.success(), "{cmd:?}");
@@ -174,6 +176,107 @@ fn org_and_token_commands_print_json_and_fail_cleanly() {
         let out = w.run(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(out.stdout.is_empty(), "errors print nothing on stdout");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// `rolegate scim release` hands a person held by one org's SCIM over (audited), and says
+/// clearly when there is nothing to release.
+#[test]
+fn scim_release_hands_a_provisioned_person_over() {
+    use rolegate::domain::audit::Actor;
+    use rolegate::domain::provisioning::{ScimScope, ScimUserWrite};
+    use rolegate::store::{AuditQuery, Ctx, StoreOptions};
+
+    let w = Workdir::new();
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    let root: uuid::Uuid = org["org_id"].as_str().expect("id").parse().expect("uuid");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = format!("sqlite://{}", w.dir.path().join("rolegate.db").display());
+    let (a, b, user) = runtime.block_on(async {
+        let store = rolegate::store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("store");
+        let ctx = Ctx::new(Actor::Cli);
+        let a = store
+            .create_sub_org(&ctx, root, root, "A")
+            .await
+            .expect("a");
+        let b = store
+            .create_sub_org(&ctx, root, root, "B")
+            .await
+            .expect("b");
+        let user = store
+            .scim_create_user(
+                &ctx,
+                ScimScope {
+                    tenant_id: root,
+                    org_id: a.id,
+                },
+                &ScimUserWrite {
+                    user_name: "mover@acme.test".into(),
+                    external_id: Some("okta-1".into()),
+                    active: true,
+                    attributes: serde_json::Map::new(),
+                    attributes_cmp: serde_json::json!({}),
+                    display_name: None,
+                    email: Some("mover@acme.test".into()),
+                },
+            )
+            .await
+            .expect("scim user");
+        store.close().await;
+        (a.id, b.id, user.id)
+    });
+    let (user_s, b_s) = (user.to_string(), b.to_string());
+    let released = w.json(&["scim", "release", "--user", &user_s, "--to-org", &b_s]);
+    assert_eq!(released["released_from_org_id"], a.to_string());
+    assert_eq!(released["to_org_id"], b_s);
+    assert_eq!(released["membership_removed"], true);
+
+    let audited = runtime.block_on(async {
+        let store = rolegate::store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("store");
+        let query = AuditQuery {
+            action: Some("scim.user.release".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let events = store.list_audit(root, &query).await.expect("audit");
+        store.close().await;
+        events.len()
+    });
+    assert_eq!(audited, 1);
+
+    for (args, expected) in [
+        (
+            vec!["scim", "release", "--user", user_s.as_str()],
+            "not_held",
+        ),
+        (
+            vec![
+                "scim",
+                "release",
+                "--user",
+                "0190f0f0-0000-7000-8000-000000000000",
+            ],
+            "user not found",
+        ),
+    ] {
+        let out = w.run(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
         assert!(
             text(&out.stderr).contains(expected),
             "{args:?}: {}",

@@ -19,4 +19,5 @@ mod scim_filter_diff;
 mod scim_okta;
 mod scim_resources;
 mod store;
+mod takeover;
 mod team;

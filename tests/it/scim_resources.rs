@@ -1010,6 +1010,19 @@ async fn a_scim_user_and_an_invited_member_with_the_same_email_are_one_person(ba
         )
         .await
         .expect("user");
+    // A member of the token's org, as accepting the invitation makes them: only such a person
+    // is linked (see takeover.rs for everyone else).
+    app.store
+        .set_membership(
+            &Ctx::new(Actor::Cli),
+            app.org_id,
+            app.org_id,
+            invited.id,
+            None,
+            rolegate::store::OwnerRule::Enforce,
+        )
+        .await
+        .expect("membership");
     let created = app
         .scim(Method::POST, "/Users", Some(user_body("grace@acme.test")))
         .await;

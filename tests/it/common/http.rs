@@ -71,10 +71,13 @@ impl TestApp {
             self.store.as_ref(),
             &Ctx::new(Actor::Cli),
             org.tenant_id,
-            org_id,
-            kind,
-            Some("test"),
-            None,
+            rolegate::auth::TokenRequest {
+                org_id,
+                kind,
+                name: Some("test"),
+                expires_in_days: None,
+            },
+            rolegate::auth::Minter::Operator,
         )
         .await
         .expect("token");
