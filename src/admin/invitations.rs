@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
-use crate::auth::{WINDOW, client_addr};
+use crate::auth::client_addr;
 use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
 use crate::domain::permission::Role;
 use crate::domain::token::hash_secret;
@@ -390,11 +390,28 @@ async fn revoke(
     ))
 }
 
-/// The invitee's credential: the link's token, from the query (`?token=`).
+/// The invitee's credential: the link's token, from the query (`?token=`). Failed links count
+/// against the client address like bad bearer tokens: a link that works always works, a
+/// repeated bad one from an address over its limit is refused without a lookup.
 struct InvitationToken {
     hash: [u8; 32],
     request_id: Option<String>,
     addr: std::net::IpAddr,
+}
+
+impl InvitationToken {
+    fn not_found(&self, state: &AppState) -> ApiError {
+        link_not_found(state, self.addr, Some(self.hash))
+    }
+}
+
+/// The answer to a link that names no invitation: 404, or 429 once the address is over its
+/// limit.
+fn link_not_found(state: &AppState, addr: std::net::IpAddr, hash: Option<[u8; 32]>) -> ApiError {
+    match state.auth.reject(addr, hash, "invalid invitation link") {
+        crate::auth::AuthFailure::Unauthenticated(_) => ApiError::NotFound,
+        other => other.into(),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -413,28 +430,23 @@ impl FromRequestParts<AppState> for InvitationToken {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let addr = client_addr(parts);
-        if state.auth.is_limited(addr) {
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: WINDOW.as_secs(),
-            });
-        }
         let Query(TokenParam { token }) = Query::<TokenParam>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let token = token
+        let hash = token
             .filter(|t| t.starts_with(invitation::SECRET_PREFIX))
-            .ok_or_else(|| {
-                state.auth.record_failure(addr);
-                ApiError::NotFound
-            })?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|t| hash_secret(&t));
+        state.auth.gate(addr, hash.as_ref())?;
+        let Some(hash) = hash else {
+            return Err(link_not_found(state, addr, None));
+        };
         Ok(InvitationToken {
-            hash: hash_secret(&token),
-            request_id,
+            hash,
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             addr,
         })
     }
@@ -468,8 +480,7 @@ async fn look_up(
     token: InvitationToken,
 ) -> Result<ApiJson<InvitationView>, ApiError> {
     let Some(found) = state.store.invitation_by_token(&token.hash).await? else {
-        state.auth.record_failure(token.addr);
-        return Err(ApiError::NotFound);
+        return Err(token.not_found(&state));
     };
     let org = state.store.get_org(found.tenant_id, found.org_id).await?;
     Ok(ApiJson(InvitationView {
@@ -515,12 +526,11 @@ async fn accept(
 ) -> Result<ApiJson<Accepted>, ApiError> {
     let outcome = match state
         .store
-        .accept_invitation(&token.hash, token.request_id)
+        .accept_invitation(&token.hash, token.request_id.clone())
         .await
     {
         Err(crate::store::StoreError::NotFound) => {
-            state.auth.record_failure(token.addr);
-            return Err(ApiError::NotFound);
+            return Err(token.not_found(&state));
         }
         other => other?,
     };
