@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
@@ -19,6 +18,7 @@ use crate::{admin, ops, scim};
 /// The whole HTTP surface. `main` and the tests build the service from this one function.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
+    let state_for_layers = state.clone();
     Router::new()
         .merge(ops::router())
         .nest("/scim/v2", scim::router(state.clone()))
@@ -26,13 +26,15 @@ pub fn app(state: AppState) -> Router {
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
         .with_state(state)
-        // One stack, outermost first: the request id exists before the span opens, and the
-        // span sees the timeout's 408 and the panic's 500 like any other response.
+        // One stack, outermost first: the request id and client address exist before the span
+        // opens, and the span sees the timeout's 408 and the panic's 500 like any other
+        // response.
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn(ops::observe))
+                .layer(axum::middleware::from_fn_with_state(
+                    state_for_layers,
+                    ops::observe,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout(),

@@ -1,12 +1,11 @@
 //! Bearer-token authentication shared by the SCIM and admin edges; each edge wraps it in an
 //! extractor that answers in its own error format.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use moka::sync::Cache;
@@ -133,15 +132,6 @@ impl TokenAuth {
     }
 }
 
-pub(crate) fn client_addr(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| {
-            addr.ip()
-        })
-}
-
 /// The secret of an `Authorization: Bearer …` header.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -156,7 +146,7 @@ pub async fn authenticate(
     parts: &Parts,
     wanted: TokenKind,
 ) -> Result<Principal, AuthFailure> {
-    let addr = client_addr(parts);
+    let addr = crate::request::client_addr(&parts.extensions);
     let auth = &state.auth;
     let secret = bearer(parts);
     // Anything without our prefix cannot be a token of ours: no need to ask the database, and

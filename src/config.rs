@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::token::TokenKind;
 use crate::mail::SmtpUrl;
+use crate::request::TrustedProxies;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -184,6 +185,17 @@ pub struct ServeArgs {
     /// whose attributes are stored, returned and filterable
     #[arg(long, env = "ROLEGATE_SCIM_SCHEMA_EXTENSIONS")]
     pub scim_schema_extensions: Option<std::path::PathBuf>,
+
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers are believed for the client
+    /// address (rate limits, audit log, request logs): comma-separated CIDRs or addresses, IPv4
+    /// and IPv6, e.g. 10.0.0.0/8,fd00::/8. Default: none, the TCP peer is the client
+    #[arg(
+        long,
+        env = "ROLEGATE_TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServeArgs {
@@ -203,6 +215,7 @@ impl ServeArgs {
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
             scim_schema_extensions: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -297,6 +310,28 @@ mod tests {
     #[test]
     fn unsupported_database_schemes_are_refused() {
         assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_a_bad_list_stops_the_start() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["rolegate", "serve"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Serve(serve) => serve,
+                _ => unreachable!(),
+            })
+        };
+        assert!(parse(&[]).unwrap().trusted_proxies.is_empty());
+        let serve = parse(&["--trusted-proxies", "10.0.0.0/8, ::1"]).unwrap();
+        assert_eq!(serve.trusted_proxies.to_string(), "10.0.0.0/8,::1/128");
+        let error = parse(&["--trusted-proxies", "10.0.0.0/8,10.0.0.300"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("10.0.0.300") && error.contains("not an IP address or CIDR"),
+            "{error}"
+        );
     }
 
     #[test]

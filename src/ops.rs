@@ -1,10 +1,11 @@
 //! Operations: health, readiness, Prometheus metrics and the per-request span.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
+use crate::request::{self, REQUEST_ID_HEADER, RequestMeta};
 use crate::state::AppState;
 
 /// Handle on the process-wide Prometheus recorder (the `metrics` facade has one per process).
@@ -106,24 +108,39 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Wraps each request in a span (matched route + request id), logs its outcome and records
-/// request metrics by matched route, never by raw path (which would explode the label set).
-pub async fn observe(request: Request, next: Next) -> Response {
+/// The edge of every request: works out its id and client address once (see
+/// [`crate::request`]), wraps it in a span (matched route, request id, client address), logs
+/// its outcome, echoes the id, and records request metrics by matched route, never by raw path
+/// (which would explode the label set).
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let span = tracing::info_span!("request", %method, %route, %request_id);
+    let request_id = request::accept_request_id(request.headers().get(REQUEST_ID_HEADER));
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| {
+            request::client_ip(peer.ip(), request.headers(), &state.config.trusted_proxies)
+        });
+    // Accepted ids are visible ASCII, so they always make a header value.
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    if let Some(v) = &id_header {
+        request.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+    }
+    request.extensions_mut().insert(RequestMeta {
+        request_id: request_id.clone(),
+        client_addr,
+    });
+    let span = tracing::info_span!("request", %method, %route, %request_id, %client_addr);
     let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(v) = id_header {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {

@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
-use crate::auth::client_addr;
 use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
 use crate::domain::permission::Role;
 use crate::domain::token::hash_secret;
@@ -429,7 +428,7 @@ impl FromRequestParts<AppState> for InvitationToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let addr = client_addr(parts);
+        let addr = crate::request::client_addr(&parts.extensions);
         let Query(TokenParam { token }) = Query::<TokenParam>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -442,11 +441,7 @@ impl FromRequestParts<AppState> for InvitationToken {
         };
         Ok(InvitationToken {
             hash,
-            request_id: parts
-                .headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            request_id: crate::request::request_id(&parts.extensions),
             addr,
         })
     }
@@ -526,7 +521,11 @@ async fn accept(
 ) -> Result<ApiJson<Accepted>, ApiError> {
     let outcome = match state
         .store
-        .accept_invitation(&token.hash, token.request_id.clone())
+        .accept_invitation(
+            &token.hash,
+            token.request_id.clone(),
+            Some(token.addr.to_string()),
+        )
         .await
     {
         Err(crate::store::StoreError::NotFound) => {

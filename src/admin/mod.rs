@@ -116,18 +116,13 @@ impl FromRequestParts<AppState> for AdminAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let principal = auth::authenticate(state, parts, TokenKind::Admin).await?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         let actor = Actor::AdminToken {
             id: principal.token.id,
             name: principal.token.name.clone(),
         };
         Ok(AdminAuth {
             principal,
-            ctx: Ctx::new(actor).with_request_id(request_id),
+            ctx: crate::request::audit_ctx(&parts.extensions, actor),
         })
     }
 }

@@ -57,11 +57,7 @@ pub(crate) async fn observe(
         .chars()
         .take(MAX_TARGET_CHARS)
         .collect();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = crate::request::request_id(request.extensions());
     let response = next.run(request).await;
     let status = response.status();
     let info = response.extensions().get::<ErrorInfo>().cloned();

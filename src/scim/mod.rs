@@ -365,16 +365,13 @@ impl FromRequestParts<AppState> for ScimClient {
                     "too many requests for this token",
                 )
             })?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let ctx = Ctx::new(Actor::ScimToken {
-            id: principal.token.id,
-            name: principal.token.name.clone(),
-        })
-        .with_request_id(request_id);
+        let ctx = crate::request::audit_ctx(
+            &parts.extensions,
+            Actor::ScimToken {
+                id: principal.token.id,
+                name: principal.token.name.clone(),
+            },
+        );
         let scope = ScimScope {
             tenant_id: principal.tenant_id(),
             org_id: principal.org_id(),

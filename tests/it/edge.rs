@@ -1,0 +1,260 @@
+//! The HTTP edge: client addresses behind trusted proxies (rate limits and the audit log),
+//! security headers, request ids, keep-alive, and the `/metrics` token.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode};
+use rolegate::config::ServeArgs;
+use rolegate::domain::audit::Actor;
+use rolegate::store::{Ctx, InvitationTarget, NewInvitation};
+use serde_json::{Value, json};
+
+use crate::common::http::{request, unlimited};
+use crate::common::{Backend, TestApp};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// A request from `from` with extra headers (forwarding headers, a request id, …).
+fn from_with(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    from: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut req = request(method, path, token, body, Some(from));
+    for (k, v) in headers {
+        req.headers_mut().append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    req
+}
+
+/// The newest audit event with `action`.
+async fn newest(app: &TestApp, action: &str) -> Value {
+    let reply = app
+        .get(&format!("/api/v1/audit?action={action}"), &app.admin_token)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["events"][0].clone()
+}
+
+fn proxied_config() -> ServeArgs {
+    let mut config = unlimited();
+    config.trusted_proxies = "10.0.0.0/8, fd00::/8".parse().expect("proxies");
+    config
+}
+
+async fn audited_changes_record_the_forwarded_client_behind_a_trusted_proxy(backend: Backend) {
+    let app = TestApp::with_config(backend, proxied_config()).await;
+    let org = app.org_id;
+    // The command line has no client address.
+    assert_eq!(newest(&app, "org.create").await["client_addr"], Value::Null);
+
+    // Admin API through a trusted proxy: the client is the first untrusted hop from the right;
+    // what the client itself wrote further left is not believed.
+    let created = app
+        .send(from_with(
+            Method::POST,
+            "/api/v1/orgs",
+            Some(&app.admin_token),
+            Some(json!({ "name": "Payments", "parent_id": org })),
+            addr("10.1.2.3:40000"),
+            &[("x-forwarded-for", "6.6.6.6, 198.51.100.23, 10.9.9.9")],
+        ))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let event = newest(&app, "org.create").await;
+    assert_eq!(event["target_id"], created.body["id"]);
+    assert_eq!(event["client_addr"], "198.51.100.23");
+
+    // The same headers from a peer that is no trusted proxy: the peer is the client.
+    let spoofed = app
+        .send(from_with(
+            Method::POST,
+            "/api/v1/orgs",
+            Some(&app.admin_token),
+            Some(json!({ "name": "Spoofed", "parent_id": org })),
+            addr("203.0.113.50:40000"),
+            &[
+                ("x-forwarded-for", "198.51.100.23"),
+                ("forwarded", "for=198.51.100.23"),
+            ],
+        ))
+        .await;
+    assert_eq!(spoofed.status, StatusCode::CREATED, "{}", spoofed.text);
+    assert_eq!(
+        newest(&app, "org.create").await["client_addr"],
+        "203.0.113.50"
+    );
+
+    // SCIM through an IPv6 proxy speaking RFC 7239.
+    let user = app
+        .send(from_with(
+            Method::POST,
+            "/scim/v2/Users",
+            Some(&app.scim_token),
+            Some(json!({ "userName": "ada@acme.test" })),
+            addr("[fd00::1]:443"),
+            &[("forwarded", "for=\"[2001:db8::7]:51000\";proto=https")],
+        ))
+        .await;
+    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+    assert_eq!(
+        newest(&app, "scim.user.create").await["client_addr"],
+        "2001:db8::7"
+    );
+
+    // An invitee accepting their link.
+    let org_row = app.store.find_org(org).await.expect("org");
+    let (secret, hash) = rolegate::domain::invitation::mint_secret([7; 32]);
+    app.store
+        .invite(
+            &Ctx::new(Actor::Cli),
+            org_row.tenant_id,
+            &InvitationTarget {
+                org_id: org,
+                product_id: None,
+                permission_group_id: None,
+                role: None,
+                expires_at: rolegate::domain::now() + chrono::Duration::days(1),
+            },
+            &[NewInvitation {
+                email: "bob@example.com".into(),
+                token_hash: hash,
+            }],
+        )
+        .await
+        .expect("invite");
+    let accepted = app
+        .send(from_with(
+            Method::POST,
+            &format!("/api/v1/invitations/accept?token={secret}"),
+            None,
+            None,
+            addr("10.0.0.7:1234"),
+            &[("x-forwarded-for", "192.0.2.44")],
+        ))
+        .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert_eq!(
+        newest(&app, "invitation.accept").await["client_addr"],
+        "192.0.2.44"
+    );
+}
+
+async fn failure_limits_key_on_the_forwarded_client(backend: Backend) {
+    let mut config = proxied_config();
+    config.auth_failures_per_minute = 3;
+    let app = TestApp::with_config(backend, config).await;
+    let proxy = addr("10.0.0.1:40000");
+    let via = |client: &'static str, token: &str| {
+        from_with(
+            Method::GET,
+            "/scim/v2/ServiceProviderConfig",
+            Some(token),
+            None,
+            proxy,
+            &[("x-forwarded-for", client)],
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            app.send(via("198.51.100.1", "rg_scim_guess")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.send(via("198.51.100.1", "rg_scim_guess")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        app.send(via("198.51.100.2", "rg_scim_guess")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxy is not limited"
+    );
+    assert_eq!(
+        app.send(via("198.51.100.1", &app.scim_token)).await.status,
+        StatusCode::OK,
+        "and a valid token passes even from the limited one"
+    );
+}
+
+async fn only_short_printable_request_ids_are_accepted(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let with_id = |method: Method, path: &str, token: &str, body: Option<Value>, id: &str| {
+        from_with(
+            method,
+            path,
+            Some(token),
+            body,
+            addr("127.0.0.1:1"),
+            &[("x-request-id", id)],
+        )
+    };
+    let kept = "trace-abc_123:x/y";
+    let reply = app
+        .send(with_id(Method::GET, "/healthz", "-", None, kept))
+        .await;
+    assert_eq!(reply.headers["x-request-id"], kept);
+
+    let too_long = "a".repeat(129);
+    for bad in [too_long.as_str(), "two words", "tab\there", "café"] {
+        let reply = app
+            .send(with_id(
+                Method::POST,
+                "/api/v1/tokens",
+                &app.admin_token,
+                Some(json!({ "kind": "scim" })),
+                bad,
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let echoed = reply.headers["x-request-id"].to_str().expect("ascii");
+        assert_ne!(echoed, bad);
+        assert!(
+            uuid::Uuid::parse_str(echoed).is_ok(),
+            "a fresh id: {echoed}"
+        );
+        let event = newest(&app, "token.create").await;
+        assert_eq!(
+            event["request_id"], echoed,
+            "the audit log has the fresh id"
+        );
+
+        let failed = app
+            .send(with_id(
+                Method::GET,
+                "/scim/v2/Nope",
+                &app.scim_token,
+                None,
+                bad,
+            ))
+            .await;
+        assert_eq!(failed.status, StatusCode::NOT_FOUND);
+        let token_id = app.scim_token_id().await;
+        let log = app
+            .get(
+                &format!("/api/v1/tokens/{token_id}/errors"),
+                &app.admin_token,
+            )
+            .await;
+        assert_eq!(
+            log.body["errors"][0]["request_id"],
+            failed.headers["x-request-id"].to_str().expect("ascii"),
+            "the SCIM error log has the fresh id"
+        );
+    }
+}
+
+crate::on_both_backends!(
+    audited_changes_record_the_forwarded_client_behind_a_trusted_proxy,
+    failure_limits_key_on_the_forwarded_client,
+    only_short_printable_request_ids_are_accepted,
+);
