@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -26,11 +27,12 @@ pub fn app(state: AppState) -> Router {
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
         .with_state(state)
-        // One stack, outermost first: the request id and client address exist before the span
-        // opens, and the span sees the timeout's 408 and the panic's 500 like any other
-        // response.
+        // One stack, outermost first: the headers every response carries; the request id and
+        // client address, set before the span opens, with the span seeing the timeout's 408
+        // and the panic's 500 like any other response.
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_response(security_headers))
                 .layer(axum::middleware::from_fn_with_state(
                     state_for_layers,
                     ops::observe,
@@ -42,6 +44,16 @@ pub fn app(state: AppState) -> Router {
                 .layer(CatchPanicLayer::new())
                 .layer(DefaultBodyLimit::max(config.body_limit)),
         )
+}
+
+/// On every response, errors and `/metrics` included: browsers must not guess a content type
+/// (a JSON error echoing input must never be sniffed into HTML).
+async fn security_headers(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Serves until `shutdown` resolves; then `/readyz` turns 503 at once, and after the configured

@@ -11,8 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
+use super::{AdminAuth, NoStore};
 use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
 use crate::domain::permission::Role;
 use crate::domain::token::hash_secret;
@@ -165,7 +165,7 @@ async fn invite(
     admin: AdminAuth,
     Path(org_id): Path<Uuid>,
     ApiJson(body): ApiJson<InviteBody>,
-) -> Result<(StatusCode, ApiJson<InviteResults>), ApiError> {
+) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
     let org = admin.org(&state, org_id).await?;
     let listed = invitation::parse_address_list(&body.emails);
     if listed.is_empty() {
@@ -270,7 +270,7 @@ async fn invite(
             delivery: Some(delivery),
         });
     }
-    Ok((StatusCode::OK, ApiJson(InviteResults { results })))
+    Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -343,7 +343,7 @@ async fn resend(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(id): Path<Uuid>,
-) -> Result<ApiJson<AddressResult>, ApiError> {
+) -> Result<(NoStore, ApiJson<AddressResult>), ApiError> {
     let current = invitation_in_reach(&state, &admin, id).await?;
     let org = admin.org(&state, current.org_id).await?;
     let (secret, hash) = random_secret()?;
@@ -352,13 +352,16 @@ async fn resend(
         .reissue_invitation(&admin.ctx, admin.tenant_id(), id, &hash, expiry(&state))
         .await?;
     let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
-    Ok(ApiJson(AddressResult {
-        email: invitation.email.clone(),
-        status: "resent",
-        error: None,
-        invitation: Some(invitation),
-        delivery: Some(delivery),
-    }))
+    Ok((
+        NoStore,
+        ApiJson(AddressResult {
+            email: invitation.email.clone(),
+            status: "resent",
+            error: None,
+            invitation: Some(invitation),
+            delivery: Some(delivery),
+        }),
+    ))
 }
 
 /// Revokes an invitation: its link stops working. Revoking it again changes nothing.

@@ -10,7 +10,7 @@ use rolegate::domain::audit::Actor;
 use rolegate::store::{Ctx, InvitationTarget, NewInvitation};
 use serde_json::{Value, json};
 
-use crate::common::http::{request, unlimited};
+use crate::common::http::{Reply, request, unlimited};
 use crate::common::{Backend, TestApp};
 
 fn addr(s: &str) -> SocketAddr {
@@ -186,6 +186,87 @@ async fn failure_limits_key_on_the_forwarded_client(backend: Backend) {
     );
 }
 
+fn nosniff(reply: &Reply, what: &str) {
+    assert_eq!(
+        reply
+            .headers
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..]),
+        "{what}: {:?}",
+        reply.headers
+    );
+}
+
+async fn every_response_says_nosniff(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    for (method, path, token) in [
+        (Method::GET, "/healthz", None),
+        (Method::GET, "/metrics", None),
+        (Method::GET, "/no-such-path", None),
+        (Method::POST, "/api/v1/no/such/thing", None),
+        (Method::GET, "/api/v1/openapi.json", None),
+        (
+            Method::GET,
+            "/api/v1/tokens",
+            Some(app.admin_token.as_str()),
+        ),
+        (Method::GET, "/api/v1/tokens", None),
+        (Method::GET, "/scim/v2/Users", Some(app.scim_token.as_str())),
+        (Method::GET, "/scim/v2/Nope", Some(app.scim_token.as_str())),
+        (Method::GET, "/scim/v2/Users", Some("rg_scim_wrong")),
+        (Method::DELETE, "/healthz", None),
+    ] {
+        let what = format!("{method} {path}");
+        let reply = app.call(method, path, token, None).await;
+        nosniff(&reply, &what);
+    }
+}
+
+async fn responses_carrying_secrets_are_not_stored(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let no_store = |reply: &Reply| {
+        reply
+            .headers
+            .get("cache-control")
+            .is_some_and(|v| v == "no-store")
+    };
+    let token = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(json!({ "kind": "scim" })),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::CREATED, "{}", token.text);
+    assert!(no_store(&token), "{:?}", token.headers);
+    let invited = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/invitations", app.org_id),
+            Some(&app.admin_token),
+            Some(json!({ "emails": "erin@example.com" })),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::OK, "{}", invited.text);
+    assert!(no_store(&invited), "{:?}", invited.headers);
+    let id = invited.body["results"][0]["invitation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resent = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/resend"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.text);
+    assert!(no_store(&resent), "{:?}", resent.headers);
+}
+
 async fn only_short_printable_request_ids_are_accepted(backend: Backend) {
     let app = TestApp::new(backend).await;
     let with_id = |method: Method, path: &str, token: &str, body: Option<Value>, id: &str| {
@@ -256,5 +337,7 @@ async fn only_short_printable_request_ids_are_accepted(backend: Backend) {
 crate::on_both_backends!(
     audited_changes_record_the_forwarded_client_behind_a_trusted_proxy,
     failure_limits_key_on_the_forwarded_client,
+    every_response_says_nosniff,
+    responses_carrying_secrets_are_not_stored,
     only_short_printable_request_ids_are_accepted,
 );
