@@ -2,6 +2,7 @@
 //! security headers, request ids, keep-alive, and the `/metrics` token.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
@@ -9,6 +10,8 @@ use rolegate::config::ServeArgs;
 use rolegate::domain::audit::Actor;
 use rolegate::store::{Ctx, InvitationTarget, NewInvitation};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 use crate::common::http::{Reply, request, unlimited};
 use crate::common::{Backend, TestApp};
@@ -334,10 +337,160 @@ async fn only_short_printable_request_ids_are_accepted(backend: Backend) {
     }
 }
 
+/// A body over the limit is answered (413, in the route's format) without being read to its
+/// end, and the response says the connection closes, since the rest is still on the wire.
+async fn bodies_over_the_limit_get_413_and_close_the_connection(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.body_limit = 1024;
+    let app = TestApp::with_config(backend, config).await;
+    let announced = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(json!({ "kind": "scim", "name": "x".repeat(4096) })),
+        )
+        .await;
+    assert_eq!(
+        announced.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        announced.text
+    );
+    assert_eq!(announced.body["error"]["code"], "payload_too_large");
+    assert_eq!(announced.headers["connection"], "close");
+    // Streamed without a length: read up to the limit, then refused the same way.
+    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 256])));
+    let streamed = app
+        .send(
+            Request::post("/scim/v2/Users")
+                .header("authorization", format!("Bearer {}", app.scim_token))
+                .header("content-type", "application/scim+json")
+                .body(Body::from_stream(futures::stream::iter(chunks)))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        streamed.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        streamed.text
+    );
+    assert_eq!(streamed.body["scimType"], "tooMany");
+    assert_eq!(streamed.headers["connection"], "close");
+    // Within the limit: read whole, answered, and the connection kept.
+    let small = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(json!({ "kind": "scim" })),
+        )
+        .await;
+    assert_eq!(small.status, StatusCode::CREATED);
+    assert!(small.headers.get("connection").is_none());
+}
+
 crate::on_both_backends!(
+    bodies_over_the_limit_get_413_and_close_the_connection,
     audited_changes_record_the_forwarded_client_behind_a_trusted_proxy,
     failure_limits_key_on_the_forwarded_client,
     every_response_says_nosniff,
     responses_carrying_secrets_are_not_stored,
     only_short_printable_request_ids_are_accepted,
 );
+
+/// One HTTP/1.1 response read off a raw connection: status and body length. `None` when the
+/// server closed the connection instead of answering.
+async fn read_response(conn: &mut BufReader<TcpStream>) -> Option<(u16, usize)> {
+    let mut status_line = String::new();
+    if conn.read_line(&mut status_line).await.ok()? == 0 {
+        return None;
+    }
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await.ok()?;
+    Some((status, length))
+}
+
+/// Reported with a plain HTTP client: a POST with a body to an unknown path, repeated on one
+/// keep-alive connection, was after a few hundred requests answered by a closed connection.
+/// Every request on one connection must get its response. The head and the body are written
+/// separately, as most clients do; the body then often arrives after the answer was decided,
+/// which is what used to end the connection (see `app::read_body_first`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_on_a_keep_alive_connection_gets_a_response() {
+    let app = TestApp::with_config(Backend::Sqlite, unlimited()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server_addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rolegate::app::serve(listener, app.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let body = serde_json::json!({ "userName": "x".repeat(300) }).to_string();
+    // Unknown paths of each part of the router, and a refused token: answers decided without
+    // reading the body.
+    let targets = [
+        ("/api/v1/no/such/thing", None, &[404][..]),
+        (
+            "/scim/v2/NoSuchResource",
+            Some(app.scim_token.as_str()),
+            &[404],
+        ),
+        ("/no-such-path", None, &[404]),
+        ("/scim/v2/Users", Some("rg_scim_wrong"), &[401, 429]),
+    ];
+    for (path, token, expected) in targets {
+        let stream = TcpStream::connect(server_addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut conn = BufReader::new(stream);
+        let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        for i in 0..1000 {
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: {server_addr}\r\n{auth}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if let Err(e) = conn.get_mut().write_all(head.as_bytes()).await {
+                panic!("request {i} to {path}: head: {e}");
+            }
+            if let Err(e) = conn.get_mut().write_all(body.as_bytes()).await {
+                panic!("request {i} to {path}: body: {e}");
+            }
+            let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut conn))
+                .await
+                .expect("answered in time");
+            let (status, _) = answer.unwrap_or_else(|| {
+                panic!("request {i} to {path}: connection closed without a response")
+            });
+            assert!(
+                expected.contains(&status),
+                "request {i} to {path}: {status}"
+            );
+        }
+    }
+    stop.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+}
