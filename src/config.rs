@@ -196,6 +196,10 @@ pub struct ServeArgs {
         hide_default_value = true
     )]
     pub trusted_proxies: TrustedProxies,
+
+    /// Bearer token /metrics requires (Authorization: Bearer TOKEN). Unset: /metrics is open
+    #[arg(long, env = "ROLEGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl ServeArgs {
@@ -216,6 +220,7 @@ impl ServeArgs {
             invitation_ttl_days: 7,
             scim_schema_extensions: None,
             trusted_proxies: TrustedProxies::default(),
+            metrics_token: None,
         }
     }
 
@@ -230,6 +235,33 @@ impl ServeArgs {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
+    }
+}
+
+/// A secret setting (e.g. the metrics token): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 
@@ -332,6 +364,15 @@ mod tests {
             error.contains("10.0.0.300") && error.contains("not an IP address or CIDR"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_metrics_token_is_hidden_from_debug() {
+        let cli =
+            Cli::try_parse_from(["rolegate", "serve", "--metrics-token", "s3cr3t-scrape"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("s3cr3t-scrape"), "{shown}");
+        assert!(Cli::try_parse_from(["rolegate", "serve", "--metrics-token", " "]).is_err());
     }
 
     #[test]

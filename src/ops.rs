@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
+use crate::auth::AuthFailure;
+use crate::domain::token::{hash_secret, hashes_match};
 use crate::request::{self, REQUEST_ID_HEADER, RequestMeta};
 use crate::state::AppState;
 
@@ -90,7 +93,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn render_metrics(State(state): State<AppState>) -> Response {
+async fn render_metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Some(refused) = refuse_metrics(&state, &parts) {
+        return refused;
+    }
     let pool = state.store.pool_stats();
     let in_use = pool.open.saturating_sub(pool.idle);
     metrics::gauge!("rolegate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
@@ -106,6 +112,42 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         state.metrics.handle.render(),
     )
         .into_response()
+}
+
+/// With `ROLEGATE_METRICS_TOKEN` set, the answer to a scrape without that bearer token: 401
+/// with a challenge, or 429 for an address that keeps failing (counted like any credential).
+fn refuse_metrics(state: &AppState, parts: &Parts) -> Option<Response> {
+    let expected = state.config.metrics_token.as_ref()?;
+    let presented = crate::auth::bearer(parts);
+    // Comparing digests, in constant time, leaks neither the token nor its length.
+    let hash = presented.map(hash_secret);
+    if hash.is_some_and(|h| hashes_match(&hash_secret(expected.expose()), &h)) {
+        return None;
+    }
+    let addr = request::client_addr(&parts.extensions);
+    let reason = if presented.is_some() {
+        "invalid metrics token"
+    } else {
+        "missing bearer token"
+    };
+    let failure = match state.auth.gate(addr, hash.as_ref()) {
+        Err(failure) => failure,
+        Ok(()) => state.auth.reject(addr, hash, reason),
+    };
+    Some(match failure {
+        AuthFailure::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_secs.to_string())],
+            "too many failed attempts",
+        )
+            .into_response(),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required for /metrics",
+        )
+            .into_response(),
+    })
 }
 
 /// The edge of every request: works out its id and client address once (see

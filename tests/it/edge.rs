@@ -400,6 +400,37 @@ crate::on_both_backends!(
     only_short_printable_request_ids_are_accepted,
 );
 
+/// With `ROLEGATE_METRICS_TOKEN`, `/metrics` wants that bearer token (and nothing else opens
+/// it); without, it is open (see `ops::health_readiness_and_metrics_answer`).
+#[tokio::test]
+async fn the_metrics_token_guards_metrics() {
+    let mut config = ServeArgs::for_tests();
+    config.metrics_token = Some("scrape-me-0123456789".parse().expect("token"));
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    for token in [
+        None,
+        Some("scrape-me"),
+        Some("scrape-me-01234567890"),
+        Some(app.admin_token.as_str()),
+    ] {
+        let refused = app.call(Method::GET, "/metrics", token, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(refused.headers["www-authenticate"], "Bearer");
+        assert!(!refused.text.contains("rolegate_"), "no metrics leak");
+        nosniff(&refused, "refused /metrics");
+    }
+    let scraped = app
+        .call(Method::GET, "/metrics", Some("scrape-me-0123456789"), None)
+        .await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(scraped.text.contains("rolegate_"), "{}", scraped.text);
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK,
+        "only /metrics is guarded"
+    );
+}
+
 /// One HTTP/1.1 response read off a raw connection: status and body length. `None` when the
 /// server closed the connection instead of answering.
 async fn read_response(conn: &mut BufReader<TcpStream>) -> Option<(u16, usize)> {
