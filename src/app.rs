@@ -2,15 +2,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
@@ -19,6 +22,7 @@ use crate::{admin, ops, scim};
 /// The whole HTTP surface. `main` and the tests build the service from this one function.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
+    let state_for_layers = state.clone();
     Router::new()
         .merge(ops::router())
         .nest("/scim/v2", scim::router(state.clone()))
@@ -26,20 +30,111 @@ pub fn app(state: AppState) -> Router {
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
         .with_state(state)
-        // One stack, outermost first: the request id exists before the span opens, and the
-        // span sees the timeout's 408 and the panic's 500 like any other response.
+        // One stack, outermost first: the headers every response carries; the request id and
+        // client address, set before the span opens, with the span seeing the timeout's 408
+        // and the panic's 500 like any other response; and, innermost, the body read in full
+        // before any handler decides anything.
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn(ops::observe))
+                .layer(axum::middleware::map_response(security_headers))
+                .layer(axum::middleware::from_fn_with_state(
+                    state_for_layers,
+                    ops::observe,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout(),
                 ))
                 .layer(CatchPanicLayer::new())
-                .layer(DefaultBodyLimit::max(config.body_limit)),
+                .layer(DefaultBodyLimit::max(config.body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    config.body_limit,
+                    read_body_first,
+                )),
         )
+}
+
+/// On every response, errors and `/metrics` included: browsers must not guess a content type
+/// (a JSON error echoing input must never be sniffed into HTML).
+async fn security_headers(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Reads the request body, up to `limit` bytes, before routing goes further, and hands the
+/// handler the bytes.
+///
+/// Why: many answers are decided without looking at the body — an unknown path, a missing or
+/// bad token, a rate limit. When a handler drops a body it did not read, hyper makes one
+/// attempt to drain what has already arrived and otherwise stops reading the connection: it
+/// sends the response and then closes the connection, without `Connection: close`. A client
+/// that wrote the body after the head (most do, in two writes) finds its next request on that
+/// keep-alive connection answered by a closed socket. Reading the body first means every
+/// request is read to its end and the connection stays usable. It costs little: bodies are
+/// bounded by the limit, every handler that takes one reads it whole anyway (JSON), and the
+/// bytes are handed on, not copied again.
+///
+/// A body over the limit is not read past it: the handler gets a prefix just over the limit
+/// and answers 413 in its own format, and the response says `Connection: close`, since the
+/// rest of that body is still on the wire.
+async fn read_body_first(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, mut body) = request.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        // Announced too large: the handler's limit answers 413 without reading.
+        let response = next.run(Request::from_parts(parts, body)).await;
+        return closing(response);
+    }
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    let mut over = false;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else {
+            // The framing itself is broken (or the client went away): nothing to keep alive.
+            return closing(
+                (
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                )
+                    .into_response(),
+            );
+        };
+        // Trailers carry nothing any handler reads.
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            chunks.push(data);
+            if total > limit {
+                over = true;
+                break;
+            }
+        }
+    }
+    let bytes = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        Bytes::from(chunks.concat())
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if over { closing(response) } else { response }
+}
+
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Serves until `shutdown` resolves; then `/readyz` turns 503 at once, and after the configured

@@ -1,12 +1,11 @@
 //! Bearer-token authentication shared by the SCIM and admin edges; each edge wraps it in an
 //! extractor that answers in its own error format.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use moka::sync::Cache;
@@ -23,7 +22,7 @@ pub enum AuthFailure {
     Unauthenticated(&'static str),
     /// 403: a good token of the other kind.
     WrongKind,
-    /// 429: this address failed too often.
+    /// 429: bad credentials from an address that failed too often.
     RateLimited {
         retry_after_secs: u64,
     },
@@ -48,11 +47,20 @@ impl Principal {
 
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-/// Per-instance bookkeeping of token authentication.
+/// Per-instance bookkeeping of credential checks (bearer tokens, invitation links, the
+/// metrics token).
+///
+/// Failures are counted per client address, and only bad credentials are ever slowed: behind
+/// a reverse proxy every client shares one address, and one attacker guessing tokens must not
+/// lock Okta out. So a presented secret is always checked unless this very secret already
+/// failed from this address within the window — a repeat the limit answers without a
+/// database lookup — and a valid one passes whatever the address's count.
 pub struct TokenAuth {
     failures_per_window: u32,
     /// Failed attempts per client address; an entry lives one window from its first failure.
     failures: Cache<IpAddr, Arc<AtomicU32>>,
+    /// Hashes of secrets that failed from an address, for one window.
+    failed_secrets: Cache<(IpAddr, [u8; 32]), ()>,
     /// Tokens whose last use was written recently, so it is written at most once a minute.
     recently_touched: Cache<Uuid, ()>,
 }
@@ -62,6 +70,10 @@ impl TokenAuth {
         TokenAuth {
             failures_per_window: failures_per_window.max(1),
             failures: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(WINDOW)
+                .build(),
+            failed_secrets: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(WINDOW)
                 .build(),
@@ -78,68 +90,93 @@ impl TokenAuth {
             .is_some_and(|n| n.load(Ordering::Relaxed) >= self.failures_per_window)
     }
 
-    pub(crate) fn record_failure(&self, addr: IpAddr) {
+    /// Before a credential is checked: 429 without checking it when the address is over its
+    /// limit and presents nothing to check, or the very secret (by hash) that already failed
+    /// from it. Anything else is checked, so a valid credential always gets through.
+    pub(crate) fn gate(&self, addr: IpAddr, secret: Option<&[u8; 32]>) -> Result<(), AuthFailure> {
+        if self.is_limited(addr)
+            && secret.is_none_or(|hash| self.failed_secrets.contains_key(&(addr, *hash)))
+        {
+            metrics::counter!("rolegate_auth_failures_total", "reason" => "rate limited")
+                .increment(1);
+            return Err(AuthFailure::RateLimited {
+                retry_after_secs: WINDOW.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// After a credential did not check out: counts the failure (and remembers the secret's
+    /// hash) and answers 401 with `reason`, or 429 once the address was over its limit.
+    pub(crate) fn reject(
+        &self,
+        addr: IpAddr,
+        secret: Option<[u8; 32]>,
+        reason: &'static str,
+    ) -> AuthFailure {
+        metrics::counter!("rolegate_auth_failures_total", "reason" => reason).increment(1);
+        let limited = self.is_limited(addr);
         self.failures
             .get_with(addr, || Arc::new(AtomicU32::new(0)))
             .fetch_add(1, Ordering::Relaxed);
+        if let Some(hash) = secret {
+            self.failed_secrets.insert((addr, hash), ());
+        }
+        if limited {
+            AuthFailure::RateLimited {
+                retry_after_secs: WINDOW.as_secs(),
+            }
+        } else {
+            AuthFailure::Unauthenticated(reason)
+        }
     }
 }
 
-pub(crate) fn client_addr(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| {
-            addr.ip()
-        })
-}
-
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The secret of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Checks the request's bearer token and that it is of the `wanted` kind.
+/// Checks the request's bearer token and that it is of the `wanted` kind. A valid token passes
+/// even from an address over its failure limit (see [`TokenAuth`]).
 pub async fn authenticate(
     state: &AppState,
     parts: &Parts,
     wanted: TokenKind,
 ) -> Result<Principal, AuthFailure> {
-    let addr = client_addr(parts);
+    let addr = crate::request::client_addr(&parts.extensions);
     let auth = &state.auth;
-    if auth.is_limited(addr) {
-        return Err(AuthFailure::RateLimited {
-            retry_after_secs: WINDOW.as_secs(),
-        });
-    }
-    match check(state, parts, wanted).await {
-        Err(AuthFailure::Unauthenticated(reason)) => {
-            auth.record_failure(addr);
-            metrics::counter!("rolegate_auth_failures_total", "reason" => reason).increment(1);
-            Err(AuthFailure::Unauthenticated(reason))
-        }
-        other => other,
-    }
+    let secret = bearer(parts);
+    // Anything without our prefix cannot be a token of ours: no need to ask the database, and
+    // no need to remember it either (it fails again without a lookup).
+    let hash = secret
+        .filter(|s| token::kind_of_secret(s).is_some())
+        .map(token::hash_secret);
+    auth.gate(addr, hash.as_ref())?;
+    let reason = match (secret, hash) {
+        (None, _) => "missing bearer token",
+        (Some(_), None) => "invalid token",
+        (Some(_), Some(hash)) => match check(state, &hash, wanted).await {
+            Err(AuthFailure::Unauthenticated(reason)) => reason,
+            other => return other,
+        },
+    };
+    Err(auth.reject(addr, hash, reason))
 }
 
 async fn check(
     state: &AppState,
-    parts: &Parts,
+    hash: &[u8; 32],
     wanted: TokenKind,
 ) -> Result<Principal, AuthFailure> {
-    let secret = bearer(parts).ok_or(AuthFailure::Unauthenticated("missing bearer token"))?;
-    // Anything without our prefix cannot be a token of ours: no need to ask the database.
-    if token::kind_of_secret(secret).is_none() {
-        return Err(AuthFailure::Unauthenticated("invalid token"));
-    }
-    let hash = token::hash_secret(secret);
     let found = state
         .store
-        .token_by_hash(&hash)
+        .token_by_hash(hash)
         .await
         .map_err(AuthFailure::Store)?;
-    let Some(found) = found.filter(|m| token::hashes_match(&m.secret_hash, &hash)) else {
+    let Some(found) = found.filter(|m| token::hashes_match(&m.secret_hash, hash)) else {
         return Err(AuthFailure::Unauthenticated("invalid token"));
     };
     let now = crate::domain::now();
@@ -167,18 +204,38 @@ async fn check(
 mod tests {
     use super::*;
 
+    fn limited(f: AuthFailure) -> bool {
+        matches!(f, AuthFailure::RateLimited { .. })
+    }
+
     #[test]
     fn failures_past_the_limit_block_the_address_only() {
         let auth = TokenAuth::new(3);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
-        for _ in 0..2 {
-            auth.record_failure(a);
+        for _ in 0..3 {
+            assert!(!limited(auth.reject(a, None, "x")), "401 up to the limit");
         }
-        assert!(!auth.is_limited(a));
-        auth.record_failure(a);
         assert!(auth.is_limited(a));
+        assert!(limited(auth.reject(a, None, "x")), "429 past it");
         assert!(!auth.is_limited(b));
+        assert!(auth.gate(b, None).is_ok());
+    }
+
+    #[test]
+    fn a_limited_address_still_gets_new_secrets_checked() {
+        let auth = TokenAuth::new(2);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let (bad, other) = ([1u8; 32], [2u8; 32]);
+        assert!(auth.gate(a, Some(&bad)).is_ok());
+        auth.reject(a, Some(bad), "x");
+        assert!(auth.gate(a, Some(&bad)).is_ok(), "under the limit: checked");
+        auth.reject(a, Some(bad), "x");
+        assert!(auth.gate(a, Some(&bad)).is_err(), "a repeat: no lookup");
+        assert!(auth.gate(a, None).is_err(), "nothing to check");
+        assert!(auth.gate(a, Some(&other)).is_ok(), "may be valid: checked");
+        assert!(auth.gate(b, Some(&bad)).is_ok(), "another address");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::token::TokenKind;
 use crate::mail::SmtpUrl;
+use crate::request::TrustedProxies;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -202,6 +203,21 @@ pub struct ServeArgs {
     /// whose attributes are stored, returned and filterable
     #[arg(long, env = "ROLEGATE_SCIM_SCHEMA_EXTENSIONS")]
     pub scim_schema_extensions: Option<std::path::PathBuf>,
+
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers are believed for the client
+    /// address (rate limits, audit log, request logs): comma-separated CIDRs or addresses, IPv4
+    /// and IPv6, e.g. 10.0.0.0/8,fd00::/8. Default: none, the TCP peer is the client
+    #[arg(
+        long,
+        env = "ROLEGATE_TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Bearer token /metrics requires (Authorization: Bearer TOKEN). Unset: /metrics is open
+    #[arg(long, env = "ROLEGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl ServeArgs {
@@ -221,6 +237,8 @@ impl ServeArgs {
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
             scim_schema_extensions: None,
+            trusted_proxies: TrustedProxies::default(),
+            metrics_token: None,
         }
     }
 
@@ -235,6 +253,33 @@ impl ServeArgs {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
+    }
+}
+
+/// A secret setting (e.g. the metrics token): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 
@@ -315,6 +360,37 @@ mod tests {
     #[test]
     fn unsupported_database_schemes_are_refused() {
         assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_a_bad_list_stops_the_start() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["rolegate", "serve"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Serve(serve) => serve,
+                _ => unreachable!(),
+            })
+        };
+        assert!(parse(&[]).unwrap().trusted_proxies.is_empty());
+        let serve = parse(&["--trusted-proxies", "10.0.0.0/8, ::1"]).unwrap();
+        assert_eq!(serve.trusted_proxies.to_string(), "10.0.0.0/8,::1/128");
+        let error = parse(&["--trusted-proxies", "10.0.0.0/8,10.0.0.300"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("10.0.0.300") && error.contains("not an IP address or CIDR"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_token_is_hidden_from_debug() {
+        let cli =
+            Cli::try_parse_from(["rolegate", "serve", "--metrics-token", "s3cr3t-scrape"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("s3cr3t-scrape"), "{shown}");
+        assert!(Cli::try_parse_from(["rolegate", "serve", "--metrics-token", " "]).is_err());
     }
 
     #[test]

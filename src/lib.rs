@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod mail;
 pub mod ops;
+pub mod request;
 pub mod scim;
 pub mod state;
 pub mod store;

@@ -1,10 +1,12 @@
 //! Operations: health, readiness, Prometheus metrics and the per-request span.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
+use crate::auth::AuthFailure;
+use crate::domain::token::{hash_secret, hashes_match};
+use crate::request::{self, REQUEST_ID_HEADER, RequestMeta};
 use crate::state::AppState;
 
 /// Handle on the process-wide Prometheus recorder (the `metrics` facade has one per process).
@@ -88,7 +93,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn render_metrics(State(state): State<AppState>) -> Response {
+async fn render_metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Some(refused) = refuse_metrics(&state, &parts) {
+        return refused;
+    }
     let pool = state.store.pool_stats();
     let in_use = pool.open.saturating_sub(pool.idle);
     metrics::gauge!("rolegate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
@@ -106,24 +114,75 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Wraps each request in a span (matched route + request id), logs its outcome and records
-/// request metrics by matched route, never by raw path (which would explode the label set).
-pub async fn observe(request: Request, next: Next) -> Response {
+/// With `ROLEGATE_METRICS_TOKEN` set, the answer to a scrape without that bearer token: 401
+/// with a challenge, or 429 for an address that keeps failing (counted like any credential).
+fn refuse_metrics(state: &AppState, parts: &Parts) -> Option<Response> {
+    let expected = state.config.metrics_token.as_ref()?;
+    let presented = crate::auth::bearer(parts);
+    // Comparing digests, in constant time, leaks neither the token nor its length.
+    let hash = presented.map(hash_secret);
+    if hash.is_some_and(|h| hashes_match(&hash_secret(expected.expose()), &h)) {
+        return None;
+    }
+    let addr = request::client_addr(&parts.extensions);
+    let reason = if presented.is_some() {
+        "invalid metrics token"
+    } else {
+        "missing bearer token"
+    };
+    let failure = match state.auth.gate(addr, hash.as_ref()) {
+        Err(failure) => failure,
+        Ok(()) => state.auth.reject(addr, hash, reason),
+    };
+    Some(match failure {
+        AuthFailure::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_secs.to_string())],
+            "too many failed attempts",
+        )
+            .into_response(),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required for /metrics",
+        )
+            .into_response(),
+    })
+}
+
+/// The edge of every request: works out its id and client address once (see
+/// [`crate::request`]), wraps it in a span (matched route, request id, client address), logs
+/// its outcome, echoes the id, and records request metrics by matched route, never by raw path
+/// (which would explode the label set).
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let span = tracing::info_span!("request", %method, %route, %request_id);
+    let request_id = request::accept_request_id(request.headers().get(REQUEST_ID_HEADER));
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| {
+            request::client_ip(peer.ip(), request.headers(), &state.config.trusted_proxies)
+        });
+    // Accepted ids are visible ASCII, so they always make a header value.
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    if let Some(v) = &id_header {
+        request.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+    }
+    request.extensions_mut().insert(RequestMeta {
+        request_id: request_id.clone(),
+        client_addr,
+    });
+    let span = tracing::info_span!("request", %method, %route, %request_id, %client_addr);
     let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(v) = id_header {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {

@@ -11,9 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
-use crate::auth::{WINDOW, client_addr};
+use super::{AdminAuth, NoStore};
 use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
 use crate::domain::permission::Role;
 use crate::domain::token::hash_secret;
@@ -166,7 +165,7 @@ async fn invite(
     admin: AdminAuth,
     Path(org_id): Path<Uuid>,
     ApiJson(body): ApiJson<InviteBody>,
-) -> Result<(StatusCode, ApiJson<InviteResults>), ApiError> {
+) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
     let org = admin.org(&state, org_id).await?;
     let listed = invitation::parse_address_list(&body.emails);
     if listed.is_empty() {
@@ -271,7 +270,7 @@ async fn invite(
             delivery: Some(delivery),
         });
     }
-    Ok((StatusCode::OK, ApiJson(InviteResults { results })))
+    Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -344,7 +343,7 @@ async fn resend(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(id): Path<Uuid>,
-) -> Result<ApiJson<AddressResult>, ApiError> {
+) -> Result<(NoStore, ApiJson<AddressResult>), ApiError> {
     let current = invitation_in_reach(&state, &admin, id).await?;
     let org = admin.org(&state, current.org_id).await?;
     let (secret, hash) = random_secret()?;
@@ -353,13 +352,16 @@ async fn resend(
         .reissue_invitation(&admin.ctx, admin.tenant_id(), id, &hash, expiry(&state))
         .await?;
     let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
-    Ok(ApiJson(AddressResult {
-        email: invitation.email.clone(),
-        status: "resent",
-        error: None,
-        invitation: Some(invitation),
-        delivery: Some(delivery),
-    }))
+    Ok((
+        NoStore,
+        ApiJson(AddressResult {
+            email: invitation.email.clone(),
+            status: "resent",
+            error: None,
+            invitation: Some(invitation),
+            delivery: Some(delivery),
+        }),
+    ))
 }
 
 /// Revokes an invitation: its link stops working. Revoking it again changes nothing.
@@ -390,11 +392,28 @@ async fn revoke(
     ))
 }
 
-/// The invitee's credential: the link's token, from the query (`?token=`).
+/// The invitee's credential: the link's token, from the query (`?token=`). Failed links count
+/// against the client address like bad bearer tokens: a link that works always works, a
+/// repeated bad one from an address over its limit is refused without a lookup.
 struct InvitationToken {
     hash: [u8; 32],
     request_id: Option<String>,
     addr: std::net::IpAddr,
+}
+
+impl InvitationToken {
+    fn not_found(&self, state: &AppState) -> ApiError {
+        link_not_found(state, self.addr, Some(self.hash))
+    }
+}
+
+/// The answer to a link that names no invitation: 404, or 429 once the address is over its
+/// limit.
+fn link_not_found(state: &AppState, addr: std::net::IpAddr, hash: Option<[u8; 32]>) -> ApiError {
+    match state.auth.reject(addr, hash, "invalid invitation link") {
+        crate::auth::AuthFailure::Unauthenticated(_) => ApiError::NotFound,
+        other => other.into(),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -412,29 +431,20 @@ impl FromRequestParts<AppState> for InvitationToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let addr = client_addr(parts);
-        if state.auth.is_limited(addr) {
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: WINDOW.as_secs(),
-            });
-        }
+        let addr = crate::request::client_addr(&parts.extensions);
         let Query(TokenParam { token }) = Query::<TokenParam>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let token = token
+        let hash = token
             .filter(|t| t.starts_with(invitation::SECRET_PREFIX))
-            .ok_or_else(|| {
-                state.auth.record_failure(addr);
-                ApiError::NotFound
-            })?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|t| hash_secret(&t));
+        state.auth.gate(addr, hash.as_ref())?;
+        let Some(hash) = hash else {
+            return Err(link_not_found(state, addr, None));
+        };
         Ok(InvitationToken {
-            hash: hash_secret(&token),
-            request_id,
+            hash,
+            request_id: crate::request::request_id(&parts.extensions),
             addr,
         })
     }
@@ -468,8 +478,7 @@ async fn look_up(
     token: InvitationToken,
 ) -> Result<ApiJson<InvitationView>, ApiError> {
     let Some(found) = state.store.invitation_by_token(&token.hash).await? else {
-        state.auth.record_failure(token.addr);
-        return Err(ApiError::NotFound);
+        return Err(token.not_found(&state));
     };
     let org = state.store.get_org(found.tenant_id, found.org_id).await?;
     Ok(ApiJson(InvitationView {
@@ -515,12 +524,15 @@ async fn accept(
 ) -> Result<ApiJson<Accepted>, ApiError> {
     let outcome = match state
         .store
-        .accept_invitation(&token.hash, token.request_id)
+        .accept_invitation(
+            &token.hash,
+            token.request_id.clone(),
+            Some(token.addr.to_string()),
+        )
         .await
     {
         Err(crate::store::StoreError::NotFound) => {
-            state.auth.record_failure(token.addr);
-            return Err(ApiError::NotFound);
+            return Err(token.not_found(&state));
         }
         other => other?,
     };

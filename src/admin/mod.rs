@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use axum::{Extension, Json, Router};
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -60,6 +61,21 @@ pub fn router() -> Router<AppState> {
 )]
 async fn openapi_json(Extension(document): Extension<Arc<OpenApi>>) -> Response {
     Json(document.as_ref()).into_response()
+}
+
+/// `Cache-Control: no-store` on a response that carries a secret (a token) or is the one place
+/// a secret was just minted (an invitation link): no cache between us and the caller may keep
+/// a copy.
+pub(crate) struct NoStore;
+
+impl IntoResponseParts for NoStore {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(res)
+    }
 }
 
 /// An admin caller: the token, and the write context its changes are audited under.
@@ -116,18 +132,13 @@ impl FromRequestParts<AppState> for AdminAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let principal = auth::authenticate(state, parts, TokenKind::Admin).await?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         let actor = Actor::AdminToken {
             id: principal.token.id,
             name: principal.token.name.clone(),
         };
         Ok(AdminAuth {
             principal,
-            ctx: Ctx::new(actor).with_request_id(request_id),
+            ctx: crate::request::audit_ctx(&parts.extensions, actor),
         })
     }
 }

@@ -6,8 +6,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
+use super::{AdminAuth, NoStore};
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
@@ -99,7 +99,7 @@ async fn create_token(
     State(state): State<AppState>,
     admin: AdminAuth,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, ApiJson<CreatedToken>), ApiError> {
+) -> Result<(StatusCode, NoStore, ApiJson<CreatedToken>), ApiError> {
     let org_id = body.org_id.unwrap_or(admin.principal.org_id());
     admin.org(&state, org_id).await?;
     if let Some(days) = body.expires_in_days
@@ -129,6 +129,7 @@ async fn create_token(
     })?;
     Ok((
         StatusCode::CREATED,
+        NoStore,
         ApiJson(CreatedToken {
             token,
             token_secret: secret,

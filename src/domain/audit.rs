@@ -134,5 +134,8 @@ pub struct AuditEvent {
     pub after: Option<Value>,
     pub warning: Option<String>,
     pub request_id: Option<String>,
+    /// The client address of the request (behind a trusted proxy, the one it forwarded for);
+    /// `null` for the command line.
+    pub client_addr: Option<String>,
     pub created_at: DateTime<Utc>,
 }

@@ -233,7 +233,13 @@ pub(super) async fn bulk(
     _headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<ScimReply, ScimError> {
-    let (operations, fail_on_errors) = parse(&body)?;
+    let parsed = parse(&body);
+    // One rate-limit token per operation, so a Bulk of 1,000 costs what 1,000 requests do; a
+    // Bulk the budget cannot cover is refused whole (429) before any operation runs, never cut
+    // short halfway. A request that is no valid Bulk costs one, like any request.
+    let cost = parsed.as_ref().map_or(1, |(ops, _)| ops.len().max(1));
+    client.charge(&state, cost)?;
+    let (operations, fail_on_errors) = parsed?;
     let scim = Scim::new(&state, &client);
     let in_request: HashSet<String> = operations
         .iter()

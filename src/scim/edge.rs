@@ -1,11 +1,15 @@
 //! What every SCIM request goes through besides its handler: per-token rate limiting, metrics
 //! by operation and `scimType`, and the per-token log of failed requests that lets an admin see
-//! why Okta or Entra shows a provisioning error.
+//! why Okta or Entra shows a provisioning error. A request refused by the rate limit is not
+//! logged there: Okta and Entra retry it after `Retry-After`, it is no provisioning error, and a
+//! client hammering the limit would otherwise push every real error out of the log. It is
+//! counted in `rolegate_scim_rate_limited_total` instead.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use moka::sync::Cache;
@@ -25,6 +29,11 @@ impl CallerSlot {
         let _ = self.0.set(principal.clone());
     }
 }
+
+/// Marks a route whose handler pays the rate limit itself, by the amount of work it is asked
+/// for (`/Bulk`: one per operation), instead of the `ScimClient` extractor's one per request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PricedPerOperation;
 
 /// Carried by every SCIM error response, for the metrics and the error log.
 #[derive(Clone, Debug)]
@@ -57,11 +66,7 @@ pub(crate) async fn observe(
         .chars()
         .take(MAX_TARGET_CHARS)
         .collect();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = crate::request::request_id(request.extensions());
     let response = next.run(request).await;
     let status = response.status();
     let info = response.extensions().get::<ErrorInfo>().cloned();
@@ -69,8 +74,15 @@ pub(crate) async fn observe(
     let operation = format!("{method} {}", route.trim_start_matches("/scim/v2"));
     metrics::counter!("rolegate_scim_requests_total", "operation" => operation, "status" => status.as_u16().to_string(), "scim_type" => scim_type)
         .increment(1);
-    if (status.is_client_error() || status.is_server_error())
-        && let Some(principal) = slot.0.get()
+    let caller = slot.0.get();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // A token over its rate (a 429 without a caller is the failed-credential limit,
+        // counted in `rolegate_auth_failures_total`). One series, not one per token: bounded.
+        if caller.is_some() {
+            metrics::counter!("rolegate_scim_rate_limited_total").increment(1);
+        }
+    } else if (status.is_client_error() || status.is_server_error())
+        && let Some(principal) = caller
     {
         let entry = ScimRequestError {
             id: Uuid::now_v7(),
@@ -126,10 +138,19 @@ impl ScimRateLimiter {
 
     /// Takes one request's worth; on refusal, how long until one is available.
     pub fn take(&self, token: Uuid) -> Result<(), Duration> {
-        self.take_at(token, Instant::now())
+        self.take_at(token, 1, Instant::now())
     }
 
-    fn take_at(&self, token: Uuid, now: Instant) -> Result<(), Duration> {
+    /// Takes `n` requests' worth at once (a Bulk: one per operation), or nothing. It is granted
+    /// when the bucket holds all `n` — or, for more than a whole burst, when the bucket is full,
+    /// so a maximal Bulk is possible at all; the excess is then owed, and the token waits until
+    /// it is repaid, which keeps the sustained rate whatever the batch size. On refusal, how
+    /// long until the grant would be possible.
+    pub fn take_n(&self, token: Uuid, n: u32) -> Result<(), Duration> {
+        self.take_at(token, n, Instant::now())
+    }
+
+    fn take_at(&self, token: Uuid, n: u32, now: Instant) -> Result<(), Duration> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -145,11 +166,15 @@ impl ScimRateLimiter {
         let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.per_second).min(self.burst);
         b.refilled = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        let n = f64::from(n);
+        let needed = n.min(self.burst);
+        if b.tokens >= needed {
+            b.tokens -= n;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (needed - b.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -164,25 +189,64 @@ mod tests {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let t0 = Instant::now();
         for _ in 0..20 {
-            assert!(limiter.take_at(a, t0).is_ok());
+            assert!(limiter.take_at(a, 1, t0).is_ok());
         }
-        let wait = limiter.take_at(a, t0).expect_err("burst used up");
+        let wait = limiter.take_at(a, 1, t0).expect_err("burst used up");
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
         assert!(
-            limiter.take_at(b, t0).is_ok(),
+            limiter.take_at(b, 1, t0).is_ok(),
             "other tokens have their own bucket"
         );
         assert!(
-            limiter.take_at(a, t0 + Duration::from_millis(100)).is_ok(),
+            limiter
+                .take_at(a, 1, t0 + Duration::from_millis(100))
+                .is_ok(),
             "one more after 1/rate"
         );
-        assert!(limiter.take_at(a, t0 + Duration::from_millis(100)).is_err());
+        assert!(
+            limiter
+                .take_at(a, 1, t0 + Duration::from_millis(100))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_batch_costs_one_per_item_and_is_granted_whole_or_not_at_all() {
+        let limiter = ScimRateLimiter::new(10); // burst 20
+        let t = Uuid::from_u128(1);
+        let t0 = Instant::now();
+        assert!(limiter.take_at(t, 15, t0).is_ok());
+        let wait = limiter.take_at(t, 6, t0).expect_err("5 left, 6 asked");
+        assert_eq!(wait, Duration::from_millis(100), "one more token at 10/s");
+        assert!(
+            limiter.take_at(t, 5, t0).is_ok(),
+            "nothing was taken by the refusal"
+        );
+        assert!(limiter.take_at(t, 1, t0).is_err());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_burst_needs_a_full_bucket_and_leaves_a_debt() {
+        let limiter = ScimRateLimiter::new(10); // burst 20
+        let t = Uuid::from_u128(1);
+        let t0 = Instant::now();
+        assert!(limiter.take_at(t, 1, t0).is_ok());
+        let wait = limiter.take_at(t, 1000, t0).expect_err("not full");
+        assert_eq!(wait, Duration::from_millis(100));
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(limiter.take_at(t, 1000, t1).is_ok(), "full: granted");
+        // 20 in the bucket, 1000 taken: 980 owed, so 98.1 s at 10/s before the next one.
+        let wait = limiter.take_at(t, 1, t1).expect_err("in debt");
+        assert_eq!(wait.as_secs(), 98);
+        assert!(limiter.take_at(t, 1, t1 + Duration::from_secs(90)).is_err());
+        assert!(limiter.take_at(t, 1, t1 + Duration::from_secs(99)).is_ok());
     }
 
     #[test]
     fn zero_disables_limiting() {
         let limiter = ScimRateLimiter::new(0);
         let t0 = Instant::now();
-        assert!((0..10_000).all(|_| limiter.take_at(Uuid::nil(), t0).is_ok()));
+        assert!((0..10_000).all(|_| limiter.take_at(Uuid::nil(), 1, t0).is_ok()));
+        assert!(limiter.take_at(Uuid::nil(), 1000, t0).is_ok());
     }
 }

@@ -368,28 +368,21 @@ impl FromRequestParts<AppState> for ScimClient {
         if let Some(slot) = parts.extensions.get::<edge::CallerSlot>() {
             slot.set(&principal);
         }
-        // Okta and Entra both back off on 429 + Retry-After.
-        state
-            .scim_rate
-            .take(principal.token.id)
-            .map_err(|wait| ScimError {
-                retry_after_secs: Some(wait.as_secs().max(1)),
-                ..ScimError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    None,
-                    "too many requests for this token",
-                )
-            })?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let ctx = Ctx::new(Actor::ScimToken {
-            id: principal.token.id,
-            name: principal.token.name.clone(),
-        })
-        .with_request_id(request_id);
+        // Okta and Entra both back off on 429 + Retry-After. A route priced per operation
+        // (Bulk) pays in its handler, once it knows how many it was asked for.
+        if parts.extensions.get::<edge::PricedPerOperation>().is_none() {
+            state
+                .scim_rate
+                .take(principal.token.id)
+                .map_err(too_many_requests)?;
+        }
+        let ctx = crate::request::audit_ctx(
+            &parts.extensions,
+            Actor::ScimToken {
+                id: principal.token.id,
+                name: principal.token.name.clone(),
+            },
+        );
         let scope = ScimScope {
             tenant_id: principal.tenant_id(),
             org_id: principal.org_id(),
@@ -399,6 +392,31 @@ impl FromRequestParts<AppState> for ScimClient {
             scope,
             ctx,
         })
+    }
+}
+
+impl ScimClient {
+    /// Pays the rate limit for `n` units of work at once (a Bulk's operations): all of them or,
+    /// refused, none, with 429 and `Retry-After` before anything has run.
+    pub(crate) fn charge(&self, state: &AppState, n: usize) -> Result<(), ScimError> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        state
+            .scim_rate
+            .take_n(self.principal.token.id, n)
+            .map_err(too_many_requests)
+    }
+}
+
+fn too_many_requests(wait: std::time::Duration) -> ScimError {
+    // Rounded up: a client coming back after `Retry-After` must find its budget there.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ScimError {
+        retry_after_secs: Some(secs.max(1)),
+        ..ScimError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            "too many requests for this token",
+        )
     }
 }
 
@@ -454,7 +472,10 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(endpoints::delete::<Groups>),
         )
         .route("/.search", post(search::search_all))
-        .route("/Bulk", post(bulk::bulk))
+        .route(
+            "/Bulk",
+            post(bulk::bulk).layer(axum::Extension(edge::PricedPerOperation)),
+        )
         .route("/Me", any(me))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

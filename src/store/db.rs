@@ -278,6 +278,9 @@ enum Tx {
 pub struct Ctx {
     pub actor: Actor,
     pub request_id: Option<String>,
+    /// The client address of the request behind the change (behind a trusted proxy, the
+    /// address it forwarded for); `None` for the command line.
+    pub client_addr: Option<String>,
 }
 
 impl Ctx {
@@ -285,11 +288,17 @@ impl Ctx {
         Ctx {
             actor,
             request_id: None,
+            client_addr: None,
         }
     }
 
     pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
         self.request_id = request_id;
+        self
+    }
+
+    pub fn with_client_addr(mut self, client_addr: Option<String>) -> Self {
+        self.client_addr = client_addr;
         self
     }
 }
@@ -428,18 +437,18 @@ impl WriteTx {
         let mut b = SqlBuilder::new(if postgres {
             "WITH audited AS (INSERT INTO audit_events (id, tenant_id, org_id, product_id, \
              actor_kind, actor_id, actor_name, action, target_kind, target_id, before, after, \
-             warning, request_id, created_at) VALUES "
+             warning, request_id, client_addr, created_at) VALUES "
         } else {
             "INSERT INTO audit_events (id, tenant_id, org_id, product_id, actor_kind, actor_id, \
              actor_name, action, target_kind, target_id, before, after, warning, request_id, \
-             created_at) VALUES "
+             client_addr, created_at) VALUES "
         });
         for (i, r) in records.into_iter().enumerate() {
             if i > 0 {
                 b.push(", ");
             }
             b.push("(").push_bind(Uuid::now_v7());
-            let values: [Arg; 14] = [
+            let values: [Arg; 15] = [
                 self.tenant_id.into(),
                 r.org_id.into(),
                 r.product_id.into(),
@@ -453,6 +462,7 @@ impl WriteTx {
                 r.after.into(),
                 r.warning.into(),
                 self.ctx.request_id.clone().into(),
+                self.ctx.client_addr.clone().into(),
                 now.into(),
             ];
             for value in values {

@@ -298,6 +298,7 @@ impl SqlStore {
         &self,
         token_hash: &[u8; 32],
         request_id: Option<String>,
+        client_addr: Option<String>,
     ) -> Result<AcceptOutcome, StoreError> {
         let Some(found) = self.invitation_by_token_impl(token_hash).await? else {
             return Err(StoreError::NotFound);
@@ -306,7 +307,8 @@ impl SqlStore {
             invitation_id: found.id,
             email: found.email.clone(),
         })
-        .with_request_id(request_id);
+        .with_request_id(request_id)
+        .with_client_addr(client_addr);
         let mut tx = self.db.begin_write(&ctx, found.tenant_id).await?;
         // Re-read inside the transaction: a concurrent accept or revoke may have won.
         let invitation = by_id(tx.conn(), found.tenant_id, found.id).await?;

@@ -580,10 +580,12 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &[u8; 32],
     ) -> Result<Option<Invitation>, StoreError>;
     /// Accepts once: makes (or joins) the user, the membership and the invited group.
+    /// `request_id` and `client_addr` are the request's, for the audit log.
     async fn accept_invitation(
         &self,
         token_hash: &[u8; 32],
         request_id: Option<String>,
+        client_addr: Option<String>,
     ) -> Result<AcceptOutcome, StoreError>;
     /// Keeps a copy of an e-mail in the outbox (audited as sent, logged or failed).
     async fn record_mail(

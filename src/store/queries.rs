@@ -194,6 +194,7 @@ struct AuditRow {
     after: Option<Json<Value>>,
     warning: Option<String>,
     request_id: Option<String>,
+    client_addr: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -214,6 +215,7 @@ impl From<AuditRow> for AuditEvent {
             after: r.after.map(|j| j.0),
             warning: r.warning,
             request_id: r.request_id,
+            client_addr: r.client_addr,
             created_at: r.created_at,
         }
     }
@@ -925,8 +927,10 @@ impl Store for SqlStore {
         &self,
         token_hash: &[u8; 32],
         request_id: Option<String>,
+        client_addr: Option<String>,
     ) -> Result<AcceptOutcome, StoreError> {
-        self.accept_invitation_impl(token_hash, request_id).await
+        self.accept_invitation_impl(token_hash, request_id, client_addr)
+            .await
     }
 
     async fn record_mail(
@@ -1148,8 +1152,8 @@ impl Store for SqlStore {
         let mut h = self.db.read().await?;
         let mut b = SqlBuilder::new(
             "SELECT id, tenant_id, org_id, product_id, actor_kind, actor_id, actor_name, action, \
-             target_kind, target_id, before, after, warning, request_id, created_at \
-             FROM audit_events WHERE tenant_id = ",
+             target_kind, target_id, before, after, warning, request_id, client_addr, \
+             created_at FROM audit_events WHERE tenant_id = ",
         );
         b.push_bind(tenant_id);
         if let Some(v) = q.org_id {

@@ -165,7 +165,106 @@ async fn a_token_over_its_rate_gets_429_with_retry_after(backend: Backend) {
     );
 }
 
+fn bulk_of_users(names: &[&str]) -> serde_json::Value {
+    let operations: Vec<serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({
+                "method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+                "data": {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": name,
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": operations,
+    })
+}
+
+/// A Bulk pays one rate-limit token per operation; one the budget cannot cover is refused
+/// whole, before anything runs; and 429s are no provisioning errors: they are counted, not
+/// logged.
+async fn bulk_pays_per_operation_and_429s_stay_out_of_the_error_log(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.scim_rate_limit = 1; // bursts of 2
+    let app = TestApp::with_config(backend, config).await;
+    let checker = app.token(app.org_id, TokenKind::Scim).await;
+
+    // Larger than a whole burst: it runs on a full bucket, and the token then owes the rest.
+    let big = app
+        .scim(
+            Method::POST,
+            "/Bulk",
+            Some(bulk_of_users(&[
+                "u1@x.test",
+                "u2@x.test",
+                "u3@x.test",
+                "u4@x.test",
+                "u5@x.test",
+            ])),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::OK, "{}", big.text);
+    let results = big.body["Operations"].as_array().expect("results");
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|r| r["status"] == "201"), "{results:?}");
+
+    let next = app.scim(Method::GET, "/Users", None).await;
+    assert_scim_error(&next, 429);
+    let wait: u64 = next.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!(
+        wait >= 2,
+        "three operations still owed at one a second: {wait}"
+    );
+
+    let refused = app
+        .scim(
+            Method::POST,
+            "/Bulk",
+            Some(bulk_of_users(&["late1@x.test", "late2@x.test"])),
+        )
+        .await;
+    assert_scim_error(&refused, 429);
+    let late = app
+        .scim_as(
+            &checker,
+            Method::GET,
+            "/Users?filter=userName%20sw%20%22late%22",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::OK, "{}", late.text);
+    assert_eq!(
+        late.body["totalResults"], 0,
+        "nothing of a refused Bulk runs"
+    );
+
+    let token_id = app.scim_token_id().await;
+    let log = app
+        .get(
+            &format!("/api/v1/tokens/{token_id}/errors"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(log.body["errors"], serde_json::json!([]), "{}", log.text);
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        metrics.contains("rolegate_scim_rate_limited_total "),
+        "{metrics}"
+    );
+}
+
 crate::on_both_backends!(
+    bulk_pays_per_operation_and_429s_stay_out_of_the_error_log,
     unsupported_calls_get_scim_errors_and_land_in_the_token_error_log,
     the_error_log_keeps_the_newest_hundred,
     a_token_over_its_rate_gets_429_with_retry_after,
