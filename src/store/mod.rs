@@ -14,6 +14,7 @@ mod team;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -65,6 +66,16 @@ pub enum StoreError {
     Other(String),
 }
 
+/// A statement stopped at its deadline: PostgreSQL's `statement_timeout` (SQLSTATE 57014,
+/// `query_canceled`) or our SQLite progress handler (`SQLITE_INTERRUPT`, 9).
+fn ran_past_deadline(db: &dyn sqlx::error::DatabaseError) -> bool {
+    match db.code().as_deref() {
+        Some("57014") => true,
+        Some("9") => db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -77,6 +88,10 @@ impl From<sqlx::Error> for StoreError {
                         .constraint()
                         .map_or_else(|| db.message().to_owned(), str::to_owned),
                 },
+                _ if ran_past_deadline(db.as_ref()) => StoreError::Unavailable(format!(
+                    "statement stopped at its deadline: {}",
+                    db.message()
+                )),
                 _ => StoreError::Other(err.to_string()),
             },
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
@@ -694,13 +709,23 @@ pub trait Store: Send + Sync + 'static {
 pub struct StoreOptions {
     pub max_connections: u32,
     pub migrate: bool,
+    /// How long one statement may run before the database stops it (`None`: no limit). The
+    /// service sets its request timeout here, so a request already answered `408` does not
+    /// keep a connection busy with a query nobody waits for. PostgreSQL: `statement_timeout`
+    /// on every pooled connection. SQLite: a progress handler that interrupts statements once
+    /// the connection has been out of the pool this long (one checkout serves one request).
+    /// Migrations always run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
+    /// For the command line and tests: no statement deadline (an operator's command may
+    /// legitimately take long).
     fn default() -> Self {
         StoreOptions {
             max_connections: 10,
             migrate: true,
+            statement_timeout: None,
         }
     }
 }
@@ -728,6 +753,7 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
     let options = StoreOptions {
         max_connections: 2,
         migrate: true,
+        statement_timeout: None,
     };
     let store = connect(url, &options).await?;
     store.close().await;

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod concurrency;
+mod hardening_store;
 mod http_auth;
 mod invitations;
 mod mail;
