@@ -125,7 +125,14 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict { constraint } => {
-                ApiError::Conflict(format!("conflicts with existing data ({constraint})"))
+                // The constraint is the database's wording unless the store named the rule:
+                // logged for the operator, never echoed.
+                tracing::info!(%constraint, "write refused by a database constraint");
+                ApiError::Conflict(
+                    crate::store::conflict_message(&constraint)
+                        .unwrap_or("conflicts with existing data")
+                        .to_owned(),
+                )
             }
             StoreError::UnknownIds(ids) => ApiError::Validation(
                 ids.into_iter()
@@ -260,6 +267,55 @@ mod tests {
             assert!(status.is_client_error() || status.is_server_error());
             assert_eq!(body.error.code, code);
             assert_eq!(body.error.fields.is_some(), validation, "{code}");
+        }
+    }
+
+    /// A database's wording (tables, columns, constraint names) stays in the logs; a key the
+    /// store set becomes our sentence.
+    #[tokio::test]
+    async fn store_errors_reach_clients_only_in_our_words() {
+        let leaks = [
+            "UNIQUE constraint failed: users.tenant_id, users.user_name_norm",
+            "FOREIGN KEY constraint failed",
+            "api_tokens_org_id_fkey",
+            "insert or update on table \"grants\" violates foreign key constraint",
+        ];
+        for raw in leaks {
+            let (status, body) = body_of(
+                StoreError::Conflict {
+                    constraint: raw.into(),
+                }
+                .into(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CONFLICT);
+            assert_eq!(body.error.message, "conflicts with existing data");
+        }
+        let (_, named) = body_of(
+            StoreError::Conflict {
+                constraint: crate::store::ENVIRONMENT_NAME_TAKEN.into(),
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(
+            named.error.message,
+            "environment name already used in this product"
+        );
+        for (err, status, message) in [
+            (
+                StoreError::Other("no such column: users.secret".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ),
+            (
+                StoreError::Unavailable("connection refused to db.internal:5432".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable",
+            ),
+        ] {
+            let (got, body) = body_of(err.into()).await;
+            assert_eq!((got, body.error.message.as_str()), (status, message));
         }
     }
 }

@@ -77,20 +77,17 @@ impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ScimError::not_found(),
-            StoreError::Conflict { constraint } => match constraint.as_str() {
-                "userName" | "externalId" | "displayName" => ScimError::new(
+            StoreError::Conflict { constraint } => {
+                // Our sentence for a rule the store named; the database's own wording (tables,
+                // columns, values) only in the log.
+                tracing::info!(%constraint, "write refused by a database constraint");
+                ScimError::new(
                     StatusCode::CONFLICT,
                     Some("uniqueness"),
-                    format!(
-                        "{constraint} is already used by another resource of this organization"
-                    ),
-                ),
-                _ => ScimError::new(
-                    StatusCode::CONFLICT,
-                    Some("uniqueness"),
-                    "conflicts with an existing resource",
-                ),
-            },
+                    crate::store::conflict_message(&constraint)
+                        .unwrap_or("conflicts with an existing resource"),
+                )
+            }
             StoreError::UnknownIds(ids) => {
                 let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                 ScimError::bad_request(
@@ -467,4 +464,36 @@ async fn method_not_allowed(_client: ScimClient) -> ScimError {
 /// Unknown SCIM paths answer in SCIM's format, after authentication (so they reveal nothing).
 async fn not_found(_client: ScimClient) -> ScimError {
     ScimError::new(StatusCode::NOT_FOUND, None, "no such SCIM resource")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database's wording of a refused write stays in the log; the client reads ours.
+    #[test]
+    fn conflicts_reach_scim_clients_in_our_words() {
+        for (constraint, detail) in [
+            (
+                "UNIQUE constraint failed: users.tenant_id, users.user_name_norm",
+                "conflicts with an existing resource",
+            ),
+            (
+                "groups_org_display_name",
+                "conflicts with an existing resource",
+            ),
+            (
+                "userName",
+                "userName is already used by another resource of this organization",
+            ),
+        ] {
+            let e = ScimError::from(StoreError::Conflict {
+                constraint: constraint.into(),
+            });
+            assert_eq!(
+                (e.status, e.scim_type, e.detail.as_str()),
+                (StatusCode::CONFLICT, Some("uniqueness"), detail)
+            );
+        }
+    }
 }

@@ -66,6 +66,26 @@ pub enum StoreError {
     Other(String),
 }
 
+/// `Conflict` keys the store sets itself (the SCIM ones name the attribute, as RFC 7644's
+/// `uniqueness` error wants). Anything else in `constraint` is the database's own wording.
+pub const ENVIRONMENT_NAME_TAKEN: &str = "environment_name";
+pub const PERMISSION_GROUP_NAME_TAKEN: &str = "permission_group_name";
+
+/// What a client may be told about a conflict: a sentence we wrote for a key the store set, or
+/// `None` for anything else. A database's own text (`UNIQUE constraint failed: users.…`,
+/// `… violates foreign key constraint …`) names tables and columns and can quote values, so it
+/// is logged, never shown; the edges answer a generic sentence instead.
+pub fn conflict_message(constraint: &str) -> Option<&'static str> {
+    Some(match constraint {
+        ENVIRONMENT_NAME_TAKEN => "environment name already used in this product",
+        PERMISSION_GROUP_NAME_TAKEN => "permission group name already used in this product",
+        "userName" => "userName is already used by another resource of this organization",
+        "externalId" => "externalId is already used by another resource of this organization",
+        "displayName" => "displayName is already used by another resource of this organization",
+        _ => return None,
+    })
+}
+
 /// A statement stopped at its deadline: PostgreSQL's `statement_timeout` (SQLSTATE 57014,
 /// `query_canceled`) or our SQLite progress handler (`SQLITE_INTERRUPT`, 9).
 fn ran_past_deadline(db: &dyn sqlx::error::DatabaseError) -> bool {
@@ -81,6 +101,8 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) => match db.kind() {
+                // The constraint (or, where the driver names none, the message) is kept for the
+                // logs; `conflict_message` decides what a client sees.
                 sqlx::error::ErrorKind::UniqueViolation
                 | sqlx::error::ErrorKind::ForeignKeyViolation
                 | sqlx::error::ErrorKind::CheckViolation => StoreError::Conflict {

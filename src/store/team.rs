@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::db::{AsConn, Conn, Ctx, SqlBuilder, WriteTx, sql};
 use super::queries::{OrgRow, SqlStore, UserRow, org_in_tenant, push_list};
-use super::{MemberQuery, NewEnvironment, OrgMember, OwnerRule, ProductAccess, StoreError};
+use super::{
+    ENVIRONMENT_NAME_TAKEN, MemberQuery, NewEnvironment, OrgMember, OwnerRule,
+    PERMISSION_GROUP_NAME_TAKEN, ProductAccess, StoreError,
+};
 use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, Org, OrgRole};
@@ -121,7 +124,8 @@ fn access(raw: &str) -> Result<EnvAccess, StoreError> {
     EnvAccess::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown access {raw}")))
 }
 
-/// Maps a uniqueness violation to a conflict that says which name is taken; other errors pass.
+/// Maps a uniqueness violation to a conflict naming which name is taken (a key of
+/// `conflict_message`); other errors pass.
 fn name_taken(what: &'static str) -> impl FnOnce(StoreError) -> StoreError {
     move |e| match e {
         StoreError::Conflict { .. } => StoreError::Conflict {
@@ -465,7 +469,7 @@ async fn insert_group(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(name_taken("permission group name already used in this product"))?;
+    .map_err(name_taken(PERMISSION_GROUP_NAME_TAKEN))?;
     write_group_access(tx, tenant_id, product_id, id, &set.access.overrides).await?;
     Ok(id)
 }
@@ -497,7 +501,7 @@ async fn insert_environment(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(name_taken("environment name already used in this product"))?;
+    .map_err(name_taken(ENVIRONMENT_NAME_TAKEN))?;
     Ok(created)
 }
 
@@ -1016,7 +1020,7 @@ impl SqlStore {
             .bind(tenant_id)
             .execute(tx.conn())
             .await
-            .map_err(name_taken("environment name already used in this product"))?;
+            .map_err(name_taken(ENVIRONMENT_NAME_TAKEN))?;
         tx.audit(
             AuditRecord::new("environment.update", "environment", env_id)
                 .org(product.org_id)
@@ -1088,7 +1092,7 @@ impl SqlStore {
                 .bind(id)
                 .execute(tx.conn())
                 .await
-                .map_err(name_taken("permission group name already used in this product"))?;
+                .map_err(name_taken(PERMISSION_GROUP_NAME_TAKEN))?;
                 write_group_access(&mut tx, tenant_id, product_id, id, &set.access.overrides)
                     .await?;
                 tx.audit(
