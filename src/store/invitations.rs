@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::db::{Conn, Ctx, WriteTx, sql};
 use super::queries::{SqlStore, ensure_user, org_in_tenant};
-use super::team::insert_grant;
+use super::team::{check_owner_rule, insert_grant};
 use super::{
-    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, StoreError,
+    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, OwnerRule,
+    StoreError,
 };
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
@@ -337,8 +338,11 @@ impl SqlStore {
             .bind(invitation.id)
             .execute(tx.conn())
             .await?;
+        // Role NULL, "inherit": the invitee is a Member here unless an org above makes them
+        // more. An explicit 'member' would override an Owner inherited from above and could
+        // leave the org without an Owner. An existing membership is left as it is.
         sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'member', 'invite', $4, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
+             VALUES ($1, $2, $3, NULL, 'invite', $4, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
         .bind(tenant_id)
         .bind(invitation.org_id)
         .bind(user.id)
@@ -379,6 +383,10 @@ impl SqlStore {
             .org(invitation.org_id)
             .after(json!({ "user_id": user.id, "permission_group_id": invitation.permission_group_id, "role": invitation.role })).product_opt(invitation.product_id));
         tx.invalidate_user(user.id);
+        // Enforced, not warned: joining never needs to take an Owner away, so a breach here is a
+        // bug, not IdP offboarding that must win. Refusing rolls the acceptance back, and the
+        // link stays usable once an admin has fixed what was wrong.
+        check_owner_rule(&mut tx, tenant_id, invitation.org_id, OwnerRule::Enforce).await?;
         let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
         tx.commit().await?;
         Ok(AcceptOutcome::Accepted {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use rolegate::domain::audit::Actor;
 use rolegate::domain::token::TokenKind;
-use rolegate::store::{Ctx, StoreOptions};
+use rolegate::store::{Ctx, InvitationTarget, NewInvitation, StoreOptions};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::common::http::Reply;
 use crate::common::{Backend, TestApp, TestDb};
@@ -119,6 +120,118 @@ async fn database_wording_never_reaches_a_client(backend: Backend) {
     assert_in_our_words(&again.text);
 }
 
+/// An invitation link for `email` to `org`, made through the store (the e-mail carrying it is
+/// tested in `invitations.rs`); accepting goes through the router.
+async fn invitation_link(app: &TestApp, org: Uuid, email: &str) -> String {
+    let mut random = [0u8; 32];
+    random[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    random[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    let (secret, token_hash) = rolegate::domain::invitation::mint_secret(random);
+    let target = InvitationTarget {
+        org_id: org,
+        product_id: None,
+        permission_group_id: None,
+        role: None,
+        expires_at: rolegate::domain::now() + chrono::Duration::days(1),
+    };
+    app.store
+        .invite(
+            &Ctx::new(Actor::Cli),
+            app.org_id,
+            &target,
+            &[NewInvitation {
+                email: email.to_owned(),
+                token_hash,
+            }],
+        )
+        .await
+        .expect("invited");
+    format!("/api/v1/invitations/accept?token={secret}")
+}
+
+fn member_of(list: &Value, user: &str) -> Value {
+    list["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["user"]["id"] == user)
+        .unwrap_or_else(|| panic!("{user} not listed in {list}"))
+        .clone()
+}
+
+async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let root = app.org_id;
+    let sub = admin_ok(
+        &app,
+        Method::POST,
+        "/orgs",
+        Some(json!({ "name": "Payments", "parent_id": root })),
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let sub_id: Uuid = sub.parse().expect("uuid");
+
+    // The root Owner is invited to the sub-org and accepts.
+    let link = invitation_link(&app, sub_id, "owner@acme.test").await;
+    let accepted = app.call(Method::POST, &link, None, None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    let owner = accepted.body["user_id"].as_str().expect("user").to_owned();
+    let members = admin_ok(&app, Method::GET, &format!("/orgs/{sub}/members"), None).await;
+    let listed = member_of(&members, &owner);
+    assert_eq!(
+        listed["effective"],
+        json!({ "role": "owner", "from_org": root, "direct": true }),
+        "still the Owner there, inherited: {listed}"
+    );
+    assert_eq!(listed["membership_role"], Value::Null, "inherit");
+
+    // The sub-org still has an Owner: an ordinary admin change there passes the Owner rule.
+    let dev = app
+        .store
+        .ensure_user(
+            &Ctx::new(Actor::Cli),
+            root,
+            "dev@acme.test",
+            rolegate::domain::Source::Manual,
+        )
+        .await
+        .expect("user")
+        .id;
+    admin_ok(
+        &app,
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{dev}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+
+    // An ordinary invitee, with no membership above: a direct Member of the sub-org.
+    let link = invitation_link(&app, sub_id, "ada@acme.test").await;
+    let accepted = app.call(Method::POST, &link, None, None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    let ada = accepted.body["user_id"].as_str().expect("user").to_owned();
+    let members = admin_ok(&app, Method::GET, &format!("/orgs/{sub}/members"), None).await;
+    let listed = member_of(&members, &ada);
+    assert_eq!(
+        listed["effective"],
+        json!({ "role": "member", "from_org": sub, "direct": true }),
+        "{listed}"
+    );
+    assert_eq!(listed["membership_role"], Value::Null);
+    // Not a member of the root.
+    let root_members = admin_ok(&app, Method::GET, &format!("/orgs/{root}/members"), None).await;
+    assert!(
+        root_members["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["user"]["id"] != ada.as_str())
+    );
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
@@ -143,4 +256,5 @@ async fn admin_ok(app: &TestApp, method: Method, path: &str, body: Option<Value>
 crate::on_both_backends!(
     a_tiny_statement_deadline_never_cuts_off_migrations,
     database_wording_never_reaches_a_client,
+    accepting_an_invitation_inherits_the_role_and_keeps_every_owner,
 );
