@@ -76,6 +76,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many failed attempts")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A usage cap (not failed attempts); the message names the limit.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error: {0}")]
@@ -97,7 +103,9 @@ impl ApiError {
             ApiError::Gone(..) => StatusCode::GONE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -113,7 +121,7 @@ impl ApiError {
             ApiError::Gone(code, _) => code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => "too_many_requests",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -146,6 +154,16 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidQuery(detail) => {
                 ApiError::Validation(vec![FieldError::new("query", detail)])
             }
+            StoreError::InvitationQuota {
+                limit,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message: format!(
+                    "at most {limit} invitations may be sent per organization per hour; \
+                     try again later"
+                ),
+                retry_after_secs,
+            },
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable
@@ -191,7 +209,10 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -255,6 +276,10 @@ mod tests {
             ApiError::invalid("name", "must not be empty"),
             ApiError::PayloadTooLarge,
             ApiError::TooManyRequests {
+                retry_after_secs: 60,
+            },
+            ApiError::RateLimited {
+                message: "x".into(),
                 retry_after_secs: 60,
             },
             ApiError::Unavailable,

@@ -105,6 +105,12 @@ impl From<StoreError> for ScimError {
                 "the resource has changed since the version in If-Match",
             ),
             StoreError::InvalidQuery(detail) => ScimError::bad_request("invalidFilter", detail),
+            StoreError::InvitationQuota {
+                retry_after_secs, ..
+            } => ScimError {
+                retry_after_secs: Some(retry_after_secs),
+                ..ScimError::new(StatusCode::TOO_MANY_REQUESTS, None, "too many requests")
+            },
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "service unavailable")

@@ -1,13 +1,13 @@
 //! Invitations: pending → accepted | revoked (expired is derived), resend with a new token,
 //! single-use acceptance; plus the mail outbox.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::db::{Conn, Ctx, WriteTx, sql};
-use super::queries::{SqlStore, ensure_user, org_in_tenant};
+use super::queries::{OrgLock, SqlStore, ensure_user, lock_org, org_in_tenant};
 use super::team::{check_owner_rule, insert_grant};
 use super::{
     AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, OwnerRule,
@@ -99,6 +99,79 @@ async fn replace_token(
     Ok(())
 }
 
+/// The org's invitation e-mails of the last hour against a cap, counted in the database so the
+/// cap holds across instances, under an org-wide lock so concurrent requests cannot both pass.
+struct SendQuota {
+    cap: u32,
+    used: u64,
+    oldest: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+}
+
+impl SendQuota {
+    async fn load(
+        tx: &mut WriteTx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        cap: u32,
+    ) -> Result<Self, StoreError> {
+        lock_org(tx, OrgLock::InvitationSends, org_id).await?;
+        let at = now();
+        let since = at - Duration::hours(1);
+        #[derive(FromRow)]
+        struct Sent {
+            n: i64,
+            oldest: Option<DateTime<Utc>>,
+        }
+        // Every send is an audited event (`invitation.create`, `invitation.resend`), and audit ids
+        // are UUIDv7, so "the last hour" is a range of the `(tenant_id, id)` index. The
+        // invitations table cannot count them: it keeps only each invitation's latest send, so
+        // an invitation resent over and over would count once.
+        let sent = sql(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM audit_events \
+             WHERE tenant_id = $1 AND id >= $2 AND created_at >= $3 AND org_id = $4 \
+             AND action IN ('invitation.create', 'invitation.resend')",
+        )
+        .bind(tenant_id)
+        .bind(first_id_at(since))
+        .bind(since)
+        .bind(org_id)
+        .fetch_one::<Sent>(tx.conn())
+        .await?;
+        Ok(SendQuota {
+            cap,
+            used: u64::try_from(sent.n).unwrap_or(0),
+            oldest: sent.oldest,
+            at,
+        })
+    }
+
+    /// Counts one more e-mail, or refuses it: the whole request then rolls back.
+    fn take(&mut self) -> Result<(), StoreError> {
+        if self.used >= u64::from(self.cap) {
+            // When the oldest counted send leaves the window; a request larger than the whole
+            // cap gets the full hour.
+            let retry_after_secs = self
+                .oldest
+                .map_or(3600, |o| (o + Duration::hours(1) - self.at).num_seconds())
+                .clamp(1, 3600);
+            return Err(StoreError::InvitationQuota {
+                limit: self.cap,
+                retry_after_secs: u64::try_from(retry_after_secs).unwrap_or(3600),
+            });
+        }
+        self.used += 1;
+        Ok(())
+    }
+}
+
+/// The smallest UUIDv7 of the millisecond `at` (random bits zero): ids at or after it were made
+/// at or after `at`.
+fn first_id_at(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
 impl SqlStore {
     pub(super) async fn invite_impl(
         &self,
@@ -106,9 +179,14 @@ impl SqlStore {
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         org_in_tenant(tx.conn(), tenant_id, target.org_id).await?;
+        let mut quota = match hourly_cap {
+            Some(cap) => Some(SendQuota::load(&mut tx, tenant_id, target.org_id, cap).await?),
+            None => None,
+        };
         let at = now();
         let mut results = Vec::new();
         for entry in entries {
@@ -141,6 +219,9 @@ impl SqlStore {
                 .bind(norm.as_str())
                 .fetch_optional::<Pending>(tx.conn())
                 .await?;
+            if let Some(quota) = quota.as_mut() {
+                quota.take()?;
+            }
             if let Some(Pending { id }) = pending {
                 // Inviting again re-sends: a new link, and the old one dies.
                 replace_token(&mut tx, id, &entry.token_hash, target.expires_at).await?;
@@ -224,6 +305,7 @@ impl SqlStore {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let current = by_id(tx.conn(), tenant_id, id).await?;
@@ -238,6 +320,11 @@ impl SqlStore {
                 )
                 .to_lowercase(),
             ));
+        }
+        if let Some(cap) = hourly_cap {
+            SendQuota::load(&mut tx, tenant_id, current.org_id, cap)
+                .await?
+                .take()?;
         }
         replace_token(&mut tx, id, token_hash, expires_at).await?;
         tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));

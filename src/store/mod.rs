@@ -60,6 +60,11 @@ pub enum StoreError {
     /// attribute it does not index); the message is safe to show the client.
     #[error("{0}")]
     InvalidQuery(String),
+    /// The org has sent as many invitation e-mails this hour as it may; counted in the database,
+    /// so the cap holds across instances. `retry_after_secs`: until the oldest counted send is
+    /// an hour old.
+    #[error("at most {limit} invitations per organization per hour")]
+    InvitationQuota { limit: u32, retry_after_secs: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -572,13 +577,16 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
     ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError>;
 
-    /// Invites each address (or re-sends a pending invitation with the new token).
+    /// Invites each address (or re-sends a pending invitation with the new token). With
+    /// `hourly_cap`, refuses the whole request (`InvitationQuota`) if its e-mails would take the
+    /// org past that many sent (new and resent) in the last hour.
     async fn invite(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError>;
     async fn list_invitations(
         &self,
@@ -586,7 +594,8 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
     ) -> Result<Vec<Invitation>, StoreError>;
     async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError>;
-    /// A new token for a pending (or expired) invitation; the old link dies.
+    /// A new token for a pending (or expired) invitation; the old link dies. `hourly_cap` as
+    /// for [`Store::invite`].
     async fn reissue_invitation(
         &self,
         ctx: &Ctx,
@@ -594,6 +603,7 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError>;
     /// Revokes a pending invitation; revoking a revoked one changes nothing.
     async fn revoke_invitation(

@@ -870,8 +870,10 @@ impl Store for SqlStore {
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
-        self.invite_impl(ctx, tenant_id, target, entries).await
+        self.invite_impl(ctx, tenant_id, target, entries, hourly_cap)
+            .await
     }
 
     async fn list_invitations(
@@ -893,8 +895,9 @@ impl Store for SqlStore {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
-        self.reissue_invitation_impl(ctx, tenant_id, id, token_hash, expires_at)
+        self.reissue_invitation_impl(ctx, tenant_id, id, token_hash, expires_at, hourly_cap)
             .await
     }
 
@@ -1162,6 +1165,37 @@ impl Store for SqlStore {
             .map(AuditEvent::from)
             .collect())
     }
+}
+
+/// What an org-wide lock serialises (the class half of a two-key advisory lock, so our keys
+/// never meet sqlx's single-key migration lock).
+#[derive(Debug, Clone, Copy)]
+#[repr(i32)]
+pub(super) enum OrgLock {
+    /// Counting and sending invitation e-mails against the hourly cap.
+    InvitationSends = 0x7267_0001,
+}
+
+/// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:
+/// a transaction-scoped advisory lock, so it holds across instances. SQLite: nothing to do, its
+/// writers already go one at a time (the in-process queue and `BEGIN IMMEDIATE`).
+pub(super) async fn lock_org(
+    tx: &mut WriteTx,
+    lock: OrgLock,
+    org_id: Uuid,
+) -> Result<(), StoreError> {
+    let conn = tx.conn();
+    if let Conn::Postgres(_) = conn {
+        // Two orgs folding to the same key only wait for each other: harmless.
+        let (hi, lo) = org_id.as_u64_pair();
+        let folded = (hi ^ lo) as u32 ^ ((hi ^ lo) >> 32) as u32;
+        sql("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+            .bind(i64::from(lock as i32))
+            .bind(i64::from(folded as i32))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {

@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use rolegate::config::ServeArgs;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::token::TokenKind;
 use rolegate::store::{Ctx, InvitationTarget, NewInvitation, StoreOptions};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::common::http::Reply;
+use crate::common::http::{Reply, request};
 use crate::common::{Backend, TestApp, TestDb};
 
 /// The statement deadline is for requests: migrations run without it, however short it is.
@@ -143,6 +145,7 @@ async fn invitation_link(app: &TestApp, org: Uuid, email: &str) -> String {
                 email: email.to_owned(),
                 token_hash,
             }],
+            None,
         )
         .await
         .expect("invited");
@@ -232,6 +235,198 @@ async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend
     );
 }
 
+fn invite_body(emails: &str) -> Option<Value> {
+    Some(json!({ "emails": emails }))
+}
+
+async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.invitations_per_hour = 3;
+    let app = TestApp::with_config(backend, config.clone()).await;
+    let root = app.org_id;
+    let invitations = format!("/orgs/{root}/invitations");
+
+    // More than 100 addresses in one request: 422 naming the field and the limit.
+    let many: Vec<String> = (0..101).map(|i| format!("user{i}@acme.test")).collect();
+    let refused = admin(
+        &app,
+        Method::POST,
+        &invitations,
+        invite_body(&many.join(", ")),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.body["error"]["fields"][0]["field"], "emails");
+    let message = refused.body["error"]["fields"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(message.contains("100"), "{message}");
+    // A hundred is within that cap (and then meets the hourly one).
+    let hundred = admin(
+        &app,
+        Method::POST,
+        &invitations,
+        invite_body(&many[..100].join(",")),
+    )
+    .await;
+    assert_eq!(
+        hundred.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        hundred.text
+    );
+
+    // Two new invitations (a duplicate sends nothing) and a resend: three e-mails, the cap.
+    let sent = admin_ok(
+        &app,
+        Method::POST,
+        &invitations,
+        invite_body("ada@acme.test, bob@acme.test, ADA@acme.test, owner@acme.test"),
+    )
+    .await;
+    let ada = sent["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["email"] == "ada@acme.test")
+        .expect("ada")["invitation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    admin_ok(
+        &app,
+        Method::POST,
+        &format!("/invitations/{ada}/resend"),
+        None,
+    )
+    .await;
+
+    // The fourth e-mail of the hour is refused, whether a new invitation or a resend, and
+    // nothing of the refused request is written.
+    for (path, body) in [
+        (invitations.clone(), invite_body("carol@acme.test")),
+        (invitations.clone(), invite_body("bob@acme.test")),
+        (format!("/invitations/{ada}/resend"), None),
+    ] {
+        let over = admin(&app, Method::POST, &path, body).await;
+        assert_eq!(
+            over.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{path}: {}",
+            over.text
+        );
+        assert_eq!(over.body["error"]["code"], "too_many_requests");
+        let message = over.body["error"]["message"].as_str().expect("message");
+        assert!(message.contains('3'), "the limit is named: {message}");
+        let retry_after: u64 = over
+            .headers
+            .get("retry-after")
+            .expect("Retry-After")
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    }
+    let listed = admin_ok(&app, Method::GET, &invitations, None).await;
+    let listed = listed["invitations"].as_array().expect("list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let sends: i64 = listed
+        .iter()
+        .map(|i| i["sent_count"].as_i64().expect("n"))
+        .sum();
+    assert_eq!(sends, 3);
+
+    // Counted in the database: another instance on the same database refuses too.
+    let other = rolegate::app::app(
+        rolegate::state::AppState::new(app.store.clone(), config.clone()).expect("state"),
+    );
+    let over = other
+        .oneshot(request(
+            Method::POST,
+            &format!("/api/v1{invitations}"),
+            Some(&app.admin_token),
+            invite_body("dave@acme.test"),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Each org has its own cap.
+    let sub = admin_ok(
+        &app,
+        Method::POST,
+        "/orgs",
+        Some(json!({ "name": "Payments", "parent_id": root })),
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    admin_ok(
+        &app,
+        Method::POST,
+        &format!("/orgs/{sub}/invitations"),
+        invite_body("erin@acme.test"),
+    )
+    .await;
+
+    // 0 turns the cap off.
+    config.invitations_per_hour = 0;
+    let uncapped = rolegate::app::app(
+        rolegate::state::AppState::new(app.store.clone(), config).expect("state"),
+    );
+    let sent = uncapped
+        .oneshot(request(
+            Method::POST,
+            &format!("/api/v1{invitations}"),
+            Some(&app.admin_token),
+            invite_body("frank@acme.test"),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    assert_eq!(sent.status(), StatusCode::OK);
+}
+
+/// Concurrent invite requests are counted one after another: the cap is never overshot.
+async fn the_hourly_invitation_cap_holds_under_concurrent_requests(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.invitations_per_hour = 5;
+    let app = std::sync::Arc::new(TestApp::with_config(backend, config).await);
+    let path = format!("/api/v1/orgs/{}/invitations", app.org_id);
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let (app, path) = (app.clone(), path.clone());
+        requests.spawn(async move {
+            app.call(
+                Method::POST,
+                &path,
+                Some(&app.admin_token),
+                invite_body(&format!("person{i}@acme.test")),
+            )
+            .await
+            .status
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = requests.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+    let sent = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((sent, refused), (5, 19), "{statuses:?}");
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
@@ -257,4 +452,6 @@ crate::on_both_backends!(
     a_tiny_statement_deadline_never_cuts_off_migrations,
     database_wording_never_reaches_a_client,
     accepting_an_invitation_inherits_the_role_and_keeps_every_owner,
+    invitations_are_capped_per_request_and_per_org_per_hour,
+    the_hourly_invitation_cap_holds_under_concurrent_requests,
 );
