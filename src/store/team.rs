@@ -505,6 +505,32 @@ async fn insert_environment(
     Ok(created)
 }
 
+/// An environment of the tenant, read in a write transaction and locked until it ends
+/// (PostgreSQL `FOR UPDATE`; SQLite writers already hold the database one at a time).
+async fn environment_for_update(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    env_id: Uuid,
+) -> Result<Environment, StoreError> {
+    let conn = tx.conn();
+    let statement = match conn {
+        Conn::Postgres(_) => sql(
+            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
+             WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        ),
+        Conn::Sqlite(_) => sql(
+            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
+             WHERE id = $1 AND tenant_id = $2",
+        ),
+    };
+    statement
+        .bind(env_id)
+        .bind(tenant_id)
+        .fetch_one::<EnvironmentRow>(conn)
+        .await
+        .map(Environment::from)
+}
+
 /// All grants of a user on one product, or in orgs of a chain.
 async fn user_grants(
     conn: Conn<'_>,
@@ -1002,8 +1028,11 @@ impl SqlStore {
         name: Option<&str>,
         restricted: Option<bool>,
     ) -> Result<Environment, StoreError> {
-        let (before, product) = self.environment(tenant_id, env_id).await?;
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        // Read in the transaction, locked: the fields this change leaves alone are written back
+        // as they are now, not as they were before a concurrent change committed.
+        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
+        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
         let at = now();
         let after = Environment {
             name: name.map_or_else(|| before.name.clone(), str::to_owned),
@@ -1039,8 +1068,9 @@ impl SqlStore {
         tenant_id: Uuid,
         env_id: Uuid,
     ) -> Result<(), StoreError> {
-        let (before, product) = self.environment(tenant_id, env_id).await?;
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
+        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
         // Overrides naming the environment go with it (ON DELETE CASCADE).
         let n = sql("DELETE FROM environments WHERE id = $1 AND tenant_id = $2")
             .bind(env_id)

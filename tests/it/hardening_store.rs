@@ -427,6 +427,88 @@ async fn the_hourly_invitation_cap_holds_under_concurrent_requests(backend: Back
     assert_eq!((sent, refused), (5, 19), "{statuses:?}");
 }
 
+/// Two admins change one environment at once, one only its name, the other only whether it is
+/// restricted: neither change may undo the other's.
+async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) {
+    const ROUNDS: usize = 20;
+    let app = std::sync::Arc::new(TestApp::new(backend).await);
+    let product = admin_ok(
+        &app,
+        Method::POST,
+        &format!("/orgs/{}/products", app.org_id),
+        Some(json!({ "name": "Checkout", "environments": [{ "name": "Staging" }] })),
+    )
+    .await;
+    let env = product["environments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/environments/{env}");
+    let renamer = {
+        let (app, path) = (app.clone(), path.clone());
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let body = json!({ "name": format!("Staging {i}") });
+                admin_ok(&app, Method::PATCH, &path, Some(body)).await;
+            }
+        })
+    };
+    let restrictor = {
+        let (app, path) = (app.clone(), path.clone());
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let body = json!({ "restricted": i.is_multiple_of(2) });
+                admin_ok(&app, Method::PATCH, &path, Some(body)).await;
+            }
+        })
+    };
+    renamer.await.expect("renamer");
+    restrictor.await.expect("restrictor");
+
+    // The last name and the last restriction written both hold.
+    let product = admin_ok(
+        &app,
+        Method::GET,
+        &format!("/products/{}", product["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    let last = &product["environments"][0];
+    assert_eq!(last["name"], format!("Staging {}", ROUNDS - 1), "{last}");
+    assert_eq!(last["restricted"], (ROUNDS - 1).is_multiple_of(2), "{last}");
+
+    // The audit trail is one chain: each change starts from what the previous one left.
+    let audit = admin_ok(
+        &app,
+        Method::GET,
+        "/audit?action=environment.update&limit=1000",
+        None,
+    )
+    .await;
+    let mut events: Vec<Value> = audit["events"].as_array().expect("events").clone();
+    events.reverse();
+    assert_eq!(events.len(), 2 * ROUNDS);
+    let state = |v: &Value| (v["name"].clone(), v["restricted"].clone());
+    assert_eq!(
+        state(&events[0]["before"]),
+        (json!("Staging"), json!(false))
+    );
+    for pair in events.windows(2) {
+        assert_eq!(
+            state(&pair[1]["before"]),
+            state(&pair[0]["after"]),
+            "a change started from a state that was already gone: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert_eq!(
+        state(&events[2 * ROUNDS - 1]["after"]),
+        state(last),
+        "the trail ends where the environment is"
+    );
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
@@ -454,4 +536,5 @@ crate::on_both_backends!(
     accepting_an_invitation_inherits_the_role_and_keeps_every_owner,
     invitations_are_capped_per_request_and_per_org_per_hour,
     the_hourly_invitation_cap_holds_under_concurrent_requests,
+    concurrent_environment_changes_never_undo_each_other,
 );
