@@ -1174,6 +1174,8 @@ impl Store for SqlStore {
 pub(super) enum OrgLock {
     /// Counting and sending invitation e-mails against the hourly cap.
     InvitationSends = 0x7267_0001,
+    /// Adding nested groups, so two concurrent additions cannot each miss the other's cycle.
+    GroupNesting = 0x7267_0002,
 }
 
 /// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:

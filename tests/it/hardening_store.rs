@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::common::http::{Reply, request};
+use crate::common::http::{Reply, request, unlimited};
 use crate::common::{Backend, TestApp, TestDb};
 
 /// The statement deadline is for requests: migrations run without it, however short it is.
@@ -509,6 +509,95 @@ async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) 
     );
 }
 
+async fn scim_group(app: &TestApp, name: &str) -> String {
+    let created = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.body["id"].as_str().expect("id").to_owned()
+}
+
+fn add_group_member(member: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{ "op": "add", "path": "members", "value": [{ "value": member, "type": "Group" }] }],
+    })
+}
+
+async fn group_member_ids(app: &TestApp, group: &str) -> Vec<String> {
+    let got = app
+        .scim(Method::GET, &format!("/Groups/{group}"), None)
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    got.body["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| m["value"].as_str().expect("value").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `A gets member B` and `B gets member A` at the same moment: one of them wins, the other is
+/// the cycle error, and no cycle is ever stored.
+async fn concurrent_opposite_nestings_never_make_a_cycle(backend: Backend) {
+    const ROUNDS: usize = 15;
+    let app = std::sync::Arc::new(TestApp::with_config(backend, unlimited()).await);
+    for round in 0..ROUNDS {
+        let a = scim_group(&app, &format!("A{round}")).await;
+        let b = scim_group(&app, &format!("B{round}")).await;
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let nest = |group: String, member: String| {
+            let (app, start) = (app.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                app.scim(
+                    Method::PATCH,
+                    &format!("/Groups/{group}"),
+                    Some(add_group_member(&member)),
+                )
+                .await
+            })
+        };
+        let (one, other) = (nest(a.clone(), b.clone()), nest(b.clone(), a.clone()));
+        let replies = [one.await.expect("task"), other.await.expect("task")];
+        let won = replies.iter().filter(|r| r.status.is_success()).count();
+        assert_eq!(
+            won,
+            1,
+            "round {round}: {:?}",
+            replies
+                .iter()
+                .map(|r| (r.status, &r.text))
+                .collect::<Vec<_>>()
+        );
+        let refused = replies
+            .iter()
+            .find(|r| !r.status.is_success())
+            .expect("refused");
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+        assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.text);
+        assert!(refused.text.contains("cycle"), "{}", refused.text);
+        let (in_a, in_b) = (
+            group_member_ids(&app, &a).await,
+            group_member_ids(&app, &b).await,
+        );
+        assert!(
+            !(in_a.contains(&b) && in_b.contains(&a)),
+            "round {round}: {a} and {b} contain each other"
+        );
+    }
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
@@ -537,4 +626,5 @@ crate::on_both_backends!(
     invitations_are_capped_per_request_and_per_org_per_hour,
     the_hourly_invitation_cap_holds_under_concurrent_requests,
     concurrent_environment_changes_never_undo_each_other,
+    concurrent_opposite_nestings_never_make_a_cycle,
 );
