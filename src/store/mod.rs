@@ -538,6 +538,7 @@ pub trait Store: Send + Sync + 'static {
         group_id: Uuid,
         reassign_to: Option<Uuid>,
     ) -> Result<u64, StoreError>;
+    /// The product of a stored permission group, or of a built-in role's id.
     async fn permission_group_product(
         &self,
         tenant_id: Uuid,

@@ -23,7 +23,9 @@ use crate::domain::permission::{
     AccessRule, Capability, EnvAccess, Module, ModuleLevel, PermissionSet, Role, effective_modules,
     module_permissions, product_presets,
 };
-use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail, role_groups};
+use crate::domain::product::{
+    Environment, PermissionGroup, Product, ProductDetail, role_group_id, role_groups,
+};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
 
@@ -1362,6 +1364,25 @@ impl SqlStore {
             product_id: Uuid,
         }
         let mut h = self.db.read().await?;
+        if group_id.get_version_num() == 5 {
+            // A built-in role's id is derived from its product (never stored, never version 7
+            // like a stored group): one query for the tenant's product ids, and the derivation
+            // run forwards. Any other id is a stored group or nothing.
+            let products = sql("SELECT id FROM products WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_all::<super::queries::IdRow>(h.conn())
+                .await?;
+            let product_id = products
+                .into_iter()
+                .map(|p| p.id)
+                .find(|&p| {
+                    Role::ALL
+                        .into_iter()
+                        .any(|r| role_group_id(p, r) == group_id)
+                })
+                .ok_or(StoreError::NotFound)?;
+            return product_in_tenant(h.conn(), tenant_id, product_id).await;
+        }
         let Owner { product_id } =
             sql("SELECT product_id FROM permission_groups WHERE id = $1 AND tenant_id = $2")
                 .bind(group_id)

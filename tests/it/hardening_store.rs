@@ -598,6 +598,104 @@ async fn concurrent_opposite_nestings_never_make_a_cycle(backend: Backend) {
     }
 }
 
+/// An unknown permission-group id, or a built-in role of a product out of the caller's reach,
+/// is "not found"; only a role the caller can see is "read-only".
+async fn unknown_and_unreachable_permission_groups_are_not_found(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let root = app.org_id;
+    let sub_org = |name: &'static str| {
+        let app = &app;
+        async move {
+            admin_ok(
+                app,
+                Method::POST,
+                "/orgs",
+                Some(json!({ "name": name, "parent_id": root })),
+            )
+            .await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let (a, b) = (sub_org("Payments").await, sub_org("Search").await);
+    let product_of = |org: String| {
+        let app = &app;
+        async move {
+            admin_ok(
+                app,
+                Method::POST,
+                &format!("/orgs/{org}/products"),
+                Some(json!({ "name": "Checkout" })),
+            )
+            .await
+        }
+    };
+    let (in_a, in_b) = (product_of(a.clone()).await, product_of(b).await);
+    let role_id = |product: &Value| {
+        product["permission_groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["name"] == "Editor")
+            .expect("role")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let token_a = app.token(a.parse().expect("uuid"), TokenKind::Admin).await;
+    let group_body = json!({ "name": "Editor", "default_access": "full" });
+    let as_a = |method: Method, group: String| {
+        let (app, token, body) = (&app, token_a.clone(), group_body.clone());
+        async move {
+            let body = (method == Method::PUT).then_some(body);
+            app.call(
+                method,
+                &format!("/api/v1/permission-groups/{group}"),
+                Some(&token),
+                body,
+            )
+            .await
+        }
+    };
+    let unknown = [
+        Uuid::new_v4(),
+        Uuid::now_v7(),
+        Uuid::new_v5(&Uuid::new_v4(), b"editor"),
+    ];
+    for method in [Method::PUT, Method::DELETE] {
+        for id in unknown {
+            let reply = as_a(method.clone(), id.to_string()).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{method} {id}: {}",
+                reply.text
+            );
+        }
+        // A sibling sub-org's built-in role: out of reach, so not found (not "read-only").
+        let reply = as_a(method.clone(), role_id(&in_b)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{method}: {}",
+            reply.text
+        );
+        // Its own product's role: read-only.
+        let reply = as_a(method.clone(), role_id(&in_a)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{method}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.body["error"]["message"],
+            "built-in roles are read-only"
+        );
+    }
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
@@ -627,4 +725,5 @@ crate::on_both_backends!(
     the_hourly_invitation_cap_holds_under_concurrent_requests,
     concurrent_environment_changes_never_undo_each_other,
     concurrent_opposite_nestings_never_make_a_cycle,
+    unknown_and_unreachable_permission_groups_are_not_found,
 );
