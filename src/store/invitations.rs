@@ -83,17 +83,19 @@ async fn by_id(conn: Conn<'_>, tenant_id: Uuid, id: Uuid) -> Result<Invitation, 
 
 async fn replace_token(
     tx: &mut WriteTx,
+    tenant_id: Uuid,
     id: Uuid,
     token_hash: &[u8; 32],
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let at = now();
     sql("UPDATE invitations SET token_hash = $1, expires_at = $2, sent_count = sent_count + 1, last_sent_at = $3, \
-         updated_at = $3 WHERE id = $4")
+         updated_at = $3 WHERE id = $4 AND tenant_id = $5")
     .bind(token_hash.as_slice())
     .bind(expires_at)
     .bind(at)
     .bind(id)
+    .bind(tenant_id)
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -197,8 +199,10 @@ impl SqlStore {
             }
             let member = sql(
                 "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
-                              WHERE m.org_id = $1 AND (u.email_norm = $2 OR u.user_name_norm = $2)",
+                 AND u.tenant_id = m.tenant_id WHERE m.tenant_id = $1 AND m.org_id = $2 \
+                 AND (u.email_norm = $3 OR u.user_name_norm = $3)",
             )
+            .bind(tenant_id)
             .bind(target.org_id)
             .bind(norm.as_str())
             .fetch_optional::<Direct>(tx.conn())
@@ -214,7 +218,9 @@ impl SqlStore {
             struct Pending {
                 id: Uuid,
             }
-            let pending = sql("SELECT id FROM invitations WHERE org_id = $1 AND email_norm = $2 AND status = 'pending'")
+            let pending = sql("SELECT id FROM invitations WHERE tenant_id = $1 AND org_id = $2 AND email_norm = $3 \
+                               AND status = 'pending'")
+                .bind(tenant_id)
                 .bind(target.org_id)
                 .bind(norm.as_str())
                 .fetch_optional::<Pending>(tx.conn())
@@ -224,7 +230,7 @@ impl SqlStore {
             }
             if let Some(Pending { id }) = pending {
                 // Inviting again re-sends: a new link, and the old one dies.
-                replace_token(&mut tx, id, &entry.token_hash, target.expires_at).await?;
+                replace_token(&mut tx, tenant_id, id, &entry.token_hash, target.expires_at).await?;
                 tx.audit(
                     AuditRecord::new("invitation.resend", "invitation", id).org(target.org_id),
                 );
@@ -326,7 +332,7 @@ impl SqlStore {
                 .await?
                 .take()?;
         }
-        replace_token(&mut tx, id, token_hash, expires_at).await?;
+        replace_token(&mut tx, tenant_id, id, token_hash, expires_at).await?;
         tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
         let updated = by_id(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
@@ -350,9 +356,10 @@ impl SqlStore {
             }
             InvitationStatus::Pending | InvitationStatus::Expired => {}
         }
-        sql("UPDATE invitations SET status = 'revoked', updated_at = $1 WHERE id = $2")
+        sql("UPDATE invitations SET status = 'revoked', updated_at = $1 WHERE id = $2 AND tenant_id = $3")
             .bind(now())
             .bind(id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
         tx.audit(
@@ -408,10 +415,11 @@ impl SqlStore {
         // The status guard makes the token single-use even against a racing request.
         let claimed = sql(
             "UPDATE invitations SET status = 'accepted', accepted_at = $1, updated_at = $1 \
-                           WHERE id = $2 AND status = 'pending' AND token_hash = $3",
+             WHERE id = $2 AND tenant_id = $3 AND status = 'pending' AND token_hash = $4",
         )
         .bind(at)
         .bind(invitation.id)
+        .bind(invitation.tenant_id)
         .bind(token_hash.as_slice())
         .execute(tx.conn())
         .await?;
@@ -420,9 +428,10 @@ impl SqlStore {
         }
         let tenant_id = invitation.tenant_id;
         let user = ensure_user(&mut tx, tenant_id, &invitation.email, Source::Invite).await?;
-        sql("UPDATE invitations SET accepted_user_id = $1 WHERE id = $2")
+        sql("UPDATE invitations SET accepted_user_id = $1 WHERE id = $2 AND tenant_id = $3")
             .bind(user.id)
             .bind(invitation.id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
         // Role NULL, "inherit": the invitee is a Member here unless an org above makes them

@@ -308,11 +308,13 @@ async fn set_membership_role(
     struct RoleRow {
         role: Option<String>,
     }
-    let before = sql("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_optional::<RoleRow>(tx.conn())
-        .await?;
+    let before =
+        sql("SELECT role FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3")
+            .bind(tenant_id)
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional::<RoleRow>(tx.conn())
+            .await?;
     let at = now();
     sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -464,7 +466,8 @@ impl Store for SqlStore {
         source: Source,
     ) -> Result<User, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        sql("SELECT id FROM orgs WHERE id = $1 AND parent_id IS NULL")
+        // A tenant's id is its root org's id.
+        sql("SELECT id FROM orgs WHERE id = $1 AND tenant_id = $1 AND parent_id IS NULL")
             .bind(tenant_id)
             .fetch_one::<IdRow>(tx.conn())
             .await?;
@@ -956,9 +959,11 @@ impl Store for SqlStore {
         .await?;
         // Ids are time-ordered: everything below the newest N goes.
         sql(
-            "DELETE FROM scim_request_errors WHERE token_id = $1 AND id NOT IN \
-             (SELECT id FROM scim_request_errors WHERE token_id = $1 ORDER BY id DESC LIMIT $2)",
+            "DELETE FROM scim_request_errors WHERE tenant_id = $1 AND token_id = $2 AND id NOT IN \
+             (SELECT id FROM scim_request_errors WHERE tenant_id = $1 AND token_id = $2 \
+             ORDER BY id DESC LIMIT $3)",
         )
+        .bind(tenant_id)
         .bind(error.token_id)
         .bind(KEPT_PER_TOKEN)
         .execute(h.conn())

@@ -696,6 +696,196 @@ async fn unknown_and_unreachable_permission_groups_are_not_found(backend: Backen
     }
 }
 
+/// Tables whose rows belong to a tenant (every one has a `tenant_id` column).
+const TENANT_TABLES: [&str; 17] = [
+    "orgs",
+    "users",
+    "identities",
+    "memberships",
+    "groups",
+    "group_members",
+    "grants",
+    "audit_events",
+    "api_tokens",
+    "invalidations",
+    "products",
+    "environments",
+    "permission_groups",
+    "permission_group_access",
+    "invitations",
+    "outbox",
+    "scim_request_errors",
+];
+
+/// Functions whose statements cross tenants on purpose, each with why.
+const CROSS_TENANT: [(&str, &str); 6] = [
+    (
+        "find_org",
+        "the operator's command line names an org of any tenant",
+    ),
+    (
+        "find_token",
+        "the operator's command line names a token of any tenant",
+    ),
+    (
+        "token_by_hash",
+        "a bearer token is looked up before its tenant is known",
+    ),
+    (
+        "touch_token",
+        "bookkeeping on a token already authenticated by id",
+    ),
+    (
+        "latest_epoch",
+        "the invalidation epoch is one sequence for all tenants",
+    ),
+    (
+        "invitation_by_token_impl",
+        "an invitation link is looked up before its tenant is known",
+    ),
+];
+
+/// The contents of the string literals in `code`, concatenated (comments and char literals
+/// skipped, `\`-newline continuations and simple escapes resolved).
+fn string_literals(code: &str) -> String {
+    let mut out = String::new();
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '\'' => {
+                // A char literal ('x', '\\', '\'') or a lifetime: skip the former.
+                let rest: String = chars.clone().take(3).collect();
+                if rest.starts_with('\\') {
+                    chars.nth(2);
+                } else if rest.chars().nth(1) == Some('\'') {
+                    chars.nth(1);
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some('\n') => {
+                                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                                    chars.next();
+                                }
+                            }
+                            Some('n') => out.push('\n'),
+                            Some(other) => out.push(other),
+                            None => {}
+                        },
+                        other => out.push(other),
+                    }
+                }
+                out.push(' ');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every statement of a store source file: (enclosing function, SQL text). A statement is a
+/// `sql(…)` call up to where it runs, or a `SqlBuilder::new(…)` up to its `.build()`, with
+/// every literal in between.
+fn statements(source: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = source[at..]
+        .find("sql(")
+        .into_iter()
+        .chain(source[at..].find("SqlBuilder::new("))
+        .min()
+    {
+        let start = at + offset;
+        at = start + 4;
+        let before = source[..start].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let ends: &[&str] = if source[start..].starts_with("SqlBuilder") {
+            &[".build()"]
+        } else {
+            &[".execute(", ".fetch_one", ".fetch_all", ".fetch_optional"]
+        };
+        let end = ends
+            .iter()
+            .filter_map(|e| source[start..].find(e))
+            .min()
+            .map_or(source.len(), |e| start + e);
+        let function = source[..start]
+            .rmatch_indices("fn ")
+            .map(|(i, _)| &source[i + 3..])
+            .find(|rest| rest.starts_with(|c: char| c.is_alphabetic() || c == '_'))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.push((function, string_literals(&source[start..end])));
+    }
+    found
+}
+
+/// Tenant tables a statement reads or writes, once per mention (`FROM`, `JOIN`, `UPDATE`,
+/// `INTO`).
+fn tenant_tables(statement: &str) -> Vec<&str> {
+    let words: Vec<&str> = statement
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .filter(|w| matches!(w[0], "FROM" | "JOIN" | "UPDATE" | "INTO"))
+        .map(|w| w[1])
+        .filter(|t| TENANT_TABLES.contains(t))
+        .collect()
+}
+
+/// Defence in depth: every statement of the team-model store that touches tenant data names
+/// `tenant_id` at least once per tenant table it mentions (in its WHERE, its JOIN conditions or
+/// its column list), even where an earlier statement of the transaction already scoped the
+/// ids. A heuristic over the source, not a SQL parser: it cannot tell which condition a
+/// `tenant_id` belongs to, so the review stays; it does catch the statement that forgets.
+#[test]
+fn every_team_model_statement_is_scoped_to_its_tenant() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut unscoped = Vec::new();
+    let mut checked = 0;
+    for file in [
+        "src/store/team.rs",
+        "src/store/invitations.rs",
+        "src/store/queries.rs",
+    ] {
+        let source = std::fs::read_to_string(root.join(file)).expect("source");
+        for (function, statement) in statements(&source) {
+            let tables = tenant_tables(&statement);
+            if tables.is_empty() || CROSS_TENANT.iter().any(|(f, _)| *f == function) {
+                continue;
+            }
+            checked += 1;
+            if statement.matches("tenant_id").count() < tables.len() {
+                unscoped.push(format!("{file} {function}: {}", statement.trim()));
+            }
+        }
+    }
+    assert!(checked > 50, "the scan found only {checked} statements");
+    assert!(
+        unscoped.is_empty(),
+        "statements without tenant_id for each tenant table:\n{}",
+        unscoped.join("\n")
+    );
+}
+
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
     app.call(
         method,
