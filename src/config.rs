@@ -199,6 +199,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLEGATE_INVITATION_TTL_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
     pub invitation_ttl_days: u32,
 
+    /// Invitation e-mails (new invitations and resends) an organization may send per hour,
+    /// counted in the database so the cap holds across instances; over it: 429 with
+    /// Retry-After, and nothing is sent. 0 disables the cap
+    #[arg(long, env = "ROLEGATE_INVITATIONS_PER_HOUR", default_value_t = 500)]
+    pub invitations_per_hour: u32,
+
     /// JSON file of extra SCIM schema extensions (RFC 7643 §7 schemas, each for User or Group)
     /// whose attributes are stored, returned and filterable
     #[arg(long, env = "ROLEGATE_SCIM_SCHEMA_EXTENSIONS")]
@@ -236,6 +242,7 @@ impl ServeArgs {
             smtp_url: None,
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
+            invitations_per_hour: 500,
             scim_schema_extensions: None,
             trusted_proxies: TrustedProxies::default(),
             metrics_token: None,

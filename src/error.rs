@@ -76,6 +76,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many failed attempts")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A usage cap (not failed attempts); the message names the limit.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error: {0}")]
@@ -97,7 +103,9 @@ impl ApiError {
             ApiError::Gone(..) => StatusCode::GONE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -113,7 +121,7 @@ impl ApiError {
             ApiError::Gone(code, _) => code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => "too_many_requests",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -125,7 +133,14 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict { constraint } => {
-                ApiError::Conflict(format!("conflicts with existing data ({constraint})"))
+                // The constraint is the database's wording unless the store named the rule:
+                // logged for the operator, never echoed.
+                tracing::info!(%constraint, "write refused by a database constraint");
+                ApiError::Conflict(
+                    crate::store::conflict_message(&constraint)
+                        .unwrap_or("conflicts with existing data")
+                        .to_owned(),
+                )
             }
             StoreError::UnknownIds(ids) => ApiError::Validation(
                 ids.into_iter()
@@ -139,6 +154,16 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidQuery(detail) => {
                 ApiError::Validation(vec![FieldError::new("query", detail)])
             }
+            StoreError::InvitationQuota {
+                limit,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message: format!(
+                    "at most {limit} invitations may be sent per organization per hour; \
+                     try again later"
+                ),
+                retry_after_secs,
+            },
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable
@@ -184,7 +209,10 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -250,6 +278,10 @@ mod tests {
             ApiError::TooManyRequests {
                 retry_after_secs: 60,
             },
+            ApiError::RateLimited {
+                message: "x".into(),
+                retry_after_secs: 60,
+            },
             ApiError::Unavailable,
             ApiError::Internal("secret detail".into()),
         ];
@@ -260,6 +292,55 @@ mod tests {
             assert!(status.is_client_error() || status.is_server_error());
             assert_eq!(body.error.code, code);
             assert_eq!(body.error.fields.is_some(), validation, "{code}");
+        }
+    }
+
+    /// A database's wording (tables, columns, constraint names) stays in the logs; a key the
+    /// store set becomes our sentence.
+    #[tokio::test]
+    async fn store_errors_reach_clients_only_in_our_words() {
+        let leaks = [
+            "UNIQUE constraint failed: users.tenant_id, users.user_name_norm",
+            "FOREIGN KEY constraint failed",
+            "api_tokens_org_id_fkey",
+            "insert or update on table \"grants\" violates foreign key constraint",
+        ];
+        for raw in leaks {
+            let (status, body) = body_of(
+                StoreError::Conflict {
+                    constraint: raw.into(),
+                }
+                .into(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CONFLICT);
+            assert_eq!(body.error.message, "conflicts with existing data");
+        }
+        let (_, named) = body_of(
+            StoreError::Conflict {
+                constraint: crate::store::ENVIRONMENT_NAME_TAKEN.into(),
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(
+            named.error.message,
+            "environment name already used in this product"
+        );
+        for (err, status, message) in [
+            (
+                StoreError::Other("no such column: users.secret".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ),
+            (
+                StoreError::Unavailable("connection refused to db.internal:5432".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable",
+            ),
+        ] {
+            let (got, body) = body_of(err.into()).await;
+            assert_eq!((got, body.error.message.as_str()), (status, message));
         }
     }
 }

@@ -28,6 +28,8 @@ async fn run(args: Cli) -> Result<(), String> {
             let options = StoreOptions {
                 max_connections: serve.db_max_connections,
                 migrate: !serve.no_migrate,
+                // No statement needs longer than the request that runs it may take.
+                statement_timeout: Some(serve.request_timeout()),
             };
             let store = store::connect(url, &options)
                 .await

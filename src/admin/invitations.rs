@@ -76,6 +76,22 @@ fn random_secret() -> Result<(String, [u8; 32]), ApiError> {
     Ok(invitation::mint_secret(random))
 }
 
+/// Addresses one invite request may list (valid or not).
+const MAX_ADDRESSES: usize = 100;
+
+/// How many entries `parse_address_list` will make of `raw`, counted before it parses and
+/// checks them, so an oversized list is refused before any work per address.
+fn listed_count(raw: &str) -> usize {
+    raw.split([',', ';', '\n'])
+        .filter(|e| !e.trim().is_empty())
+        .count()
+}
+
+/// Invitation e-mails (new and resent) an org may send per hour; `None`: no cap.
+fn hourly_cap(state: &AppState) -> Option<u32> {
+    Some(state.config.invitations_per_hour).filter(|&n| n > 0)
+}
+
 fn expiry(state: &AppState) -> DateTime<Utc> {
     crate::domain::now() + chrono::Duration::days(i64::from(state.config.invitation_ttl_days))
 }
@@ -147,6 +163,8 @@ async fn send_invitation(
 ///
 /// Each address gets its own result; an address with a pending invitation gets a new link.
 /// A failed e-mail is reported per address: the invitation exists and can be resent.
+/// At most 100 addresses per request (422 otherwise); the org's new and resent invitations
+/// are capped per hour (429 with `Retry-After`, and nothing is sent).
 #[utoipa::path(
     post,
     path = "/orgs/{org_id}/invitations",
@@ -157,6 +175,7 @@ async fn send_invitation(
     responses(
         (status = 200, description = "One result per listed address.", body = InviteResults),
         (status = 404, description = "No such org, or no such product, within reach.", body = ErrorBody),
+        (status = 429, description = "The org's invitation e-mails of the last hour would pass `ROLEGATE_INVITATIONS_PER_HOUR`: nothing was sent; `Retry-After` says when to try again.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
     )
 )]
@@ -167,6 +186,13 @@ async fn invite(
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
     let org = admin.org(&state, org_id).await?;
+    let listed_count = listed_count(&body.emails);
+    if listed_count > MAX_ADDRESSES {
+        return Err(ApiError::invalid(
+            "emails",
+            format!("at most {MAX_ADDRESSES} addresses per request (got {listed_count})"),
+        ));
+    }
     let listed = invitation::parse_address_list(&body.emails);
     if listed.is_empty() {
         return Err(ApiError::invalid(
@@ -243,7 +269,13 @@ async fn invite(
     } else {
         state
             .store
-            .invite(&admin.ctx, admin.tenant_id(), &target, &entries)
+            .invite(
+                &admin.ctx,
+                admin.tenant_id(),
+                &target,
+                &entries,
+                hourly_cap(&state),
+            )
             .await?
     };
     for ((email, outcome), (_, secret)) in outcomes.into_iter().zip(secrets) {
@@ -336,6 +368,7 @@ async fn invitation_in_reach(
         (status = 200, description = "The invitation with its new expiry, and how the e-mail went.", body = AddressResult),
         (status = 404, description = "No such invitation within reach.", body = ErrorBody),
         (status = 409, description = "The invitation is accepted or revoked.", body = ErrorBody),
+        (status = 429, description = "The org has sent `ROLEGATE_INVITATIONS_PER_HOUR` invitation e-mails in the last hour; `Retry-After` says when to try again.", body = ErrorBody),
         AuthErrors, BadParams, ServerErrors
     )
 )]
@@ -349,7 +382,14 @@ async fn resend(
     let (secret, hash) = random_secret()?;
     let invitation = state
         .store
-        .reissue_invitation(&admin.ctx, admin.tenant_id(), id, &hash, expiry(&state))
+        .reissue_invitation(
+            &admin.ctx,
+            admin.tenant_id(),
+            id,
+            &hash,
+            expiry(&state),
+            hourly_cap(&state),
+        )
         .await?;
     let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
     Ok((
@@ -558,5 +598,26 @@ async fn accept(
             "invitation_expired",
             "this invitation has expired: ask for a new one",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_cap_counts_what_the_parser_lists() {
+        for raw in [
+            "",
+            " , ;\n",
+            "a@x.test",
+            " ana@x.test, ,bob@y.test;ANA@X.test,not-an-email\nélo@ü.test,",
+        ] {
+            assert_eq!(
+                listed_count(raw),
+                invitation::parse_address_list(raw).len(),
+                "{raw:?}"
+            );
+        }
     }
 }

@@ -504,32 +504,21 @@ async fn update_group(
     Ok(ApiJson(group))
 }
 
-/// The product a group id belongs to: a stored group, or a built-in role (refused as read-only).
+/// The product a stored group belongs to, if the caller reaches it. A built-in role of a
+/// product within reach is refused as read-only (409); an unknown id, or anything of a product
+/// out of reach, is 404 — which of the two is never told.
 async fn group_product(
     state: &AppState,
     admin: &AdminAuth,
     group_id: Uuid,
 ) -> Result<Product, ApiError> {
-    match state
+    let product = state
         .store
         .permission_group_product(admin.tenant_id(), group_id)
-        .await
-    {
-        Ok(product) => {
-            admin.org(state, product.org_id).await?;
-            Ok(product)
-        }
-        Err(crate::store::StoreError::NotFound) => {
-            // A role id is derived from its product: look for it among the caller's products.
-            for org in state.store.list_orgs(admin.tenant_id()).await? {
-                for product in state.store.list_products(admin.tenant_id(), org.id).await? {
-                    refuse_role_group(product.id, group_id)?;
-                }
-            }
-            Err(ApiError::NotFound)
-        }
-        Err(e) => Err(e.into()),
-    }
+        .await?;
+    admin.org(state, product.org_id).await?;
+    refuse_role_group(product.id, group_id)?;
+    Ok(product)
 }
 
 #[derive(Deserialize, IntoParams)]

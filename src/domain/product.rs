@@ -60,12 +60,18 @@ pub struct ProductDetail {
     pub permission_groups: Vec<PermissionGroup>,
 }
 
+/// The stable id of a product's built-in role group: a name-based (version 5) UUID, where
+/// stored groups have time-ordered (version 7) ids.
+pub fn role_group_id(product_id: Uuid, role: Role) -> Uuid {
+    Uuid::new_v5(&product_id, role.as_str().as_bytes())
+}
+
 /// The built-in role groups of a product, listed beside its own groups but never stored.
 pub fn role_groups(product_id: Uuid) -> Vec<PermissionGroup> {
     Role::ALL
         .into_iter()
         .map(|role| PermissionGroup {
-            id: Uuid::new_v5(&product_id, role.as_str().as_bytes()),
+            id: role_group_id(product_id, role),
             product_id,
             name: role.display_name().to_owned(),
             preset: false,

@@ -77,35 +77,17 @@ impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ScimError::not_found(),
-            StoreError::Conflict { constraint } => match constraint.as_str() {
-                "externalId" | "displayName" => ScimError::new(
+            StoreError::Conflict { constraint } => {
+                // Our sentence for a rule the store named; the database's own wording (tables,
+                // columns, values) only in the log.
+                tracing::info!(%constraint, "write refused by a database constraint");
+                ScimError::new(
                     StatusCode::CONFLICT,
                     Some("uniqueness"),
-                    format!(
-                        "{constraint} is already used by another resource of this organization"
-                    ),
-                ),
-                // userName is unique in the whole tenant: whose it is stays unsaid.
-                "userName" => ScimError::new(
-                    StatusCode::CONFLICT,
-                    Some("uniqueness"),
-                    "userName is already in use",
-                ),
-                // The link rule refused: say what to do, never where the person is.
-                "person" => ScimError::new(
-                    StatusCode::CONFLICT,
-                    Some("uniqueness"),
-                    "a person with this userName or e-mail address already exists and this \
-                     token may not provision them (they belong to another organization or \
-                     provisioning connection); an administrator can add them to this \
-                     organization or hand them over with `rolegate scim release`",
-                ),
-                _ => ScimError::new(
-                    StatusCode::CONFLICT,
-                    Some("uniqueness"),
-                    "conflicts with an existing resource",
-                ),
-            },
+                    crate::store::conflict_message(&constraint)
+                        .unwrap_or("conflicts with an existing resource"),
+                )
+            }
             StoreError::UnknownIds(ids) => {
                 let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                 ScimError::bad_request(
@@ -123,6 +105,12 @@ impl From<StoreError> for ScimError {
                 "the resource has changed since the version in If-Match",
             ),
             StoreError::InvalidQuery(detail) => ScimError::bad_request("invalidFilter", detail),
+            StoreError::InvitationQuota {
+                retry_after_secs, ..
+            } => ScimError {
+                retry_after_secs: Some(retry_after_secs),
+                ..ScimError::new(StatusCode::TOO_MANY_REQUESTS, None, "too many requests")
+            },
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "service unavailable")
@@ -503,4 +491,33 @@ async fn method_not_allowed(_client: ScimClient) -> ScimError {
 /// Unknown SCIM paths answer in SCIM's format, after authentication (so they reveal nothing).
 async fn not_found(_client: ScimClient) -> ScimError {
     ScimError::new(StatusCode::NOT_FOUND, None, "no such SCIM resource")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database's wording of a refused write stays in the log; the client reads ours.
+    #[test]
+    fn conflicts_reach_scim_clients_in_our_words() {
+        for (constraint, detail) in [
+            (
+                "UNIQUE constraint failed: users.tenant_id, users.user_name_norm",
+                "conflicts with an existing resource",
+            ),
+            (
+                "groups_org_display_name",
+                "conflicts with an existing resource",
+            ),
+            ("userName", "userName is already in use"),
+        ] {
+            let e = ScimError::from(StoreError::Conflict {
+                constraint: constraint.into(),
+            });
+            assert_eq!(
+                (e.status, e.scim_type, e.detail.as_str()),
+                (StatusCode::CONFLICT, Some("uniqueness"), detail)
+            );
+        }
+    }
 }

@@ -1,16 +1,17 @@
 //! Invitations: pending → accepted | revoked (expired is derived), resend with a new token,
 //! single-use acceptance; plus the mail outbox.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::db::{Conn, Ctx, WriteTx, sql};
-use super::queries::{SqlStore, ensure_user, org_in_tenant};
-use super::team::insert_grant;
+use super::queries::{OrgLock, SqlStore, ensure_user, lock_org, org_in_tenant};
+use super::team::{check_owner_rule, insert_grant};
 use super::{
-    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, StoreError,
+    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, OwnerRule,
+    StoreError,
 };
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
@@ -82,20 +83,95 @@ async fn by_id(conn: Conn<'_>, tenant_id: Uuid, id: Uuid) -> Result<Invitation, 
 
 async fn replace_token(
     tx: &mut WriteTx,
+    tenant_id: Uuid,
     id: Uuid,
     token_hash: &[u8; 32],
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let at = now();
     sql("UPDATE invitations SET token_hash = $1, expires_at = $2, sent_count = sent_count + 1, last_sent_at = $3, \
-         updated_at = $3 WHERE id = $4")
+         updated_at = $3 WHERE id = $4 AND tenant_id = $5")
     .bind(token_hash.as_slice())
     .bind(expires_at)
     .bind(at)
     .bind(id)
+    .bind(tenant_id)
     .execute(tx.conn())
     .await?;
     Ok(())
+}
+
+/// The org's invitation e-mails of the last hour against a cap, counted in the database so the
+/// cap holds across instances, under an org-wide lock so concurrent requests cannot both pass.
+struct SendQuota {
+    cap: u32,
+    used: u64,
+    oldest: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+}
+
+impl SendQuota {
+    async fn load(
+        tx: &mut WriteTx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        cap: u32,
+    ) -> Result<Self, StoreError> {
+        lock_org(tx, OrgLock::InvitationSends, org_id).await?;
+        let at = now();
+        let since = at - Duration::hours(1);
+        #[derive(FromRow)]
+        struct Sent {
+            n: i64,
+            oldest: Option<DateTime<Utc>>,
+        }
+        // Every send is an audited event (`invitation.create`, `invitation.resend`), and audit ids
+        // are UUIDv7, so "the last hour" is a range of the `(tenant_id, id)` index. The
+        // invitations table cannot count them: it keeps only each invitation's latest send, so
+        // an invitation resent over and over would count once.
+        let sent = sql(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM audit_events \
+             WHERE tenant_id = $1 AND id >= $2 AND created_at >= $3 AND org_id = $4 \
+             AND action IN ('invitation.create', 'invitation.resend')",
+        )
+        .bind(tenant_id)
+        .bind(first_id_at(since))
+        .bind(since)
+        .bind(org_id)
+        .fetch_one::<Sent>(tx.conn())
+        .await?;
+        Ok(SendQuota {
+            cap,
+            used: u64::try_from(sent.n).unwrap_or(0),
+            oldest: sent.oldest,
+            at,
+        })
+    }
+
+    /// Counts one more e-mail, or refuses it: the whole request then rolls back.
+    fn take(&mut self) -> Result<(), StoreError> {
+        if self.used >= u64::from(self.cap) {
+            // When the oldest counted send leaves the window; a request larger than the whole
+            // cap gets the full hour.
+            let retry_after_secs = self
+                .oldest
+                .map_or(3600, |o| (o + Duration::hours(1) - self.at).num_seconds())
+                .clamp(1, 3600);
+            return Err(StoreError::InvitationQuota {
+                limit: self.cap,
+                retry_after_secs: u64::try_from(retry_after_secs).unwrap_or(3600),
+            });
+        }
+        self.used += 1;
+        Ok(())
+    }
+}
+
+/// The smallest UUIDv7 of the millisecond `at` (random bits zero): ids at or after it were made
+/// at or after `at`.
+fn first_id_at(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
 impl SqlStore {
@@ -105,9 +181,14 @@ impl SqlStore {
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         org_in_tenant(tx.conn(), tenant_id, target.org_id).await?;
+        let mut quota = match hourly_cap {
+            Some(cap) => Some(SendQuota::load(&mut tx, tenant_id, target.org_id, cap).await?),
+            None => None,
+        };
         let at = now();
         let mut results = Vec::new();
         for entry in entries {
@@ -118,8 +199,10 @@ impl SqlStore {
             }
             let member = sql(
                 "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
-                              WHERE m.org_id = $1 AND (u.email_norm = $2 OR u.user_name_norm = $2)",
+                 AND u.tenant_id = m.tenant_id WHERE m.tenant_id = $1 AND m.org_id = $2 \
+                 AND (u.email_norm = $3 OR u.user_name_norm = $3)",
             )
+            .bind(tenant_id)
             .bind(target.org_id)
             .bind(norm.as_str())
             .fetch_optional::<Direct>(tx.conn())
@@ -135,14 +218,19 @@ impl SqlStore {
             struct Pending {
                 id: Uuid,
             }
-            let pending = sql("SELECT id FROM invitations WHERE org_id = $1 AND email_norm = $2 AND status = 'pending'")
+            let pending = sql("SELECT id FROM invitations WHERE tenant_id = $1 AND org_id = $2 AND email_norm = $3 \
+                               AND status = 'pending'")
+                .bind(tenant_id)
                 .bind(target.org_id)
                 .bind(norm.as_str())
                 .fetch_optional::<Pending>(tx.conn())
                 .await?;
+            if let Some(quota) = quota.as_mut() {
+                quota.take()?;
+            }
             if let Some(Pending { id }) = pending {
                 // Inviting again re-sends: a new link, and the old one dies.
-                replace_token(&mut tx, id, &entry.token_hash, target.expires_at).await?;
+                replace_token(&mut tx, tenant_id, id, &entry.token_hash, target.expires_at).await?;
                 tx.audit(
                     AuditRecord::new("invitation.resend", "invitation", id).org(target.org_id),
                 );
@@ -223,6 +311,7 @@ impl SqlStore {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let current = by_id(tx.conn(), tenant_id, id).await?;
@@ -238,7 +327,12 @@ impl SqlStore {
                 .to_lowercase(),
             ));
         }
-        replace_token(&mut tx, id, token_hash, expires_at).await?;
+        if let Some(cap) = hourly_cap {
+            SendQuota::load(&mut tx, tenant_id, current.org_id, cap)
+                .await?
+                .take()?;
+        }
+        replace_token(&mut tx, tenant_id, id, token_hash, expires_at).await?;
         tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
         let updated = by_id(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
@@ -262,9 +356,10 @@ impl SqlStore {
             }
             InvitationStatus::Pending | InvitationStatus::Expired => {}
         }
-        sql("UPDATE invitations SET status = 'revoked', updated_at = $1 WHERE id = $2")
+        sql("UPDATE invitations SET status = 'revoked', updated_at = $1 WHERE id = $2 AND tenant_id = $3")
             .bind(now())
             .bind(id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
         tx.audit(
@@ -322,10 +417,11 @@ impl SqlStore {
         // The status guard makes the token single-use even against a racing request.
         let claimed = sql(
             "UPDATE invitations SET status = 'accepted', accepted_at = $1, updated_at = $1 \
-                           WHERE id = $2 AND status = 'pending' AND token_hash = $3",
+             WHERE id = $2 AND tenant_id = $3 AND status = 'pending' AND token_hash = $4",
         )
         .bind(at)
         .bind(invitation.id)
+        .bind(invitation.tenant_id)
         .bind(token_hash.as_slice())
         .execute(tx.conn())
         .await?;
@@ -334,13 +430,17 @@ impl SqlStore {
         }
         let tenant_id = invitation.tenant_id;
         let user = ensure_user(&mut tx, tenant_id, &invitation.email, Source::Invite).await?;
-        sql("UPDATE invitations SET accepted_user_id = $1 WHERE id = $2")
+        sql("UPDATE invitations SET accepted_user_id = $1 WHERE id = $2 AND tenant_id = $3")
             .bind(user.id)
             .bind(invitation.id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
+        // Role NULL, "inherit": the invitee is a Member here unless an org above makes them
+        // more. An explicit 'member' would override an Owner inherited from above and could
+        // leave the org without an Owner. An existing membership is left as it is.
         sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'member', 'invite', $4, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
+             VALUES ($1, $2, $3, NULL, 'invite', $4, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
         .bind(tenant_id)
         .bind(invitation.org_id)
         .bind(user.id)
@@ -381,6 +481,10 @@ impl SqlStore {
             .org(invitation.org_id)
             .after(json!({ "user_id": user.id, "permission_group_id": invitation.permission_group_id, "role": invitation.role })).product_opt(invitation.product_id));
         tx.invalidate_user(user.id);
+        // Enforced, not warned: joining never needs to take an Owner away, so a breach here is a
+        // bug, not IdP offboarding that must win. Refusing rolls the acceptance back, and the
+        // link stays usable once an admin has fixed what was wrong.
+        check_owner_rule(&mut tx, tenant_id, invitation.org_id, OwnerRule::Enforce).await?;
         let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
         tx.commit().await?;
         Ok(AcceptOutcome::Accepted {

@@ -14,6 +14,7 @@ mod team;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -59,10 +60,53 @@ pub enum StoreError {
     /// attribute it does not index); the message is safe to show the client.
     #[error("{0}")]
     InvalidQuery(String),
+    /// The org has sent as many invitation e-mails this hour as it may; counted in the database,
+    /// so the cap holds across instances. `retry_after_secs`: until the oldest counted send is
+    /// an hour old.
+    #[error("at most {limit} invitations per organization per hour")]
+    InvitationQuota { limit: u32, retry_after_secs: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
     Other(String),
+}
+
+/// `Conflict` keys the store sets itself (the SCIM ones name the attribute, as RFC 7644's
+/// `uniqueness` error wants). Anything else in `constraint` is the database's own wording.
+pub const ENVIRONMENT_NAME_TAKEN: &str = "environment_name";
+pub const PERMISSION_GROUP_NAME_TAKEN: &str = "permission_group_name";
+
+/// What a client may be told about a conflict: a sentence we wrote for a key the store set, or
+/// `None` for anything else. A database's own text (`UNIQUE constraint failed: users.…`,
+/// `… violates foreign key constraint …`) names tables and columns and can quote values, so it
+/// is logged, never shown; the edges answer a generic sentence instead.
+pub fn conflict_message(constraint: &str) -> Option<&'static str> {
+    Some(match constraint {
+        ENVIRONMENT_NAME_TAKEN => "environment name already used in this product",
+        PERMISSION_GROUP_NAME_TAKEN => "permission group name already used in this product",
+        // userName is unique in the whole tenant: whose it is stays unsaid.
+        "userName" => "userName is already in use",
+        // The link rule refused: say what to do, never where the person is.
+        "person" => {
+            "a person with this userName or e-mail address already exists and this token may \
+             not provision them (they belong to another organization or provisioning \
+             connection); an administrator can add them to this organization or hand them over \
+             with `rolegate scim release`"
+        }
+        "externalId" => "externalId is already used by another resource of this organization",
+        "displayName" => "displayName is already used by another resource of this organization",
+        _ => return None,
+    })
+}
+
+/// A statement stopped at its deadline: PostgreSQL's `statement_timeout` (SQLSTATE 57014,
+/// `query_canceled`) or our SQLite progress handler (`SQLITE_INTERRUPT`, 9).
+fn ran_past_deadline(db: &dyn sqlx::error::DatabaseError) -> bool {
+    match db.code().as_deref() {
+        Some("57014") => true,
+        Some("9") => db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -70,6 +114,8 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) => match db.kind() {
+                // The constraint (or, where the driver names none, the message) is kept for the
+                // logs; `conflict_message` decides what a client sees.
                 sqlx::error::ErrorKind::UniqueViolation
                 | sqlx::error::ErrorKind::ForeignKeyViolation
                 | sqlx::error::ErrorKind::CheckViolation => StoreError::Conflict {
@@ -77,6 +123,10 @@ impl From<sqlx::Error> for StoreError {
                         .constraint()
                         .map_or_else(|| db.message().to_owned(), str::to_owned),
                 },
+                _ if ran_past_deadline(db.as_ref()) => StoreError::Unavailable(format!(
+                    "statement stopped at its deadline: {}",
+                    db.message()
+                )),
                 _ => StoreError::Other(err.to_string()),
             },
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
@@ -505,6 +555,7 @@ pub trait Store: Send + Sync + 'static {
         group_id: Uuid,
         reassign_to: Option<Uuid>,
     ) -> Result<u64, StoreError>;
+    /// The product of a stored permission group, or of a built-in role's id.
     async fn permission_group_product(
         &self,
         tenant_id: Uuid,
@@ -544,13 +595,16 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
     ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError>;
 
-    /// Invites each address (or re-sends a pending invitation with the new token).
+    /// Invites each address (or re-sends a pending invitation with the new token). With
+    /// `hourly_cap`, refuses the whole request (`InvitationQuota`) if its e-mails would take the
+    /// org past that many sent (new and resent) in the last hour.
     async fn invite(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError>;
     async fn list_invitations(
         &self,
@@ -558,7 +612,8 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
     ) -> Result<Vec<Invitation>, StoreError>;
     async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError>;
-    /// A new token for a pending (or expired) invitation; the old link dies.
+    /// A new token for a pending (or expired) invitation; the old link dies. `hourly_cap` as
+    /// for [`Store::invite`].
     async fn reissue_invitation(
         &self,
         ctx: &Ctx,
@@ -566,6 +621,7 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError>;
     /// Revokes a pending invitation; revoking a revoked one changes nothing.
     async fn revoke_invitation(
@@ -720,13 +776,23 @@ pub trait Store: Send + Sync + 'static {
 pub struct StoreOptions {
     pub max_connections: u32,
     pub migrate: bool,
+    /// How long one statement may run before the database stops it (`None`: no limit). The
+    /// service sets its request timeout here, so a request already answered `408` does not
+    /// keep a connection busy with a query nobody waits for. PostgreSQL: `statement_timeout`
+    /// on every pooled connection. SQLite: a progress handler that interrupts statements once
+    /// the connection has been out of the pool this long (one checkout serves one request).
+    /// Migrations always run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
+    /// For the command line and tests: no statement deadline (an operator's command may
+    /// legitimately take long).
     fn default() -> Self {
         StoreOptions {
             max_connections: 10,
             migrate: true,
+            statement_timeout: None,
         }
     }
 }
@@ -754,6 +820,7 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
     let options = StoreOptions {
         max_connections: 2,
         migrate: true,
+        statement_timeout: None,
     };
     let store = connect(url, &options).await?;
     store.close().await;

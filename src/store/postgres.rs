@@ -19,20 +19,92 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
         // as provisioning fills `users`. Planning each run with its parameters keeps the index
         // lookups (a few tens of microseconds a statement).
         .options([("plan_cache_mode", "force_custom_plan")]);
+    if options.migrate {
+        // On a connection of its own, without the statement deadline: a migration may take as
+        // long as it takes. sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
+        // instances started together apply each migration once and the others wait, then find
+        // nothing to do.
+        // (A one-connection pool rather than a bare connection: `Migrator::run` is generic
+        // over `Acquire`, which a `&mut` connection satisfies too narrowly for a spawned task.)
+        let migrator_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect_options.clone())
+            .await
+            // sqlx's connect errors do not include the URL, so the password cannot leak here.
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let migrated = MIGRATOR.run(&migrator_pool).await;
+        migrator_pool.close().await;
+        migrated.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+    }
+    let pool_connect_options = match options.statement_timeout {
+        // Set at connection start, so it holds for every statement of every checkout: the
+        // server itself stops a statement that outlives the request that sent it.
+        Some(limit) => {
+            connect_options.options([("statement_timeout", limit.as_millis().max(1).to_string())])
+        }
+        None => connect_options,
+    };
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect_options)
+        .connect_with(pool_connect_options)
         .await
-        // sqlx's connect errors do not include the URL, so the password cannot leak from here.
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    if options.migrate {
-        // sqlx's migrator holds a PostgreSQL advisory lock while it runs, so instances started
-        // together apply each migration once and the others wait, then find nothing to do.
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-    }
     Ok(Pool::Postgres(pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::Actor;
+    use crate::store::db::{Ctx, Db, sql};
+
+    /// Runs when `DATABASE_URL` names a PostgreSQL server (as the integration tests do). Needs
+    /// no schema: it only sleeps and selects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_past_its_deadline_is_stopped_and_the_pool_serves_on() {
+        let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+            return;
+        };
+        let options = StoreOptions {
+            max_connections: 2,
+            migrate: false,
+            statement_timeout: Some(Duration::from_millis(200)),
+        };
+        let db = Db::new(connect(&url, &options).await.expect("connects"));
+
+        let mut h = db.read().await.expect("read handle");
+        let err = sql("SELECT pg_sleep(5)")
+            .execute(h.conn())
+            .await
+            .expect_err("stopped at the deadline, not run to the end");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        drop(h);
+        for _ in 0..3 {
+            let mut h = db.read().await.expect("read handle");
+            sql("SELECT 1").execute(h.conn()).await.expect("serves");
+        }
+
+        let ctx = Ctx::new(Actor::Cli);
+        let mut tx = db
+            .begin_write(&ctx, uuid::Uuid::nil())
+            .await
+            .expect("writer");
+        let err = sql("SELECT pg_sleep(5)")
+            .execute(tx.conn())
+            .await
+            .expect_err("stopped inside a transaction too");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        drop(tx);
+        let mut tx = db
+            .begin_write(&ctx, uuid::Uuid::nil())
+            .await
+            .expect("the next writer begins");
+        sql("SELECT 1").execute(tx.conn()).await.expect("serves");
+    }
 }

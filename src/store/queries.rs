@@ -314,11 +314,13 @@ async fn set_membership_role(
     struct RoleRow {
         role: Option<String>,
     }
-    let before = sql("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_optional::<RoleRow>(tx.conn())
-        .await?;
+    let before =
+        sql("SELECT role FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3")
+            .bind(tenant_id)
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional::<RoleRow>(tx.conn())
+            .await?;
     let at = now();
     sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -470,7 +472,8 @@ impl Store for SqlStore {
         source: Source,
     ) -> Result<User, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        sql("SELECT id FROM orgs WHERE id = $1 AND parent_id IS NULL")
+        // A tenant's id is its root org's id.
+        sql("SELECT id FROM orgs WHERE id = $1 AND tenant_id = $1 AND parent_id IS NULL")
             .bind(tenant_id)
             .fetch_one::<IdRow>(tx.conn())
             .await?;
@@ -879,8 +882,10 @@ impl Store for SqlStore {
         tenant_id: Uuid,
         target: &InvitationTarget,
         entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
-        self.invite_impl(ctx, tenant_id, target, entries).await
+        self.invite_impl(ctx, tenant_id, target, entries, hourly_cap)
+            .await
     }
 
     async fn list_invitations(
@@ -902,8 +907,9 @@ impl Store for SqlStore {
         id: Uuid,
         token_hash: &[u8; 32],
         expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
-        self.reissue_invitation_impl(ctx, tenant_id, id, token_hash, expires_at)
+        self.reissue_invitation_impl(ctx, tenant_id, id, token_hash, expires_at, hourly_cap)
             .await
     }
 
@@ -964,9 +970,11 @@ impl Store for SqlStore {
         .await?;
         // Ids are time-ordered: everything below the newest N goes.
         sql(
-            "DELETE FROM scim_request_errors WHERE token_id = $1 AND id NOT IN \
-             (SELECT id FROM scim_request_errors WHERE token_id = $1 ORDER BY id DESC LIMIT $2)",
+            "DELETE FROM scim_request_errors WHERE tenant_id = $1 AND token_id = $2 AND id NOT IN \
+             (SELECT id FROM scim_request_errors WHERE tenant_id = $1 AND token_id = $2 \
+             ORDER BY id DESC LIMIT $3)",
         )
+        .bind(tenant_id)
         .bind(error.token_id)
         .bind(KEPT_PER_TOKEN)
         .execute(h.conn())
@@ -1189,6 +1197,39 @@ impl Store for SqlStore {
             .map(AuditEvent::from)
             .collect())
     }
+}
+
+/// What an org-wide lock serialises (the class half of a two-key advisory lock, so our keys
+/// never meet sqlx's single-key migration lock).
+#[derive(Debug, Clone, Copy)]
+#[repr(i32)]
+pub(super) enum OrgLock {
+    /// Counting and sending invitation e-mails against the hourly cap.
+    InvitationSends = 0x7267_0001,
+    /// Adding nested groups, so two concurrent additions cannot each miss the other's cycle.
+    GroupNesting = 0x7267_0002,
+}
+
+/// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:
+/// a transaction-scoped advisory lock, so it holds across instances. SQLite: nothing to do, its
+/// writers already go one at a time (the in-process queue and `BEGIN IMMEDIATE`).
+pub(super) async fn lock_org(
+    tx: &mut WriteTx,
+    lock: OrgLock,
+    org_id: Uuid,
+) -> Result<(), StoreError> {
+    let conn = tx.conn();
+    if let Conn::Postgres(_) = conn {
+        // Two orgs folding to the same key only wait for each other: harmless.
+        let (hi, lo) = org_id.as_u64_pair();
+        let folded = (hi ^ lo) as u32 ^ ((hi ^ lo) >> 32) as u32;
+        sql("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+            .bind(i64::from(lock as i32))
+            .bind(i64::from(folded as i32))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {

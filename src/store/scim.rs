@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::db::{Arg, Conn, Ctx, Record, SqlBuilder, WriteTx, sql};
-use super::queries::{IdRow, SqlStore, org_in_tenant, push_list};
+use super::queries::{IdRow, OrgLock, SqlStore, lock_org, org_in_tenant, push_list};
 use super::scim_sql::{Dialect, Translator};
 use super::team::{check_owner_rule, tenant_tree};
 use super::{
@@ -1363,9 +1363,18 @@ async fn ids_in(
 /// Refuses a nested group that would make `group_id` its own member, directly or not.
 async fn refuse_cycles(
     tx: &mut WriteTx,
+    scope: ScimScope,
     group_id: Uuid,
     nested: &[Uuid],
 ) -> Result<(), StoreError> {
+    if nested.is_empty() {
+        return Ok(());
+    }
+    // Locking the target group is not enough: `A gets member B` and `B gets member A` lock
+    // different rows, and each would check before the other commits. Nesting changes of one
+    // org (groups nest only within their org) therefore go one at a time, and each checks
+    // what the previous one committed.
+    lock_org(tx, OrgLock::GroupNesting, scope.org_id).await?;
     for candidate in nested {
         if *candidate == group_id {
             return Err(StoreError::Rule(format!(
@@ -1538,7 +1547,7 @@ async fn add_members(
         .filter(|(_, k)| *k == MemberKind::Group)
         .map(|(id, _)| *id)
         .collect();
-    refuse_cycles(tx, group_id, &nested).await?;
+    refuse_cycles(tx, scope, group_id, &nested).await?;
     let at = now();
     for chunk in resolved.chunks(ID_CHUNK / 5) {
         let mut b = SqlBuilder::new(

@@ -1,8 +1,9 @@
 //! SQLite specifics: the embedded default, one instance, one writer at a time.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -10,6 +11,26 @@ use super::db::Pool;
 use super::{StoreError, StoreOptions};
 
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Virtual-machine steps between two looks at the clock: a statement that finishes sooner
+/// never calls the handler, and one that runs on is stopped within microseconds of its deadline.
+const STEPS_BETWEEN_CHECKS: i32 = 4096;
+
+/// Arms the connection's deadline: statements it runs from now on are interrupted
+/// (`SQLITE_INTERRUPT`) once `limit` has passed.
+///
+/// SQLite has no per-statement timeout, and the progress handler does not say which statement
+/// is running, so the deadline counts from the moment the connection leaves the pool. A
+/// checkout serves one request (a read handle or one write transaction) and no request may
+/// outlive the request timeout, so a statement still running past it belongs to a request that
+/// was already answered `408`.
+async fn arm_deadline(conn: &mut SqliteConnection, limit: Duration) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + limit;
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(STEPS_BETWEEN_CHECKS, move || Instant::now() < deadline);
+    Ok(())
+}
 
 pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, StoreError> {
     if url.contains(":memory:") || url.contains("mode=memory") {
@@ -29,17 +50,89 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
         // Another process holding the write lock (e.g. `rolegate token create` next to a running
         // server) is waited for, not reported as SQLITE_BUSY.
         .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
+    if options.migrate {
+        // On a connection of its own, without the statement deadline: a migration may take as
+        // long as it takes.
+        // (A one-connection pool rather than a bare connection: `Migrator::run` is generic
+        // over `Acquire`, which a `&mut` connection satisfies too narrowly for a spawned task.)
+        let migrator_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let migrated = MIGRATOR.run(&migrator_pool).await;
+        migrator_pool.close().await;
+        migrated.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+    }
+    let mut pool_options = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_secs(30));
+    if let Some(limit) = options.statement_timeout {
+        pool_options = pool_options
+            .after_connect(move |conn, _| Box::pin(arm_deadline(conn, limit)))
+            .before_acquire(move |conn, _| {
+                Box::pin(async move { arm_deadline(conn, limit).await.map(|()| true) })
+            });
+    }
+    let pool = pool_options
         .connect_with(connect_options)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    if options.migrate {
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-    }
     Ok(Pool::Sqlite(pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::Actor;
+    use crate::store::db::{Ctx, Db, sql};
+
+    /// Counts to fifty million: seconds of work, far past the test's deadline.
+    const SLOW: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                        WHERE x < 50000000) SELECT COUNT(*) FROM c";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_past_its_deadline_is_stopped_and_the_pool_serves_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = StoreOptions {
+            max_connections: 2,
+            migrate: true,
+            statement_timeout: Some(Duration::from_millis(200)),
+        };
+        let db = Db::new(connect(&url, &options).await.expect("connects"));
+
+        let mut h = db.read().await.expect("read handle");
+        let err = sql(SLOW)
+            .execute(h.conn())
+            .await
+            .expect_err("stopped at the deadline, not run to the end");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        drop(h);
+        // Every checkout starts its own deadline: the same connections serve again.
+        for _ in 0..3 {
+            let mut h = db.read().await.expect("read handle");
+            sql("SELECT 1").execute(h.conn()).await.expect("serves");
+        }
+
+        let ctx = Ctx::new(Actor::Cli);
+        let mut tx = db
+            .begin_write(&ctx, uuid::Uuid::nil())
+            .await
+            .expect("writer");
+        let err = sql(SLOW)
+            .execute(tx.conn())
+            .await
+            .expect_err("stopped inside a transaction too");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        drop(tx);
+        let mut tx = db
+            .begin_write(&ctx, uuid::Uuid::nil())
+            .await
+            .expect("the next writer begins");
+        sql("SELECT COUNT(*) FROM orgs")
+            .execute(tx.conn())
+            .await
+            .expect("serves");
+    }
 }

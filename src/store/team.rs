@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::db::{AsConn, Conn, Ctx, SqlBuilder, WriteTx, sql};
 use super::queries::{OrgRow, SqlStore, UserRow, org_in_tenant, push_list};
-use super::{MemberQuery, NewEnvironment, OrgMember, OwnerRule, ProductAccess, StoreError};
+use super::{
+    ENVIRONMENT_NAME_TAKEN, MemberQuery, NewEnvironment, OrgMember, OwnerRule,
+    PERMISSION_GROUP_NAME_TAKEN, ProductAccess, StoreError,
+};
 use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, Org, OrgRole};
@@ -20,7 +23,9 @@ use crate::domain::permission::{
     AccessRule, Capability, EnvAccess, Module, ModuleLevel, PermissionSet, Role, effective_modules,
     module_permissions, product_presets,
 };
-use crate::domain::product::{Environment, PermissionGroup, Product, ProductDetail, role_groups};
+use crate::domain::product::{
+    Environment, PermissionGroup, Product, ProductDetail, role_group_id, role_groups,
+};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
 
@@ -121,7 +126,8 @@ fn access(raw: &str) -> Result<EnvAccess, StoreError> {
     EnvAccess::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown access {raw}")))
 }
 
-/// Maps a uniqueness violation to a conflict that says which name is taken; other errors pass.
+/// Maps a uniqueness violation to a conflict naming which name is taken (a key of
+/// `conflict_message`); other errors pass.
 fn name_taken(what: &'static str) -> impl FnOnce(StoreError) -> StoreError {
     move |e| match e {
         StoreError::Conflict { .. } => StoreError::Conflict {
@@ -235,8 +241,8 @@ pub(super) async fn check_owner_rule(
     let tree = tenant_tree(tx.conn(), tenant_id).await?;
     let rows = sql(
         "SELECT m.org_id, m.user_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
-                    WHERE m.tenant_id = $1 AND u.active = $2 AND m.user_id IN \
-                    (SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner')",
+         AND u.tenant_id = m.tenant_id WHERE m.tenant_id = $1 AND u.active = $2 AND m.user_id IN \
+         (SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner')",
     )
     .bind(tenant_id)
     .bind(true)
@@ -306,14 +312,16 @@ pub(super) async fn insert_grant(
 
 async fn load_groups(
     conn: &mut impl AsConn,
+    tenant_id: Uuid,
     product_id: Uuid,
 ) -> Result<Vec<PermissionGroup>, StoreError> {
-    load_groups_of(conn, &[product_id]).await
+    load_groups_of(conn, tenant_id, &[product_id]).await
 }
 
 /// The stored groups of several products, in two queries whatever their number.
 async fn load_groups_of(
     conn: &mut impl AsConn,
+    tenant_id: Uuid,
     product_ids: &[Uuid],
 ) -> Result<Vec<PermissionGroup>, StoreError> {
     if product_ids.is_empty() {
@@ -321,8 +329,9 @@ async fn load_groups_of(
     }
     let mut b = SqlBuilder::new(
         "SELECT id, product_id, name, capabilities, default_access, restricted_access, preset \
-         FROM permission_groups WHERE product_id IN (",
+         FROM permission_groups WHERE tenant_id = ",
     );
+    b.push_bind(tenant_id).push(" AND product_id IN (");
     push_list(&mut b, product_ids);
     b.push(") ORDER BY id");
     let rows = b
@@ -331,8 +340,10 @@ async fn load_groups_of(
         .await?;
     let mut b = SqlBuilder::new(
         "SELECT a.permission_group_id, a.environment_id, a.access FROM permission_group_access a \
-         JOIN permission_groups g ON g.id = a.permission_group_id WHERE g.product_id IN (",
+         JOIN permission_groups g ON g.id = a.permission_group_id AND g.tenant_id = a.tenant_id \
+         WHERE a.tenant_id = ",
     );
+    b.push_bind(tenant_id).push(" AND g.product_id IN (");
     push_list(&mut b, product_ids);
     b.push(")");
     let overrides = b.build().fetch_all::<AccessRow>(conn.conn()).await?;
@@ -341,14 +352,17 @@ async fn load_groups_of(
 
 async fn load_environments_of(
     conn: &mut impl AsConn,
+    tenant_id: Uuid,
     product_ids: &[Uuid],
 ) -> Result<Vec<Environment>, StoreError> {
     if product_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut b = SqlBuilder::new(
-        "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments WHERE product_id IN (",
+        "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
+         WHERE tenant_id = ",
     );
+    b.push_bind(tenant_id).push(" AND product_id IN (");
     push_list(&mut b, product_ids);
     b.push(") ORDER BY id");
     Ok(b.build()
@@ -399,7 +413,8 @@ async fn write_group_access(
     group_id: Uuid,
     overrides: &BTreeMap<Uuid, EnvAccess>,
 ) -> Result<(), StoreError> {
-    sql("DELETE FROM permission_group_access WHERE permission_group_id = $1")
+    sql("DELETE FROM permission_group_access WHERE tenant_id = $1 AND permission_group_id = $2")
+        .bind(tenant_id)
         .bind(group_id)
         .execute(tx.conn())
         .await?;
@@ -407,8 +422,11 @@ async fn write_group_access(
         return Ok(());
     }
     let envs: Vec<Uuid> = overrides.keys().copied().collect();
-    let mut b = SqlBuilder::new("SELECT id FROM environments WHERE product_id = ");
-    b.push_bind(product_id).push(" AND id IN (");
+    let mut b = SqlBuilder::new("SELECT id FROM environments WHERE tenant_id = ");
+    b.push_bind(tenant_id)
+        .push(" AND product_id = ")
+        .push_bind(product_id)
+        .push(" AND id IN (");
     push_list(&mut b, &envs);
     b.push(")");
     let found: BTreeSet<Uuid> = b
@@ -465,7 +483,7 @@ async fn insert_group(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(name_taken("permission group name already used in this product"))?;
+    .map_err(name_taken(PERMISSION_GROUP_NAME_TAKEN))?;
     write_group_access(tx, tenant_id, product_id, id, &set.access.overrides).await?;
     Ok(id)
 }
@@ -497,8 +515,34 @@ async fn insert_environment(
     .bind(at)
     .execute(tx.conn())
     .await
-    .map_err(name_taken("environment name already used in this product"))?;
+    .map_err(name_taken(ENVIRONMENT_NAME_TAKEN))?;
     Ok(created)
+}
+
+/// An environment of the tenant, read in a write transaction and locked until it ends
+/// (PostgreSQL `FOR UPDATE`; SQLite writers already hold the database one at a time).
+async fn environment_for_update(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    env_id: Uuid,
+) -> Result<Environment, StoreError> {
+    let conn = tx.conn();
+    let statement = match conn {
+        Conn::Postgres(_) => sql(
+            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
+             WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        ),
+        Conn::Sqlite(_) => sql(
+            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
+             WHERE id = $1 AND tenant_id = $2",
+        ),
+    };
+    statement
+        .bind(env_id)
+        .bind(tenant_id)
+        .fetch_one::<EnvironmentRow>(conn)
+        .await
+        .map(Environment::from)
 }
 
 /// All grants of a user on one product, or in orgs of a chain.
@@ -615,25 +659,33 @@ impl SqlStore {
                 "a root organization cannot be deleted through the API".into(),
             ));
         }
-        for (table, column, what) in [
-            ("orgs", "parent_id", "sub-organizations"),
-            ("products", "org_id", "products"),
-            ("memberships", "org_id", "members"),
+        for (count, what) in [
+            (
+                sql("SELECT COUNT(*) AS n FROM orgs WHERE tenant_id = $1 AND parent_id = $2"),
+                "sub-organizations",
+            ),
+            (
+                sql("SELECT COUNT(*) AS n FROM products WHERE tenant_id = $1 AND org_id = $2"),
+                "products",
+            ),
+            (
+                sql("SELECT COUNT(*) AS n FROM memberships WHERE tenant_id = $1 AND org_id = $2"),
+                "members",
+            ),
         ] {
-            let mut b = SqlBuilder::new("SELECT COUNT(*) AS n FROM ");
-            b.push(table)
-                .push(" WHERE ")
-                .push(column)
-                .push(" = ")
-                .push_bind(org_id);
-            let CountRow { n } = b.build().fetch_one::<CountRow>(tx.conn()).await?;
+            let CountRow { n } = count
+                .bind(tenant_id)
+                .bind(org_id)
+                .fetch_one::<CountRow>(tx.conn())
+                .await?;
             if n > 0 {
                 return Err(StoreError::Rule(format!(
                     "only an empty sub-organization can be deleted: it has {what}"
                 )));
             }
         }
-        sql("DELETE FROM grants WHERE org_id = $1")
+        sql("DELETE FROM grants WHERE tenant_id = $1 AND org_id = $2")
+            .bind(tenant_id)
             .bind(org_id)
             .execute(tx.conn())
             .await?;
@@ -666,7 +718,8 @@ impl SqlStore {
         let mut b = SqlBuilder::new(concat!(
             "SELECT DISTINCT ",
             crate::user_columns!(),
-            " FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.tenant_id = "
+            " FROM users u JOIN memberships m ON m.user_id = u.id AND m.tenant_id = u.tenant_id \
+             WHERE m.tenant_id = "
         ));
         b.push_bind(tenant_id).push(" AND m.org_id IN (");
         push_list(&mut b, &chain);
@@ -768,7 +821,8 @@ impl SqlStore {
         if before.is_empty() {
             return Err(StoreError::NotFound);
         }
-        sql("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+        sql("DELETE FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3")
+            .bind(tenant_id)
             .bind(org_id)
             .bind(user_id)
             .execute(tx.conn())
@@ -827,7 +881,7 @@ impl SqlStore {
         for (preset_name, set) in product_presets() {
             insert_group(&mut tx, tenant_id, product.id, preset_name, &set, true).await?;
         }
-        let mut groups = load_groups(&mut tx, product.id).await?;
+        let mut groups = load_groups(&mut tx, tenant_id, product.id).await?;
         groups.extend(role_groups(product.id));
         let detail = ProductDetail {
             product,
@@ -853,15 +907,16 @@ impl SqlStore {
         let product = product_in_tenant(h.conn(), tenant_id, product_id).await?;
         let environments = sql(
             "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-                                WHERE product_id = $1 ORDER BY id",
+             WHERE tenant_id = $1 AND product_id = $2 ORDER BY id",
         )
+        .bind(tenant_id)
         .bind(product_id)
         .fetch_all::<EnvironmentRow>(h.conn())
         .await?
         .into_iter()
         .map(Environment::from)
         .collect();
-        let mut permission_groups = load_groups(&mut h, product_id).await?;
+        let mut permission_groups = load_groups(&mut h, tenant_id, product_id).await?;
         permission_groups.extend(role_groups(product_id));
         Ok(ProductDetail {
             product,
@@ -900,12 +955,16 @@ impl SqlStore {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let before = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
         let at = now();
-        sql("UPDATE products SET name = $1, updated_at = $2, version = version + 1 WHERE id = $3")
-            .bind(name)
-            .bind(at)
-            .bind(product_id)
-            .execute(tx.conn())
-            .await?;
+        sql(
+            "UPDATE products SET name = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3 AND tenant_id = $4",
+        )
+        .bind(name)
+        .bind(at)
+        .bind(product_id)
+        .bind(tenant_id)
+        .execute(tx.conn())
+        .await?;
         tx.audit(
             AuditRecord::new("product.rename", "product", product_id)
                 .org(before.org_id)
@@ -935,8 +994,9 @@ impl SqlStore {
             .bind(product_id)
             .execute(tx.conn())
             .await?;
-        sql("DELETE FROM products WHERE id = $1")
+        sql("DELETE FROM products WHERE id = $1 AND tenant_id = $2")
             .bind(product_id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
         tx.audit(
@@ -998,8 +1058,11 @@ impl SqlStore {
         name: Option<&str>,
         restricted: Option<bool>,
     ) -> Result<Environment, StoreError> {
-        let (before, product) = self.environment(tenant_id, env_id).await?;
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        // Read in the transaction, locked: the fields this change leaves alone are written back
+        // as they are now, not as they were before a concurrent change committed.
+        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
+        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
         let at = now();
         let after = Environment {
             name: name.map_or_else(|| before.name.clone(), str::to_owned),
@@ -1016,7 +1079,7 @@ impl SqlStore {
             .bind(tenant_id)
             .execute(tx.conn())
             .await
-            .map_err(name_taken("environment name already used in this product"))?;
+            .map_err(name_taken(ENVIRONMENT_NAME_TAKEN))?;
         tx.audit(
             AuditRecord::new("environment.update", "environment", env_id)
                 .org(product.org_id)
@@ -1035,8 +1098,9 @@ impl SqlStore {
         tenant_id: Uuid,
         env_id: Uuid,
     ) -> Result<(), StoreError> {
-        let (before, product) = self.environment(tenant_id, env_id).await?;
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
+        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
         // Overrides naming the environment go with it (ON DELETE CASCADE).
         let n = sql("DELETE FROM environments WHERE id = $1 AND tenant_id = $2")
             .bind(env_id)
@@ -1068,7 +1132,7 @@ impl SqlStore {
     ) -> Result<PermissionGroup, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
-        let groups = load_groups(&mut tx, product_id).await?;
+        let groups = load_groups(&mut tx, tenant_id, product_id).await?;
         let id = match existing {
             None => insert_group(&mut tx, tenant_id, product_id, name, set, false).await?,
             Some(id) => {
@@ -1078,7 +1142,7 @@ impl SqlStore {
                     .ok_or(StoreError::NotFound)?;
                 let caps: Vec<Capability> = set.capabilities.iter().copied().collect();
                 sql("UPDATE permission_groups SET name = $1, name_norm = $2, capabilities = $3, default_access = $4, \
-                     restricted_access = $5, updated_at = $6, version = version + 1 WHERE id = $7")
+                     restricted_access = $5, updated_at = $6, version = version + 1 WHERE id = $7 AND tenant_id = $8")
                 .bind(name)
                 .bind(normalize(name))
                 .bind(json!(caps))
@@ -1086,9 +1150,10 @@ impl SqlStore {
                 .bind(set.access.restricted.map(EnvAccess::as_str))
                 .bind(now())
                 .bind(id)
+                .bind(tenant_id)
                 .execute(tx.conn())
                 .await
-                .map_err(name_taken("permission group name already used in this product"))?;
+                .map_err(name_taken(PERMISSION_GROUP_NAME_TAKEN))?;
                 write_group_access(&mut tx, tenant_id, product_id, id, &set.access.overrides)
                     .await?;
                 tx.audit(
@@ -1100,7 +1165,7 @@ impl SqlStore {
                 id
             }
         };
-        let saved = load_groups(&mut tx, product_id)
+        let saved = load_groups(&mut tx, tenant_id, product_id)
             .await?
             .into_iter()
             .find(|g| g.id == id)
@@ -1157,7 +1222,7 @@ impl SqlStore {
                     holders.len()
                 )));
             };
-            let groups = load_groups(&mut tx, product_id).await?;
+            let groups = load_groups(&mut tx, tenant_id, product_id).await?;
             if new_group == group_id || !groups.iter().any(|g| g.id == new_group) {
                 return Err(StoreError::UnknownIds(vec![new_group]));
             }
@@ -1183,8 +1248,9 @@ impl SqlStore {
                 .execute(tx.conn())
                 .await?;
         }
-        sql("DELETE FROM permission_groups WHERE id = $1")
+        sql("DELETE FROM permission_groups WHERE id = $1 AND tenant_id = $2")
             .bind(group_id)
+            .bind(tenant_id)
             .execute(tx.conn())
             .await?;
         tx.audit(
@@ -1209,7 +1275,7 @@ impl SqlStore {
         let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
         self.require_member(&mut tx, tenant_id, product.org_id, user_id)
             .await?;
-        let groups = load_groups(&mut tx, product_id).await?;
+        let groups = load_groups(&mut tx, tenant_id, product_id).await?;
         let unknown: Vec<Uuid> = access
             .permission_groups
             .iter()
@@ -1328,6 +1394,25 @@ impl SqlStore {
             product_id: Uuid,
         }
         let mut h = self.db.read().await?;
+        if group_id.get_version_num() == 5 {
+            // A built-in role's id is derived from its product (never stored, never version 7
+            // like a stored group): one query for the tenant's product ids, and the derivation
+            // run forwards. Any other id is a stored group or nothing.
+            let products = sql("SELECT id FROM products WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_all::<super::queries::IdRow>(h.conn())
+                .await?;
+            let product_id = products
+                .into_iter()
+                .map(|p| p.id)
+                .find(|&p| {
+                    Role::ALL
+                        .into_iter()
+                        .any(|r| role_group_id(p, r) == group_id)
+                })
+                .ok_or(StoreError::NotFound)?;
+            return product_in_tenant(h.conn(), tenant_id, product_id).await;
+        }
         let Owner { product_id } =
             sql("SELECT product_id FROM permission_groups WHERE id = $1 AND tenant_id = $2")
                 .bind(group_id)
@@ -1408,8 +1493,8 @@ impl SqlStore {
         };
         let grants = user_grants(h.conn(), tenant_id, user_id, &chain).await?;
         let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
-        let groups = load_groups_of(&mut h, &ids).await?;
-        let environments = load_environments_of(&mut h, &ids).await?;
+        let groups = load_groups_of(&mut h, tenant_id, &ids).await?;
+        let environments = load_environments_of(&mut h, tenant_id, &ids).await?;
         // Module roles are org-level: the same sets on every product of the org.
         let module_grants: Vec<_> = grants
             .iter()

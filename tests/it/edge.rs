@@ -132,6 +132,7 @@ async fn audited_changes_record_the_forwarded_client_behind_a_trusted_proxy(back
                 email: "bob@example.com".into(),
                 token_hash: hash,
             }],
+            None,
         )
         .await
         .expect("invite");

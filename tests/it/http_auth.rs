@@ -416,6 +416,7 @@ async fn valid_tokens_pass_from_an_address_locked_out_by_bad_ones(backend: Backe
                 email: "invitee@example.com".into(),
                 token_hash: link_hash,
             }],
+            None,
         )
         .await
         .expect("invite");

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod concurrency;
 mod edge;
+mod hardening_store;
 mod http_auth;
 mod invitations;
 mod mail;

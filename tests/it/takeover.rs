@@ -81,6 +81,7 @@ async fn invited(app: &TestApp, org: Uuid, email: &str) -> Uuid {
                 email: email.to_owned(),
                 token_hash,
             }],
+            None,
         )
         .await
         .expect("invite");
