@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod concurrency;
+mod crash;
 mod fuzz;
 mod http_auth;
 mod invitations;
