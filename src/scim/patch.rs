@@ -44,6 +44,13 @@ pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp
 /// keeps a pathological request of tiny operations from multiplying it.
 pub const MAX_OPERATIONS: usize = 1000;
 
+/// Most bytes of JSON one operation may copy beyond its own value. A value written into every
+/// element (`emails.display`) or every element a filter selects (`emails[type eq
+/// "work"].display`) is copied once per element: unbounded, a 2 MB value written into a user's
+/// thousands of e-mail addresses would ask for gigabytes. Identity providers write short values
+/// into a few elements; with [`MAX_OPERATIONS`] operations a request copies at most 16 MiB.
+pub const MAX_COPIED_BYTES: usize = 16 * 1024;
+
 // RFC 7644 §3.12, Table 9.
 const INVALID_SYNTAX: &str = "invalidSyntax";
 const INVALID_VALUE: &str = "invalidValue";
@@ -631,6 +638,7 @@ fn set_on_every(
 ) -> Result<(), Fault> {
     let write = Write::Sub(sub, single_value(&target.name(), value)?);
     let mut list = into_elements(take(resource, target));
+    write.check_copies(list.len(), target)?;
     for element in &mut list {
         write.apply(target.attr, element)?;
     }
@@ -651,6 +659,52 @@ impl Write {
             Write::Sub(sub, value) => set_field(object, attr, sub.name, Some(sub), value.clone()),
             Write::Merge(given) => merge(object, attr, given.clone()),
         })
+    }
+
+    /// What each element the write is applied to grows by, at most: its members as JSON.
+    fn size(&self) -> usize {
+        match self {
+            Write::Sub(sub, value) => sub.name.len() + json_len(value),
+            Write::Merge(given) => given.iter().map(|(k, v)| k.len() + json_len(v)).sum(),
+        }
+    }
+
+    /// Refuses to write into `elements` elements when the copies beyond the first (which is
+    /// the operation's own value) would exceed [`MAX_COPIED_BYTES`].
+    fn check_copies(&self, elements: usize, target: &Target) -> Result<(), Fault> {
+        let copied = elements.saturating_sub(1).saturating_mul(self.size());
+        if copied <= MAX_COPIED_BYTES {
+            return Ok(());
+        }
+        Err(Fault::new(
+            INVALID_VALUE,
+            format!(
+                "writing this value into {elements} values of \"{}\" would copy {copied} bytes; \
+                 one operation may copy at most {MAX_COPIED_BYTES} (write a shorter value or \
+                 select fewer values)",
+                target.name()
+            ),
+        ))
+    }
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` always serializes; were it not to, count it as too large to copy.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -686,11 +740,17 @@ fn set_where(
     } else {
         into_elements(take(resource, target))
     };
-    let mut touched = Vec::new();
+    // Selected first, so that a write into too many elements is refused before it is made.
+    let mut touched: Vec<usize> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, element)| eval::matches_element(filter, element))
+        .map(|(i, _)| i)
+        .collect();
+    write.check_copies(touched.len(), target)?;
     for (i, element) in list.iter_mut().enumerate() {
-        if eval::matches_element(filter, element) {
+        if touched.binary_search(&i).is_ok() {
             write.apply(target.attr, element)?;
-            touched.push(i);
         }
     }
     if touched.is_empty() {
@@ -2088,6 +2148,53 @@ mod tests {
             json!([{ "op": "remove", "path": "emails[type eq \"other\"]" }]),
         );
         assert_eq!(out, user());
+    }
+
+    /// Found by fuzzing (tests/it/fuzz): a value written into every element, or every element
+    /// a filter selects, was copied once per element without bound — a 10 kB display name
+    /// into 100 addresses made a megabyte, a 2 MB one into thousands of addresses gigabytes.
+    #[test]
+    fn a_value_copied_into_many_elements_is_refused_beyond_the_copy_limit() {
+        let mut many = user();
+        many["emails"] = Value::Array(
+            (0..100)
+                .map(|i| json!({ "value": format!("u{i}@example.com"), "type": "work" }))
+                .collect(),
+        );
+        let long = "x".repeat(10_000);
+        for path in [
+            "emails.display",
+            "emails[type eq \"work\"].display",
+            "emails[value pr]",
+        ] {
+            let value = if path.ends_with(']') {
+                json!({ "display": long })
+            } else {
+                json!(long)
+            };
+            for op in ["add", "replace"] {
+                let e = rejected(
+                    ResourceType::User,
+                    &many,
+                    json!([{ "op": op, "path": path, "value": value }]),
+                );
+                assert_eq!(e.scim_type, INVALID_VALUE, "{op} {path}: {e}");
+                assert!(e.detail.contains("at most 16384"), "{e}");
+            }
+        }
+        // A short value may go into every element; a long one into one element.
+        let out = patched(
+            ResourceType::User,
+            &many,
+            json!([{ "op": "replace", "path": "emails.display", "value": "Work" }]),
+        );
+        assert_eq!(out["emails"][99]["display"], "Work");
+        let out = patched(
+            ResourceType::User,
+            &many,
+            json!([{ "op": "replace", "path": "emails[value eq \"u7@example.com\"].display", "value": long }]),
+        );
+        assert_eq!(out["emails"][7]["display"], json!(long));
     }
 
     #[test]

@@ -56,6 +56,17 @@ impl Invalid {
 /// Longest userName, displayName or externalId accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 1024;
 
+/// A client's value quoted in an error detail: its JSON text, cut to a length fit to echo (the
+/// detail is also kept in the provisioning error log).
+fn quoted(value: &Value) -> String {
+    const MAX: usize = 120;
+    let text = value.to_string();
+    match text.char_indices().nth(MAX) {
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
 fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).or_else(|| {
         object
@@ -576,7 +587,8 @@ pub fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, Invalid> {
             Some(Value::String(t)) if t.eq_ignore_ascii_case("group") => Some(MemberKind::Group),
             Some(other) => {
                 return Err(Invalid::value(format!(
-                    "member type {other} is neither \"User\" nor \"Group\""
+                    "member type {} is neither \"User\" nor \"Group\"",
+                    quoted(other)
                 )));
             }
         };
@@ -1219,6 +1231,23 @@ mod tests {
             "invalidValue"
         );
         assert!(member_inputs(&json!([{ "display": "x" }])).is_err());
+    }
+
+    /// Found by fuzzing (tests/it/fuzz): a member `type` that is not a string was echoed whole
+    /// into the error detail (and the provisioning error log), megabytes for a large value.
+    #[test]
+    fn a_bad_member_type_is_quoted_in_a_bounded_detail() {
+        let e = member_inputs(&json!([{ "value": "u1", "type": ["x".repeat(100_000)] }]))
+            .expect_err("an array is no member type");
+        assert_eq!(e.scim_type, "invalidValue");
+        assert!(
+            e.detail.chars().count() < 200,
+            "{} characters",
+            e.detail.len()
+        );
+        assert!(e.detail.starts_with("member type [\"xxx"), "{}", e.detail);
+        let e = member_inputs(&json!([{ "value": "u1", "type": 7 }])).expect_err("a number");
+        assert_eq!(e.detail, "member type 7 is neither \"User\" nor \"Group\"");
     }
 
     #[test]

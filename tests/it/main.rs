@@ -4,7 +4,9 @@
 mod cli;
 mod common;
 mod concurrency;
+mod crash;
 mod edge;
+mod fuzz;
 mod hardening_store;
 mod http_auth;
 mod invitations;
