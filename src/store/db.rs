@@ -519,3 +519,35 @@ impl WriteTx {
         Ok(invalidation)
     }
 }
+
+/// What both backends' deadline tests check, given a statement that runs far past the pool's
+/// deadline: it is stopped with `Unavailable`, on a read handle and inside a write transaction,
+/// and the pool's connections serve again afterwards.
+#[cfg(test)]
+pub(crate) async fn assert_slow_statements_stop_at_the_deadline(db: &Db, slow: &'static str) {
+    let mut h = db.read().await.expect("read handle");
+    let err = sql(slow)
+        .execute(h.conn())
+        .await
+        .expect_err("stopped at the deadline, not run to the end");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    drop(h);
+    // Every checkout starts its own deadline: the same connections serve again.
+    for _ in 0..3 {
+        let mut h = db.read().await.expect("read handle");
+        sql("SELECT 1").execute(h.conn()).await.expect("serves");
+    }
+    let ctx = Ctx::new(Actor::Cli);
+    let mut tx = db.begin_write(&ctx, Uuid::nil()).await.expect("writer");
+    let err = sql(slow)
+        .execute(tx.conn())
+        .await
+        .expect_err("stopped inside a transaction too");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    drop(tx);
+    let mut tx = db
+        .begin_write(&ctx, Uuid::nil())
+        .await
+        .expect("the next writer begins");
+    sql("SELECT 1").execute(tx.conn()).await.expect("serves");
+}

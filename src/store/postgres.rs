@@ -57,8 +57,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::audit::Actor;
-    use crate::store::db::{Ctx, Db, sql};
+    use crate::store::db::{Db, assert_slow_statements_stop_at_the_deadline};
 
     /// Runs when `DATABASE_URL` names a PostgreSQL server (as the integration tests do). Needs
     /// no schema: it only sleeps and selects.
@@ -77,34 +76,6 @@ mod tests {
             statement_timeout: Some(Duration::from_millis(200)),
         };
         let db = Db::new(connect(&url, &options).await.expect("connects"));
-
-        let mut h = db.read().await.expect("read handle");
-        let err = sql("SELECT pg_sleep(5)")
-            .execute(h.conn())
-            .await
-            .expect_err("stopped at the deadline, not run to the end");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        drop(h);
-        for _ in 0..3 {
-            let mut h = db.read().await.expect("read handle");
-            sql("SELECT 1").execute(h.conn()).await.expect("serves");
-        }
-
-        let ctx = Ctx::new(Actor::Cli);
-        let mut tx = db
-            .begin_write(&ctx, uuid::Uuid::nil())
-            .await
-            .expect("writer");
-        let err = sql("SELECT pg_sleep(5)")
-            .execute(tx.conn())
-            .await
-            .expect_err("stopped inside a transaction too");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        drop(tx);
-        let mut tx = db
-            .begin_write(&ctx, uuid::Uuid::nil())
-            .await
-            .expect("the next writer begins");
-        sql("SELECT 1").execute(tx.conn()).await.expect("serves");
+        assert_slow_statements_stop_at_the_deadline(&db, "SELECT pg_sleep(5)").await;
     }
 }

@@ -84,8 +84,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::audit::Actor;
-    use crate::store::db::{Ctx, Db, sql};
+    use crate::store::db::{Db, assert_slow_statements_stop_at_the_deadline};
 
     /// Counts to fifty million: seconds of work, far past the test's deadline.
     const SLOW: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
@@ -101,38 +100,6 @@ mod tests {
             statement_timeout: Some(Duration::from_millis(200)),
         };
         let db = Db::new(connect(&url, &options).await.expect("connects"));
-
-        let mut h = db.read().await.expect("read handle");
-        let err = sql(SLOW)
-            .execute(h.conn())
-            .await
-            .expect_err("stopped at the deadline, not run to the end");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        drop(h);
-        // Every checkout starts its own deadline: the same connections serve again.
-        for _ in 0..3 {
-            let mut h = db.read().await.expect("read handle");
-            sql("SELECT 1").execute(h.conn()).await.expect("serves");
-        }
-
-        let ctx = Ctx::new(Actor::Cli);
-        let mut tx = db
-            .begin_write(&ctx, uuid::Uuid::nil())
-            .await
-            .expect("writer");
-        let err = sql(SLOW)
-            .execute(tx.conn())
-            .await
-            .expect_err("stopped inside a transaction too");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        drop(tx);
-        let mut tx = db
-            .begin_write(&ctx, uuid::Uuid::nil())
-            .await
-            .expect("the next writer begins");
-        sql("SELECT COUNT(*) FROM orgs")
-            .execute(tx.conn())
-            .await
-            .expect("serves");
+        assert_slow_statements_stop_at_the_deadline(&db, SLOW).await;
     }
 }

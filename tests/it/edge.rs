@@ -7,8 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use rolegate::config::ServeArgs;
-use rolegate::domain::audit::Actor;
-use rolegate::store::{Ctx, InvitationTarget, NewInvitation};
+
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -115,27 +114,7 @@ async fn audited_changes_record_the_forwarded_client_behind_a_trusted_proxy(back
     );
 
     // An invitee accepting their link.
-    let org_row = app.store.find_org(org).await.expect("org");
-    let (secret, hash) = rolegate::domain::invitation::mint_secret([7; 32]);
-    app.store
-        .invite(
-            &Ctx::new(Actor::Cli),
-            org_row.tenant_id,
-            &InvitationTarget {
-                org_id: org,
-                product_id: None,
-                permission_group_id: None,
-                role: None,
-                expires_at: rolegate::domain::now() + chrono::Duration::days(1),
-            },
-            &[NewInvitation {
-                email: "bob@example.com".into(),
-                token_hash: hash,
-            }],
-            None,
-        )
-        .await
-        .expect("invite");
+    let secret = app.invitation_link(org, "bob@example.com").await;
     let accepted = app
         .send(from_with(
             Method::POST,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::common::http::{Reply, request, unlimited};
+use crate::common::http::{request, unlimited};
 use crate::common::{Backend, TestApp, TestDb};
 
 /// The statement deadline is for requests: migrations run without it, however short it is.
@@ -64,18 +64,20 @@ fn assert_in_our_words(text: &str) {
 async fn database_wording_never_reaches_a_client(backend: Backend) {
     let app = TestApp::new(backend).await;
     let root = app.org_id;
-    let sub = admin_ok(
-        &app,
-        Method::POST,
-        "/orgs",
-        Some(json!({ "name": "Payments", "parent_id": root })),
-    )
-    .await;
+    let sub = app
+        .ok(
+            Method::POST,
+            "/orgs",
+            Some(json!({ "name": "Payments", "parent_id": root })),
+        )
+        .await;
     let sub = sub["id"].as_str().expect("id").to_owned();
     // The sub-org is empty as far as the API checks, but a token still names it: the database's
     // foreign key refuses the delete, and says so in its own words.
     app.token(sub.parse().expect("uuid"), TokenKind::Scim).await;
-    let refused = admin(&app, Method::DELETE, &format!("/orgs/{sub}"), None).await;
+    let refused = app
+        .admin(Method::DELETE, &format!("/orgs/{sub}"), None)
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
     assert_eq!(
         refused.body["error"]["message"], "conflicts with existing data",
@@ -85,23 +87,23 @@ async fn database_wording_never_reaches_a_client(backend: Backend) {
     assert_in_our_words(&refused.text);
 
     // A uniqueness rule the store names keeps its sentence.
-    let product = admin_ok(
-        &app,
-        Method::POST,
-        &format!("/orgs/{root}/products"),
-        Some(json!({ "name": "Checkout" })),
-    )
-    .await;
-    let taken = admin(
-        &app,
-        Method::POST,
-        &format!(
-            "/products/{}/environments",
-            product["id"].as_str().expect("id")
-        ),
-        Some(json!({ "name": "production" })),
-    )
-    .await;
+    let product = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{root}/products"),
+            Some(json!({ "name": "Checkout" })),
+        )
+        .await;
+    let taken = app
+        .admin(
+            Method::POST,
+            &format!(
+                "/products/{}/environments",
+                product["id"].as_str().expect("id")
+            ),
+            Some(json!({ "name": "production" })),
+        )
+        .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
     assert_eq!(
         taken.body["error"]["message"],
@@ -165,13 +167,13 @@ fn member_of(list: &Value, user: &str) -> Value {
 async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend: Backend) {
     let app = TestApp::new(backend).await;
     let root = app.org_id;
-    let sub = admin_ok(
-        &app,
-        Method::POST,
-        "/orgs",
-        Some(json!({ "name": "Payments", "parent_id": root })),
-    )
-    .await["id"]
+    let sub = app
+        .ok(
+            Method::POST,
+            "/orgs",
+            Some(json!({ "name": "Payments", "parent_id": root })),
+        )
+        .await["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -182,7 +184,9 @@ async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend
     let accepted = app.call(Method::POST, &link, None, None).await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
     let owner = accepted.body["user_id"].as_str().expect("user").to_owned();
-    let members = admin_ok(&app, Method::GET, &format!("/orgs/{sub}/members"), None).await;
+    let members = app
+        .ok(Method::GET, &format!("/orgs/{sub}/members"), None)
+        .await;
     let listed = member_of(&members, &owner);
     assert_eq!(
         listed["effective"],
@@ -203,8 +207,7 @@ async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend
         .await
         .expect("user")
         .id;
-    admin_ok(
-        &app,
+    app.ok(
         Method::PUT,
         &format!("/orgs/{sub}/members/{dev}"),
         Some(json!({ "role": "member" })),
@@ -216,7 +219,9 @@ async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend
     let accepted = app.call(Method::POST, &link, None, None).await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
     let ada = accepted.body["user_id"].as_str().expect("user").to_owned();
-    let members = admin_ok(&app, Method::GET, &format!("/orgs/{sub}/members"), None).await;
+    let members = app
+        .ok(Method::GET, &format!("/orgs/{sub}/members"), None)
+        .await;
     let listed = member_of(&members, &ada);
     assert_eq!(
         listed["effective"],
@@ -225,7 +230,9 @@ async fn accepting_an_invitation_inherits_the_role_and_keeps_every_owner(backend
     );
     assert_eq!(listed["membership_role"], Value::Null);
     // Not a member of the root.
-    let root_members = admin_ok(&app, Method::GET, &format!("/orgs/{root}/members"), None).await;
+    let root_members = app
+        .ok(Method::GET, &format!("/orgs/{root}/members"), None)
+        .await;
     assert!(
         root_members["members"]
             .as_array()
@@ -248,13 +255,9 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
 
     // More than 100 addresses in one request: 422 naming the field and the limit.
     let many: Vec<String> = (0..101).map(|i| format!("user{i}@acme.test")).collect();
-    let refused = admin(
-        &app,
-        Method::POST,
-        &invitations,
-        invite_body(&many.join(", ")),
-    )
-    .await;
+    let refused = app
+        .admin(Method::POST, &invitations, invite_body(&many.join(", ")))
+        .await;
     assert_eq!(
         refused.status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -267,13 +270,13 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
         .expect("message");
     assert!(message.contains("100"), "{message}");
     // A hundred is within that cap (and then meets the hourly one).
-    let hundred = admin(
-        &app,
-        Method::POST,
-        &invitations,
-        invite_body(&many[..100].join(",")),
-    )
-    .await;
+    let hundred = app
+        .admin(
+            Method::POST,
+            &invitations,
+            invite_body(&many[..100].join(",")),
+        )
+        .await;
     assert_eq!(
         hundred.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -282,13 +285,13 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
     );
 
     // Two new invitations (a duplicate sends nothing) and a resend: three e-mails, the cap.
-    let sent = admin_ok(
-        &app,
-        Method::POST,
-        &invitations,
-        invite_body("ada@acme.test, bob@acme.test, ADA@acme.test, owner@acme.test"),
-    )
-    .await;
+    let sent = app
+        .ok(
+            Method::POST,
+            &invitations,
+            invite_body("ada@acme.test, bob@acme.test, ADA@acme.test, owner@acme.test"),
+        )
+        .await;
     let ada = sent["results"]
         .as_array()
         .expect("results")
@@ -298,13 +301,8 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
         .as_str()
         .expect("id")
         .to_owned();
-    admin_ok(
-        &app,
-        Method::POST,
-        &format!("/invitations/{ada}/resend"),
-        None,
-    )
-    .await;
+    app.ok(Method::POST, &format!("/invitations/{ada}/resend"), None)
+        .await;
 
     // The fourth e-mail of the hour is refused, whether a new invitation or a resend, and
     // nothing of the refused request is written.
@@ -313,7 +311,7 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
         (invitations.clone(), invite_body("bob@acme.test")),
         (format!("/invitations/{ada}/resend"), None),
     ] {
-        let over = admin(&app, Method::POST, &path, body).await;
+        let over = app.admin(Method::POST, &path, body).await;
         assert_eq!(
             over.status,
             StatusCode::TOO_MANY_REQUESTS,
@@ -333,7 +331,7 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
             .expect("seconds");
         assert!((1..=3600).contains(&retry_after), "{retry_after}");
     }
-    let listed = admin_ok(&app, Method::GET, &invitations, None).await;
+    let listed = app.ok(Method::GET, &invitations, None).await;
     let listed = listed["invitations"].as_array().expect("list");
     assert_eq!(listed.len(), 2, "{listed:?}");
     let sends: i64 = listed
@@ -359,18 +357,17 @@ async fn invitations_are_capped_per_request_and_per_org_per_hour(backend: Backen
     assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // Each org has its own cap.
-    let sub = admin_ok(
-        &app,
-        Method::POST,
-        "/orgs",
-        Some(json!({ "name": "Payments", "parent_id": root })),
-    )
-    .await["id"]
+    let sub = app
+        .ok(
+            Method::POST,
+            "/orgs",
+            Some(json!({ "name": "Payments", "parent_id": root })),
+        )
+        .await["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    admin_ok(
-        &app,
+    app.ok(
         Method::POST,
         &format!("/orgs/{sub}/invitations"),
         invite_body("erin@acme.test"),
@@ -432,13 +429,13 @@ async fn the_hourly_invitation_cap_holds_under_concurrent_requests(backend: Back
 async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) {
     const ROUNDS: usize = 20;
     let app = std::sync::Arc::new(TestApp::new(backend).await);
-    let product = admin_ok(
-        &app,
-        Method::POST,
-        &format!("/orgs/{}/products", app.org_id),
-        Some(json!({ "name": "Checkout", "environments": [{ "name": "Staging" }] })),
-    )
-    .await;
+    let product = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{}/products", app.org_id),
+            Some(json!({ "name": "Checkout", "environments": [{ "name": "Staging" }] })),
+        )
+        .await;
     let env = product["environments"][0]["id"]
         .as_str()
         .expect("id")
@@ -449,7 +446,7 @@ async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) 
         tokio::spawn(async move {
             for i in 0..ROUNDS {
                 let body = json!({ "name": format!("Staging {i}") });
-                admin_ok(&app, Method::PATCH, &path, Some(body)).await;
+                app.ok(Method::PATCH, &path, Some(body)).await;
             }
         })
     };
@@ -458,7 +455,7 @@ async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) 
         tokio::spawn(async move {
             for i in 0..ROUNDS {
                 let body = json!({ "restricted": i.is_multiple_of(2) });
-                admin_ok(&app, Method::PATCH, &path, Some(body)).await;
+                app.ok(Method::PATCH, &path, Some(body)).await;
             }
         })
     };
@@ -466,25 +463,25 @@ async fn concurrent_environment_changes_never_undo_each_other(backend: Backend) 
     restrictor.await.expect("restrictor");
 
     // The last name and the last restriction written both hold.
-    let product = admin_ok(
-        &app,
-        Method::GET,
-        &format!("/products/{}", product["id"].as_str().expect("id")),
-        None,
-    )
-    .await;
+    let product = app
+        .ok(
+            Method::GET,
+            &format!("/products/{}", product["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
     let last = &product["environments"][0];
     assert_eq!(last["name"], format!("Staging {}", ROUNDS - 1), "{last}");
     assert_eq!(last["restricted"], (ROUNDS - 1).is_multiple_of(2), "{last}");
 
     // The audit trail is one chain: each change starts from what the previous one left.
-    let audit = admin_ok(
-        &app,
-        Method::GET,
-        "/audit?action=environment.update&limit=1000",
-        None,
-    )
-    .await;
+    let audit = app
+        .ok(
+            Method::GET,
+            "/audit?action=environment.update&limit=1000",
+            None,
+        )
+        .await;
     let mut events: Vec<Value> = audit["events"].as_array().expect("events").clone();
     events.reverse();
     assert_eq!(events.len(), 2 * ROUNDS);
@@ -606,8 +603,7 @@ async fn unknown_and_unreachable_permission_groups_are_not_found(backend: Backen
     let sub_org = |name: &'static str| {
         let app = &app;
         async move {
-            admin_ok(
-                app,
+            app.ok(
                 Method::POST,
                 "/orgs",
                 Some(json!({ "name": name, "parent_id": root })),
@@ -622,8 +618,7 @@ async fn unknown_and_unreachable_permission_groups_are_not_found(backend: Backen
     let product_of = |org: String| {
         let app = &app;
         async move {
-            admin_ok(
-                app,
+            app.ok(
                 Method::POST,
                 &format!("/orgs/{org}/products"),
                 Some(json!({ "name": "Checkout" })),
@@ -884,27 +879,6 @@ fn every_team_model_statement_is_scoped_to_its_tenant() {
         "statements without tenant_id for each tenant table:\n{}",
         unscoped.join("\n")
     );
-}
-
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
-    app.call(
-        method,
-        &format!("/api/v1{path}"),
-        Some(&app.admin_token),
-        body,
-    )
-    .await
-}
-
-async fn admin_ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
-    let reply = admin(app, method.clone(), path, body).await;
-    assert!(
-        reply.status.is_success(),
-        "{method} {path}: {} {}",
-        reply.status,
-        reply.text
-    );
-    reply.body
 }
 
 crate::on_both_backends!(

@@ -7,47 +7,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::{Method, StatusCode};
-use rolegate::domain::audit::Actor;
-use rolegate::domain::invitation::mint_secret;
 use rolegate::domain::token::TokenKind;
-use rolegate::store::{Ctx, InvitationTarget, NewInvitation};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::http::Reply;
 use crate::common::{Backend, TestApp};
 
 const OWNER: &str = "owner@acme.test";
 
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Reply {
-    app.call(
-        method,
-        &format!("/api/v1{path}"),
-        Some(&app.admin_token),
-        body,
-    )
-    .await
-}
-
-async fn admin_ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
-    let reply = admin(app, method.clone(), path, body).await;
-    assert!(
-        reply.status.is_success(),
-        "{method} {path}: {} {}",
-        reply.status,
-        reply.text
-    );
-    reply.body
-}
-
 async fn sub_org(app: &TestApp, parent: Uuid, name: &str) -> Uuid {
-    let org = admin_ok(
-        app,
-        Method::POST,
-        "/orgs",
-        Some(json!({ "name": name, "parent_id": parent })),
-    )
-    .await;
+    let org = app
+        .ok(
+            Method::POST,
+            "/orgs",
+            Some(json!({ "name": name, "parent_id": parent })),
+        )
+        .await;
     uuid_of(&org["id"])
 }
 
@@ -60,31 +35,7 @@ fn uuid_of(v: &Value) -> Uuid {
 /// Invites `email` into `org` and accepts through the public accept endpoint, as the invitee's
 /// click would: the person is then a member of `org` made by an invitation.
 async fn invited(app: &TestApp, org: Uuid, email: &str) -> Uuid {
-    let random: [u8; 32] = *Uuid::new_v4()
-        .as_bytes()
-        .repeat(2)
-        .first_chunk()
-        .expect("32");
-    let (secret, token_hash) = mint_secret(random);
-    app.store
-        .invite(
-            &Ctx::new(Actor::Cli),
-            app.org_id,
-            &InvitationTarget {
-                org_id: org,
-                product_id: None,
-                permission_group_id: None,
-                role: None,
-                expires_at: rolegate::domain::now() + chrono::Duration::days(1),
-            },
-            &[NewInvitation {
-                email: email.to_owned(),
-                token_hash,
-            }],
-            None,
-        )
-        .await
-        .expect("invite");
+    let secret = app.invitation_link(org, email).await;
     let accepted = app
         .call(
             Method::POST,
@@ -131,16 +82,15 @@ async fn tenant(backend: Backend) -> Tenant {
     let owner = user_id_of(&app, OWNER).await;
     let root_member = invited(&app, root, "member@acme.test").await;
 
-    let root_product = admin_ok(
-        &app,
-        Method::POST,
-        &format!("/orgs/{root}/products"),
-        Some(json!({ "name": "Web" })),
-    )
-    .await;
+    let root_product = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{root}/products"),
+            Some(json!({ "name": "Web" })),
+        )
+        .await;
     let root_product = uuid_of(&root_product["id"]);
-    admin_ok(
-        &app,
+    app.ok(
         Method::PUT,
         &format!("/products/{root_product}/members/{root_member}"),
         Some(json!({ "permission_groups": [], "role": "editor" })),
@@ -178,16 +128,15 @@ async fn tenant(backend: Backend) -> Tenant {
         )
         .await;
     assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
-    let a_product = admin_ok(
-        &app,
-        Method::POST,
-        &format!("/orgs/{a}/products"),
-        Some(json!({ "name": "Checkout" })),
-    )
-    .await;
+    let a_product = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{a}/products"),
+            Some(json!({ "name": "Checkout" })),
+        )
+        .await;
     let a_product = uuid_of(&a_product["id"]);
-    admin_ok(
-        &app,
+    app.ok(
         Method::PUT,
         &format!("/products/{a_product}/members/{a_user}"),
         Some(json!({ "permission_groups": [], "role": "publisher" })),
@@ -213,13 +162,14 @@ async fn tenant(backend: Backend) -> Tenant {
 async fn snapshot(t: &Tenant, users: &BTreeSet<Uuid>) -> Value {
     let mut members = BTreeMap::new();
     for org in [t.root, t.a, t.b, t.c] {
-        let list = admin_ok(
-            &t.app,
-            Method::GET,
-            &format!("/orgs/{org}/members?limit=1000"),
-            None,
-        )
-        .await;
+        let list = t
+            .app
+            .ok(
+                Method::GET,
+                &format!("/orgs/{org}/members?limit=1000"),
+                None,
+            )
+            .await;
         let watched: Vec<Value> = list["members"]
             .as_array()
             .expect("members")
@@ -232,13 +182,14 @@ async fn snapshot(t: &Tenant, users: &BTreeSet<Uuid>) -> Value {
     let mut permissions = BTreeMap::new();
     for user in users {
         for (org, product) in [(t.root, t.products[0]), (t.a, t.products[1])] {
-            let reply = admin(
-                &t.app,
-                Method::GET,
-                &format!("/orgs/{org}/members/{user}/permissions?product={product}"),
-                None,
-            )
-            .await;
+            let reply = t
+                .app
+                .admin(
+                    Method::GET,
+                    &format!("/orgs/{org}/members/{user}/permissions?product={product}"),
+                    None,
+                )
+                .await;
             permissions.insert(
                 format!("{user}/{product}"),
                 json!([reply.status.as_u16(), reply.body]),
@@ -540,13 +491,10 @@ async fn a_sub_org_token_cannot_deactivate_the_root_owner(backend: Backend) {
     }
     assert_eq!(snapshot(&t, &watched).await, before);
     // The Owner still owns the root, actively.
-    let members = admin_ok(
-        &t.app,
-        Method::GET,
-        &format!("/orgs/{}/members", t.root),
-        None,
-    )
-    .await;
+    let members = t
+        .app
+        .ok(Method::GET, &format!("/orgs/{}/members", t.root), None)
+        .await;
     let owner = members["members"]
         .as_array()
         .expect("members")
@@ -589,23 +537,25 @@ async fn a_held_person_is_handed_over_on_purpose(backend: Backend) {
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
     // Someone nobody holds has nothing to release.
-    let reply = admin(
-        &t.app,
-        Method::POST,
-        &format!("/users/{}/scim-release", t.owner),
-        Some(json!({})),
-    )
-    .await;
+    let reply = t
+        .app
+        .admin(
+            Method::POST,
+            &format!("/users/{}/scim-release", t.owner),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     assert!(reply.text.contains("not_held"), "{}", reply.text);
 
-    let released = admin_ok(
-        &t.app,
-        Method::POST,
-        &format!("/users/{}/scim-release", t.a_user),
-        Some(json!({ "to_org_id": t.b })),
-    )
-    .await;
+    let released = t
+        .app
+        .ok(
+            Method::POST,
+            &format!("/users/{}/scim-release", t.a_user),
+            Some(json!({ "to_org_id": t.b })),
+        )
+        .await;
     assert_eq!(
         released,
         json!({
@@ -639,16 +589,17 @@ async fn a_held_person_is_handed_over_on_purpose(backend: Backend) {
         groups.text
     );
     // The access granted in A went with the membership A's SCIM had made.
-    let perms = admin(
-        &t.app,
-        Method::GET,
-        &format!(
-            "/orgs/{}/members/{}/permissions?product={}",
-            t.a, t.a_user, t.products[1]
-        ),
-        None,
-    )
-    .await;
+    let perms = t
+        .app
+        .admin(
+            Method::GET,
+            &format!(
+                "/orgs/{}/members/{}/permissions?product={}",
+                t.a, t.a_user, t.products[1]
+            ),
+            None,
+        )
+        .await;
     assert_eq!(perms.status, StatusCode::NOT_FOUND, "{}", perms.text);
 
     let linked = t
@@ -659,7 +610,10 @@ async fn a_held_person_is_handed_over_on_purpose(backend: Backend) {
     assert_eq!(uuid_of(&linked.body["id"]), t.a_user);
     assert_eq!(linked.body["externalId"], "entra-b-7");
 
-    let audit = admin_ok(&t.app, Method::GET, "/audit?action=scim.user.release", None).await;
+    let audit = t
+        .app
+        .ok(Method::GET, "/audit?action=scim.user.release", None)
+        .await;
     let events = audit["events"].as_array().expect("events");
     assert_eq!(events.len(), 1, "{audit}");
     assert_eq!(events[0]["target_id"], t.a_user.to_string());
@@ -670,13 +624,13 @@ async fn a_held_person_is_handed_over_on_purpose(backend: Backend) {
 /// the minted token names its minter in the list and the audit log.
 async fn a_minted_token_never_outlives_its_minter(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let short = admin_ok(
-        &app,
-        Method::POST,
-        "/tokens",
-        Some(json!({ "kind": "admin", "name": "short", "expires_in_days": 1 })),
-    )
-    .await;
+    let short = app
+        .ok(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "kind": "admin", "name": "short", "expires_in_days": 1 })),
+        )
+        .await;
     let short_secret = short["token_secret"].as_str().expect("secret").to_owned();
     let short_expiry = short["expires_at"].as_str().expect("expiry").to_owned();
     for body in [
@@ -696,13 +650,13 @@ async fn a_minted_token_never_outlives_its_minter(backend: Backend) {
         assert_eq!(minted.body["created_by_token_id"], short["id"], "{body}");
     }
     // Shorter than the minter's is kept as asked.
-    let long = admin_ok(
-        &app,
-        Method::POST,
-        "/tokens",
-        Some(json!({ "kind": "admin", "name": "long", "expires_in_days": 30 })),
-    )
-    .await;
+    let long = app
+        .ok(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "kind": "admin", "name": "long", "expires_in_days": 30 })),
+        )
+        .await;
     let long_secret = long["token_secret"].as_str().expect("secret");
     let minted = app
         .call(
@@ -720,7 +674,7 @@ async fn a_minted_token_never_outlives_its_minter(backend: Backend) {
         minted.text
     );
 
-    let list = admin_ok(&app, Method::GET, "/tokens", None).await;
+    let list = app.ok(Method::GET, "/tokens", None).await;
     let by_short: Vec<&Value> = list["tokens"]
         .as_array()
         .expect("tokens")
@@ -736,7 +690,9 @@ async fn a_minted_token_never_outlives_its_minter(backend: Backend) {
             .iter()
             .any(|t| t["created_by_token_id"].is_null())
     );
-    let audit = admin_ok(&app, Method::GET, "/audit?action=token.create", None).await;
+    let audit = app
+        .ok(Method::GET, "/audit?action=token.create", None)
+        .await;
     let minted_events = audit["events"]
         .as_array()
         .expect("events")

@@ -2,7 +2,6 @@
 //! environments, permission groups, member access and effective permissions — on both backends.
 
 use axum::http::{Method, StatusCode};
-use rolegate::domain::Source;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::token::TokenKind;
 use rolegate::store::Ctx;
@@ -11,59 +10,6 @@ use uuid::Uuid;
 
 use crate::common::http::Reply;
 use crate::common::{Backend, TestApp};
-
-impl TestApp {
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.call(
-            method,
-            &format!("/api/v1{path}"),
-            Some(&self.admin_token),
-            body,
-        )
-        .await
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let reply = self.admin(method.clone(), path, body).await;
-        assert!(
-            reply.status.is_success(),
-            "{method} {path}: {} {}",
-            reply.status,
-            reply.text
-        );
-        reply.body
-    }
-
-    async fn sub_org(&self, parent: &str, name: &str) -> String {
-        let org = self
-            .ok(
-                Method::POST,
-                "/orgs",
-                Some(json!({ "name": name, "parent_id": parent })),
-            )
-            .await;
-        org["id"].as_str().expect("id").to_owned()
-    }
-
-    /// A user of the tenant, e.g. as SCIM or an accepted invitation would make one.
-    async fn user(&self, email: &str) -> String {
-        let user = self
-            .store
-            .ensure_user(&Ctx::new(Actor::Cli), self.org_id, email, Source::Manual)
-            .await
-            .expect("user");
-        user.id.to_string()
-    }
-
-    async fn product(&self, org: &str) -> Value {
-        self.ok(
-            Method::POST,
-            &format!("/orgs/{org}/products"),
-            Some(json!({ "name": "Checkout" })),
-        )
-        .await
-    }
-}
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()

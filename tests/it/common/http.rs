@@ -11,7 +11,7 @@ use rolegate::domain::audit::Actor;
 use rolegate::domain::token::TokenKind;
 use rolegate::state::AppState;
 use rolegate::store::{Ctx, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -199,6 +199,103 @@ impl TestApp {
 
     pub fn backend(&self) -> Backend {
         self._db.backend
+    }
+}
+
+/// The admin API as the org's admin token calls it, and the team model's usual fixtures.
+impl TestApp {
+    /// An admin API call (`path` below `/api/v1`) with this app's admin token.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(
+            method,
+            &format!("/api/v1{path}"),
+            Some(&self.admin_token),
+            body,
+        )
+        .await
+    }
+
+    /// Like [`TestApp::admin`], asserting a 2xx answer; returns its body.
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let reply = self.admin(method.clone(), path, body).await;
+        assert!(
+            reply.status.is_success(),
+            "{method} {path}: {} {}",
+            reply.status,
+            reply.text
+        );
+        reply.body
+    }
+
+    pub async fn sub_org(&self, parent: &str, name: &str) -> String {
+        let org = self
+            .ok(
+                Method::POST,
+                "/orgs",
+                Some(json!({ "name": name, "parent_id": parent })),
+            )
+            .await;
+        org["id"].as_str().expect("id").to_owned()
+    }
+
+    /// A user of the tenant, e.g. as SCIM or an accepted invitation would make one.
+    pub async fn user(&self, email: &str) -> String {
+        let user = self
+            .store
+            .ensure_user(
+                &Ctx::new(Actor::Cli),
+                self.org_id,
+                email,
+                rolegate::domain::Source::Manual,
+            )
+            .await
+            .expect("user");
+        user.id.to_string()
+    }
+
+    pub async fn product(&self, org: &str) -> Value {
+        self.ok(
+            Method::POST,
+            &format!("/orgs/{org}/products"),
+            Some(json!({ "name": "Checkout" })),
+        )
+        .await
+    }
+}
+
+impl TestApp {
+    /// Invites `email` into `org` through the store with a link secret minted here, and returns
+    /// the secret: what the e-mail's link carries.
+    pub async fn invitation_link(&self, org: Uuid, email: &str) -> String {
+        let (secret, token_hash) = rolegate::domain::invitation::mint_secret(
+            *Uuid::new_v4()
+                .as_u128()
+                .to_le_bytes()
+                .repeat(2)
+                .first_chunk()
+                .expect("32 bytes"),
+        );
+        let tenant = self.store.find_org(org).await.expect("org").tenant_id;
+        self.store
+            .invite(
+                &Ctx::new(Actor::Cli),
+                tenant,
+                &rolegate::store::InvitationTarget {
+                    org_id: org,
+                    product_id: None,
+                    permission_group_id: None,
+                    role: None,
+                    expires_at: rolegate::domain::now() + chrono::Duration::days(1),
+                },
+                &[rolegate::store::NewInvitation {
+                    email: email.to_owned(),
+                    token_hash,
+                }],
+                None,
+            )
+            .await
+            .expect("invite");
+        secret
     }
 }
 
