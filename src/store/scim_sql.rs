@@ -470,14 +470,18 @@ impl<'b> Translator<'b> {
         Ok(())
     }
 
-    /// `EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = g.id AND …)`.
+    /// `EXISTS (SELECT 1 FROM group_members gm WHERE … gm.group_id = g.id AND …)`; the tenant
+    /// is named too, though the group already scopes it (defence in depth).
     fn members_exist(
         &mut self,
         attr: &ResolvedAttr,
         inner: impl FnOnce(&ResolvedAttr, &mut Self) -> Result<()>,
     ) -> Result<()> {
         self.b
-            .push("EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = g.id AND ");
+            .push(
+                "EXISTS (SELECT 1 FROM group_members gm WHERE gm.tenant_id = g.tenant_id \
+                 AND gm.group_id = g.id AND ",
+            );
         inner(attr, self)?;
         self.b.push(")");
         Ok(())
