@@ -16,6 +16,9 @@ use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, S
 
 const PATCH_ATTEMPTS: usize = 20;
 
+/// Longest member value quoted back in an error.
+const QUOTED_VALUE_CHARS: usize = 100;
+
 /// Members as the client named them, checked to be ids we could have issued. Whether they exist
 /// in the org is the store's to say (in the same transaction as the change).
 fn member_refs(value: &Value) -> Result<Vec<MemberRef>, ScimError> {
@@ -29,12 +32,14 @@ fn refs_of(inputs: &[resource::MemberInput]) -> Result<Vec<MemberRef>, ScimError
             Uuid::parse_str(&m.value)
                 .map(|id| MemberRef { id, kind: m.kind })
                 .map_err(|_| {
+                    // Quoted short: the value is the client's and may be megabytes long.
+                    let mut shown: String = m.value.chars().take(QUOTED_VALUE_CHARS).collect();
+                    if shown.len() < m.value.len() {
+                        shown.push('…');
+                    }
                     ScimError::bad_request(
                         "invalidValue",
-                        format!(
-                            "no User or Group of this organization has the id \"{}\"",
-                            m.value
-                        ),
+                        format!("no User or Group of this organization has the id \"{shown}\""),
                     )
                 })
         })

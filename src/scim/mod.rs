@@ -72,6 +72,9 @@ impl ScimError {
     }
 }
 
+/// Unknown member ids named in an error's detail; the rest are counted.
+const UNKNOWN_IDS_NAMED: usize = 10;
+
 /// The one mapping from store errors to SCIM errors (RFC 7644 §3.12).
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
@@ -92,12 +95,22 @@ impl From<StoreError> for ScimError {
                 ),
             },
             StoreError::UnknownIds(ids) => {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                // The first few by name: a 2 MB body can name 90,000, and the detail is also
+                // kept in the token's error log.
+                let named: Vec<String> = ids
+                    .iter()
+                    .take(UNKNOWN_IDS_NAMED)
+                    .map(ToString::to_string)
+                    .collect();
+                let more = match ids.len().saturating_sub(UNKNOWN_IDS_NAMED) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
                 ScimError::bad_request(
                     "invalidValue",
                     format!(
-                        "no User or Group of this organization has the id {}",
-                        ids.join(", ")
+                        "no User or Group of this organization has the id {}{more}",
+                        named.join(", ")
                     ),
                 )
             }
