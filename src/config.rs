@@ -184,6 +184,16 @@ pub struct ServeArgs {
     /// whose attributes are stored, returned and filterable
     #[arg(long, env = "ROLEGATE_SCIM_SCHEMA_EXTENSIONS")]
     pub scim_schema_extensions: Option<std::path::PathBuf>,
+
+    /// Most group members on one page of a SCIM list or search: a page takes no further group
+    /// once the next would take it over (it always holds at least one); itemsPerPage says how
+    /// many came
+    #[arg(long, env = "ROLEGATE_SCIM_MEMBER_BUDGET", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub scim_member_budget: u64,
+
+    /// Group members read per database query when a response streams a group's members
+    #[arg(long, env = "ROLEGATE_SCIM_MEMBER_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub scim_member_chunk: u32,
 }
 
 impl ServeArgs {
@@ -203,6 +213,8 @@ impl ServeArgs {
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
             scim_schema_extensions: None,
+            scim_member_budget: 100_000,
+            scim_member_chunk: 5_000,
         }
     }
 

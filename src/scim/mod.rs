@@ -228,6 +228,9 @@ pub struct ScimReply {
     pub body: Option<Value>,
     pub location: Option<String>,
     pub etag: Option<String>,
+    /// Group members written into `body` as it is sent (the groups in `body` hold a
+    /// placeholder); never held whole in memory.
+    pub(crate) members: Option<render::MemberStream>,
 }
 
 impl ScimReply {
@@ -237,6 +240,7 @@ impl ScimReply {
             body: Some(body),
             location: None,
             etag: None,
+            members: None,
         }
     }
 
@@ -246,15 +250,17 @@ impl ScimReply {
             body: None,
             location: None,
             etag: None,
+            members: None,
         }
     }
 }
 
 impl IntoResponse for ScimReply {
     fn into_response(self) -> Response {
-        let mut response = match self.body {
-            Some(body) => (self.status, ScimJson(body)).into_response(),
-            None => self.status.into_response(),
+        let mut response = match (self.body, self.members) {
+            (Some(body), Some(members)) => members.respond(self.status, body),
+            (Some(body), None) => (self.status, ScimJson(body)).into_response(),
+            (None, _) => self.status.into_response(),
         };
         let headers = response.headers_mut();
         if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {

@@ -123,6 +123,12 @@ struct MemberRecord {
 }
 
 #[derive(FromRow)]
+struct GroupCountRow {
+    group_id: Uuid,
+    n: i64,
+}
+
+#[derive(FromRow)]
 struct UserGroupRecord {
     user_id: Uuid,
     group_id: Uuid,
@@ -923,6 +929,61 @@ impl SqlStore {
             }
         }
         Ok(out)
+    }
+
+    pub(super) async fn scim_group_member_counts_impl(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        let mut out = Vec::with_capacity(group_ids.len());
+        let mut h = self.db.read().await?;
+        for chunk in group_ids.chunks(ID_CHUNK) {
+            let mut b = SqlBuilder::new(
+                "SELECT group_id, COUNT(*) AS n FROM group_members WHERE tenant_id = ",
+            );
+            b.push_bind(scope.tenant_id).push(" AND group_id IN (");
+            push_list(&mut b, chunk);
+            b.push(") GROUP BY group_id");
+            for r in b.build().fetch_all::<GroupCountRow>(h.conn()).await? {
+                out.push((r.group_id, u64::try_from(r.n).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn scim_group_members_after_impl(
+        &self,
+        scope: ScimScope,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<GroupMember>, StoreError> {
+        let mut b = SqlBuilder::new(
+            "SELECT group_id, member_id, member_kind FROM group_members WHERE tenant_id = ",
+        );
+        b.push_bind(scope.tenant_id)
+            .push(" AND group_id = ")
+            .push_bind(group_id);
+        if let Some(after) = after {
+            b.push(" AND member_id > ").push_bind(after);
+        }
+        b.push(" ORDER BY member_id LIMIT ")
+            .push_bind(i64::from(limit));
+        // A read handle of its own, returned when this chunk is read: a streamed response
+        // never holds a connection while its client reads.
+        let mut h = self.db.read().await?;
+        b.build()
+            .fetch_all::<MemberRecord>(h.conn())
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(GroupMember {
+                    id: r.member_id,
+                    kind: super::member_kind(&r.member_kind)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn scim_update_group_impl(

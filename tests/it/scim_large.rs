@@ -1,14 +1,22 @@
 //! SCIM at scale, over the real router on both backends: request bodies as large as the body
 //! limit allows, full of member values, are answered correctly (the time they take is measured
-//! in `benches/scim.rs`, not asserted here).
+//! in `benches/scim.rs`, not asserted here); group members are streamed in chunks and pages of
+//! groups end at the member budget. Chunk and budget are set small here, so a few dozen
+//! members stand for millions.
 
 use std::collections::BTreeSet;
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use rolegate::config::ServeArgs;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::provisioning::ScimScope;
+use rolegate::scim::resource::{Projection, render_group};
+use rolegate::scim::schema::ResourceType;
 use rolegate::store::Ctx;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::common::http::{Reply, unlimited};
@@ -232,7 +240,428 @@ async fn a_full_body_of_real_members_with_duplicates_stores_each_once(backend: B
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), distinct);
 }
 
+/// Members read per query, and members per page, in the streaming tests.
+const CHUNK: u32 = 7;
+const BUDGET: u64 = 10;
+
+async fn small_chunks(backend: Backend) -> TestApp {
+    let mut config: ServeArgs = unlimited();
+    config.scim_member_chunk = CHUNK;
+    config.scim_member_budget = BUDGET;
+    TestApp::with_config(backend, config).await
+}
+
+/// Creates a group of these users; returns its id.
+async fn group_of(app: &TestApp, name: &str, users: &[Uuid]) -> String {
+    let members: Vec<Value> = users.iter().map(|u| json!({ "value": u })).collect();
+    let reply = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({ "schemas": [GROUP], "displayName": name, "members": members })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:.300}", reply.text);
+    reply.body["id"].as_str().expect("id").to_owned()
+}
+
+fn sorted(ids: &[Uuid]) -> Vec<String> {
+    let mut ids: Vec<Uuid> = ids.to_vec();
+    ids.sort();
+    ids.iter().map(ToString::to_string).collect()
+}
+
+fn search_body(extra: Value) -> Value {
+    let mut body = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"] });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    body
+}
+
+async fn a_group_larger_than_a_chunk_comes_back_whole_in_member_order(backend: Backend) {
+    let app = small_chunks(backend).await;
+    let users = seed_users(&app, 40).await;
+    let expected = sorted(&users);
+    let id = group_of(&app, "Big", &users).await;
+
+    // The create's own answer streams its members too.
+    let created = app.scim(Method::GET, &format!("/Groups/{id}"), None).await;
+    assert_eq!(created.headers["content-type"], "application/scim+json");
+    assert_eq!(member_values(&created.body), expected, "GET /Groups/{{id}}");
+    for m in created.body["members"].as_array().expect("members") {
+        assert_eq!(m["type"], "User");
+        assert!(m["$ref"].as_str().is_some_and(|r| {
+            r.ends_with(&format!("/Users/{}", m["value"].as_str().unwrap_or("")))
+        }));
+    }
+    let listed = app.scim(Method::GET, "/Groups", None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:.300}", listed.text);
+    assert_eq!(
+        member_values(&listed.body["Resources"][0]),
+        expected,
+        "GET /Groups"
+    );
+    let searched = app
+        .scim(
+            Method::POST,
+            "/Groups/.search",
+            Some(search_body(json!({}))),
+        )
+        .await;
+    assert_eq!(
+        member_values(&searched.body["Resources"][0]),
+        expected,
+        "POST /Groups/.search"
+    );
+    let everything = app
+        .scim(
+            Method::POST,
+            "/.search",
+            Some(search_body(json!({ "filter": "displayName eq \"Big\"" }))),
+        )
+        .await;
+    assert_eq!(
+        everything.status,
+        StatusCode::OK,
+        "{:.300}",
+        everything.text
+    );
+    assert_eq!(
+        everything.body["totalResults"], 1,
+        "{:.300}",
+        everything.text
+    );
+    assert_eq!(
+        member_values(&everything.body["Resources"][0]),
+        expected,
+        "POST /.search"
+    );
+
+    // Selected sub-attributes are written for every member, in every chunk.
+    let values = app
+        .scim(
+            Method::GET,
+            &format!("/Groups/{id}?attributes=members.value"),
+            None,
+        )
+        .await;
+    let members = values.body["members"].as_array().expect("members");
+    assert_eq!(members.len(), users.len());
+    assert!(
+        members
+            .iter()
+            .all(|m| m.as_object().is_some_and(|o| o.len() == 1))
+    );
+    // A PATCH that asks for attributes answers with the whole list as well.
+    let patched = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{id}?attributes=members"),
+            Some(json!({ "schemas": [PATCH_OP], "Operations": [
+                { "op": "remove", "path": "members[type eq \"User\"]" }
+            ] })),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{:.300}", patched.text);
+    assert_eq!(
+        patched.body["members"],
+        json!([]),
+        "a filtered remove reads every chunk"
+    );
+}
+
+/// Pages through `path` (a GET list, or a search body) with `startIndex` + `itemsPerPage`;
+/// returns the ids seen and the pages' `itemsPerPage`.
+async fn page_through(app: &TestApp, search: Option<&str>, count: u64) -> (Vec<String>, Vec<u64>) {
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut start = 1;
+    let mut total = None;
+    loop {
+        let reply = match search {
+            None => {
+                app.scim(
+                    Method::GET,
+                    &format!("/Groups?startIndex={start}&count={count}"),
+                    None,
+                )
+                .await
+            }
+            Some(path) => {
+                app.scim(
+                    Method::POST,
+                    path,
+                    Some(search_body(json!({ "startIndex": start, "count": count }))),
+                )
+                .await
+            }
+        };
+        assert_eq!(reply.status, StatusCode::OK, "{:.300}", reply.text);
+        let t = reply.body["totalResults"].as_u64().expect("totalResults");
+        assert_eq!(*total.get_or_insert(t), t, "totalResults stays what it is");
+        let items = reply.body["itemsPerPage"].as_u64().expect("itemsPerPage");
+        let resources = reply.body["Resources"].as_array().expect("Resources");
+        assert_eq!(resources.len() as u64, items);
+        assert_eq!(reply.body["startIndex"], start);
+        seen.extend(
+            resources
+                .iter()
+                .map(|r| r["id"].as_str().expect("id").to_owned()),
+        );
+        if start + items > t {
+            return (seen, sizes);
+        }
+        assert!(items > 0, "a page short of the end is never empty");
+        sizes.push(items);
+        start += items;
+    }
+}
+
+async fn paging_with_a_small_member_budget_visits_every_group_once(backend: Backend) {
+    let app = small_chunks(backend).await;
+    let users = seed_users(&app, 12).await;
+    let sizes = [3, 4, 5, 12, 0, 2, 9, 1, 1, 11];
+    let mut groups = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        groups.push(group_of(&app, &format!("G{i}"), &users[..*n]).await);
+    }
+    // Pages of at most 10 members: [3, 4] [5] [12] [0, 2] [9, 1] [1] [11].
+    let (seen, pages) = page_through(&app, None, 100).await;
+    assert_eq!(seen, groups, "every group once, in order");
+    assert_eq!(pages, [2, 1, 1, 2, 2, 1], "then [11] ends it");
+    let (seen, _) = page_through(&app, Some("/Groups/.search"), 3).await;
+    assert_eq!(seen, groups);
+    // Every member of every group on the pages, each group whole.
+    let reply = app
+        .scim(Method::GET, "/Groups?startIndex=3&count=100", None)
+        .await;
+    assert_eq!(reply.body["itemsPerPage"], 1);
+    assert_eq!(
+        member_values(&reply.body["Resources"][0]),
+        sorted(&users[..5])
+    );
+
+    // Root search: Users, then Groups, one list.
+    let (seen, _) = page_through(&app, Some("/.search"), 100).await;
+    // (The users were created four at a time: their creation order is their ids'.)
+    let mut expected = sorted(&users);
+    expected.extend(groups.iter().cloned());
+    assert_eq!(seen, expected, "every user and group once");
+
+    // Without members a page holds what count asks for.
+    let slim = app
+        .scim(Method::GET, "/Groups?excludedAttributes=members", None)
+        .await;
+    assert_eq!(slim.body["itemsPerPage"], sizes.len());
+    assert!(
+        slim.body["Resources"]
+            .as_array()
+            .expect("Resources")
+            .iter()
+            .all(|g| g.get("members").is_none())
+    );
+    let names = app
+        .scim(Method::GET, "/Groups?attributes=displayName", None)
+        .await;
+    assert_eq!(names.body["itemsPerPage"], sizes.len());
+}
+
+async fn a_big_group_read_alone_keeps_its_etag_and_meta(backend: Backend) {
+    let app = small_chunks(backend).await;
+    let users = seed_users(&app, 30).await;
+    let id = group_of(&app, "Big", &users[..20]).await;
+    let patched = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            Some(json!({ "schemas": [PATCH_OP], "Operations": [
+                { "op": "add", "path": "members", "value": [{ "value": users[25] }] }
+            ] })),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    let etag = patched.headers["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(etag, "W/\"2\"");
+
+    let reply = app.scim(Method::GET, &format!("/Groups/{id}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["etag"].to_str().expect("etag"), etag);
+    assert_eq!(reply.body["meta"]["version"], etag);
+    assert_eq!(reply.body["meta"]["resourceType"], "Group");
+    assert!(
+        reply.body["meta"]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!("/scim/v2/Groups/{id}")))
+    );
+    assert_eq!(member_values(&reply.body).len(), 21);
+    let fresh = app
+        .scim_with(
+            Method::GET,
+            &format!("/Groups/{id}"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::NOT_MODIFIED);
+    assert!(fresh.text.is_empty());
+    // Without members the group reads the same, members apart.
+    let slim = app
+        .scim(
+            Method::GET,
+            &format!("/Groups/{id}?excludedAttributes=members"),
+            None,
+        )
+        .await;
+    assert_eq!(slim.headers["etag"].to_str().expect("etag"), etag);
+    let mut without = reply.body.clone();
+    without.as_object_mut().expect("object").remove("members");
+    assert_eq!(slim.body, without);
+}
+
+/// Small groups (within one chunk, and across chunks), under several projections: the bytes
+/// sent are today's renderer's, serialised.
+async fn streamed_groups_equal_what_the_renderer_makes_of_them(backend: Backend) {
+    let app = small_chunks(backend).await;
+    let users = seed_users(&app, 16).await;
+    let scope = scope(&app).await;
+    let mut ids = Vec::new();
+    for (i, n) in [0usize, 1, 6, 7, 8, 16].iter().enumerate() {
+        ids.push(group_of(&app, &format!("Group \"{i}\" ✓"), &users[..*n]).await);
+    }
+    let nested = group_of(&app, "Nested", &[]).await;
+    let patched = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{nested}"),
+            Some(json!({ "schemas": [PATCH_OP], "Operations": [
+                { "op": "add", "path": "members", "value": [{ "value": ids[2], "type": "Group" }, { "value": users[0] }] }
+            ] })),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    ids.push(nested);
+    let base = rolegate::scim::resource::scim_base(&app.state.config.public_url());
+    for (attributes, excluded) in [
+        (None, None),
+        (Some("members.value"), None),
+        (None, Some("members.type")),
+        (Some("displayName,members.$ref"), None),
+        (Some("members"), Some("members.value")),
+        (None, Some("members")),
+    ] {
+        let projection =
+            Projection::parse(ResourceType::Group, attributes, excluded).expect("projection");
+        let mut query = Vec::new();
+        if let Some(a) = attributes {
+            query.push(format!("attributes={a}"));
+        }
+        if let Some(e) = excluded {
+            query.push(format!("excludedAttributes={e}"));
+        }
+        let query = query.join("&");
+        let mut expected_page = Vec::new();
+        for id in &ids {
+            let uuid = Uuid::parse_str(id).expect("uuid");
+            let group = app.store.scim_get_group(scope, uuid).await.expect("group");
+            let members: Vec<_> = app
+                .store
+                .scim_group_members(scope, &[uuid])
+                .await
+                .expect("members")
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect();
+            let mut expected = render_group(&group, Some(&members), &base);
+            projection.apply(ResourceType::Group, &mut expected);
+            let reply = app
+                .scim(Method::GET, &format!("/Groups/{id}?{query}"), None)
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{:.300}", reply.text);
+            assert_eq!(reply.body, expected, "{id}?{query}");
+            assert_eq!(
+                reply.text,
+                expected.to_string(),
+                "{id}?{query}: the same bytes"
+            );
+            expected_page.push(expected);
+        }
+        let reply = app
+            .scim(Method::GET, &format!("/Groups?count=100&{query}"), None)
+            .await;
+        let resources = reply.body["Resources"].as_array().expect("Resources");
+        // The budget may end the page early; what is there is the renderer's.
+        assert!(!resources.is_empty());
+        assert_eq!(resources[..], expected_page[..resources.len()], "?{query}");
+    }
+}
+
+/// Once the head of a reply is sent, a failed read can no longer be a SCIM error: the body
+/// ends in an error (the client sees it cut short), never a complete-looking list.
+async fn a_read_that_fails_mid_stream_cuts_the_body_short(backend: Backend) {
+    let app = small_chunks(backend).await;
+    let users = seed_users(&app, 20).await;
+    let id = group_of(&app, "Big", &users).await;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("/scim/v2/Groups/{id}"))
+        .header("authorization", format!("Bearer {}", app.scim_token))
+        .body(Body::empty())
+        .expect("request");
+    let response = app
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("a first piece")
+        .expect("read")
+        .into_data()
+        .expect("data");
+    let text = String::from_utf8_lossy(&first).into_owned();
+    assert!(text.contains("\"members\":["), "{text}");
+    // The members table goes away between two chunks.
+    app.raw_execute("DROP TABLE group_members")
+        .await
+        .expect("drop");
+    let mut rest = Vec::new();
+    let outcome = loop {
+        match body.frame().await {
+            None => break Ok(()),
+            Some(Ok(frame)) => rest.extend_from_slice(&frame.into_data().unwrap_or_default()),
+            Some(Err(e)) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "the body ended as if complete: {text}{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let all = [first.to_vec(), rest].concat();
+    assert!(
+        serde_json::from_slice::<Value>(&all).is_err(),
+        "what came is not a whole document"
+    );
+    // The next request answers with a SCIM error, as any failed read does.
+    let reply = app.scim(Method::GET, &format!("/Groups/{id}"), None).await;
+    assert!(reply.status.is_server_error(), "{}", reply.text);
+    assert_eq!(
+        reply.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+}
+
 crate::on_both_backends!(
     a_full_body_of_members_that_name_nobody_is_400_naming_the_first,
     a_full_body_of_real_members_with_duplicates_stores_each_once,
+    a_group_larger_than_a_chunk_comes_back_whole_in_member_order,
+    paging_with_a_small_member_budget_visits_every_group_once,
+    a_big_group_read_alone_keeps_its_etag_and_meta,
+    streamed_groups_equal_what_the_renderer_makes_of_them,
+    a_read_that_fails_mid_stream_cuts_the_body_short,
 );
