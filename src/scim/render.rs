@@ -8,7 +8,6 @@
 //! per page, those of groups larger than a chunk read chunk by chunk with a keyset cursor.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -416,6 +415,8 @@ impl MemberWriter {
             MemberKind::User => ResourceType::User,
             MemberKind::Group => ResourceType::Group,
         };
+        let mut buffer = Uuid::encode_buffer();
+        let id = m.id.hyphenated().encode_lower(&mut buffer).as_bytes();
         out.push(b'{');
         for (i, key) in self.keys.iter().flatten().enumerate() {
             if i > 0 {
@@ -428,13 +429,18 @@ impl MemberWriter {
                         MemberKind::User => &self.user_ref,
                         MemberKind::Group => &self.group_ref,
                     });
-                    let _ = write!(out, "{}\"", m.id);
+                    out.extend_from_slice(id);
+                    out.push(b'"');
                 }
                 "type" => {
-                    let _ = write!(out, "\"type\":\"{}\"", rt.name());
+                    out.extend_from_slice(b"\"type\":\"");
+                    out.extend_from_slice(rt.name().as_bytes());
+                    out.push(b'"');
                 }
                 _ => {
-                    let _ = write!(out, "\"value\":\"{}\"", m.id);
+                    out.extend_from_slice(b"\"value\":\"");
+                    out.extend_from_slice(id);
+                    out.push(b'"');
                 }
             }
         }

@@ -762,7 +762,3 @@ pub fn migration_list(backend: Backend) -> Vec<(i64, String)> {
         .map(|m| (m.version, m.description.to_string()))
         .collect()
 }
-
-pub(crate) fn member_kind(raw: &str) -> Result<MemberKind, StoreError> {
-    MemberKind::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown member kind {raw}")))
-}
