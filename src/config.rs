@@ -224,6 +224,16 @@ pub struct ServeArgs {
     /// Bearer token /metrics requires (Authorization: Bearer TOKEN). Unset: /metrics is open
     #[arg(long, env = "ROLEGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<Secret>,
+
+    /// Most group members on one page of a SCIM list or search: a page takes no further group
+    /// once the next would take it over (it always holds at least one); itemsPerPage says how
+    /// many came
+    #[arg(long, env = "ROLEGATE_SCIM_MEMBER_BUDGET", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub scim_member_budget: u64,
+
+    /// Group members read per database query when a response streams a group's members
+    #[arg(long, env = "ROLEGATE_SCIM_MEMBER_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub scim_member_chunk: u32,
 }
 
 impl ServeArgs {
@@ -246,6 +256,8 @@ impl ServeArgs {
             scim_schema_extensions: None,
             trusted_proxies: TrustedProxies::default(),
             metrics_token: None,
+            scim_member_budget: 100_000,
+            scim_member_chunk: 5_000,
         }
     }
 

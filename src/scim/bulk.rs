@@ -189,6 +189,21 @@ fn error_result(op: &Operation, e: &ScimError) -> Value {
     out
 }
 
+/// Records a failed operation's `bulkId`: every operation that refers to it can no longer run.
+fn mark_failed(
+    bulk_id: &Option<String>,
+    failed: &mut HashSet<String>,
+    dependents: &HashMap<&str, Vec<usize>>,
+    doomed: &mut [bool],
+) {
+    if let Some(b) = bulk_id {
+        failed.insert(b.clone());
+        for &d in dependents.get(b.as_str()).map_or(&[][..], Vec::as_slice) {
+            doomed[d] = true;
+        }
+    }
+}
+
 impl Scim<'_> {
     /// Runs one operation as its own request would.
     async fn run(&self, op: &Operation) -> Result<ScimReply, ScimError> {
@@ -245,6 +260,23 @@ pub(super) async fn bulk(
         .iter()
         .filter_map(|o| o.bulk_id.clone())
         .collect();
+    // Each operation's references are found once, and what an operation waits on is counted
+    // down as operations succeed or fail: re-reading every waiting operation's data in every
+    // round made a request of long data and long reference chains quadratic.
+    let refs: Vec<Vec<String>> = operations.iter().map(operation_refs).collect();
+    let mut dependents: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, op_refs) in refs.iter().enumerate() {
+        for r in op_refs {
+            dependents.entry(r.as_str()).or_default().push(i);
+        }
+    }
+    // References not yet created, and whether one can never be (unknown, or its operation
+    // failed).
+    let mut unmet: Vec<usize> = refs.iter().map(Vec::len).collect();
+    let mut doomed: Vec<bool> = refs
+        .iter()
+        .map(|op_refs| op_refs.iter().any(|r| !in_request.contains(r)))
+        .collect();
     let mut created: HashMap<String, String> = HashMap::new();
     let mut failed: HashSet<String> = HashSet::new();
     let mut results: Vec<Option<Value>> = vec![None; operations.len()];
@@ -259,24 +291,25 @@ pub(super) async fn bulk(
                 break 'rounds;
             }
             let op = &operations[i];
-            let refs = operation_refs(op);
-            let unresolvable = refs
-                .iter()
-                .find(|r| !in_request.contains(*r) || failed.contains(*r));
+            let unresolvable = doomed[i]
+                .then(|| {
+                    refs[i]
+                        .iter()
+                        .find(|r| !in_request.contains(*r) || failed.contains(*r))
+                })
+                .flatten();
             if let Some(r) = unresolvable {
                 let e = ScimError::bad_request(
                     "invalidValue",
                     format!("bulkId \"{r}\" names no operation of this request that succeeded"),
                 );
                 results[i] = Some(error_result(op, &e));
-                if let Some(b) = &op.bulk_id {
-                    failed.insert(b.clone());
-                }
+                mark_failed(&op.bulk_id, &mut failed, &dependents, &mut doomed);
                 errors += 1;
                 progressed = true;
                 continue;
             }
-            if refs.iter().any(|r| !created.contains_key(r)) {
+            if unmet[i] > 0 {
                 waiting.push(i);
                 continue;
             }
@@ -313,8 +346,11 @@ pub(super) async fn bulk(
                     if let (Some(b), Some(id)) = (
                         &op.bulk_id,
                         reply.body.as_ref().and_then(|b| b["id"].as_str()),
-                    ) {
-                        created.insert(b.clone(), id.to_owned());
+                    ) && created.insert(b.clone(), id.to_owned()).is_none()
+                    {
+                        for &d in dependents.get(b.as_str()).map_or(&[][..], Vec::as_slice) {
+                            unmet[d] -= 1;
+                        }
                     }
                     let mut out = json!({
                         "method": op.method,
@@ -335,9 +371,7 @@ pub(super) async fn bulk(
                 }
                 Err(e) => {
                     results[i] = Some(error_result(&resolved, &e));
-                    if let Some(b) = &op.bulk_id {
-                        failed.insert(b.clone());
-                    }
+                    mark_failed(&op.bulk_id, &mut failed, &dependents, &mut doomed);
                     errors += 1;
                 }
             }

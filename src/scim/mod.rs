@@ -72,6 +72,9 @@ impl ScimError {
     }
 }
 
+/// Unknown member ids named in an error's detail; the rest are counted.
+const UNKNOWN_IDS_NAMED: usize = 10;
+
 /// The one mapping from store errors to SCIM errors (RFC 7644 §3.12).
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
@@ -89,12 +92,22 @@ impl From<StoreError> for ScimError {
                 )
             }
             StoreError::UnknownIds(ids) => {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                // The first few by name: a 2 MB body can name 90,000, and the detail is also
+                // kept in the token's error log.
+                let named: Vec<String> = ids
+                    .iter()
+                    .take(UNKNOWN_IDS_NAMED)
+                    .map(ToString::to_string)
+                    .collect();
+                let more = match ids.len().saturating_sub(UNKNOWN_IDS_NAMED) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
                 ScimError::bad_request(
                     "invalidValue",
                     format!(
-                        "no User or Group of this organization has the id {}",
-                        ids.join(", ")
+                        "no User or Group of this organization has the id {}{more}",
+                        named.join(", ")
                     ),
                 )
             }
@@ -218,6 +231,9 @@ pub struct ScimReply {
     pub body: Option<Value>,
     pub location: Option<String>,
     pub etag: Option<String>,
+    /// Group members written into `body` as it is sent (the groups in `body` hold a
+    /// placeholder); never held whole in memory.
+    pub(crate) members: Option<render::MemberStream>,
 }
 
 impl ScimReply {
@@ -227,6 +243,7 @@ impl ScimReply {
             body: Some(body),
             location: None,
             etag: None,
+            members: None,
         }
     }
 
@@ -236,15 +253,17 @@ impl ScimReply {
             body: None,
             location: None,
             etag: None,
+            members: None,
         }
     }
 }
 
 impl IntoResponse for ScimReply {
     fn into_response(self) -> Response {
-        let mut response = match self.body {
-            Some(body) => (self.status, ScimJson(body)).into_response(),
-            None => self.status.into_response(),
+        let mut response = match (self.body, self.members) {
+            (Some(body), Some(members)) => members.respond(self.status, body),
+            (Some(body), None) => (self.status, ScimJson(body)).into_response(),
+            (None, _) => self.status.into_response(),
         };
         let headers = response.headers_mut();
         if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {

@@ -28,12 +28,16 @@
 //! Group membership can be huge, so the Group handler first splits member changes off with
 //! [`split_group_member_ops`] and applies them in the store without loading every member.
 
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde_json::{Map, Value};
 
 use super::eval;
 use super::filter::{self, CompareOp, PatchPath, ResolvedFilter, ResolvedValue};
+use super::resource::{ValueKey, hash_value};
 use super::schema::{
     self, AttrType, AttributeDef, GROUP_SCHEMA, Mutability, ResourceSchema, ResourceType,
 };
@@ -526,17 +530,14 @@ fn add(resource: &mut Value, target: &Target, value: &Value) -> Result<(), Fault
             if incoming.is_empty() {
                 return Ok(());
             }
-            let mut list = into_elements(take(resource, target));
+            let mut elements = Elements::new(target.attr, into_elements(take(resource, target)));
             let mut touched = Vec::new();
-            for element in incoming {
-                if !list
-                    .iter()
-                    .any(|existing| already_holds(target.attr, existing, &element))
-                {
-                    list.push(element);
-                    touched.push(list.len() - 1);
+            for element in incoming.into_iter().filter(carries_a_value) {
+                if !elements.holds(&element) {
+                    touched.push(elements.push(element));
                 }
             }
+            let mut list = elements.into_list();
             settle_primary(target.attr, &mut list, &touched);
             put_elements(resource, target, list)
         }
@@ -557,15 +558,16 @@ fn replace(resource: &mut Value, target: &Target, value: &Value) -> Result<(), F
         // "If the target location is a multi-valued attribute and no filter is specified, the
         // attribute and all values are replaced."
         (true, None) => {
-            let mut list: Vec<Value> = Vec::new();
-            for element in incoming_elements(target.attr, value) {
-                if !list
-                    .iter()
-                    .any(|earlier| already_holds(target.attr, earlier, &element))
-                {
-                    list.push(element);
+            let mut elements = Elements::new(target.attr, Vec::new());
+            for element in incoming_elements(target.attr, value)
+                .into_iter()
+                .filter(carries_a_value)
+            {
+                if !elements.holds(&element) {
+                    elements.push(element);
                 }
             }
+            let mut list = elements.into_list();
             take(resource, target);
             let touched: Vec<usize> = (0..list.len()).collect();
             settle_primary(target.attr, &mut list, &touched);
@@ -837,13 +839,9 @@ fn remove(resource: &mut Value, target: &Target, value: &Value) -> Result<(), Fa
         // Entra ID: `{"op":"Remove","path":"members","value":[{"value":"…"}]}` removes the
         // listed values only.
         (true, None) if !value.is_null() => {
-            let listed = incoming_elements(target.attr, value);
+            let listed = Listed::new(target.attr, incoming_elements(target.attr, value));
             let mut list = into_elements(take(resource, target));
-            list.retain(|element| {
-                !listed
-                    .iter()
-                    .any(|given| names_element(target.attr, given, element))
-            });
+            list.retain(|element| !listed.names(element));
             put_elements(resource, target, list)
         }
         // "If the target location is a single-value attribute, the attribute and its associated
@@ -924,6 +922,8 @@ fn remove_where(
 
 /// Whether a value listed in a remove names `element`: both have a `value` sub-attribute and
 /// they are equal (by its `caseExact`), or, when the listed one has no `value`, they are equal.
+/// The rule as one comparison; [`Listed`] applies it by lookup and is tested against it.
+#[cfg(test)]
 fn names_element(attr: &AttributeDef, given: &Value, element: &Value) -> bool {
     if attr.kind != AttrType::Complex {
         return match (given.as_str(), element.as_str()) {
@@ -931,12 +931,6 @@ fn names_element(attr: &AttributeDef, given: &Value, element: &Value) -> bool {
             _ => given == element,
         };
     }
-    let value_of = |v: &Value| {
-        v.as_object()
-            .and_then(|o| get_ci(o, "value"))
-            .filter(|v| !v.is_null())
-            .cloned()
-    };
     match (value_of(given), attr.sub_attribute("value")) {
         (Some(wanted), Some(def)) => match value_of(element) {
             Some(have) => match (wanted.as_str(), have.as_str()) {
@@ -954,6 +948,265 @@ fn same_str(a: &str, b: &str, case_exact: bool) -> bool {
         a == b
     } else {
         a.to_lowercase() == b.to_lowercase()
+    }
+}
+
+/// The form of a string under which [`same_str`] is plain equality.
+fn folded(s: &str, case_exact: bool) -> String {
+    if case_exact {
+        s.to_owned()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// The values a remove lists, indexed so that whether they name an element ([`names_element`])
+/// is a lookup, not a comparison with each of them: a 2 MB PATCH lists ~90,000 values, and
+/// comparing every element with every listed value was quadratic.
+struct Listed<'a> {
+    attr: &'a AttributeDef,
+    /// `attr.kind` is not complex: the listed strings, folded by `attr.caseExact`. Complex:
+    /// the listed `value`s that are strings, folded by the `value` sub-attribute's caseExact.
+    strings: HashSet<String>,
+    /// The listed `value`s that are not strings (complex attributes with a `value`).
+    values: HashSet<ValueKey>,
+    /// Listed values compared whole: the rest.
+    wholes: HashSet<ValueKey>,
+}
+
+impl<'a> Listed<'a> {
+    fn new(attr: &'a AttributeDef, given: Vec<Value>) -> Self {
+        let mut listed = Listed {
+            attr,
+            strings: HashSet::new(),
+            values: HashSet::new(),
+            wholes: HashSet::new(),
+        };
+        let value_def = attr.sub_attribute("value");
+        for g in given {
+            if attr.kind != AttrType::Complex {
+                match g {
+                    Value::String(s) => {
+                        listed.strings.insert(folded(&s, attr.case_exact));
+                    }
+                    other => {
+                        listed.wholes.insert(ValueKey(other));
+                    }
+                }
+                continue;
+            }
+            match (value_of(&g), value_def) {
+                (Some(Value::String(s)), Some(def)) => {
+                    listed.strings.insert(folded(s, def.case_exact));
+                }
+                (Some(wanted), Some(_)) => {
+                    listed.values.insert(ValueKey(wanted.clone()));
+                }
+                _ => {
+                    listed.wholes.insert(ValueKey(g));
+                }
+            }
+        }
+        listed
+    }
+
+    /// Whether some listed value names `element`, exactly as [`names_element`] decides.
+    fn names(&self, element: &Value) -> bool {
+        if self.attr.kind != AttrType::Complex {
+            return match element {
+                Value::String(e) => self.strings.contains(&folded(e, self.attr.case_exact)),
+                other => self.wholes.contains(&ValueKey(other.clone())),
+            };
+        }
+        match (value_of(element), self.attr.sub_attribute("value")) {
+            (Some(Value::String(h)), Some(def)) => {
+                self.strings.contains(&folded(h, def.case_exact))
+            }
+            (Some(have), Some(_)) => self.values.contains(&ValueKey(have.clone())),
+            _ => self.wholes.contains(&ValueKey(element.clone())),
+        }
+    }
+}
+
+/// An object's `value` member (any case), when it has one that is not null.
+fn value_of(v: &Value) -> Option<&Value> {
+    v.as_object()
+        .and_then(|o| get_ci(o, "value"))
+        .filter(|v| !v.is_null())
+}
+
+/// Whether an element given for a multi-valued attribute carries anything. An object whose
+/// members are all null (or that has none) is no value at all (RFC 7643 §2.5: null and
+/// unassigned are the same state; the normalizer drops it), so adding it adds nothing.
+fn carries_a_value(element: &Value) -> bool {
+    element
+        .as_object()
+        .is_none_or(|o| o.values().any(|v| !v.is_null()))
+}
+
+/// Questions a multi-valued attribute's elements answer by scanning before an index is built:
+/// a PATCH that adds one value to a long list should not pay for indexing the list.
+const SCANS_BEFORE_INDEX: usize = 8;
+
+/// A multi-valued attribute's elements, growing as values are added, that say whether one of
+/// them already holds a new element ([`already_holds`]). After a few scans an index answers, so
+/// a PATCH carrying tens of thousands of values costs linear time, not quadratic (a 2 MB body
+/// took seconds).
+struct Elements<'a> {
+    attr: &'a AttributeDef,
+    list: Vec<Value>,
+    scans: usize,
+    index: Option<ElementIndex>,
+}
+
+/// What [`Elements`] looks candidates up in. Every lookup narrows to a superset of the elements
+/// that hold the new one (or decides exactly), so answers equal a scan's.
+struct ElementIndex {
+    hasher: RandomState,
+    /// Elements that are not objects, by the hash of the value.
+    scalars: HashMap<u64, Vec<usize>>,
+    /// Where `value` is immutable: the objects' string `value`s, folded by its caseExact.
+    identities: HashSet<String>,
+    /// Objects, by the hash of each (member name, non-null value) they carry.
+    pairs: HashMap<u64, Vec<usize>>,
+}
+
+impl ElementIndex {
+    fn hash_of(&self, value: &Value) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        hash_value(value, &mut h);
+        h.finish()
+    }
+
+    fn pair_hash(&self, name: &str, value: &Value) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        name.hash(&mut h);
+        hash_value(value, &mut h);
+        h.finish()
+    }
+}
+
+impl<'a> Elements<'a> {
+    fn new(attr: &'a AttributeDef, list: Vec<Value>) -> Self {
+        Elements {
+            attr,
+            list,
+            scans: 0,
+            index: None,
+        }
+    }
+
+    /// The immutable `value` sub-attribute that is an element's identity ([`already_holds`]).
+    fn identity_def(&self) -> Option<&'static AttributeDef> {
+        self.attr
+            .sub_attribute("value")
+            .filter(|d| d.mutability == Mutability::Immutable)
+    }
+
+    /// An object's identity: its string `value`, folded, where `value` is immutable.
+    fn identity(&self, object: &Map<String, Value>) -> Option<String> {
+        let def = self.identity_def()?;
+        match get_ci(object, def.name) {
+            Some(Value::String(s)) => Some(folded(s, def.case_exact)),
+            _ => None,
+        }
+    }
+
+    fn index_element(&self, index: &mut ElementIndex, i: usize) {
+        match &self.list[i] {
+            Value::Object(object) => {
+                if let Some(id) = self.identity(object) {
+                    index.identities.insert(id);
+                }
+                for (name, value) in object.iter().filter(|(_, v)| !v.is_null()) {
+                    let h = index.pair_hash(name, value);
+                    index.pairs.entry(h).or_default().push(i);
+                }
+            }
+            other => {
+                let h = index.hash_of(other);
+                index.scalars.entry(h).or_default().push(i);
+            }
+        }
+    }
+
+    fn holds(&mut self, new: &Value) -> bool {
+        if self.index.is_none() {
+            if self.scans < SCANS_BEFORE_INDEX {
+                self.scans += 1;
+                return self
+                    .list
+                    .iter()
+                    .any(|existing| already_holds(self.attr, existing, new));
+            }
+            let mut index = ElementIndex {
+                hasher: RandomState::new(),
+                scalars: HashMap::new(),
+                identities: HashSet::new(),
+                pairs: HashMap::new(),
+            };
+            for i in 0..self.list.len() {
+                self.index_element(&mut index, i);
+            }
+            self.index = Some(index);
+        }
+        let Some(index) = &self.index else {
+            return false;
+        };
+        let confirm = |candidates: &[usize]| {
+            candidates
+                .iter()
+                .any(|&i| already_holds(self.attr, &self.list[i], new))
+        };
+        let Value::Object(want) = new else {
+            // Only an equal value holds a non-object (objects never do).
+            return index
+                .scalars
+                .get(&index.hash_of(new))
+                .is_some_and(|c| confirm(c));
+        };
+        if self
+            .identity(want)
+            .is_some_and(|id| index.identities.contains(&id))
+        {
+            // An object with the same identity holds it (see `already_holds`).
+            return true;
+        }
+        // Else only an object that carries each of the new element's non-null members can: the
+        // rarest of them names the candidates.
+        let rarest = want
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(name, value)| {
+                index
+                    .pairs
+                    .get(&index.pair_hash(name, value))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|c| c.len());
+        match rarest {
+            Some(candidates) => confirm(candidates),
+            // Nothing non-null to look up (callers pass only elements that carry a value).
+            None => self
+                .list
+                .iter()
+                .any(|existing| already_holds(self.attr, existing, new)),
+        }
+    }
+
+    /// Appends an element; returns its position.
+    fn push(&mut self, element: Value) -> usize {
+        self.list.push(element);
+        let i = self.list.len() - 1;
+        if let Some(mut index) = self.index.take() {
+            self.index_element(&mut index, i);
+            self.index = Some(index);
+        }
+        i
+    }
+
+    fn into_list(self) -> Vec<Value> {
+        self.list
     }
 }
 
@@ -2507,5 +2760,108 @@ mod tests {
             "{e}"
         );
         assert_eq!(u, user());
+    }
+
+    /// The hashed lookups answer exactly as the comparisons they replace.
+    mod lookups {
+        use super::*;
+        use crate::scim::schema::{Returned, USER, Uniqueness};
+        use proptest::prelude::*;
+
+        static TAGS: AttributeDef = AttributeDef {
+            name: "tags",
+            kind: AttrType::String,
+            description: "",
+            multi_valued: true,
+            required: false,
+            case_exact: false,
+            mutability: Mutability::ReadWrite,
+            returned: Returned::Default,
+            uniqueness: Uniqueness::None,
+            canonical_values: &[],
+            reference_types: &[],
+            sub_attributes: &[],
+        };
+
+        fn attributes() -> [&'static AttributeDef; 3] {
+            [
+                USER.attribute("emails").expect("emails"),
+                schema::GROUP.attribute("members").expect("members"),
+                &TAGS,
+            ]
+        }
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                prop::sample::select(vec!["a@x", "A@X", "b@x", "work", "Work", ""])
+                    .prop_map(Value::from),
+                prop::sample::select(vec![0.0, -0.0, 1.0]).prop_map(Value::from),
+                prop::sample::select(vec![0i64, 1, -1]).prop_map(Value::from),
+            ]
+        }
+
+        fn element() -> impl Strategy<Value = Value> {
+            let key = prop::sample::select(vec!["value", "VALUE", "type", "display", "primary"]);
+            prop_oneof![
+                1 => scalar(),
+                4 => prop::collection::btree_map(key, scalar(), 0..4).prop_map(|m| {
+                    Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn listed_values_name_what_names_element_names(
+                given in prop::collection::vec(element(), 0..6),
+                list in prop::collection::vec(element(), 0..12),
+            ) {
+                for attr in attributes() {
+                    let listed = Listed::new(attr, given.clone());
+                    for element in &list {
+                        let expected = given.iter().any(|g| names_element(attr, g, element));
+                        prop_assert_eq!(listed.names(element), expected, "{} {}", attr.name, element);
+                    }
+                }
+            }
+
+            #[test]
+            fn indexed_elements_hold_what_a_scan_finds(
+                existing in prop::collection::vec(element(), 0..12),
+                incoming in prop::collection::vec(element(), 0..24),
+            ) {
+                for attr in attributes() {
+                    let mut elements = Elements::new(attr, existing.clone());
+                    let mut reference = existing.clone();
+                    for new in incoming.iter().filter(|e| carries_a_value(e)) {
+                        let expected = reference.iter().any(|e| already_holds(attr, e, new));
+                        prop_assert_eq!(elements.holds(new), expected, "{} {}", attr.name, new);
+                        if !expected {
+                            elements.push(new.clone());
+                            reference.push(new.clone());
+                        }
+                    }
+                    prop_assert_eq!(elements.into_list(), reference);
+                }
+            }
+        }
+
+        #[test]
+        fn adding_tens_of_thousands_of_values_keeps_each_distinct_one_once() {
+            let value: Vec<Value> = (0..30_000)
+                .map(|i| json!({ "value": format!("u{}@x.org", i % 20_000), "type": "work" }))
+                .collect();
+            let mut u = json!({ "schemas": [USER_SCHEMA], "userName": "a" });
+            let ops = parse_request(&request(json!([
+                { "op": "add", "path": "emails", "value": value }
+            ])))
+            .expect("valid");
+            apply(ResourceType::User, &mut u, &ops).expect("applies");
+            assert_eq!(u["emails"].as_array().map(Vec::len), Some(20_000));
+        }
     }
 }

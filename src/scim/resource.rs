@@ -16,6 +16,9 @@
 //! - readOnly attributes (`id`, `meta`, `groups`, `members.display`, …) and the password are not
 //!   kept; attributes the schemas do not define are ignored (logged at debug), never a 400.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
@@ -253,9 +256,12 @@ fn canonical_value(
             other => vec![other],
         };
         let mut out: Vec<Value> = Vec::with_capacity(items.len());
+        // Hashed: a body may carry tens of thousands of values, and comparing each with every
+        // earlier one made a 2 MB body cost seconds.
+        let mut seen: HashSet<ValueKey> = HashSet::with_capacity(items.len());
         for item in items {
             if let Some(v) = canonical_single(def, item, path)?
-                && !out.contains(&v)
+                && seen.insert(ValueKey(v.clone()))
             {
                 out.push(v);
             }
@@ -283,6 +289,61 @@ fn canonical_value(
             ))),
         },
         other => canonical_single(def, other, path),
+    }
+}
+
+/// A JSON value as a hash key, equal exactly when the values are (`Value`'s own `Eq`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ValueKey(pub Value);
+
+impl Hash for ValueKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_value(&self.0, state);
+    }
+}
+
+/// Hashes a JSON value consistently with `Value`'s `Eq`: objects by their (ordered) members,
+/// numbers by kind and value, with `-0.0` and `0.0` (equal as `f64`) hashed alike.
+pub(crate) fn hash_value<H: Hasher>(value: &Value, state: &mut H) {
+    match value {
+        Value::Null => state.write_u8(0),
+        Value::Bool(b) => {
+            state.write_u8(1);
+            b.hash(state);
+        }
+        Value::Number(n) => {
+            state.write_u8(2);
+            if let Some(u) = n.as_u64() {
+                state.write_u8(0);
+                u.hash(state);
+            } else if let Some(i) = n.as_i64() {
+                state.write_u8(1);
+                i.hash(state);
+            } else {
+                state.write_u8(2);
+                let f = n.as_f64().unwrap_or_default();
+                (if f == 0.0 { 0.0f64 } else { f }).to_bits().hash(state);
+            }
+        }
+        Value::String(s) => {
+            state.write_u8(3);
+            s.hash(state);
+        }
+        Value::Array(items) => {
+            state.write_u8(4);
+            state.write_usize(items.len());
+            for item in items {
+                hash_value(item, state);
+            }
+        }
+        Value::Object(members) => {
+            state.write_u8(5);
+            state.write_usize(members.len());
+            for (k, v) in members {
+                k.hash(state);
+                hash_value(v, state);
+            }
+        }
     }
 }
 
@@ -569,6 +630,9 @@ pub fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, Invalid> {
         other => vec![other],
     };
     let mut out: Vec<MemberInput> = Vec::with_capacity(items.len());
+    // Hashed: a 2 MB body holds some 90,000 members, and comparing each with every earlier one
+    // held a worker for seconds (quadratic).
+    let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
     for item in items {
         let object = item
             .as_object()
@@ -592,7 +656,7 @@ pub fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, Invalid> {
                 )));
             }
         };
-        if !out.iter().any(|m| m.value == value) {
+        if seen.insert(value.clone()) {
             out.push(MemberInput { value, kind });
         }
     }
@@ -1248,6 +1312,52 @@ mod tests {
         assert!(e.detail.starts_with("member type [\"xxx"), "{}", e.detail);
         let e = member_inputs(&json!([{ "value": "u1", "type": 7 }])).expect_err("a number");
         assert_eq!(e.detail, "member type 7 is neither \"User\" nor \"Group\"");
+    }
+
+    #[test]
+    fn value_keys_are_equal_and_hash_alike_exactly_when_the_values_are() {
+        use std::collections::hash_map::RandomState;
+        use std::hash::BuildHasher;
+        let state = RandomState::new();
+        let key = |v: Value| (state.hash_one(ValueKey(v.clone())), ValueKey(v));
+        let same = [
+            (json!(0.0), json!(-0.0)),
+            (
+                json!({ "a": 1, "b": [true, null] }),
+                json!({ "b": [true, null], "a": 1 }),
+            ),
+        ];
+        for (a, b) in same {
+            assert_eq!(key(a), key(b));
+        }
+        for (a, b) in [
+            (json!(1), json!(1.0)),
+            (json!(-1), json!(18446744073709551615u64)),
+            (json!("1"), json!(1)),
+            (json!([1, 2]), json!([2, 1])),
+        ] {
+            assert_ne!(ValueKey(a), ValueKey(b));
+        }
+    }
+
+    #[test]
+    fn tens_of_thousands_of_values_keep_each_distinct_one_once_in_order() {
+        let emails: Vec<Value> = (0..40_000)
+            .map(|i| json!({ "value": format!("u{}@x.org", i % 25_000) }))
+            .collect();
+        let w = user_input(&json!({ "userName": "a", "emails": emails })).expect("valid");
+        let kept = w.attributes["emails"].as_array().expect("emails");
+        assert_eq!(kept.len(), 25_000);
+        assert_eq!(kept[24_999]["value"], "u24999@x.org");
+        let members: Vec<Value> = (0..60_000)
+            .map(|i| json!({ "value": format!("m{}", i % 50_000), "type": if i < 50_000 { "User" } else { "Group" } }))
+            .collect();
+        let m = member_inputs(&Value::Array(members)).expect("valid");
+        assert_eq!(m.len(), 50_000);
+        assert!(
+            m.iter().all(|m| m.kind == Some(MemberKind::User)),
+            "the first kept"
+        );
     }
 
     #[test]

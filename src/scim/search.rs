@@ -27,6 +27,7 @@ pub(super) async fn search_all(
     }
     let mut total = 0;
     let mut resources: Vec<Value> = Vec::new();
+    let mut members = None;
     let mut users_total = 0;
     if let Ok(resolved) = &fits_users {
         let (t, page) = scim.user_page(&raw, resolved, offset, count).await?;
@@ -45,7 +46,8 @@ pub(super) async fn search_all(
             )
             .await?;
         total += t;
-        resources.extend(page);
+        resources.extend(page.resources);
+        members = page.members;
     }
-    Ok(ScimReply::ok(list_response(total, offset + 1, resources)))
+    Ok(ScimReply::ok(list_response(total, offset + 1, resources)).streaming(members))
 }

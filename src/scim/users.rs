@@ -80,7 +80,7 @@ impl Scim<'_> {
                 },
             )
             .await?;
-        let resources = self.render_all(&page.items, &projection).await?;
+        let resources = self.render_all(&page.items, &projection).await?.resources;
         Ok((page.total, resources))
     }
 

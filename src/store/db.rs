@@ -402,6 +402,11 @@ impl WriteTx {
     /// Narrows the invalidation to these users. Without it a change invalidates the whole
     /// tenant: correct by default, precise where the writer knows better.
     pub(crate) fn invalidate_user(&mut self, user_id: Uuid) {
+        // Past the limit the whole tenant is invalidated anyway; stopping here also keeps this
+        // scan short when a change names tens of thousands of users.
+        if self.users.len() > MAX_NAMED_USERS {
+            return;
+        }
         if !self.users.contains(&user_id) {
             self.users.push(user_id);
         }

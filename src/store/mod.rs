@@ -751,6 +751,23 @@ pub trait Store: Send + Sync + 'static {
         scope: ScimScope,
         group_ids: &[Uuid],
     ) -> Result<Vec<(Uuid, GroupMember)>, StoreError>;
+    /// How many members each group has, for a page of groups in one query (groups without
+    /// members are left out).
+    async fn scim_group_member_counts(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, u64)>, StoreError>;
+    /// Up to `limit` members of a group in member id order, those after `after`: a keyset
+    /// cursor on the primary key, so a large group is read in short queries, each on a
+    /// connection of its own.
+    async fn scim_group_members_after(
+        &self,
+        scope: ScimScope,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<GroupMember>, StoreError>;
     /// Changes a Group's attributes and members in one transaction. Unknown members are
     /// `UnknownIds`, a nested group that would make a cycle is `Rule`.
     async fn scim_update_group(
@@ -837,8 +854,4 @@ pub fn migration_list(backend: Backend) -> Vec<(i64, String)> {
         .iter()
         .map(|m| (m.version, m.description.to_string()))
         .collect()
-}
-
-pub(crate) fn member_kind(raw: &str) -> Result<MemberKind, StoreError> {
-    MemberKind::parse(raw).ok_or_else(|| StoreError::Other(format!("unknown member kind {raw}")))
 }

@@ -1128,6 +1128,25 @@ impl Store for SqlStore {
         self.scim_group_members_impl(scope, group_ids).await
     }
 
+    async fn scim_group_member_counts(
+        &self,
+        scope: ScimScope,
+        group_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        self.scim_group_member_counts_impl(scope, group_ids).await
+    }
+
+    async fn scim_group_members_after(
+        &self,
+        scope: ScimScope,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<GroupMember>, StoreError> {
+        self.scim_group_members_after_impl(scope, group_id, after, limit)
+            .await
+    }
+
     async fn scim_update_group(
         &self,
         ctx: &Ctx,

@@ -477,11 +477,10 @@ impl<'b> Translator<'b> {
         attr: &ResolvedAttr,
         inner: impl FnOnce(&ResolvedAttr, &mut Self) -> Result<()>,
     ) -> Result<()> {
-        self.b
-            .push(
-                "EXISTS (SELECT 1 FROM group_members gm WHERE gm.tenant_id = g.tenant_id \
+        self.b.push(
+            "EXISTS (SELECT 1 FROM group_members gm WHERE gm.tenant_id = g.tenant_id \
                  AND gm.group_id = g.id AND ",
-            );
+        );
         inner(attr, self)?;
         self.b.push(")");
         Ok(())
