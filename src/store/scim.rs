@@ -1095,10 +1095,14 @@ impl SqlStore {
             push_list(&mut b, chunk);
             b.push(
                 ") UNION SELECT up.user_id, gm.group_id, CAST(0 AS BIGINT) FROM group_members gm \
-                 JOIN up ON gm.member_id = up.group_id AND gm.member_kind = 'group') \
-                 SELECT up.user_id, up.group_id, MAX(up.direct) AS direct, g.display_name \
-                 FROM up JOIN groups g ON g.id = up.group_id WHERE g.org_id = ",
+                 JOIN up ON gm.member_id = up.group_id AND gm.member_kind = 'group' \
+                 WHERE gm.tenant_id = ",
             );
+            b.push_bind(scope.tenant_id).push(
+                ") SELECT up.user_id, up.group_id, MAX(up.direct) AS direct, g.display_name \
+                 FROM up JOIN groups g ON g.id = up.group_id WHERE g.tenant_id = ",
+            );
+            b.push_bind(scope.tenant_id).push(" AND g.org_id = ");
             b.push_bind(scope.org_id).push(
                 " GROUP BY up.user_id, up.group_id, g.display_name ORDER BY up.user_id, up.group_id",
             );
@@ -1366,11 +1370,13 @@ impl SqlStore {
         let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
         let before = group_in_scope(tx.conn(), dialect, scope, id, true).await?;
         check_version(expected_version, before.version)?;
-        let members = sql("SELECT COUNT(*) AS n FROM group_members WHERE group_id = $1")
-            .bind(id)
-            .fetch_one::<CountRow>(tx.conn())
-            .await?
-            .n;
+        let members =
+            sql("SELECT COUNT(*) AS n FROM group_members WHERE group_id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(scope.tenant_id)
+                .fetch_one::<CountRow>(tx.conn())
+                .await?
+                .n;
         forget_everywhere(&mut tx, scope.tenant_id, MemberKind::Group, id).await?;
         // Its own member rows go with it (ON DELETE CASCADE).
         sql("DELETE FROM groups WHERE id = $1 AND tenant_id = $2")
@@ -1505,12 +1511,14 @@ async fn refuse_cycles(
         // Does `candidate` already contain `group_id`, at any depth?
         let found = sql(
             "WITH RECURSIVE down(id) AS (SELECT member_id FROM group_members WHERE group_id = $1 \
-             AND member_kind = 'group' UNION SELECT gm.member_id FROM group_members gm JOIN down \
-             ON gm.group_id = down.id WHERE gm.member_kind = 'group') \
+             AND tenant_id = $3 AND member_kind = 'group' UNION SELECT gm.member_id \
+             FROM group_members gm JOIN down ON gm.group_id = down.id \
+             WHERE gm.tenant_id = $3 AND gm.member_kind = 'group') \
              SELECT id FROM down WHERE id = $2",
         )
         .bind(*candidate)
         .bind(group_id)
+        .bind(scope.tenant_id)
         .fetch_optional::<IdRow>(tx.conn())
         .await?;
         if found.is_some() {
@@ -1566,14 +1574,30 @@ async fn apply_member_changes(
                     .collect();
                 // Checked before anything is removed: an unknown id refuses the whole change.
                 resolve_members(tx, scope, &new).await?;
-                remove_ids(tx, group_id, &gone, &mut summary, &mut nested_changed).await?;
+                remove_ids(
+                    tx,
+                    scope.tenant_id,
+                    group_id,
+                    &gone,
+                    &mut summary,
+                    &mut nested_changed,
+                )
+                .await?;
                 add_members(tx, scope, group_id, &new, &mut summary, &mut nested_changed).await?;
             }
             MembershipChange::RemoveAll => {
                 remove_all(tx, scope, group_id, &mut summary, &mut nested_changed).await?;
             }
             MembershipChange::Remove(ids) => {
-                remove_ids(tx, group_id, ids, &mut summary, &mut nested_changed).await?;
+                remove_ids(
+                    tx,
+                    scope.tenant_id,
+                    group_id,
+                    ids,
+                    &mut summary,
+                    &mut nested_changed,
+                )
+                .await?;
             }
         }
     }
@@ -1585,6 +1609,7 @@ async fn apply_member_changes(
 
 async fn remove_ids(
     tx: &mut WriteTx,
+    tenant_id: Uuid,
     group_id: Uuid,
     ids: &[Uuid],
     summary: &mut ChangeSummary,
@@ -1594,7 +1619,10 @@ async fn remove_ids(
         // Which of them are members (and of which kind), for the invalidation.
         let mut b =
             SqlBuilder::new("SELECT member_id, member_kind FROM group_members WHERE group_id = ");
-        b.push_bind(group_id).push(" AND member_id IN (");
+        b.push_bind(group_id)
+            .push(" AND tenant_id = ")
+            .push_bind(tenant_id)
+            .push(" AND member_id IN (");
         push_list(&mut b, chunk);
         b.push(")");
         let present = b.build().fetch_all::<MemberRecord>(tx.conn()).await?;
@@ -1602,7 +1630,10 @@ async fn remove_ids(
             continue;
         }
         let mut b = SqlBuilder::new("DELETE FROM group_members WHERE group_id = ");
-        b.push_bind(group_id).push(" AND member_id IN (");
+        b.push_bind(group_id)
+            .push(" AND tenant_id = ")
+            .push_bind(tenant_id)
+            .push(" AND member_id IN (");
         push_list(&mut b, chunk);
         b.push(")");
         summary.removed_count += b.build().execute(tx.conn()).await?;
@@ -1639,10 +1670,12 @@ async fn remove_all(
     if present.is_empty() {
         return Ok(());
     }
-    summary.removed_count += sql("DELETE FROM group_members WHERE group_id = $1")
-        .bind(group_id)
-        .execute(tx.conn())
-        .await?;
+    summary.removed_count +=
+        sql("DELETE FROM group_members WHERE group_id = $1 AND tenant_id = $2")
+            .bind(group_id)
+            .bind(scope.tenant_id)
+            .execute(tx.conn())
+            .await?;
     for r in present {
         note_member(tx, &r, nested_changed);
         summary.removed.push(r.member_id);

@@ -713,6 +713,15 @@ const TENANT_TABLES: [&str; 17] = [
 ];
 
 /// Functions whose statements cross tenants on purpose, each with why.
+/// Member reads whose tenant check is a subquery on `groups` built by a helper
+/// (`tenant_groups` in src/store/scim.rs), which the scan cannot see: checked on the group, not
+/// on each member row, so PostgreSQL walks the primary key (see that function for why).
+const SCOPED_BY_HELPER: [&str; 3] = [
+    "scim_group_members_impl",
+    "scim_group_member_counts_impl",
+    "scim_group_members_after_impl",
+];
+
 const CROSS_TENANT: [(&str, &str); 6] = [
     (
         "find_org",
@@ -852,7 +861,7 @@ fn tenant_tables(statement: &str) -> Vec<&str> {
 /// ids. A heuristic over the source, not a SQL parser: it cannot tell which condition a
 /// `tenant_id` belongs to, so the review stays; it does catch the statement that forgets.
 #[test]
-fn every_team_model_statement_is_scoped_to_its_tenant() {
+fn every_store_statement_is_scoped_to_its_tenant() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut unscoped = Vec::new();
     let mut checked = 0;
@@ -860,11 +869,15 @@ fn every_team_model_statement_is_scoped_to_its_tenant() {
         "src/store/team.rs",
         "src/store/invitations.rs",
         "src/store/queries.rs",
+        "src/store/scim.rs",
     ] {
         let source = std::fs::read_to_string(root.join(file)).expect("source");
         for (function, statement) in statements(&source) {
             let tables = tenant_tables(&statement);
-            if tables.is_empty() || CROSS_TENANT.iter().any(|(f, _)| *f == function) {
+            if tables.is_empty()
+                || CROSS_TENANT.iter().any(|(f, _)| *f == function)
+                || SCOPED_BY_HELPER.contains(&function.as_str())
+            {
                 continue;
             }
             checked += 1;
