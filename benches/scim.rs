@@ -415,7 +415,7 @@ async fn big_group_phase(url: &str, dir: &Path, table: &mut Table) {
     let seeding = Instant::now();
     let writes: Vec<ScimUserWrite> = (0..BIG_GROUP)
         .map(|i| {
-            rolegate::scim::resource::user_input(&okta_user(i, "big.test"))
+            rolegate::scim_proto::resource::user_input(&okta_user(i, "big.test"))
                 .expect("valid Okta user")
         })
         .collect();
@@ -1171,7 +1171,7 @@ async fn raw_ceiling(url: &str, org: Uuid, rows: Rows) -> f64 {
     let writes: Arc<Vec<ScimUserWrite>> = Arc::new(
         (0..USERS)
             .map(|i| {
-                rolegate::scim::resource::user_input(&okta_user(i, "raw.test"))
+                rolegate::scim_proto::resource::user_input(&okta_user(i, "raw.test"))
                     .expect("valid Okta user")
             })
             .collect(),

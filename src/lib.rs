@@ -17,6 +17,7 @@ pub mod mail;
 pub mod ops;
 pub mod request;
 pub mod scim;
+pub mod scim_proto;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -40,9 +40,9 @@ impl AppState {
                     path.display()
                 ))
             })?;
-            let extensions = crate::scim::extension::parse(&text)
+            let extensions = crate::scim_proto::extension::parse(&text)
                 .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
-            crate::scim::schema::configure_extensions(extensions)
+            crate::scim_proto::schema::configure_extensions(extensions)
                 .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
         }
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));

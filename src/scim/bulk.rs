@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 
 use super::discovery::BULK_MAX_OPERATIONS;
 use super::query::RawQuery;
-use super::resource::parse_etag;
 use super::{IfMatch, Scim, ScimBody, ScimClient, ScimError, ScimReply};
+use crate::scim_proto::resource::parse_etag;
 use crate::state::AppState;
 
 pub const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";

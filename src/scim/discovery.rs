@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::query::MAX_RESULTS;
-use super::resource::{list_response, scim_base};
-use super::schema::{self, ResourceType};
 use super::{ScimClient, ScimError, ScimJson};
+use crate::scim_proto::resource::{list_response, scim_base};
+use crate::scim_proto::schema::{self, ResourceType};
 use crate::state::AppState;
 
 /// Most operations in one `/Bulk` request.

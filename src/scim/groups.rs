@@ -8,13 +8,14 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::patch::{self, MemberChange};
 use super::query::{RawQuery, Resolved};
 use super::render::{MemberShape, Page};
-use super::resource::{self, render_group, render_member};
-use super::schema::ResourceType;
 use super::users::parse_id;
-use super::{IfMatch, Scim, ScimError, ScimReply, eval};
+use super::{IfMatch, Scim, ScimError, ScimReply};
+use crate::scim_proto::eval;
+use crate::scim_proto::patch::{self, MemberChange};
+use crate::scim_proto::resource::{self, render_group, render_member};
+use crate::scim_proto::schema::ResourceType;
 use crate::store::{MemberRef, MembershipChange, ScimGroupWrite, ScimListQuery, StoreError};
 
 const PATCH_ATTEMPTS: usize = 20;
@@ -316,7 +317,7 @@ impl Scim<'_> {
     async fn select_members(
         &self,
         id: Uuid,
-        filters: &[(usize, crate::scim::filter::ResolvedFilter)],
+        filters: &[(usize, crate::scim_proto::filter::ResolvedFilter)],
         changes: &mut [MembershipChange],
     ) -> Result<(), ScimError> {
         let chunk = self.state.config.scim_member_chunk;

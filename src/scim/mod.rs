@@ -1,20 +1,14 @@
-//! SCIM 2.0 (RFC 7643/7644) edge: its error format, its token extractor, its request and
-//! response types, and its routes. The pure parts (schemas, filters, PATCH, resources) are
-//! modules of their own; the handlers only glue them to the store.
+//! SCIM 2.0 (RFC 7643/7644) HTTP edge: its error format, its token extractor, its request and
+//! response types, rate limiting and its routes. The protocol itself (schemas, filters, PATCH,
+//! resources) is `crate::scim_proto`, below the store; the handlers only glue it to the store.
 
 mod bulk;
 mod discovery;
 mod edge;
 mod endpoints;
-pub mod eval;
-pub mod extension;
-pub mod filter;
 mod groups;
-pub mod patch;
 mod query;
 mod render;
-pub mod resource;
-pub mod schema;
 mod search;
 mod users;
 
@@ -33,6 +27,7 @@ use crate::auth::{self, AuthFailure, Principal};
 use crate::domain::audit::Actor;
 use crate::domain::provisioning::ScimScope;
 use crate::domain::token::TokenKind;
+use crate::scim_proto::{patch, resource};
 use crate::state::AppState;
 use crate::store::{Ctx, StoreError};
 use endpoints::{Groups, Users};

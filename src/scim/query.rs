@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use super::ScimError;
-use super::filter::{self, ResolvedAttr, ResolvedFilter};
-use super::resource::Projection;
-use super::schema::ResourceType;
+use crate::scim_proto::filter::{self, ResolvedAttr, ResolvedFilter};
+use crate::scim_proto::resource::Projection;
+use crate::scim_proto::schema::ResourceType;
 
 /// Most resources returned in one page (`filter.maxResults` in `/ServiceProviderConfig`), and
 /// the page size when the client names none: a client that lists without paging finds what it

@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::resource::{self, Projection};
-use super::schema::ResourceType;
 use super::{CONTENT_TYPE, Scim, ScimError, ScimReply};
 use crate::domain::group::{GroupMember, MemberKind};
 use crate::domain::provisioning::{ScimGroup, ScimScope, ScimUser, ScimUserGroup};
+use crate::scim_proto::resource::{self, Projection};
+use crate::scim_proto::schema::ResourceType;
 use crate::store::{Store, StoreError};
 
 /// Rendered resources, and the group members still to be written into them.

@@ -4,9 +4,9 @@ use axum::extract::State;
 use serde_json::Value;
 
 use super::query::RawQuery;
-use super::resource::list_response;
-use super::schema::ResourceType;
 use super::{Scim, ScimBody, ScimClient, ScimError, ScimReply};
+use crate::scim_proto::resource::list_response;
+use crate::scim_proto::schema::ResourceType;
 use crate::state::AppState;
 
 /// A filter or sort that names attributes one resource type lacks selects nothing of that type

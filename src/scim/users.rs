@@ -5,9 +5,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::query::{RawQuery, Resolved};
-use super::resource::{self, render_user};
-use super::schema::ResourceType;
-use super::{IfMatch, Scim, ScimError, ScimReply, patch};
+use super::{IfMatch, Scim, ScimError, ScimReply};
+use crate::scim_proto::patch;
+use crate::scim_proto::resource::{self, render_user};
+use crate::scim_proto::schema::ResourceType;
 use crate::store::{ScimListQuery, StoreError};
 
 /// Attributes a User keeps in columns: asking for only these skips reading its document.

@@ -38,7 +38,7 @@ use crate::domain::provisioning::{
 };
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
-use crate::scim::filter::{ResolvedAttr, ResolvedFilter};
+use crate::scim_proto::filter::{ResolvedAttr, ResolvedFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

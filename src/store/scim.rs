@@ -30,7 +30,7 @@ use crate::domain::provisioning::{
     ScimUserWrite, link_decision,
 };
 use crate::domain::{Source, normalize, now};
-use crate::scim::schema::ResourceType;
+use crate::scim_proto::schema::ResourceType;
 
 /// Most ids bound in one statement; well under SQLite's parameter limit.
 const ID_CHUNK: usize = 500;

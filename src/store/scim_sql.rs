@@ -1,5 +1,5 @@
 //! SCIM filters and sort orders translated to SQL (RFC 7644 §3.4.2.2, §3.4.2.3), never
-//! evaluated in memory. The translation means what the reference evaluator (`scim::eval`) means,
+//! evaluated in memory. The translation means what the reference evaluator (`scim_proto::eval`) means,
 //! on both backends; the differential test holds the two together.
 //!
 //! How each attribute is reached:
@@ -22,9 +22,9 @@
 use uuid::Uuid;
 
 use super::db::SqlBuilder;
-use crate::scim::eval;
-use crate::scim::filter::{CompareOp, ResolvedAttr, ResolvedFilter, ResolvedValue};
-use crate::scim::schema::{AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
+use crate::scim_proto::eval;
+use crate::scim_proto::filter::{CompareOp, ResolvedAttr, ResolvedFilter, ResolvedValue};
+use crate::scim_proto::schema::{AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -661,7 +661,7 @@ impl<'b> Translator<'b> {
                 if def.kind == AttrType::DateTime =>
             {
                 // The comparison document spells every instant one way (`comparable_time`).
-                let operand = crate::scim::resource::comparable_time(*value);
+                let operand = crate::scim_proto::resource::comparable_time(*value);
                 self.b.push("COALESCE(");
                 self.push_text(&TextExpr::Json(at));
                 if self.dialect == Dialect::Postgres {
@@ -1106,8 +1106,8 @@ const SQLITE_UUID_TEXT_GM: &str = sqlite_uuid_text!("gm.member_id");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::{parse_filter, resolve};
-    use crate::scim::schema::ENTERPRISE_USER_SCHEMA;
+    use crate::scim_proto::filter::{parse_filter, resolve};
+    use crate::scim_proto::schema::ENTERPRISE_USER_SCHEMA;
 
     fn translate(dialect: Dialect, rt: ResourceType, filter: &str) -> Result<String> {
         let parsed = parse_filter(filter).expect("parses");

@@ -51,7 +51,7 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
             store
                 .add_owner(&ctx(), org.id, org.id, &format!("owner{i}@acme.test"))
                 .await?;
-            let input = rolegate::scim::resource::user_input(&serde_json::json!({
+            let input = rolegate::scim_proto::resource::user_input(&serde_json::json!({
                 "userName": format!("user{i}@acme.test")
             }))
             .expect("valid user");

@@ -1,5 +1,5 @@
 //! The differential test of filters: random filters over random users, where what the store's
-//! SQL selects must equal what the pure reference evaluator (`scim::eval`) selects from the same
+//! SQL selects must equal what the pure reference evaluator (`scim_proto::eval`) selects from the same
 //! users as the server renders them — on SQLite and on PostgreSQL.
 //!
 //! Users carry non-ASCII names in both cases (É/é, ß, İ/ı, Ω/ω), `%`, `_` and `\` in values,
@@ -14,9 +14,9 @@ use axum::http::{Method, StatusCode};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use rolegate::scim::eval;
-use rolegate::scim::filter::{parse_filter, resolve};
-use rolegate::scim::schema::ResourceType;
+use rolegate::scim_proto::eval;
+use rolegate::scim_proto::filter::{parse_filter, resolve};
+use rolegate::scim_proto::schema::ResourceType;
 use serde_json::{Value, json};
 
 use crate::common::http::unlimited;

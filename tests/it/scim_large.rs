@@ -12,8 +12,8 @@ use http_body_util::BodyExt;
 use rolegate::config::ServeArgs;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::provisioning::ScimScope;
-use rolegate::scim::resource::{Projection, render_group};
-use rolegate::scim::schema::ResourceType;
+use rolegate::scim_proto::resource::{Projection, render_group};
+use rolegate::scim_proto::schema::ResourceType;
 use rolegate::store::Ctx;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -47,7 +47,7 @@ async fn seed_users(app: &TestApp, n: usize) -> Vec<Uuid> {
             let ctx = Ctx::new(Actor::Cli);
             let mut mine = Vec::new();
             for i in (w..n).step_by(WRITERS) {
-                let input = rolegate::scim::resource::user_input(
+                let input = rolegate::scim_proto::resource::user_input(
                     &json!({ "userName": format!("bulk{i:06}@acme.test") }),
                 )
                 .expect("valid user");
@@ -541,7 +541,7 @@ async fn streamed_groups_equal_what_the_renderer_makes_of_them(backend: Backend)
         .await;
     assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
     ids.push(nested);
-    let base = rolegate::scim::resource::scim_base(&app.state.config.public_url());
+    let base = rolegate::scim_proto::resource::scim_base(&app.state.config.public_url());
     for (attributes, excluded) in [
         (None, None),
         (Some("members.value"), None),

@@ -229,8 +229,9 @@ async fn find_user_by_email_is_case_insensitive_and_tenant_scoped(backend: Backe
 
 /// A SCIM user of `scope`'s org, as a create over SCIM would make it.
 async fn scim_user(store: &Arc<dyn Store>, scope: ScimScope, user_name: &str) -> Uuid {
-    let input = rolegate::scim::resource::user_input(&serde_json::json!({ "userName": user_name }))
-        .expect("valid user");
+    let input =
+        rolegate::scim_proto::resource::user_input(&serde_json::json!({ "userName": user_name }))
+            .expect("valid user");
     store
         .scim_create_user(&cli(), scope, &input)
         .await

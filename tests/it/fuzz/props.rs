@@ -29,13 +29,13 @@ use proptest::test_runner::{
     Config, FileFailurePersistence, TestCaseResult, TestError, TestRunner,
 };
 use rolegate::scim::ScimError;
-use rolegate::scim::eval;
-use rolegate::scim::filter::{
+use rolegate::scim_proto::eval;
+use rolegate::scim_proto::filter::{
     self, Filter, FilterError, MAX_LEN, MAX_TERMS, parse_filter, parse_path,
 };
-use rolegate::scim::patch::{self, MAX_COPIED_BYTES, MAX_OPERATIONS, MemberChange};
-use rolegate::scim::resource::{self, GroupInput, MAX_NAME_CHARS};
-use rolegate::scim::schema::ResourceType;
+use rolegate::scim_proto::patch::{self, MAX_COPIED_BYTES, MAX_OPERATIONS, MemberChange};
+use rolegate::scim_proto::resource::{self, GroupInput, MAX_NAME_CHARS};
+use rolegate::scim_proto::schema::ResourceType;
 use serde_json::Value;
 
 use super::{corpus, strategies};

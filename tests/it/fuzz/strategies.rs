@@ -27,9 +27,9 @@ use proptest::sample::{Index, select};
 use proptest::strategy::Union;
 use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::provisioning::{ScimGroup, ScimUser, ScimUserWrite};
-use rolegate::scim::filter::{AttrPath, CompValue, CompareOp, Filter, MAX_LEN, PatchPath};
-use rolegate::scim::resource::{self, GroupInput};
-use rolegate::scim::schema::{
+use rolegate::scim_proto::filter::{AttrPath, CompValue, CompareOp, Filter, MAX_LEN, PatchPath};
+use rolegate::scim_proto::resource::{self, GroupInput};
+use rolegate::scim_proto::schema::{
     self, AttrType, AttributeDef, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceType, USER_SCHEMA,
 };
 use serde_json::{Map, Number, Value, json};

@@ -1042,7 +1042,7 @@ fn selectors(resource_type: ResourceType, list: Option<&str>) -> Result<Vec<Sele
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::ENTERPRISE_USER_SCHEMA;
+    use crate::scim_proto::schema::ENTERPRISE_USER_SCHEMA;
     use chrono::TimeZone;
     use uuid::Uuid;
 

@@ -1691,7 +1691,7 @@ fn ids_of_value_eq_chain(filter: &ResolvedFilter, ids: &mut Vec<String>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
+    use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
     use serde_json::json;
 
     const USER_ID: &str = "2819c223-7f76-453a-919d-413861904646";
@@ -2765,7 +2765,7 @@ mod tests {
     /// The hashed lookups answer exactly as the comparisons they replace.
     mod lookups {
         use super::*;
-        use crate::scim::schema::{Returned, USER, Uniqueness};
+        use crate::scim_proto::schema::{Returned, USER, Uniqueness};
         use proptest::prelude::*;
 
         static TAGS: AttributeDef = AttributeDef {

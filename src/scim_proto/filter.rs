@@ -1182,7 +1182,7 @@ fn check_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
+    use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
 
     fn p(input: &str) -> Filter {
         parse_filter(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
@@ -2130,8 +2130,8 @@ mod tests {
 
         fn urn() -> impl Strategy<Value = String> {
             prop_oneof![
-                Just(crate::scim::schema::USER_SCHEMA.to_string()),
-                Just(crate::scim::schema::ENTERPRISE_USER_SCHEMA.to_string()),
+                Just(crate::scim_proto::schema::USER_SCHEMA.to_string()),
+                Just(crate::scim_proto::schema::ENTERPRISE_USER_SCHEMA.to_string()),
                 "(urn|URN)(:[a-zA-Z0-9][a-zA-Z0-9-]{0,4}(\\.[a-zA-Z0-9]{1,3})?){1,4}",
             ]
         }

@@ -209,8 +209,8 @@ fn compare_ord(op: CompareOp, ord: Ordering) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::{parse_filter, resolve};
-    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceType};
+    use crate::scim_proto::filter::{parse_filter, resolve};
+    use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, ResourceType};
     use serde_json::json;
 
     fn user() -> Value {
@@ -601,10 +601,11 @@ mod tests {
 
     #[test]
     fn matches_element_evaluates_a_patch_value_filter_against_one_element_only() {
-        let path = crate::scim::filter::parse_path(r#"emails[type eq "WORK" and primary eq true]"#)
-            .expect("parses");
+        let path =
+            crate::scim_proto::filter::parse_path(r#"emails[type eq "WORK" and primary eq true]"#)
+                .expect("parses");
         let resolved =
-            crate::scim::filter::resolve_path(&path, ResourceType::User).expect("resolves");
+            crate::scim_proto::filter::resolve_path(&path, ResourceType::User).expect("resolves");
         let filter = resolved.filter.expect("value filter");
         let work = json!({ "value": "a@x.org", "Type": "work", "primary": true });
         let home = json!({ "value": "b@x.org", "type": "home", "primary": true });
