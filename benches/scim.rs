@@ -25,6 +25,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use rolegate::domain::provisioning::ScimUserWrite;
 use rolegate::domain::{Source, normalize, now};
+use rolegate::scim_proto::schema::Schemas;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
@@ -415,8 +416,11 @@ async fn big_group_phase(url: &str, dir: &Path, table: &mut Table) {
     let seeding = Instant::now();
     let writes: Vec<ScimUserWrite> = (0..BIG_GROUP)
         .map(|i| {
-            rolegate::scim_proto::resource::user_input(&okta_user(i, "big.test"))
-                .expect("valid Okta user")
+            rolegate::scim_proto::resource::user_input(
+                &Schemas::default(),
+                &okta_user(i, "big.test"),
+            )
+            .expect("valid Okta user")
         })
         .collect();
     let users = db.seed_users(org, &writes).await;
@@ -1171,8 +1175,11 @@ async fn raw_ceiling(url: &str, org: Uuid, rows: Rows) -> f64 {
     let writes: Arc<Vec<ScimUserWrite>> = Arc::new(
         (0..USERS)
             .map(|i| {
-                rolegate::scim_proto::resource::user_input(&okta_user(i, "raw.test"))
-                    .expect("valid Okta user")
+                rolegate::scim_proto::resource::user_input(
+                    &Schemas::default(),
+                    &okta_user(i, "raw.test"),
+                )
+                .expect("valid Okta user")
             })
             .collect(),
     );

@@ -9,6 +9,7 @@ use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
 use crate::ops::Metrics;
 use crate::scim::ScimRateLimiter;
+use crate::scim_proto::schema::Schemas;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     pub mailer: Arc<Mailer>,
     pub scim_rate: Arc<ScimRateLimiter>,
+    /// The SCIM schemas this service serves: built-in plus configured extensions.
+    pub scim_schemas: Arc<Schemas>,
 }
 
 /// Why the service cannot start with this configuration.
@@ -33,18 +36,21 @@ pub enum StartupError {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServeArgs) -> Result<Self, StartupError> {
-        if let Some(path) = &config.scim_schema_extensions {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                StartupError::SchemaExtensions(format!(
-                    "cannot read SCIM schema extensions from {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let extensions = crate::scim_proto::extension::parse(&text)
-                .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
-            crate::scim_proto::schema::configure_extensions(extensions)
-                .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
-        }
+        let scim_schemas = match &config.scim_schema_extensions {
+            None => Schemas::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    StartupError::SchemaExtensions(format!(
+                        "cannot read SCIM schema extensions from {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let extensions = crate::scim_proto::extension::parse(&text)
+                    .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?;
+                Schemas::with_extensions(extensions)
+                    .map_err(|e| StartupError::SchemaExtensions(e.to_string()))?
+            }
+        };
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
         let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
         let scim_rate = Arc::new(ScimRateLimiter::new(config.scim_rate_limit));
@@ -56,6 +62,7 @@ impl AppState {
             lifecycle: Lifecycle::default(),
             mailer,
             scim_rate,
+            scim_schemas: Arc::new(scim_schemas),
         })
     }
 }

@@ -55,9 +55,9 @@ pub async fn service_provider_config(
     }))
 }
 
-fn resource_type_json(rt: ResourceType, base: &str) -> Value {
-    let extensions: Vec<Value> = rt
-        .extensions()
+fn resource_type_json(schemas: &schema::Schemas, rt: ResourceType, base: &str) -> Value {
+    let extensions: Vec<Value> = schemas
+        .extensions(rt)
         .iter()
         // Optional: a User without enterprise attributes is a valid User.
         .map(|e| json!({ "schema": e.id, "required": false }))
@@ -87,7 +87,7 @@ pub async fn resource_types(State(state): State<AppState>, _client: ScimClient) 
     let base = base(&state);
     let all: Vec<Value> = RESOURCE_TYPES
         .iter()
-        .map(|rt| resource_type_json(*rt, &base))
+        .map(|rt| resource_type_json(&state.scim_schemas, *rt, &base))
         .collect();
     ScimJson(list_response(all.len() as u64, 1, all))
 }
@@ -100,13 +100,15 @@ pub async fn resource_type(
     RESOURCE_TYPES
         .iter()
         .find(|rt| rt.name().eq_ignore_ascii_case(&id))
-        .map(|rt| ScimJson(resource_type_json(*rt, &base(&state))))
+        .map(|rt| ScimJson(resource_type_json(&state.scim_schemas, *rt, &base(&state))))
         .ok_or_else(|| ScimError::new(StatusCode::NOT_FOUND, None, "no such resource type"))
 }
 
 pub async fn schemas(State(state): State<AppState>, _client: ScimClient) -> ScimJson {
     let base = base(&state);
-    let all: Vec<Value> = schema::all_schemas()
+    let all: Vec<Value> = state
+        .scim_schemas
+        .all()
         .iter()
         .map(|s| schema_json(s, &base))
         .collect();
@@ -118,7 +120,9 @@ pub async fn schema(
     _client: ScimClient,
     Path(id): Path<String>,
 ) -> Result<ScimJson, ScimError> {
-    schema::all_schemas()
+    state
+        .scim_schemas
+        .all()
         .iter()
         .find(|s| s.id.eq_ignore_ascii_case(&id))
         .map(|s| ScimJson(schema_json(s, &base(&state))))

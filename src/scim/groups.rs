@@ -79,7 +79,7 @@ impl Scim<'_> {
         body: &Value,
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
-        let projection = raw.projection(ResourceType::Group)?;
+        let projection = raw.projection(self.schemas(), ResourceType::Group)?;
         let input = resource::group_input(body)?;
         let members = refs_of(input.members.as_deref().unwrap_or_default())?;
         let created = self
@@ -102,7 +102,7 @@ impl Scim<'_> {
         headers: &HeaderMap,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::Group)?;
+        let projection = raw.projection(self.schemas(), ResourceType::Group)?;
         let group = self
             .state
             .store
@@ -123,13 +123,14 @@ impl Scim<'_> {
         offset: u64,
         count: u64,
     ) -> Result<(u64, Page), ScimError> {
-        let projection = raw.projection(ResourceType::Group)?;
+        let projection = raw.projection(self.schemas(), ResourceType::Group)?;
         let page = self
             .state
             .store
             .scim_list_groups(
                 self.client.scope,
                 &ScimListQuery {
+                    schemas: self.schemas(),
                     filter: resolved.filter.as_ref(),
                     sort: resolved.sort(),
                     offset,
@@ -168,7 +169,7 @@ impl Scim<'_> {
 
     pub(crate) async fn list_groups(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
         let (offset, count) = raw.page()?;
-        let resolved = raw.resolve(ResourceType::Group)?;
+        let resolved = raw.resolve(self.schemas(), ResourceType::Group)?;
         let (total, page) = self.group_page(raw, &resolved, offset, count).await?;
         Ok(
             ScimReply::ok(resource::list_response(total, offset + 1, page.resources))
@@ -187,7 +188,7 @@ impl Scim<'_> {
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::Group)?;
+        let projection = raw.projection(self.schemas(), ResourceType::Group)?;
         let input = resource::group_input(body)?;
         let mut changes = Vec::new();
         if let Some(members) = &input.members {
@@ -218,9 +219,10 @@ impl Scim<'_> {
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::Group)?;
+        let projection = raw.projection(self.schemas(), ResourceType::Group)?;
         let operations = patch::parse_request(body)?;
-        let (attribute_ops, member_ops) = patch::split_group_member_ops(operations)?;
+        let (attribute_ops, member_ops) =
+            patch::split_group_member_ops(self.schemas(), operations)?;
         let mut changes = Vec::with_capacity(member_ops.len());
         // Filtered removes (other than by id), by where their result goes in `changes`.
         let mut matching = Vec::new();
@@ -264,7 +266,12 @@ impl Scim<'_> {
                     return Err(StoreError::Precondition.into());
                 }
                 let mut doc = render_group(&current, None, &self.base);
-                patch::apply(ResourceType::Group, &mut doc, &attribute_ops)?;
+                patch::apply(
+                    self.schemas(),
+                    ResourceType::Group,
+                    &mut doc,
+                    &attribute_ops,
+                )?;
                 (
                     Some(write_of(&resource::group_input(&doc)?)),
                     Some(current.version),

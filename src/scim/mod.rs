@@ -27,6 +27,7 @@ use crate::auth::{self, AuthFailure, Principal};
 use crate::domain::audit::Actor;
 use crate::domain::provisioning::ScimScope;
 use crate::domain::token::TokenKind;
+use crate::scim_proto::schema::Schemas;
 use crate::scim_proto::{patch, resource};
 use crate::state::AppState;
 use crate::store::{Ctx, StoreError};
@@ -430,6 +431,11 @@ pub(crate) struct Scim<'a> {
 }
 
 impl<'a> Scim<'a> {
+    /// The SCIM schemas this service serves.
+    pub(crate) fn schemas(&self) -> &'a Schemas {
+        &self.state.scim_schemas
+    }
+
     pub(crate) fn new(state: &'a AppState, client: &'a ScimClient) -> Self {
         Scim {
             state,

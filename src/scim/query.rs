@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::ScimError;
 use crate::scim_proto::filter::{self, ResolvedAttr, ResolvedFilter};
 use crate::scim_proto::resource::Projection;
-use crate::scim_proto::schema::ResourceType;
+use crate::scim_proto::schema::{ResourceType, Schemas};
 
 /// Most resources returned in one page (`filter.maxResults` in `/ServiceProviderConfig`), and
 /// the page size when the client names none: a client that lists without paging finds what it
@@ -125,8 +125,13 @@ impl RawQuery {
         Ok((u64::try_from(start - 1).unwrap_or(0), count))
     }
 
-    pub(crate) fn projection(&self, resource_type: ResourceType) -> Result<Projection, ScimError> {
+    pub(crate) fn projection(
+        &self,
+        schemas: &Schemas,
+        resource_type: ResourceType,
+    ) -> Result<Projection, ScimError> {
         Ok(Projection::parse(
+            schemas,
             resource_type,
             self.attributes.as_deref(),
             self.excluded_attributes.as_deref(),
@@ -134,14 +139,18 @@ impl RawQuery {
     }
 
     /// Resolves the filter and sort for one resource type.
-    pub(crate) fn resolve(&self, resource_type: ResourceType) -> Result<Resolved, ScimError> {
+    pub(crate) fn resolve(
+        &self,
+        schemas: &Schemas,
+        resource_type: ResourceType,
+    ) -> Result<Resolved, ScimError> {
         let filter = match self.filter.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => {
                 let parsed = filter::parse_filter(text)
                     .map_err(|e| ScimError::bad_request("invalidFilter", e.to_string()))?;
                 Some(
-                    filter::resolve(&parsed, resource_type)
+                    filter::resolve(schemas, &parsed, resource_type)
                         .map_err(|e| ScimError::bad_request("invalidFilter", e.to_string()))?,
                 )
             }
@@ -160,7 +169,7 @@ impl RawQuery {
                     ));
                 }
                 Some(
-                    filter::resolve_path(&path, resource_type)
+                    filter::resolve_path(schemas, &path, resource_type)
                         .map_err(invalid)?
                         .attr,
                 )
@@ -201,6 +210,7 @@ impl Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim_proto::schema::Schemas;
     use serde_json::json;
 
     #[test]
@@ -246,14 +256,20 @@ mod tests {
             filter: Some("userName eq".into()),
             ..RawQuery::default()
         };
-        let e = raw.resolve(ResourceType::User).err().expect("invalid");
+        let e = raw
+            .resolve(&Schemas::default(), ResourceType::User)
+            .err()
+            .expect("invalid");
         assert_eq!(e.scim_type, Some("invalidFilter"));
         let raw = RawQuery {
             filter: Some("nope eq \"x\"".into()),
             ..RawQuery::default()
         };
         assert_eq!(
-            raw.resolve(ResourceType::User).err().expect("e").scim_type,
+            raw.resolve(&Schemas::default(), ResourceType::User)
+                .err()
+                .expect("e")
+                .scim_type,
             Some("invalidFilter")
         );
         let raw = RawQuery {
@@ -261,7 +277,10 @@ mod tests {
             ..RawQuery::default()
         };
         assert_eq!(
-            raw.resolve(ResourceType::User).err().expect("e").scim_type,
+            raw.resolve(&Schemas::default(), ResourceType::User)
+                .err()
+                .expect("e")
+                .scim_type,
             Some("invalidValue")
         );
     }

@@ -78,8 +78,8 @@ impl Rendered for ScimUser {
                 let mine = groups
                     .as_ref()
                     .map(|m| m.get(&user.id).map_or(&[][..], Vec::as_slice));
-                let mut out = resource::render_user(user, mine, &scim.base);
-                projection.apply(ResourceType::User, &mut out);
+                let mut out = resource::render_user(scim.schemas(), user, mine, &scim.base);
+                projection.apply(&mut out);
                 out
             })
             .collect();
@@ -168,7 +168,7 @@ impl MemberShape {
         };
         let projected = |members: &[GroupMember]| {
             let mut out = resource::render_group(&probe, Some(members), base);
-            projection.apply(ResourceType::Group, &mut out);
+            projection.apply(&mut out);
             out.get("members").cloned()
         };
         let one = GroupMember {
@@ -225,13 +225,13 @@ impl Scim<'_> {
                         shape.empty_shown.then_some(none),
                         &self.base,
                     );
-                    projection.apply(ResourceType::Group, &mut out);
+                    projection.apply(&mut out);
                     return out;
                 }
                 match loaded.remove(&group.id) {
                     Some(l) if !(l.complete && l.members.is_empty()) => {
                         let mut out = resource::render_group(group, None, &self.base);
-                        projection.apply(ResourceType::Group, &mut out);
+                        projection.apply(&mut out);
                         if let Value::Object(object) = &mut out {
                             // `id` is always returned and sorts before `members`, so the
                             // placeholder is never the object's first member (see `split`).
@@ -242,7 +242,7 @@ impl Scim<'_> {
                     }
                     _ => {
                         let mut out = resource::render_group(group, Some(&[]), &self.base);
-                        projection.apply(ResourceType::Group, &mut out);
+                        projection.apply(&mut out);
                         out
                     }
                 }
@@ -724,9 +724,16 @@ impl MemberStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim_proto::schema::Schemas;
 
     fn shape(attributes: Option<&str>, excluded: Option<&str>) -> MemberShape {
-        let p = Projection::parse(ResourceType::Group, attributes, excluded).expect("parse");
+        let p = Projection::parse(
+            &Schemas::default(),
+            ResourceType::Group,
+            attributes,
+            excluded,
+        )
+        .expect("parse");
         MemberShape::of(&p, "https://h/scim/v2")
     }
 
@@ -786,14 +793,20 @@ mod tests {
             (None, Some("members.type")),
             (Some("members"), Some("members.$ref")),
         ] {
-            let p = Projection::parse(ResourceType::Group, attributes, excluded).expect("parse");
+            let p = Projection::parse(
+                &Schemas::default(),
+                ResourceType::Group,
+                attributes,
+                excluded,
+            )
+            .expect("parse");
             let shape = MemberShape::of(&p, base);
             let mut expected = resource::render_group(&group, Some(&members), base);
-            p.apply(ResourceType::Group, &mut expected);
+            p.apply(&mut expected);
             let expected = resource::list_response(1, 1, vec![expected]);
 
             let mut placeholder = resource::render_group(&group, None, base);
-            p.apply(ResourceType::Group, &mut placeholder);
+            p.apply(&mut placeholder);
             if let Value::Object(o) = &mut placeholder {
                 o.insert("members".into(), Value::Null);
             }

@@ -20,8 +20,8 @@ pub(super) async fn search_all(
     let raw = RawQuery::from_search_request(&body)?;
     let (offset, count) = raw.page()?;
     let scim = Scim::new(&state, &client);
-    let fits_users = raw.resolve(ResourceType::User);
-    let fits_groups = raw.resolve(ResourceType::Group);
+    let fits_users = raw.resolve(scim.schemas(), ResourceType::User);
+    let fits_groups = raw.resolve(scim.schemas(), ResourceType::Group);
     if let (Err(e), Err(_)) = (&fits_users, &fits_groups) {
         return Err(e.clone());
     }

@@ -28,8 +28,8 @@ impl Scim<'_> {
         body: &Value,
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
-        let projection = raw.projection(ResourceType::User)?;
-        let input = resource::user_input(body)?;
+        let projection = raw.projection(self.schemas(), ResourceType::User)?;
+        let input = resource::user_input(self.schemas(), body)?;
         let created = self
             .state
             .store
@@ -45,7 +45,7 @@ impl Scim<'_> {
         headers: &HeaderMap,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::User)?;
+        let projection = raw.projection(self.schemas(), ResourceType::User)?;
         let user = self
             .state
             .store
@@ -66,13 +66,14 @@ impl Scim<'_> {
         offset: u64,
         count: u64,
     ) -> Result<(u64, Vec<Value>), ScimError> {
-        let projection = raw.projection(ResourceType::User)?;
+        let projection = raw.projection(self.schemas(), ResourceType::User)?;
         let page = self
             .state
             .store
             .scim_list_users(
                 self.client.scope,
                 &ScimListQuery {
+                    schemas: self.schemas(),
                     filter: resolved.filter.as_ref(),
                     sort: resolved.sort(),
                     offset,
@@ -87,7 +88,7 @@ impl Scim<'_> {
 
     pub(crate) async fn list_users(&self, raw: &RawQuery) -> Result<ScimReply, ScimError> {
         let (offset, count) = raw.page()?;
-        let resolved = raw.resolve(ResourceType::User)?;
+        let resolved = raw.resolve(self.schemas(), ResourceType::User)?;
         let (total, resources) = self.user_page(raw, &resolved, offset, count).await?;
         Ok(ScimReply::ok(resource::list_response(
             total,
@@ -104,8 +105,8 @@ impl Scim<'_> {
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::User)?;
-        let input = resource::user_input(body)?;
+        let projection = raw.projection(self.schemas(), ResourceType::User)?;
+        let input = resource::user_input(self.schemas(), body)?;
         let replaced = self
             .state
             .store
@@ -131,7 +132,7 @@ impl Scim<'_> {
         raw: &RawQuery,
     ) -> Result<ScimReply, ScimError> {
         let id = parse_id(id)?;
-        let projection = raw.projection(ResourceType::User)?;
+        let projection = raw.projection(self.schemas(), ResourceType::User)?;
         let operations = patch::parse_request(body)?;
         for _ in 0..PATCH_ATTEMPTS {
             let current = self
@@ -144,9 +145,9 @@ impl Scim<'_> {
             {
                 return Err(StoreError::Precondition.into());
             }
-            let mut doc = render_user(&current, None, &self.base);
-            patch::apply(ResourceType::User, &mut doc, &operations)?;
-            let input = resource::user_input(&doc)?;
+            let mut doc = render_user(self.schemas(), &current, None, &self.base);
+            patch::apply(self.schemas(), ResourceType::User, &mut doc, &operations)?;
+            let input = resource::user_input(self.schemas(), &doc)?;
             match self
                 .state
                 .store

@@ -210,6 +210,7 @@ fn compare_ord(op: CompareOp, ord: Ordering) -> bool {
 mod tests {
     use super::*;
     use crate::scim_proto::filter::{parse_filter, resolve};
+    use crate::scim_proto::schema::Schemas;
     use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, ResourceType};
     use serde_json::json;
 
@@ -259,7 +260,8 @@ mod tests {
 
     fn check(rt: ResourceType, resource: &Value, filter: &str) -> bool {
         let parsed = parse_filter(filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
-        let resolved = resolve(&parsed, rt).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let resolved =
+            resolve(&Schemas::default(), &parsed, rt).unwrap_or_else(|e| panic!("{filter}: {e}"));
         matches(&resolved, resource)
     }
 
@@ -500,6 +502,7 @@ mod tests {
     #[test]
     fn ordering_on_a_boolean_is_no_match_even_when_built_by_hand() {
         let ResolvedFilter::Compare { attr, .. } = resolve(
+            &Schemas::default(),
             &parse_filter("active eq true").expect("parses"),
             ResourceType::User,
         )
@@ -605,7 +608,8 @@ mod tests {
             crate::scim_proto::filter::parse_path(r#"emails[type eq "WORK" and primary eq true]"#)
                 .expect("parses");
         let resolved =
-            crate::scim_proto::filter::resolve_path(&path, ResourceType::User).expect("resolves");
+            crate::scim_proto::filter::resolve_path(&Schemas::default(), &path, ResourceType::User)
+                .expect("resolves");
         let filter = resolved.filter.expect("value filter");
         let work = json!({ "value": "a@x.org", "Type": "work", "primary": true });
         let home = json!({ "value": "b@x.org", "type": "home", "primary": true });

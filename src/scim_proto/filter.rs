@@ -34,7 +34,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::schema::{self, AttrType, AttributeDef, ResourceType, Returned};
+use super::schema::{self, AttrType, AttributeDef, ResourceType, Returned, Schemas};
 
 /// Longest filter or path accepted, in characters.
 pub const MAX_LEN: usize = 4096;
@@ -932,19 +932,21 @@ pub struct ResolvedPath {
 ///   sends for booleans;
 /// - `password` (returned never) cannot be filtered on: that would leak it one guess at a time.
 pub fn resolve(
+    schemas: &Schemas,
     filter: &Filter,
     resource_type: ResourceType,
 ) -> Result<ResolvedFilter, FilterError> {
-    resolve_in(filter, resource_type, None)
+    resolve_in(schemas, filter, resource_type, None)
 }
 
 /// Resolves a PATCH path: the attribute must exist; a value filter needs a complex attribute
 /// and may only name its sub-attributes; the trailing sub-attribute must be one of them too.
 pub fn resolve_path(
+    schemas: &Schemas,
     path: &PatchPath,
     resource_type: ResourceType,
 ) -> Result<ResolvedPath, FilterError> {
-    let attr = resolve_top(&path.attr, resource_type)?;
+    let attr = resolve_top(schemas, &path.attr, resource_type)?;
     let Some(filter) = &path.filter else {
         return Ok(ResolvedPath {
             attr,
@@ -953,7 +955,7 @@ pub fn resolve_path(
         });
     };
     require_value_path_target(&attr)?;
-    let filter = resolve_in(filter, resource_type, Some(&attr))?;
+    let filter = resolve_in(schemas, filter, resource_type, Some(&attr))?;
     let sub = match &path.sub {
         None => None,
         Some(name) => Some(attr.attr.sub_attribute(name).ok_or_else(|| {
@@ -970,8 +972,12 @@ pub fn resolve_path(
     })
 }
 
-fn resolve_top(path: &AttrPath, resource_type: ResourceType) -> Result<ResolvedAttr, FilterError> {
-    let r = schema::resolve_attribute(
+fn resolve_top(
+    schemas: &Schemas,
+    path: &AttrPath,
+    resource_type: ResourceType,
+) -> Result<ResolvedAttr, FilterError> {
+    let r = schemas.resolve_attribute(
         resource_type,
         path.schema.as_deref(),
         &path.name,
@@ -993,23 +999,28 @@ fn require_value_path_target(attr: &ResolvedAttr) -> Result<(), FilterError> {
 
 /// `parent`: the value path being resolved inside, if any.
 fn resolve_in(
+    schemas: &Schemas,
     filter: &Filter,
     rt: ResourceType,
     parent: Option<&ResolvedAttr>,
 ) -> Result<ResolvedFilter, FilterError> {
     Ok(match filter {
         Filter::And(a, b) => ResolvedFilter::And(
-            Box::new(resolve_in(a, rt, parent)?),
-            Box::new(resolve_in(b, rt, parent)?),
+            Box::new(resolve_in(schemas, a, rt, parent)?),
+            Box::new(resolve_in(schemas, b, rt, parent)?),
         ),
         Filter::Or(a, b) => ResolvedFilter::Or(
-            Box::new(resolve_in(a, rt, parent)?),
-            Box::new(resolve_in(b, rt, parent)?),
+            Box::new(resolve_in(schemas, a, rt, parent)?),
+            Box::new(resolve_in(schemas, b, rt, parent)?),
         ),
-        Filter::Not(inner) => ResolvedFilter::Not(Box::new(resolve_in(inner, rt, parent)?)),
-        Filter::Present(path) => ResolvedFilter::Present(resolve_term_attr(path, rt, parent)?),
+        Filter::Not(inner) => {
+            ResolvedFilter::Not(Box::new(resolve_in(schemas, inner, rt, parent)?))
+        }
+        Filter::Present(path) => {
+            ResolvedFilter::Present(resolve_term_attr(schemas, path, rt, parent)?)
+        }
         Filter::Compare(path, op, value) => {
-            let mut attr = resolve_term_attr(path, rt, parent)?;
+            let mut attr = resolve_term_attr(schemas, path, rt, parent)?;
             if attr.sub.is_none() && attr.attr.kind == AttrType::Complex {
                 attr.sub = Some(attr.attr.sub_attribute("value").ok_or_else(|| {
                     FilterError::semantic(format!(
@@ -1033,9 +1044,9 @@ fn resolve_in(
                     "a value filter cannot contain another value filter",
                 ));
             }
-            let attr = resolve_top(attr, rt)?;
+            let attr = resolve_top(schemas, attr, rt)?;
             require_value_path_target(&attr)?;
-            let filter = resolve_in(filter, rt, Some(&attr))?;
+            let filter = resolve_in(schemas, filter, rt, Some(&attr))?;
             ResolvedFilter::ValuePath {
                 attr,
                 filter: Box::new(filter),
@@ -1046,12 +1057,13 @@ fn resolve_in(
 
 /// The attribute of a `pr` or comparison term: top-level, or a sub-attribute of `parent`.
 fn resolve_term_attr(
+    schemas: &Schemas,
     path: &AttrPath,
     rt: ResourceType,
     parent: Option<&ResolvedAttr>,
 ) -> Result<ResolvedAttr, FilterError> {
     let attr = match parent {
-        None => resolve_top(path, rt)?,
+        None => resolve_top(schemas, path, rt)?,
         Some(parent) => {
             if path.schema.is_some() || path.sub.is_some() {
                 return Err(FilterError::semantic(format!(
@@ -1182,6 +1194,7 @@ fn check_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim_proto::schema::Schemas;
     use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
 
     fn p(input: &str) -> Filter {
@@ -1455,7 +1468,7 @@ mod tests {
         ];
         for example in examples {
             let filter = p(example);
-            resolve(&filter, ResourceType::User)
+            resolve(&Schemas::default(), &filter, ResourceType::User)
                 .unwrap_or_else(|e| panic!("{example} should resolve: {e}"));
         }
     }
@@ -1844,15 +1857,19 @@ mod tests {
             "password",
         ];
         for input in user {
-            resolve_path(&path(input), ResourceType::User)
+            resolve_path(&Schemas::default(), &path(input), ResourceType::User)
                 .unwrap_or_else(|e| panic!("{input}: {e}"));
         }
         for input in ["members", r#"members[value eq "2819c223"]"#, "displayName"] {
-            resolve_path(&path(input), ResourceType::Group)
+            resolve_path(&Schemas::default(), &path(input), ResourceType::Group)
                 .unwrap_or_else(|e| panic!("{input}: {e}"));
         }
-        let r = resolve_path(&path(r#"emails[type eq "work"].value"#), ResourceType::User)
-            .expect("resolves");
+        let r = resolve_path(
+            &Schemas::default(),
+            &path(r#"emails[type eq "work"].value"#),
+            ResourceType::User,
+        )
+        .expect("resolves");
         assert_eq!(r.attr.attr.name, "emails");
         assert_eq!(r.sub.map(|s| s.name), Some("value"));
         // RFC 7644 Figure 8 names `members[…].displayName`, which the Group schema lacks.
@@ -1868,7 +1885,10 @@ mod tests {
                 ResourceType::User,
             ),
         ] {
-            assert!(resolve_path(&path(input), rt).is_err(), "{input}");
+            assert!(
+                resolve_path(&Schemas::default(), &path(input), rt).is_err(),
+                "{input}"
+            );
         }
     }
 
@@ -1903,11 +1923,12 @@ mod tests {
     // ---- resolve ---------------------------------------------------------------------------
 
     fn resolved(input: &str, rt: ResourceType) -> ResolvedFilter {
-        resolve(&p(input), rt).unwrap_or_else(|e| panic!("{input:?} should resolve: {e}"))
+        resolve(&Schemas::default(), &p(input), rt)
+            .unwrap_or_else(|e| panic!("{input:?} should resolve: {e}"))
     }
 
     fn rejected(input: &str, rt: ResourceType) -> FilterError {
-        match resolve(&p(input), rt) {
+        match resolve(&Schemas::default(), &p(input), rt) {
             Ok(r) => panic!("{input:?} should be rejected, got {r:?}"),
             Err(e) => e,
         }
@@ -2251,8 +2272,8 @@ mod tests {
 
             #[test]
             fn resolving_any_parsed_filter_never_panics(ast in filter()) {
-                let _ = resolve(&ast, ResourceType::User);
-                let _ = resolve(&ast, ResourceType::Group);
+                let _ = resolve(&Schemas::default(), &ast, ResourceType::User);
+                let _ = resolve(&Schemas::default(), &ast, ResourceType::Group);
             }
         }
     }

@@ -39,7 +39,7 @@ use super::eval;
 use super::filter::{self, CompareOp, PatchPath, ResolvedFilter, ResolvedValue};
 use super::resource::{ValueKey, hash_value};
 use super::schema::{
-    self, AttrType, AttributeDef, GROUP_SCHEMA, Mutability, ResourceSchema, ResourceType,
+    self, AttrType, AttributeDef, GROUP_SCHEMA, Mutability, ResourceSchema, ResourceType, Schemas,
 };
 
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -292,13 +292,14 @@ fn parse_operation(index: usize, raw: &Value) -> Result<PatchOperation, PatchErr
 /// Operations under a schema URN the resource type does not have are skipped: an identity
 /// provider configured with custom extensions must not be refused everything else.
 pub fn apply(
+    schemas: &Schemas,
     resource_type: ResourceType,
     resource: &mut Value,
     ops: &[PatchOperation],
 ) -> Result<(), PatchError> {
     let mut working = resource.clone();
     for (i, operation) in ops.iter().enumerate() {
-        apply_operation(resource_type, &mut working, operation).map_err(|fault| {
+        apply_operation(schemas, resource_type, &mut working, operation).map_err(|fault| {
             let shown = operation.path.as_ref().map(ToString::to_string);
             fault.at(i + 1, Some(operation.op), shown.as_deref())
         })?;
@@ -308,6 +309,7 @@ pub fn apply(
 }
 
 fn apply_operation(
+    schemas: &Schemas,
     rt: ResourceType,
     resource: &mut Value,
     operation: &PatchOperation,
@@ -326,16 +328,16 @@ fn apply_operation(
             NO_TARGET,
             "remove needs a \"path\" naming what to remove (RFC 7644 §3.5.2.2)",
         )),
-        (None, op) => apply_attributes(rt, resource, op, required()?, None),
-        (Some(path), Op::Remove) => apply_at(rt, resource, Op::Remove, path, value),
-        (Some(path), op) => apply_at(rt, resource, op, path, Some(required()?)),
+        (None, op) => apply_attributes(schemas, rt, resource, op, required()?, None),
+        (Some(path), Op::Remove) => apply_at(schemas, rt, resource, Op::Remove, path, value),
+        (Some(path), op) => apply_at(schemas, rt, resource, op, path, Some(required()?)),
     }
 }
 
 /// The resource type's schema called `urn`, core first (URNs are case-insensitive, RFC 8141).
-fn schema_of(rt: ResourceType, urn: &str) -> Option<&'static ResourceSchema> {
+fn schema_of(schemas: &Schemas, rt: ResourceType, urn: &str) -> Option<&'static ResourceSchema> {
     std::iter::once(rt.schema())
-        .chain(rt.extensions().iter().copied())
+        .chain(schemas.extensions(rt).iter().copied())
         .find(|s| s.id.eq_ignore_ascii_case(urn))
 }
 
@@ -343,6 +345,7 @@ fn schema_of(rt: ResourceType, urn: &str) -> Option<&'static ResourceSchema> {
 /// is applied as if its name were the path. `scope` is the schema whose URN keyed the object
 /// being read (`{"urn:…:enterprise:2.0:User": {"department": …}}`).
 fn apply_attributes(
+    schemas: &Schemas,
     rt: ResourceType,
     resource: &mut Value,
     op: Op,
@@ -382,9 +385,9 @@ fn apply_attributes(
             }
         }
         if scope.is_none()
-            && let Some(schema) = schema_of(rt, key)
+            && let Some(schema) = schema_of(schemas, rt, key)
         {
-            apply_attributes(rt, resource, op, member, Some(schema)).map_err(within)?;
+            apply_attributes(schemas, rt, resource, op, member, Some(schema)).map_err(within)?;
             continue;
         }
         let mut path =
@@ -394,12 +397,13 @@ fn apply_attributes(
         {
             path.attr.schema = Some(schema.id.to_string());
         }
-        apply_at(rt, resource, op, &path, Some(member)).map_err(within)?;
+        apply_at(schemas, rt, resource, op, &path, Some(member)).map_err(within)?;
     }
     Ok(())
 }
 
 fn apply_at(
+    schemas: &Schemas,
     rt: ResourceType,
     resource: &mut Value,
     op: Op,
@@ -411,11 +415,11 @@ fn apply_at(
         // `urn:…:enterprise:2.0`; as a whole it names the extension itself.
         if path.filter.is_none() && path.attr.sub.is_none() {
             let whole = format!("{urn}:{}", path.attr.name);
-            if let Some(schema) = schema_of(rt, &whole) {
-                return apply_to_schema(rt, resource, op, schema, value);
+            if let Some(schema) = schema_of(schemas, rt, &whole) {
+                return apply_to_schema(schemas, rt, resource, op, schema, value);
             }
         }
-        if schema_of(rt, urn).is_none() {
+        if schema_of(schemas, rt, urn).is_none() {
             tracing::debug!(
                 schema = %quote(urn),
                 resource_type = rt.name(),
@@ -425,7 +429,7 @@ fn apply_at(
         }
     }
     let resolved =
-        filter::resolve_path(path, rt).map_err(|e| Fault::new(INVALID_PATH, e.message))?;
+        filter::resolve_path(schemas, path, rt).map_err(|e| Fault::new(INVALID_PATH, e.message))?;
     let target = Target::from_resolved(resolved);
     check_mutability(op, &target)?;
     let value = value.unwrap_or(&NULL);
@@ -438,6 +442,7 @@ fn apply_at(
 
 /// An operation whose path is a schema URN: its value holds that schema's attributes.
 fn apply_to_schema(
+    schemas: &Schemas,
     rt: ResourceType,
     resource: &mut Value,
     op: Op,
@@ -445,7 +450,14 @@ fn apply_to_schema(
     value: Option<&Value>,
 ) -> Result<(), Fault> {
     if op != Op::Remove {
-        return apply_attributes(rt, resource, op, value.unwrap_or(&NULL), Some(schema));
+        return apply_attributes(
+            schemas,
+            rt,
+            resource,
+            op,
+            value.unwrap_or(&NULL),
+            Some(schema),
+        );
     }
     if schema.id == rt.schema().id {
         return Err(Fault::new(
@@ -1516,6 +1528,7 @@ pub enum MemberChange {
 /// Errors name the operation's position in `ops`; the operations returned are renumbered from
 /// 1 when later passed to [`apply`].
 pub fn split_group_member_ops(
+    schemas: &Schemas,
     ops: Vec<PatchOperation>,
 ) -> Result<(Vec<PatchOperation>, Vec<MemberChange>), PatchError> {
     let mut others = Vec::new();
@@ -1523,25 +1536,31 @@ pub fn split_group_member_ops(
     for (i, operation) in ops.into_iter().enumerate() {
         let op = operation.op;
         let shown = operation.path.as_ref().map(ToString::to_string);
-        split_operation(operation, &mut others, &mut changes)
+        split_operation(schemas, operation, &mut others, &mut changes)
             .map_err(|fault| fault.at(i + 1, Some(op), shown.as_deref()))?;
     }
     Ok((others, changes))
 }
 
 fn split_operation(
+    schemas: &Schemas,
     operation: PatchOperation,
     others: &mut Vec<PatchOperation>,
     changes: &mut Vec<MemberChange>,
 ) -> Result<(), Fault> {
     match &operation.path {
         Some(path) if is_members_path(path) => {
-            changes.push(member_change(operation.op, path, operation.value.as_ref())?);
+            changes.push(member_change(
+                schemas,
+                operation.op,
+                path,
+                operation.value.as_ref(),
+            )?);
         }
         Some(_) => others.push(operation),
         None => match (&operation.value, operation.op) {
             (Some(Value::Object(attributes)), Op::Add | Op::Replace) => {
-                let (rest, found) = take_member_keys(attributes.clone(), operation.op)?;
+                let (rest, found) = take_member_keys(schemas, attributes.clone(), operation.op)?;
                 if found.is_empty() {
                     others.push(operation);
                     return Ok(());
@@ -1564,6 +1583,7 @@ fn split_operation(
 /// The members keys of a path-less value (`members`, any case, optionally URN-qualified or
 /// under the core Group URN key) become member changes; the rest stays.
 fn take_member_keys(
+    schemas: &Schemas,
     attributes: Map<String, Value>,
     op: Op,
 ) -> Result<(Map<String, Value>, Vec<MemberChange>), Fault> {
@@ -1573,7 +1593,7 @@ fn take_member_keys(
         if key.eq_ignore_ascii_case(GROUP_SCHEMA)
             && let Value::Object(inner) = value
         {
-            let (inner_rest, inner_found) = take_member_keys(inner, op)?;
+            let (inner_rest, inner_found) = take_member_keys(schemas, inner, op)?;
             found.extend(inner_found);
             if !inner_rest.is_empty() {
                 rest.insert(key, Value::Object(inner_rest));
@@ -1582,7 +1602,7 @@ fn take_member_keys(
         }
         match filter::parse_path(&key) {
             Ok(path) if is_members_path(&path) => found.push(
-                member_change(op, &path, Some(&value))
+                member_change(schemas, op, &path, Some(&value))
                     .map_err(|f| f.within(&format!("attribute \"{}\"", quote(&key))))?,
             ),
             _ => {
@@ -1602,7 +1622,12 @@ fn is_members_path(path: &PatchPath) -> bool {
             .is_none_or(|urn| urn.eq_ignore_ascii_case(GROUP_SCHEMA))
 }
 
-fn member_change(op: Op, path: &PatchPath, value: Option<&Value>) -> Result<MemberChange, Fault> {
+fn member_change(
+    schemas: &Schemas,
+    op: Op,
+    path: &PatchPath,
+    value: Option<&Value>,
+) -> Result<MemberChange, Fault> {
     // RFC 7643 §4.2 / our schema: members.value, $ref and type are immutable, display readOnly.
     if path.attr.sub.is_some() || path.sub.is_some() {
         return Err(Fault::new(
@@ -1622,7 +1647,7 @@ fn member_change(op: Op, path: &PatchPath, value: Option<&Value>) -> Result<Memb
             Some(listed) => member_ids(listed).map(MemberChange::Remove),
         },
         (Some(_), Op::Remove) => {
-            let resolved = filter::resolve_path(path, ResourceType::Group)
+            let resolved = filter::resolve_path(schemas, path, ResourceType::Group)
                 .map_err(|e| Fault::new(INVALID_PATH, e.message))?;
             let Some(filter) = resolved.filter else {
                 return Err(Fault::new(INVALID_PATH, "the member filter is missing"));
@@ -1691,6 +1716,7 @@ fn ids_of_value_eq_chain(filter: &ResolvedFilter, ids: &mut Vec<String>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim_proto::schema::Schemas;
     use crate::scim_proto::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA};
     use serde_json::json;
 
@@ -1753,7 +1779,7 @@ mod tests {
     fn patch(rt: ResourceType, resource: &Value, operations: Value) -> Result<Value, PatchError> {
         let ops = parse_request(&request(operations))?;
         let mut out = resource.clone();
-        apply(rt, &mut out, &ops)?;
+        apply(&Schemas::default(), rt, &mut out, &ops)?;
         Ok(out)
     }
 
@@ -1770,12 +1796,12 @@ mod tests {
 
     fn split(operations: Value) -> (Vec<PatchOperation>, Vec<MemberChange>) {
         let ops = parse_request(&request(operations)).unwrap_or_else(|e| panic!("{e}"));
-        split_group_member_ops(ops).unwrap_or_else(|e| panic!("{e}"))
+        split_group_member_ops(&Schemas::default(), ops).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn split_error(operations: Value) -> PatchError {
         let ops = parse_request(&request(operations)).unwrap_or_else(|e| panic!("{e}"));
-        match split_group_member_ops(ops) {
+        match split_group_member_ops(&Schemas::default(), ops) {
             Ok(out) => panic!("expected an error, got {out:?}"),
             Err(e) => e,
         }
@@ -2046,7 +2072,8 @@ mod tests {
         assert_eq!(ops[1].value, Some(json!("Babs")));
         let mut u = user();
         u["nickName"] = json!("Babs");
-        apply(ResourceType::User, &mut u, &ops).unwrap_or_else(|e| panic!("{e}"));
+        apply(&Schemas::default(), ResourceType::User, &mut u, &ops)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(u["title"], "Tour Guide");
         assert_eq!(u["displayName"], "Babs");
         assert!(u.get("nickName").is_none());
@@ -2754,7 +2781,8 @@ mod tests {
         ])))
         .unwrap_or_else(|e| panic!("{e}"));
         let mut u = user();
-        let e = apply(ResourceType::User, &mut u, &ops).expect_err("meta is readOnly");
+        let e = apply(&Schemas::default(), ResourceType::User, &mut u, &ops)
+            .expect_err("meta is readOnly");
         assert!(
             e.detail.starts_with("operation 2 (replace meta.created)"),
             "{e}"
@@ -2860,7 +2888,7 @@ mod tests {
                 { "op": "add", "path": "emails", "value": value }
             ])))
             .expect("valid");
-            apply(ResourceType::User, &mut u, &ops).expect("applies");
+            apply(&Schemas::default(), ResourceType::User, &mut u, &ops).expect("applies");
             assert_eq!(u["emails"].as_array().map(Vec::len), Some(20_000));
         }
     }

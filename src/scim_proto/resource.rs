@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::filter;
 use super::schema::{
     self, AttrType, AttributeDef, GROUP_SCHEMA, Mutability, ResourceSchema, ResourceType, Returned,
-    USER_SCHEMA,
+    Schemas, USER_SCHEMA,
 };
 use crate::domain::group::GroupMember;
 use crate::domain::group::MemberKind;
@@ -351,6 +351,7 @@ pub(crate) fn hash_value<H: Hasher>(value: &Value, state: &mut H) {
 /// core schema except those named in `columns` (kept in columns of their own), and every
 /// writable attribute of the resource type's extensions, under the extension's URN.
 fn document(
+    schemas: &Schemas,
     resource_type: ResourceType,
     input: &Map<String, Value>,
     columns: &[&str],
@@ -358,8 +359,8 @@ fn document(
     let core = resource_type.schema();
     let mut out = Map::new();
     for (key, value) in input {
-        if let Some(extension) = resource_type
-            .extensions()
+        if let Some(extension) = schemas
+            .extensions(resource_type)
             .iter()
             .find(|e| e.id.eq_ignore_ascii_case(key))
         {
@@ -442,21 +443,21 @@ fn check_version(object: &Map<String, Value>) -> Result<(), Invalid> {
 }
 
 /// A User as a create, replace or PATCH leaves it, ready to store.
-pub fn user_input(input: &Value) -> Result<ScimUserWrite, Invalid> {
+pub fn user_input(schemas: &Schemas, input: &Value) -> Result<ScimUserWrite, Invalid> {
     let object = input
         .as_object()
         .ok_or_else(|| Invalid::syntax("a User must be a JSON object"))?;
     check_version(object)?;
     let user_name = required_string(object, "userName")?;
     let external_id = optional_string(object, "externalId")?;
-    let attributes = document(ResourceType::User, object, &["userName"])?;
+    let attributes = document(schemas, ResourceType::User, object, &["userName"])?;
     // An unassigned `active` stays unassigned in the representation (a PATCH remove of it must
     // not bring back a default), and counts as active for the team model.
     let active = attributes
         .get("active")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let attributes_cmp = comparison_document(ResourceType::User, &attributes);
+    let attributes_cmp = comparison_document(schemas, ResourceType::User, &attributes);
     let display_name = display_name(&attributes);
     let email = preferred_email(&attributes);
     Ok(ScimUserWrite {
@@ -503,11 +504,19 @@ fn preferred_email(doc: &Map<String, Value>) -> Option<String> {
 
 /// `doc` with every value of a caseExact=false string attribute lower-cased (`str::to_lowercase`,
 /// full Unicode, as the reference evaluator compares): filters compare against this copy.
-pub fn comparison_document(resource_type: ResourceType, doc: &Map<String, Value>) -> Value {
+pub fn comparison_document(
+    schemas: &Schemas,
+    resource_type: ResourceType,
+    doc: &Map<String, Value>,
+) -> Value {
     let core = resource_type.schema();
     let mut out = Map::new();
     for (key, value) in doc {
-        if let Some(extension) = resource_type.extensions().iter().find(|e| e.id == key) {
+        if let Some(extension) = schemas
+            .extensions(resource_type)
+            .iter()
+            .find(|e| e.id == key)
+        {
             let folded = match value {
                 Value::Object(members) => Value::Object(
                     members
@@ -707,15 +716,20 @@ fn meta(
 }
 
 /// A User's representation. `groups` is rendered when loaded (`Some`) and not empty.
-pub fn render_user(user: &ScimUser, groups: Option<&[ScimUserGroup]>, base: &str) -> Value {
+pub fn render_user(
+    schemas: &Schemas,
+    user: &ScimUser,
+    groups: Option<&[ScimUserGroup]>,
+    base: &str,
+) -> Value {
     let mut out = user.attributes.clone();
-    let mut schemas = vec![Value::from(USER_SCHEMA)];
-    for extension in ResourceType::User.extensions() {
+    let mut listed = vec![Value::from(USER_SCHEMA)];
+    for extension in schemas.extensions(ResourceType::User) {
         if out.contains_key(extension.id) {
-            schemas.push(Value::from(extension.id));
+            listed.push(Value::from(extension.id));
         }
     }
-    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert("schemas".into(), Value::Array(listed));
     out.insert("id".into(), json!(user.id));
     if let Some(external_id) = &user.external_id {
         out.insert("externalId".into(), json!(external_id));
@@ -811,8 +825,11 @@ struct Selector {
 }
 
 /// `attributes` and `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
+    resource_type: ResourceType,
+    /// URNs of the resource type's extensions under the service's schemas.
+    extensions: Vec<&'static str>,
     attributes: Vec<Selector>,
     excluded: Vec<Selector>,
 }
@@ -821,13 +838,20 @@ impl Projection {
     /// Parses the two comma-separated lists. Names are resolved like filter attributes
     /// (case-insensitive, optional URN prefix); names no schema defines select nothing.
     pub fn parse(
+        schemas: &Schemas,
         resource_type: ResourceType,
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> Result<Projection, Invalid> {
         Ok(Projection {
-            attributes: selectors(resource_type, attributes)?,
-            excluded: selectors(resource_type, excluded)?,
+            resource_type,
+            extensions: schemas
+                .extensions(resource_type)
+                .iter()
+                .map(|e| e.id)
+                .collect(),
+            attributes: selectors(schemas, resource_type, attributes)?,
+            excluded: selectors(schemas, resource_type, excluded)?,
         })
     }
 
@@ -851,7 +875,9 @@ impl Projection {
             .any(|s| s.container.is_some() || !column_attributes.iter().any(|c| Some(*c) == s.attr))
     }
 
-    pub fn apply(&self, resource_type: ResourceType, resource: &mut Value) {
+    /// Shapes a representation of the resource type the projection was parsed for.
+    pub fn apply(&self, resource: &mut Value) {
+        let resource_type = self.resource_type;
         let Value::Object(object) = resource else {
             return;
         };
@@ -861,10 +887,10 @@ impl Projection {
                 if always_returned(resource_type, &key) {
                     continue;
                 }
-                let is_extension = resource_type
-                    .extensions()
+                let is_extension = self
+                    .extensions
                     .iter()
-                    .any(|e| e.id.eq_ignore_ascii_case(&key));
+                    .any(|urn| urn.eq_ignore_ascii_case(&key));
                 let wanted: Vec<&Selector> = self
                     .attributes
                     .iter()
@@ -929,10 +955,9 @@ impl Projection {
         // `schemas` lists the extensions the representation still carries.
         let present: Vec<Value> = std::iter::once(resource_type.schema().id)
             .chain(
-                resource_type
-                    .extensions()
+                self.extensions
                     .iter()
-                    .map(|e| e.id)
+                    .copied()
                     .filter(|urn| object.contains_key(*urn)),
             )
             .map(Value::from)
@@ -997,14 +1022,18 @@ fn remove_selected(object: &mut Map<String, Value>, attr: &str, sub: Option<&str
     }
 }
 
-fn selectors(resource_type: ResourceType, list: Option<&str>) -> Result<Vec<Selector>, Invalid> {
+fn selectors(
+    schemas: &Schemas,
+    resource_type: ResourceType,
+    list: Option<&str>,
+) -> Result<Vec<Selector>, Invalid> {
     let Some(list) = list else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some(extension) = resource_type
-            .extensions()
+        if let Some(extension) = schemas
+            .extensions(resource_type)
             .iter()
             .find(|e| e.id.eq_ignore_ascii_case(item))
         {
@@ -1022,7 +1051,7 @@ fn selectors(resource_type: ResourceType, list: Option<&str>) -> Result<Vec<Sele
                 "attribute \"{item}\": a filter is not allowed here"
             )));
         }
-        match schema::resolve_attribute(
+        match schemas.resolve_attribute(
             resource_type,
             path.attr.schema.as_deref(),
             &path.attr.name,
@@ -1043,11 +1072,12 @@ fn selectors(resource_type: ResourceType, list: Option<&str>) -> Result<Vec<Sele
 mod tests {
     use super::*;
     use crate::scim_proto::schema::ENTERPRISE_USER_SCHEMA;
+    use crate::scim_proto::schema::Schemas;
     use chrono::TimeZone;
     use uuid::Uuid;
 
     fn stored(input: Value) -> ScimUser {
-        let w = user_input(&input).expect("valid user");
+        let w = user_input(&Schemas::default(), &input).expect("valid user");
         let at = Utc
             .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
             .single()
@@ -1066,20 +1096,23 @@ mod tests {
 
     #[test]
     fn input_is_canonicalised_names_empties_and_string_booleans() {
-        let w = user_input(&json!({
-            "schemas": [USER_SCHEMA],
-            "USERNAME": "  Ada@Example.com ",
-            "Active": "False",
-            "name": { "GIVENNAME": "Ada", "familyName": "", "middleName": null },
-            "title": "",
-            "emails": { "value": "ada@example.com", "type": "work", "primary": "true" },
-            "phoneNumbers": [],
-            "password": "placeholder",
-            "groups": [{ "value": "x" }],
-            "id": "ignored",
-            "meta": { "resourceType": "User" },
-            "nonsense": 1,
-        }))
+        let w = user_input(
+            &Schemas::default(),
+            &json!({
+                "schemas": [USER_SCHEMA],
+                "USERNAME": "  Ada@Example.com ",
+                "Active": "False",
+                "name": { "GIVENNAME": "Ada", "familyName": "", "middleName": null },
+                "title": "",
+                "emails": { "value": "ada@example.com", "type": "work", "primary": "true" },
+                "phoneNumbers": [],
+                "password": "placeholder",
+                "groups": [{ "value": "x" }],
+                "id": "ignored",
+                "meta": { "resourceType": "User" },
+                "nonsense": 1,
+            }),
+        )
         .expect("valid");
         assert_eq!(w.user_name, "Ada@Example.com");
         assert!(!w.active);
@@ -1097,8 +1130,11 @@ mod tests {
 
     #[test]
     fn scim_1_bodies_are_refused_as_invalid_vers() {
-        let e = user_input(&json!({ "schemas": ["urn:scim:schemas:core:1.0"], "userName": "a" }))
-            .expect_err("SCIM 1.1");
+        let e = user_input(
+            &Schemas::default(),
+            &json!({ "schemas": ["urn:scim:schemas:core:1.0"], "userName": "a" }),
+        )
+        .expect_err("SCIM 1.1");
         assert_eq!(e.scim_type, "invalidVers");
         let e =
             group_input(&json!({ "schemas": ["urn:scim:schemas:core:1.0"], "displayName": "g" }))
@@ -1108,7 +1144,11 @@ mod tests {
 
     #[test]
     fn password_is_never_kept() {
-        let w = user_input(&json!({ "userName": "a", "password": "hunter2" })).expect("valid");
+        let w = user_input(
+            &Schemas::default(),
+            &json!({ "userName": "a", "password": "hunter2" }),
+        )
+        .expect("valid");
         assert!(
             !serde_json::to_string(&w.attributes)
                 .expect("json")
@@ -1119,10 +1159,13 @@ mod tests {
     #[test]
     fn entra_manager_as_bare_string_or_array_becomes_an_object() {
         for manager in [json!("m-1"), json!([{ "$ref": null, "value": "m-1" }])] {
-            let w = user_input(&json!({
-                "userName": "a",
-                ENTERPRISE_USER_SCHEMA: { "manager": manager, "department": 42 },
-            }))
+            let w = user_input(
+                &Schemas::default(),
+                &json!({
+                    "userName": "a",
+                    ENTERPRISE_USER_SCHEMA: { "manager": manager, "department": 42 },
+                }),
+            )
             .expect("valid");
             assert_eq!(
                 w.attributes[ENTERPRISE_USER_SCHEMA],
@@ -1133,11 +1176,14 @@ mod tests {
 
     #[test]
     fn unknown_extension_schemas_are_ignored_not_refused() {
-        let w = user_input(&json!({
-            "userName": "a",
-            "urn:example:custom:2.0:User": { "badge": "7" },
-            "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User": {},
-        }))
+        let w = user_input(
+            &Schemas::default(),
+            &json!({
+                "userName": "a",
+                "urn:example:custom:2.0:User": { "badge": "7" },
+                "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User": {},
+            }),
+        )
         .expect("valid");
         assert!(w.attributes.is_empty());
     }
@@ -1167,24 +1213,29 @@ mod tests {
                 "emails",
             ),
         ] {
-            let e = user_input(&input).expect_err("invalid");
+            let e = user_input(&Schemas::default(), &input).expect_err("invalid");
             assert_eq!(e.scim_type, "invalidValue");
             assert!(e.detail.contains(needle), "{} lacks {needle}", e.detail);
         }
         assert_eq!(
-            user_input(&json!([])).expect_err("array").scim_type,
+            user_input(&Schemas::default(), &json!([]))
+                .expect_err("array")
+                .scim_type,
             "invalidSyntax"
         );
     }
 
     #[test]
     fn comparison_document_folds_only_case_insensitive_values() {
-        let w = user_input(&json!({
-            "userName": "a",
-            "displayName": "ÉLODIE",
-            "emails": [{ "value": "E@X.ORG", "type": "Work" }],
-            "x509Certificates": [{ "value": "TUlJQmFTRTY0" }],
-        }))
+        let w = user_input(
+            &Schemas::default(),
+            &json!({
+                "userName": "a",
+                "displayName": "ÉLODIE",
+                "emails": [{ "value": "E@X.ORG", "type": "Work" }],
+                "x509Certificates": [{ "value": "TUlJQmFTRTY0" }],
+            }),
+        )
         .expect("valid");
         assert_eq!(
             w.attributes_cmp,
@@ -1208,7 +1259,12 @@ mod tests {
             display: "Eng".into(),
             direct: false,
         }];
-        let out = render_user(&user, Some(&groups), "https://h/scim/v2");
+        let out = render_user(
+            &Schemas::default(),
+            &user,
+            Some(&groups),
+            "https://h/scim/v2",
+        );
         assert_eq!(out["schemas"], json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]));
         assert_eq!(
             out["meta"]["location"],
@@ -1229,14 +1285,13 @@ mod tests {
             "emails": [{ "value": "a@x.org", "type": "work" }],
             ENTERPRISE_USER_SCHEMA: { "department": "R&D", "costCenter": "7" },
         }));
-        let mut out = render_user(&user, None, "b");
-        Projection::parse(
-            ResourceType::User,
+        let mut out = render_user(&Schemas::default(), &user, None, "b");
+        Projection::parse(&Schemas::default(), ResourceType::User,
             Some("USERNAME, name.givenName,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
             None,
         )
         .expect("parse")
-        .apply(ResourceType::User, &mut out);
+        .apply(&mut out);
         assert_eq!(
             out,
             json!({
@@ -1247,10 +1302,10 @@ mod tests {
                 ENTERPRISE_USER_SCHEMA: { "department": "R&D" },
             })
         );
-        let mut out = render_user(&user, None, "b");
-        Projection::parse(ResourceType::User, None, Some("emails,id,name.familyName,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"))
+        let mut out = render_user(&Schemas::default(), &user, None, "b");
+        Projection::parse(&Schemas::default(), ResourceType::User, None, Some("emails,id,name.familyName,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"))
             .expect("parse")
-            .apply(ResourceType::User, &mut out);
+            .apply(&mut out);
         assert!(out.get("emails").is_none());
         assert_eq!(out["id"], json!(user.id), "id is always returned");
         assert_eq!(out["name"], json!({ "givenName": "Ada" }));
@@ -1259,17 +1314,40 @@ mod tests {
 
     #[test]
     fn projection_tells_the_store_what_to_skip() {
-        let p = Projection::parse(ResourceType::Group, None, Some("members")).expect("parse");
+        let p = Projection::parse(
+            &Schemas::default(),
+            ResourceType::Group,
+            None,
+            Some("members"),
+        )
+        .expect("parse");
         assert!(!p.returns("members"));
-        let p = Projection::parse(ResourceType::Group, Some("displayName"), None).expect("parse");
+        let p = Projection::parse(
+            &Schemas::default(),
+            ResourceType::Group,
+            Some("displayName"),
+            None,
+        )
+        .expect("parse");
         assert!(!p.returns("members"));
-        let p = Projection::parse(ResourceType::Group, None, None).expect("parse");
-        assert!(p.returns("members"));
-        let p = Projection::parse(ResourceType::User, Some("userName,externalId"), None)
-            .expect("parse");
-        assert!(!p.needs_document(&["userName", "id", "externalId", "meta"]));
         let p =
-            Projection::parse(ResourceType::User, Some("userName,active"), None).expect("parse");
+            Projection::parse(&Schemas::default(), ResourceType::Group, None, None).expect("parse");
+        assert!(p.returns("members"));
+        let p = Projection::parse(
+            &Schemas::default(),
+            ResourceType::User,
+            Some("userName,externalId"),
+            None,
+        )
+        .expect("parse");
+        assert!(!p.needs_document(&["userName", "id", "externalId", "meta"]));
+        let p = Projection::parse(
+            &Schemas::default(),
+            ResourceType::User,
+            Some("userName,active"),
+            None,
+        )
+        .expect("parse");
         assert!(
             p.needs_document(&["userName", "id", "externalId", "meta"]),
             "active lives in the document"
@@ -1345,7 +1423,11 @@ mod tests {
         let emails: Vec<Value> = (0..40_000)
             .map(|i| json!({ "value": format!("u{}@x.org", i % 25_000) }))
             .collect();
-        let w = user_input(&json!({ "userName": "a", "emails": emails })).expect("valid");
+        let w = user_input(
+            &Schemas::default(),
+            &json!({ "userName": "a", "emails": emails }),
+        )
+        .expect("valid");
         let kept = w.attributes["emails"].as_array().expect("emails");
         assert_eq!(kept.len(), 25_000);
         assert_eq!(kept[24_999]["value"], "u24999@x.org");

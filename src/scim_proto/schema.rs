@@ -240,38 +240,29 @@ impl ResourceType {
             ResourceType::Group => &GROUP,
         }
     }
-
-    /// Schema extensions the resource type accepts (RFC 7643 §6 `schemaExtensions`): the
-    /// enterprise User extension, then the configured ones.
-    pub fn extensions(self) -> &'static [&'static ResourceSchema] {
-        let registry = registry();
-        match self {
-            ResourceType::User => registry.user_extensions,
-            ResourceType::Group => registry.group_extensions,
-        }
-    }
 }
 
-/// The schemas of this process: the built-in ones, plus the extensions the operator configured
-/// (`ROLEGATE_SCIM_SCHEMA_EXTENSIONS`), fixed once at start-up. A process-wide value rather than
-/// a parameter because it is configuration, read before the first request and never changed,
-/// and every resolution of an attribute name depends on it.
-struct Registry {
-    user_extensions: &'static [&'static ResourceSchema],
-    group_extensions: &'static [&'static ResourceSchema],
-    all: &'static [&'static ResourceSchema],
+/// The schemas a service serves: the built-in ones, plus the extensions the operator configured
+/// (`ROLEGATE_SCIM_SCHEMA_EXTENSIONS`). A value carried by the application state, not a
+/// process-wide registry, so two services in one process (tests, an embedding) may differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schemas {
+    user_extensions: Vec<&'static ResourceSchema>,
+    group_extensions: Vec<&'static ResourceSchema>,
+    all: Vec<&'static ResourceSchema>,
 }
 
 static BUILT_IN_USER_EXTENSIONS: [&ResourceSchema; 1] = [&ENTERPRISE_USER];
 static BUILT_IN: [&ResourceSchema; 3] = [&USER, &GROUP, &ENTERPRISE_USER];
-static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
 
-fn registry() -> &'static Registry {
-    REGISTRY.get_or_init(|| Registry {
-        user_extensions: &BUILT_IN_USER_EXTENSIONS,
-        group_extensions: &[],
-        all: &BUILT_IN,
-    })
+impl Default for Schemas {
+    fn default() -> Self {
+        Schemas {
+            user_extensions: BUILT_IN_USER_EXTENSIONS.to_vec(),
+            group_extensions: Vec::new(),
+            all: BUILT_IN.to_vec(),
+        }
+    }
 }
 
 /// Why configured extensions cannot be used.
@@ -279,57 +270,44 @@ fn registry() -> &'static Registry {
 pub enum ConfigureError {
     #[error("schema \"{0}\" is configured twice or clashes with a built-in schema")]
     Duplicate(String),
-    #[error("SCIM schema extensions are already fixed for this process")]
-    AlreadyFixed,
 }
 
-/// Adds configured extensions (each for Users or Groups) before the first use of the schemas.
-/// Configuring the same set again is harmless; a different one after the schemas were used or
-/// fixed is refused.
-pub fn configure_extensions(
-    extensions: Vec<(ResourceType, &'static ResourceSchema)>,
-) -> Result<(), ConfigureError> {
-    let mut ids: Vec<&str> = BUILT_IN.iter().map(|s| s.id).collect();
-    for (_, e) in &extensions {
-        if ids.iter().any(|id| id.eq_ignore_ascii_case(e.id)) {
-            return Err(ConfigureError::Duplicate(e.id.to_owned()));
+impl Schemas {
+    /// The built-in schemas plus configured extensions, each for Users or Groups.
+    pub fn with_extensions(
+        extensions: Vec<(ResourceType, &'static ResourceSchema)>,
+    ) -> Result<Self, ConfigureError> {
+        let mut schemas = Schemas::default();
+        for (resource_type, extension) in extensions {
+            if schemas
+                .all
+                .iter()
+                .any(|s| s.id.eq_ignore_ascii_case(extension.id))
+            {
+                return Err(ConfigureError::Duplicate(extension.id.to_owned()));
+            }
+            schemas.all.push(extension);
+            match resource_type {
+                ResourceType::User => schemas.user_extensions.push(extension),
+                ResourceType::Group => schemas.group_extensions.push(extension),
+            }
         }
-        ids.push(e.id);
+        Ok(schemas)
     }
-    let pick = |rt: ResourceType| -> Vec<&'static ResourceSchema> {
-        extensions
-            .iter()
-            .filter(|(t, _)| *t == rt)
-            .map(|(_, s)| *s)
-            .collect()
-    };
-    let mut user: Vec<&'static ResourceSchema> = BUILT_IN_USER_EXTENSIONS.to_vec();
-    user.extend(pick(ResourceType::User));
-    let group = pick(ResourceType::Group);
-    let mut all: Vec<&'static ResourceSchema> = BUILT_IN.to_vec();
-    all.extend(extensions.iter().map(|(_, s)| *s));
-    let wanted: Vec<&str> = all.iter().map(|s| s.id).collect();
-    if let Some(existing) = REGISTRY.get() {
-        let have: Vec<&str> = existing.all.iter().map(|s| s.id).collect();
-        return if have == wanted {
-            Ok(())
-        } else {
-            Err(ConfigureError::AlreadyFixed)
-        };
-    }
-    let registry = Registry {
-        user_extensions: Box::leak(user.into_boxed_slice()),
-        group_extensions: Box::leak(group.into_boxed_slice()),
-        all: Box::leak(all.into_boxed_slice()),
-    };
-    REGISTRY
-        .set(registry)
-        .map_err(|_| ConfigureError::AlreadyFixed)
-}
 
-/// Every schema served under `/Schemas`.
-pub fn all_schemas() -> &'static [&'static ResourceSchema] {
-    registry().all
+    /// Schema extensions the resource type accepts (RFC 7643 §6 `schemaExtensions`): the
+    /// enterprise User extension, then the configured ones.
+    pub fn extensions(&self, resource_type: ResourceType) -> &[&'static ResourceSchema] {
+        match resource_type {
+            ResourceType::User => &self.user_extensions,
+            ResourceType::Group => &self.group_extensions,
+        }
+    }
+
+    /// Every schema served under `/Schemas`.
+    pub fn all(&self) -> &[&'static ResourceSchema] {
+        &self.all
+    }
 }
 
 /// An attribute path resolved against the schemas.
@@ -370,46 +348,46 @@ pub enum SchemaError {
     NoSuchSubAttribute { attr: String, sub: String },
 }
 
-/// Resolves `[schema ":"] name ["." sub]` for a resource type. Everything matches
-/// case-insensitively. Without a URN prefix the common and core attributes are searched first,
-/// then the extensions' (RFC 7644 §3.10 lets clients omit the core prefix and only *advises*
-/// qualifying extension attributes; none of our extension names clashes with a core name).
-pub fn resolve_attribute(
-    resource_type: ResourceType,
-    schema: Option<&str>,
-    name: &str,
-    sub: Option<&str>,
-) -> Result<AttrRef, SchemaError> {
-    let core = resource_type.schema();
-    let no_such = || SchemaError::NoSuchAttribute {
-        name: name.to_string(),
-        resource_type: resource_type.name(),
-    };
-    let found = match schema {
-        Some(urn) if urn.eq_ignore_ascii_case(core.id) => find_core(core, name),
-        Some(urn) => {
-            let extension = resource_type
-                .extensions()
-                .iter()
-                .find(|e| e.id.eq_ignore_ascii_case(urn))
-                .ok_or_else(|| SchemaError::UnknownSchema {
-                    urn: urn.to_string(),
-                    resource_type: resource_type.name(),
-                })?;
-            extension
-                .attribute(name)
-                .map(|attr| (extension.id, true, attr))
-        }
-        None => find_core(core, name).or_else(|| {
-            resource_type
-                .extensions()
-                .iter()
-                .find_map(|e| e.attribute(name).map(|attr| (e.id, true, attr)))
-        }),
-    };
-    let (schema, extension, attr) = found.ok_or_else(no_such)?;
-    let sub =
-        match sub {
+impl Schemas {
+    /// Resolves `[schema ":"] name ["." sub]` for a resource type. Everything matches
+    /// case-insensitively. Without a URN prefix the common and core attributes are searched first,
+    /// then the extensions' (RFC 7644 §3.10 lets clients omit the core prefix and only *advises*
+    /// qualifying extension attributes; none of our extension names clashes with a core name).
+    pub fn resolve_attribute(
+        &self,
+        resource_type: ResourceType,
+        schema: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+    ) -> Result<AttrRef, SchemaError> {
+        let core = resource_type.schema();
+        let no_such = || SchemaError::NoSuchAttribute {
+            name: name.to_string(),
+            resource_type: resource_type.name(),
+        };
+        let found = match schema {
+            Some(urn) if urn.eq_ignore_ascii_case(core.id) => find_core(core, name),
+            Some(urn) => {
+                let extension = self
+                    .extensions(resource_type)
+                    .iter()
+                    .find(|e| e.id.eq_ignore_ascii_case(urn))
+                    .ok_or_else(|| SchemaError::UnknownSchema {
+                        urn: urn.to_string(),
+                        resource_type: resource_type.name(),
+                    })?;
+                extension
+                    .attribute(name)
+                    .map(|attr| (extension.id, true, attr))
+            }
+            None => find_core(core, name).or_else(|| {
+                self.extensions(resource_type)
+                    .iter()
+                    .find_map(|e| e.attribute(name).map(|attr| (e.id, true, attr)))
+            }),
+        };
+        let (schema, extension, attr) = found.ok_or_else(no_such)?;
+        let sub = match sub {
             None => None,
             Some(sub_name) => Some(attr.sub_attribute(sub_name).ok_or_else(|| {
                 SchemaError::NoSuchSubAttribute {
@@ -418,12 +396,13 @@ pub fn resolve_attribute(
                 }
             })?),
         };
-    Ok(AttrRef {
-        schema,
-        extension,
-        attr,
-        sub,
-    })
+        Ok(AttrRef {
+            schema,
+            extension,
+            attr,
+            sub,
+        })
+    }
 }
 
 fn find_core(
@@ -826,7 +805,7 @@ mod tests {
 
     fn all_defs() -> Vec<(&'static str, &'static AttributeDef)> {
         let mut out = Vec::new();
-        let schemas = all_schemas();
+        let schemas = Schemas::default().all().to_vec();
         let tops = schemas
             .iter()
             .flat_map(|s| s.attributes.iter())
@@ -927,7 +906,7 @@ mod tests {
                 assert!(a.sub_attributes.iter().all(|s| s.sub_attributes.is_empty()));
             }
         }
-        for s in all_schemas() {
+        for s in Schemas::default().all().to_vec() {
             check(s.attributes);
         }
         check(&COMMON_ATTRIBUTES);
@@ -1029,35 +1008,41 @@ mod tests {
 
     #[test]
     fn resolve_is_case_insensitive_and_the_core_prefix_is_optional() {
-        let plain = resolve_attribute(ResourceType::User, None, "USERNAME", None).expect("plain");
-        let prefixed = resolve_attribute(
-            ResourceType::User,
-            Some("URN:IETF:PARAMS:SCIM:SCHEMAS:CORE:2.0:USER"),
-            "userName",
-            None,
-        )
-        .expect("prefixed");
+        let plain = Schemas::default()
+            .resolve_attribute(ResourceType::User, None, "USERNAME", None)
+            .expect("plain");
+        let prefixed = Schemas::default()
+            .resolve_attribute(
+                ResourceType::User,
+                Some("URN:IETF:PARAMS:SCIM:SCHEMAS:CORE:2.0:USER"),
+                "userName",
+                None,
+            )
+            .expect("prefixed");
         assert_eq!(plain, prefixed);
         assert_eq!(plain.attr.name, "userName");
         assert!(!plain.extension);
-        let sub = resolve_attribute(ResourceType::User, None, "Name", Some("FAMILYNAME"))
+        let sub = Schemas::default()
+            .resolve_attribute(ResourceType::User, None, "Name", Some("FAMILYNAME"))
             .expect("name.familyName");
         assert_eq!(sub.target().name, "familyName");
     }
 
     #[test]
     fn resolve_finds_extension_attributes_with_or_without_their_urn() {
-        let with = resolve_attribute(
-            ResourceType::User,
-            Some(ENTERPRISE_USER_SCHEMA),
-            "manager",
-            Some("value"),
-        )
-        .expect("manager.value");
+        let with = Schemas::default()
+            .resolve_attribute(
+                ResourceType::User,
+                Some(ENTERPRISE_USER_SCHEMA),
+                "manager",
+                Some("value"),
+            )
+            .expect("manager.value");
         assert!(with.extension);
         assert_eq!(with.schema, ENTERPRISE_USER_SCHEMA);
-        let without =
-            resolve_attribute(ResourceType::User, None, "employeeNumber", None).expect("bare");
+        let without = Schemas::default()
+            .resolve_attribute(ResourceType::User, None, "employeeNumber", None)
+            .expect("bare");
         assert!(without.extension);
     }
 
@@ -1065,12 +1050,15 @@ mod tests {
     fn resolve_finds_common_attributes_on_both_resource_types() {
         for rt in [ResourceType::User, ResourceType::Group] {
             for name in ["id", "externalId", "meta", "schemas"] {
-                let r = resolve_attribute(rt, None, name, None).expect(name);
+                let r = Schemas::default()
+                    .resolve_attribute(rt, None, name, None)
+                    .expect(name);
                 assert!(!r.extension);
                 assert_eq!(r.schema, rt.schema().id);
             }
         }
-        let created = resolve_attribute(ResourceType::Group, None, "meta", Some("created"))
+        let created = Schemas::default()
+            .resolve_attribute(ResourceType::Group, None, "meta", Some("created"))
             .expect("meta.created");
         assert_eq!(created.target().kind, AttrType::DateTime);
     }
@@ -1078,13 +1066,17 @@ mod tests {
     #[test]
     fn resolve_rejects_unknown_attributes_schemas_and_sub_attributes() {
         assert!(matches!(
-            resolve_attribute(ResourceType::User, None, "nope", None),
+            Schemas::default().resolve_attribute(ResourceType::User, None, "nope", None),
             Err(SchemaError::NoSuchAttribute { .. })
         ));
         // A Group attribute is not a User attribute.
-        assert!(resolve_attribute(ResourceType::User, None, "members", None).is_err());
+        assert!(
+            Schemas::default()
+                .resolve_attribute(ResourceType::User, None, "members", None)
+                .is_err()
+        );
         assert!(matches!(
-            resolve_attribute(
+            Schemas::default().resolve_attribute(
                 ResourceType::Group,
                 Some(ENTERPRISE_USER_SCHEMA),
                 "manager",
@@ -1093,25 +1085,31 @@ mod tests {
             Err(SchemaError::UnknownSchema { .. })
         ));
         assert!(matches!(
-            resolve_attribute(ResourceType::User, Some(GROUP_SCHEMA), "userName", None),
+            Schemas::default().resolve_attribute(
+                ResourceType::User,
+                Some(GROUP_SCHEMA),
+                "userName",
+                None
+            ),
             Err(SchemaError::UnknownSchema { .. })
         ));
         // A core attribute under the extension's URN does not exist.
         assert!(
-            resolve_attribute(
-                ResourceType::User,
-                Some(ENTERPRISE_USER_SCHEMA),
-                "userName",
-                None
-            )
-            .is_err()
+            Schemas::default()
+                .resolve_attribute(
+                    ResourceType::User,
+                    Some(ENTERPRISE_USER_SCHEMA),
+                    "userName",
+                    None
+                )
+                .is_err()
         );
         assert!(matches!(
-            resolve_attribute(ResourceType::User, None, "userName", Some("x")),
+            Schemas::default().resolve_attribute(ResourceType::User, None, "userName", Some("x")),
             Err(SchemaError::NoSuchSubAttribute { .. })
         ));
         assert!(matches!(
-            resolve_attribute(ResourceType::User, None, "emails", Some("nope")),
+            Schemas::default().resolve_attribute(ResourceType::User, None, "emails", Some("nope")),
             Err(SchemaError::NoSuchSubAttribute { .. })
         ));
     }

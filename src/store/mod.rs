@@ -39,6 +39,7 @@ use crate::domain::provisioning::{
 use crate::domain::token::{Token, TokenKind};
 use crate::domain::user::User;
 use crate::scim_proto::filter::{ResolvedAttr, ResolvedFilter};
+use crate::scim_proto::schema::Schemas;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -303,6 +304,8 @@ pub struct OutboxMail {
 /// A page of a SCIM list: filter, order, and `startIndex - 1`/`count` (RFC 7644 §3.4.2).
 #[derive(Debug, Clone, Copy)]
 pub struct ScimListQuery<'a> {
+    /// The service's schemas (a filter on `schemas` matches the configured extensions' URNs).
+    pub schemas: &'a Schemas,
     pub filter: Option<&'a ResolvedFilter>,
     /// The `sortBy` attribute and whether `sortOrder` is descending.
     pub sort: Option<(&'a ResolvedAttr, bool)>,

@@ -827,7 +827,7 @@ impl SqlStore {
                 .push_bind(scope.org_id);
             if let Some(filter) = q.filter {
                 b.push(" AND ");
-                Translator::new(b, dialect, listing.resource_type)
+                Translator::new(b, dialect, q.schemas, listing.resource_type)
                     .filter(filter)
                     .map_err(|u| StoreError::InvalidQuery(u.0))?;
             }
@@ -837,7 +837,7 @@ impl SqlStore {
         where_clause(&mut count)?;
         let mut page = SqlBuilder::new(listing.select);
         where_clause(&mut page)?;
-        Translator::new(&mut page, dialect, listing.resource_type)
+        Translator::new(&mut page, dialect, q.schemas, listing.resource_type)
             .order_by(q.sort)
             .map_err(|u| StoreError::InvalidQuery(u.0))?;
         page.push(" LIMIT ")

@@ -24,7 +24,9 @@ use uuid::Uuid;
 use super::db::SqlBuilder;
 use crate::scim_proto::eval;
 use crate::scim_proto::filter::{CompareOp, ResolvedAttr, ResolvedFilter, ResolvedValue};
-use crate::scim_proto::schema::{AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
+use crate::scim_proto::schema::{
+    AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, Schemas, USER_SCHEMA,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -65,6 +67,7 @@ pub(crate) struct Translator<'b> {
     b: &'b mut SqlBuilder,
     dialect: Dialect,
     resource_type: ResourceType,
+    schemas: &'b Schemas,
 }
 
 /// The table alias and columns of a resource type.
@@ -99,12 +102,14 @@ impl<'b> Translator<'b> {
     pub(crate) fn new(
         b: &'b mut SqlBuilder,
         dialect: Dialect,
+        schemas: &'b Schemas,
         resource_type: ResourceType,
     ) -> Self {
         Translator {
             b,
             dialect,
             resource_type,
+            schemas,
         }
     }
 
@@ -442,7 +447,7 @@ impl<'b> Translator<'b> {
         if constant_matches(target, op, value, core) {
             terms.push(None);
         }
-        for extension in self.resource_type.extensions() {
+        for extension in self.schemas.extensions(self.resource_type) {
             if constant_matches(target, op, value, extension.id) {
                 terms.push(Some(extension.id));
             }
@@ -1108,12 +1113,13 @@ mod tests {
     use super::*;
     use crate::scim_proto::filter::{parse_filter, resolve};
     use crate::scim_proto::schema::ENTERPRISE_USER_SCHEMA;
+    use crate::scim_proto::schema::Schemas;
 
     fn translate(dialect: Dialect, rt: ResourceType, filter: &str) -> Result<String> {
         let parsed = parse_filter(filter).expect("parses");
-        let resolved = resolve(&parsed, rt).expect("resolves");
+        let resolved = resolve(&Schemas::default(), &parsed, rt).expect("resolves");
         let mut b = SqlBuilder::new("");
-        Translator::new(&mut b, dialect, rt).filter(&resolved)?;
+        Translator::new(&mut b, dialect, &Schemas::default(), rt).filter(&resolved)?;
         Ok(b.text_for_tests())
     }
 

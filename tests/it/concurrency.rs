@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::provisioning::ScimScope;
 use rolegate::domain::token::{self, TokenKind};
+use rolegate::scim_proto::schema::Schemas;
 use rolegate::store::{
     AuditQuery, Ctx, MemberRef, MembershipChange, NewToken, ScimGroupWrite, Store,
 };
@@ -51,9 +52,12 @@ async fn fifty_concurrent_writers_all_succeed(backend: Backend) {
             store
                 .add_owner(&ctx(), org.id, org.id, &format!("owner{i}@acme.test"))
                 .await?;
-            let input = rolegate::scim_proto::resource::user_input(&serde_json::json!({
-                "userName": format!("user{i}@acme.test")
-            }))
+            let input = rolegate::scim_proto::resource::user_input(
+                &Schemas::default(),
+                &serde_json::json!({
+                    "userName": format!("user{i}@acme.test")
+                }),
+            )
             .expect("valid user");
             let user = store.scim_create_user(&ctx(), scope, &input).await?;
             let minted = token::mint(

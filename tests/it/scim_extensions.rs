@@ -195,7 +195,69 @@ async fn an_unreadable_or_invalid_extension_file_stops_the_start(backend: Backen
     assert!(rolegate::state::AppState::new(store, config).is_err());
 }
 
+/// The schema is part of each service's state: two services in one process, one with the
+/// extension and one without, each answer by their own configuration, in either order.
+async fn two_services_in_one_process_keep_their_own_schemas(backend: Backend) {
+    let plain = TestApp::new(backend).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = unlimited();
+    config.scim_schema_extensions = Some(extension_file(&dir));
+    let extended = TestApp::with_config(backend, config).await;
+    let plain_again = TestApp::new(backend).await;
+
+    let advertised = |reply: &crate::common::http::Reply| {
+        reply.body["Resources"]
+            .as_array()
+            .expect("schemas")
+            .iter()
+            .any(|s| s["id"] == ACME)
+    };
+    for (app, expected) in [(&plain, false), (&extended, true), (&plain_again, false)] {
+        let schemas = app.scim(Method::GET, "/Schemas", None).await;
+        assert_eq!(advertised(&schemas), expected, "{}", schemas.text);
+    }
+
+    user(&extended, "ext@example.com", json!({ "badge": "B-1" })).await;
+    let reply = extended
+        .scim(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22ext%40example.com%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.body["Resources"][0][ACME]["badge"], "B-1",
+        "{}",
+        reply.text
+    );
+
+    // Without the extension the same body is accepted, and its unknown schema ignored.
+    user(&plain, "plain@example.com", json!({ "badge": "B-2" })).await;
+    let reply = plain
+        .scim(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22plain%40example.com%22",
+            None,
+        )
+        .await;
+    assert!(
+        reply.body["Resources"][0].get(ACME).is_none(),
+        "{}",
+        reply.text
+    );
+    let reply = plain
+        .scim(
+            Method::GET,
+            &format!("/Users?{}", q(&format!("{ACME}:badge eq \"B-2\""))),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.body["scimType"], "invalidFilter", "{}", reply.text);
+}
+
 crate::on_both_backends!(
     configured_extension_attributes_are_discovered_stored_returned_and_filtered,
     an_unreadable_or_invalid_extension_file_stops_the_start,
+    two_services_in_one_process_keep_their_own_schemas,
 );

@@ -17,6 +17,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rolegate::scim_proto::eval;
 use rolegate::scim_proto::filter::{parse_filter, resolve};
 use rolegate::scim_proto::schema::ResourceType;
+use rolegate::scim_proto::schema::Schemas;
 use serde_json::{Value, json};
 
 use crate::common::http::unlimited;
@@ -337,7 +338,7 @@ async fn sql_and_the_reference_evaluator_select_the_same_users(backend: Backend)
     for case in 0..FILTERS {
         let text = sample(&mut runner, &strategy);
         let parsed = parse_filter(&text).unwrap_or_else(|e| panic!("case {case}: {text}: {e}"));
-        let resolved = resolve(&parsed, ResourceType::User)
+        let resolved = resolve(&Schemas::default(), &parsed, ResourceType::User)
             .unwrap_or_else(|e| panic!("case {case}: {text}: {e}"));
         let expected: BTreeSet<String> = users
             .iter()

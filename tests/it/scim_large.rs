@@ -14,6 +14,7 @@ use rolegate::domain::audit::Actor;
 use rolegate::domain::provisioning::ScimScope;
 use rolegate::scim_proto::resource::{Projection, render_group};
 use rolegate::scim_proto::schema::ResourceType;
+use rolegate::scim_proto::schema::Schemas;
 use rolegate::store::Ctx;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -48,6 +49,7 @@ async fn seed_users(app: &TestApp, n: usize) -> Vec<Uuid> {
             let mut mine = Vec::new();
             for i in (w..n).step_by(WRITERS) {
                 let input = rolegate::scim_proto::resource::user_input(
+                    &Schemas::default(),
                     &json!({ "userName": format!("bulk{i:06}@acme.test") }),
                 )
                 .expect("valid user");
@@ -550,8 +552,13 @@ async fn streamed_groups_equal_what_the_renderer_makes_of_them(backend: Backend)
         (Some("members"), Some("members.value")),
         (None, Some("members")),
     ] {
-        let projection =
-            Projection::parse(ResourceType::Group, attributes, excluded).expect("projection");
+        let projection = Projection::parse(
+            &Schemas::default(),
+            ResourceType::Group,
+            attributes,
+            excluded,
+        )
+        .expect("projection");
         let mut query = Vec::new();
         if let Some(a) = attributes {
             query.push(format!("attributes={a}"));
@@ -573,7 +580,7 @@ async fn streamed_groups_equal_what_the_renderer_makes_of_them(backend: Backend)
                 .map(|(_, m)| m)
                 .collect();
             let mut expected = render_group(&group, Some(&members), &base);
-            projection.apply(ResourceType::Group, &mut expected);
+            projection.apply(&mut expected);
             let reply = app
                 .scim(Method::GET, &format!("/Groups/{id}?{query}"), None)
                 .await;

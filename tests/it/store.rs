@@ -9,6 +9,7 @@ use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::org::OrgRole;
 use rolegate::domain::provisioning::ScimScope;
 use rolegate::domain::token::{self, TokenKind};
+use rolegate::scim_proto::schema::Schemas;
 use rolegate::store::{
     AuditQuery, Ctx, MemberQuery, MemberRef, MembershipChange, NewToken, OwnerRule, ScimGroupWrite,
     Store, StoreError,
@@ -229,9 +230,11 @@ async fn find_user_by_email_is_case_insensitive_and_tenant_scoped(backend: Backe
 
 /// A SCIM user of `scope`'s org, as a create over SCIM would make it.
 async fn scim_user(store: &Arc<dyn Store>, scope: ScimScope, user_name: &str) -> Uuid {
-    let input =
-        rolegate::scim_proto::resource::user_input(&serde_json::json!({ "userName": user_name }))
-            .expect("valid user");
+    let input = rolegate::scim_proto::resource::user_input(
+        &Schemas::default(),
+        &serde_json::json!({ "userName": user_name }),
+    )
+    .expect("valid user");
     store
         .scim_create_user(&cli(), scope, &input)
         .await

@@ -36,6 +36,7 @@ use rolegate::scim_proto::filter::{
 use rolegate::scim_proto::patch::{self, MAX_COPIED_BYTES, MAX_OPERATIONS, MemberChange};
 use rolegate::scim_proto::resource::{self, GroupInput, MAX_NAME_CHARS};
 use rolegate::scim_proto::schema::ResourceType;
+use rolegate::scim_proto::schema::Schemas;
 use serde_json::Value;
 
 use super::{corpus, strategies};
@@ -275,7 +276,7 @@ fn filter_text(cases: u32) -> Outcome {
                 printed
             );
             for rt in [ResourceType::User, ResourceType::Group] {
-                if let Err(e) = filter::resolve(&ast, rt) {
+                if let Err(e) = filter::resolve(&Schemas::default(), &ast, rt) {
                     prop_assert_eq!(e.position, None);
                     filter_error(&e, &input, "invalidFilter")?;
                 }
@@ -299,7 +300,7 @@ fn filter_ast(cases: u32) -> Outcome {
             }
             prop_assert_eq!(parsed, Ok(ast.clone()), "printed as {}", printed);
             for rt in [ResourceType::User, ResourceType::Group] {
-                if let Err(e) = filter::resolve(&ast, rt) {
+                if let Err(e) = filter::resolve(&Schemas::default(), &ast, rt) {
                     filter_error(&e, &printed, "invalidFilter")?;
                 }
             }
@@ -326,7 +327,7 @@ fn patch_path_text(cases: u32) -> Outcome {
                 printed
             );
             for rt in [ResourceType::User, ResourceType::Group] {
-                if let Err(e) = filter::resolve_path(&path, rt) {
+                if let Err(e) = filter::resolve_path(&Schemas::default(), &path, rt) {
                     filter_error(&e, &input, "invalidPath")?;
                 }
             }
@@ -362,7 +363,7 @@ fn user_body(cases: u32) -> Outcome {
         cases,
         strategies::user_body(),
         |body| {
-            let w = match resource::user_input(&body) {
+            let w = match resource::user_input(&Schemas::default(), &body) {
                 Err(e) => return scim_error(e.into(), BODY_TYPES),
                 Ok(w) => w,
             };
@@ -376,7 +377,8 @@ fn user_body(cases: u32) -> Outcome {
                 size(&stored),
                 size(&body)
             );
-            let again = resource::user_input(&strategies::render_user_write(&w));
+            let again =
+                resource::user_input(&Schemas::default(), &strategies::render_user_write(&w));
             prop_assert_eq!(again, Ok(w), "validating the stored user changes it");
             Ok(())
         },
@@ -446,13 +448,13 @@ fn apply_and_validate(
     ops: &[patch::PatchOperation],
 ) -> TestCaseResult {
     let mut patched = doc.clone();
-    if let Err(e) = patch::apply(rt, &mut patched, ops) {
+    if let Err(e) = patch::apply(&Schemas::default(), rt, &mut patched, ops) {
         prop_assert_eq!(&patched, doc, "a failed PATCH changed the resource");
         return scim_error(e.into(), PATCH_TYPES);
     }
     growth_is_bounded(doc, &patched, body, ops.len())?;
     let validated = match rt {
-        ResourceType::User => resource::user_input(&patched).map(|_| ()),
+        ResourceType::User => resource::user_input(&Schemas::default(), &patched).map(|_| ()),
         ResourceType::Group => resource::group_input(&patched).map(|_| ()),
     };
     match validated {
@@ -490,7 +492,7 @@ fn group_patch(cases: u32) -> Outcome {
                 Err(checked) => return checked,
                 Ok(ops) => ops,
             };
-            let (others, changes) = match patch::split_group_member_ops(ops) {
+            let (others, changes) = match patch::split_group_member_ops(&Schemas::default(), ops) {
                 Err(e) => return scim_error(e.into(), PATCH_TYPES),
                 Ok(split) => split,
             };
@@ -524,11 +526,11 @@ fn idempotent(cases: u32) -> Outcome {
                 return Ok(());
             };
             let mut once = doc;
-            if patch::apply(ResourceType::User, &mut once, &ops).is_err() {
+            if patch::apply(&Schemas::default(), ResourceType::User, &mut once, &ops).is_err() {
                 return Ok(());
             }
             let mut twice = once.clone();
-            let again = patch::apply(ResourceType::User, &mut twice, &ops);
+            let again = patch::apply(&Schemas::default(), ResourceType::User, &mut twice, &ops);
             prop_assert!(
                 again.is_ok(),
                 "applied once, refused the second time: {:?}",
@@ -545,7 +547,8 @@ fn idempotent(cases: u32) -> Outcome {
 
 fn body_bytes(cases: u32) -> Outcome {
     let user = strategies::render_user_write(
-        &resource::user_input(&corpus::users()[2]).expect("the Entra tutorial user is valid"),
+        &resource::user_input(&Schemas::default(), &corpus::users()[2])
+            .expect("the Entra tutorial user is valid"),
     );
     let group = strategies::render_group_input(
         &resource::group_input(&corpus::groups()[2]).expect("the Entra tutorial group is valid"),
@@ -564,7 +567,7 @@ fn body_bytes(cases: u32) -> Outcome {
                 "nesting {} parsed",
                 depth(&body)
             );
-            if let Err(e) = resource::user_input(&body) {
+            if let Err(e) = resource::user_input(&Schemas::default(), &body) {
                 scim_error(e.into(), BODY_TYPES)?;
             }
             if let Err(e) = resource::group_input(&body) {
@@ -575,7 +578,7 @@ fn body_bytes(cases: u32) -> Outcome {
                 Ok(ops) => ops,
             };
             apply_and_validate(ResourceType::User, &user, &body, &ops)?;
-            match patch::split_group_member_ops(ops) {
+            match patch::split_group_member_ops(&Schemas::default(), ops) {
                 Err(e) => scim_error(e.into(), PATCH_TYPES),
                 Ok((others, _)) => apply_and_validate(ResourceType::Group, &group, &body, &others),
             }

@@ -29,6 +29,7 @@ use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::provisioning::{ScimGroup, ScimUser, ScimUserWrite};
 use rolegate::scim_proto::filter::{AttrPath, CompValue, CompareOp, Filter, MAX_LEN, PatchPath};
 use rolegate::scim_proto::resource::{self, GroupInput};
+use rolegate::scim_proto::schema::Schemas;
 use rolegate::scim_proto::schema::{
     self, AttrType, AttributeDef, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceType, USER_SCHEMA,
 };
@@ -39,6 +40,10 @@ use super::corpus;
 
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const BASE: &str = "https://rolegate.test/scim/v2";
+
+/// The schemas the generators draw attribute names from: the built-in ones (a test service
+/// runs with no configured extensions).
+static BUILT_IN: std::sync::LazyLock<Schemas> = std::sync::LazyLock::new(Schemas::default);
 
 /// Longest string a mutation grows a value to, in repetitions of one character.
 const HUGE: usize = 16 * 1024;
@@ -110,8 +115,8 @@ fn attributes_of(rt: ResourceType) -> Vec<(Option<&'static str>, &'static Attrib
         .iter()
         .chain(schema::COMMON_ATTRIBUTES.iter())
         .map(|d| (None, d));
-    let extensions = rt
-        .extensions()
+    let extensions = BUILT_IN
+        .extensions(rt)
         .iter()
         .flat_map(|e| e.attributes.iter().map(move |d| (Some(e.id), d)));
     core.chain(extensions).collect()
@@ -359,7 +364,7 @@ pub fn typed_single(def: &'static AttributeDef) -> BoxedStrategy<Value> {
 fn schemas_member(rt: ResourceType) -> BoxedStrategy<Option<Value>> {
     let core = rt.schema().id;
     let with_extensions: Vec<&'static str> = std::iter::once(core)
-        .chain(rt.extensions().iter().map(|e| e.id))
+        .chain(BUILT_IN.extensions(rt).iter().map(|e| e.id))
         .collect();
     prop_oneof![
         4 => Just(Some(json!([core]))),
@@ -484,7 +489,7 @@ pub fn render_user_write(w: &ScimUserWrite) -> Value {
         updated_at: stored_at(),
         version: 3,
     };
-    resource::render_user(&user, None, BASE)
+    resource::render_user(&Schemas::default(), &user, None, BASE)
 }
 
 /// A validated Group as the PATCH handler renders it for attribute operations: no members.
@@ -519,8 +524,8 @@ pub fn user_doc() -> BoxedStrategy<Value> {
         1 => mutated(select(corpus::users())),
     ]
     .prop_map(move |body| {
-        let w = resource::user_input(&body)
-            .or_else(|_| resource::user_input(&fallback))
+        let w = resource::user_input(&Schemas::default(), &body)
+            .or_else(|_| resource::user_input(&Schemas::default(), &fallback))
             .expect("the first corpus user is valid");
         render_user_write(&w)
     });
@@ -590,8 +595,8 @@ fn many_values_user() -> BoxedStrategy<Value> {
     )
         .prop_map(|(mut body, (def, values))| {
             body[def.name] = Value::Array(values);
-            let w = resource::user_input(&body)
-                .or_else(|_| resource::user_input(&corpus::users()[0]))
+            let w = resource::user_input(&Schemas::default(), &body)
+                .or_else(|_| resource::user_input(&Schemas::default(), &corpus::users()[0]))
                 .expect("the first corpus user is valid");
             render_user_write(&w)
         })
@@ -722,7 +727,7 @@ fn targeted_with(rt: ResourceType, filtered: bool) -> BoxedStrategy<(String, Val
             );
         }
     }
-    for extension in rt.extensions().iter().filter(|_| filtered) {
+    for extension in BUILT_IN.extensions(rt).iter().filter(|_| filtered) {
         let entry = one_of(extension.attributes, |d| {
             (spelled(d.name.to_string()), typed(d)).boxed()
         });
