@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
-use crate::config::{OrgCommand, ScimCommand, TokenCommand};
+use crate::config::{DatabaseUrl, OrgCommand, ScimCommand, TokenCommand};
 use crate::domain::audit::Actor;
 use crate::domain::{org, user};
 use crate::store::{Ctx, Store, StoreError};
@@ -19,6 +19,31 @@ pub enum CliError {
     NotFound(&'static str),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// The message for a failed command. "Not found" names the database it looked in: the usual
+/// cause is a command pointed at another database than the service's.
+pub fn explain(error: CliError, database: &DatabaseUrl) -> String {
+    match error {
+        CliError::NotFound(what) => {
+            format!("{what} not found in the database {}", database.located())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What `rolegate migrate` prints: each migration it applied, or that there was none to apply.
+pub fn migrated(database: &DatabaseUrl, applied: &[(i64, String)]) -> Value {
+    let applied: Vec<Value> = applied
+        .iter()
+        .map(|(version, description)| json!({ "version": version, "description": description }))
+        .collect();
+    let status = if applied.is_empty() {
+        "up to date"
+    } else {
+        "migrated"
+    };
+    json!({ "database": database.located(), "status": status, "applied": applied })
 }
 
 fn ctx() -> Ctx {

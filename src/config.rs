@@ -69,11 +69,11 @@ pub enum ScimCommand {
     /// link them (audited); prints JSON with what it did
     Release {
         /// The user's id
-        #[arg(long)]
+        #[arg(long, value_parser = user_id)]
         user: Uuid,
         /// Make the person a member of this org (inheriting their role) so its SCIM token, or
         /// one of an org above it, can link them
-        #[arg(long)]
+        #[arg(long, value_parser = org_id)]
         to_org: Option<Uuid>,
     },
 }
@@ -90,7 +90,7 @@ pub enum OrgCommand {
     },
     /// Make a user an Owner of an organization (break-glass; creates the user if needed)
     AddOwner {
-        #[arg(long)]
+        #[arg(long, value_parser = org_id)]
         org: Uuid,
         #[arg(long)]
         email: String,
@@ -101,7 +101,7 @@ pub enum OrgCommand {
 pub enum TokenCommand {
     /// Create a token; prints JSON with id and token (the secret is shown only here, once)
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = org_id)]
         org: Uuid,
         #[arg(long)]
         kind: TokenKindArg,
@@ -113,14 +113,58 @@ pub enum TokenCommand {
     },
     /// List an organization's tokens (never their secrets)
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = org_id)]
         org: Uuid,
     },
     /// Revoke a token at once
     Revoke {
-        #[arg(long)]
+        #[arg(long, value_parser = token_id)]
         id: Uuid,
     },
+}
+
+/// Ids on the command line are UUIDs; saying which kind of id was expected, and where one comes
+/// from, beats the parser's "invalid character: found `n` at 1".
+fn parse_id(raw: &str, what: &str, printed_by: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        format!("expected {what} (a UUID such as 0190d3c2-7b1e-7c2a-9f1e-3a5b2c4d6e7f, as printed by {printed_by})")
+    })
+}
+
+fn org_id(raw: &str) -> Result<Uuid, String> {
+    parse_id(
+        raw,
+        "an org id",
+        "`rolegate org create` or GET /api/v1/orgs",
+    )
+}
+
+fn user_id(raw: &str) -> Result<Uuid, String> {
+    parse_id(raw, "a user id", "the admin API's member list or SCIM")
+}
+
+fn token_id(raw: &str) -> Result<Uuid, String> {
+    parse_id(
+        raw,
+        "a token id",
+        "`rolegate token create` or `rolegate token list`",
+    )
+}
+
+/// The listen address is an IP and a port: a host name would have to be resolved to one of
+/// possibly several addresses, and which one is the operator's choice.
+fn bind_address(raw: &str) -> Result<SocketAddr, String> {
+    raw.trim().parse().map_err(|_| {
+        let hint = if raw.starts_with("localhost") {
+            " (for localhost write 127.0.0.1 or [::1])"
+        } else {
+            ""
+        };
+        format!(
+            "expected IP:PORT such as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080{hint}; host names \
+             are not accepted"
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -147,7 +191,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on
-    #[arg(long, env = "ROLEGATE_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "ROLEGATE_BIND", default_value = "127.0.0.1:8080", value_parser = bind_address)]
     pub bind: SocketAddr,
 
     /// External base URL (SCIM meta.location, invitation links, OIDC redirects); defaults to
@@ -314,6 +358,24 @@ impl DatabaseUrl {
     /// The real URL, for the driver only.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// For messages: the redacted URL, with a SQLite file's path made absolute, so the operator
+    /// sees which directory a relative path meant.
+    pub fn located(&self) -> String {
+        let Some(rest) = self.0.strip_prefix("sqlite:") else {
+            return self.redacted();
+        };
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(p, q)| (p, Some(q)));
+        let absolute =
+            std::path::absolute(path).map_or_else(|_| path.to_owned(), |p| p.display().to_string());
+        match query {
+            Some(q) => format!("sqlite://{absolute}?{q}"),
+            None => format!("sqlite://{absolute}"),
+        }
     }
 
     pub fn redacted(&self) -> String {

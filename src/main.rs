@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use rolegate::config::{Cli, Command};
+use rolegate::config::{Cli, Command, DatabaseUrl, OrgCommand};
 use rolegate::store::{self, Store, StoreOptions};
 use rolegate::{app, cli, state, telemetry};
 
@@ -30,6 +30,7 @@ async fn run(args: Cli) -> Result<(), String> {
                 migrate: !serve.no_migrate,
                 // No statement needs longer than the request that runs it may take.
                 statement_timeout: Some(serve.request_timeout()),
+                create: true,
             };
             let store = store::connect(url, &options)
                 .await
@@ -47,21 +48,27 @@ async fn run(args: Cli) -> Result<(), String> {
             tracing::info!("stopped");
             Ok(())
         }
-        Command::Migrate => store::migrate(url).await.map_err(|e| e.to_string()),
+        Command::Migrate => {
+            let applied = store::migrate(url).await.map_err(|e| e.to_string())?;
+            println!("{}", cli::migrated(&args.database_url, &applied));
+            Ok(())
+        }
         Command::Org(command) => {
-            operator(url, |store| async move {
+            // Creating a root org is how an operator starts: it may create the database.
+            let create = matches!(command, OrgCommand::Create { .. });
+            operator(&args.database_url, create, |store| async move {
                 cli::org(store.as_ref(), command).await
             })
             .await
         }
         Command::Token(command) => {
-            operator(url, |store| async move {
+            operator(&args.database_url, false, |store| async move {
                 cli::token(store.as_ref(), command).await
             })
             .await
         }
         Command::Scim(command) => {
-            operator(url, |store| async move {
+            operator(&args.database_url, false, |store| async move {
                 cli::scim(store.as_ref(), command).await
             })
             .await
@@ -70,15 +77,22 @@ async fn run(args: Cli) -> Result<(), String> {
 }
 
 /// Runs one operator command on the store and prints its JSON; the store is closed either way.
-async fn operator<F, Fut>(url: &str, command: F) -> Result<(), String>
+/// Only a command that may `create` the database makes one that is not there.
+async fn operator<F, Fut>(database: &DatabaseUrl, create: bool, command: F) -> Result<(), String>
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = Result<serde_json::Value, cli::CliError>>,
 {
-    let store = store::connect(url, &StoreOptions::default())
+    let options = StoreOptions {
+        create,
+        ..StoreOptions::default()
+    };
+    let store = store::connect(database.expose(), &options)
         .await
         .map_err(|e| e.to_string())?;
-    let out = command(store.clone()).await.map_err(|e| e.to_string());
+    let out = command(store.clone())
+        .await
+        .map_err(|e| cli::explain(e, database));
     store.close().await;
     println!("{}", out?);
     Ok(())

@@ -236,6 +236,15 @@ pub(crate) enum Pool {
     Postgres(sqlx::PgPool),
 }
 
+impl Pool {
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
 /// Anything a statement can run on: a pooled connection or an open write transaction.
 pub(crate) trait AsConn {
     fn conn(&mut self) -> Conn<'_>;

@@ -803,48 +803,64 @@ pub struct StoreOptions {
     /// the connection has been out of the pool this long (one checkout serves one request).
     /// Migrations always run without it.
     pub statement_timeout: Option<Duration>,
+    /// Whether a database that is not there yet may be made: a SQLite file created, an empty
+    /// database given its schema. The service, `migrate` and `org create` may; the other
+    /// commands refuse, so a command run from the wrong directory says so instead of answering
+    /// "not found" from a fresh empty database it just made.
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
-    /// For the command line and tests: no statement deadline (an operator's command may
-    /// legitimately take long).
+    /// For tests and the service's defaults: no statement deadline (an operator's command may
+    /// legitimately take long), and a missing database is created.
     fn default() -> Self {
         StoreOptions {
             max_connections: 10,
             migrate: true,
             statement_timeout: None,
+            create: true,
         }
     }
+}
+
+/// A backend's open pool, and the migrations opening it applied.
+pub(crate) struct Opened {
+    pool: db::Pool,
+    applied: Vec<(i64, String)>,
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), running migrations unless
 /// told not to.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
-    let pool = if url.starts_with("sqlite:") {
-        sqlite::connect(url, options).await?
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        postgres::connect(url, options).await?
-    } else {
-        return Err(StoreError::Other(
-            "database URL must start with sqlite:// or postgres://".into(),
-        ));
-    };
+    let opened = open(url, options).await?;
     Ok(Arc::new(queries::SqlStore::new(
-        pool,
+        opened.pool,
         options.max_connections,
     )))
 }
 
-/// Applies pending migrations to the store at `url`.
-pub async fn migrate(url: &str) -> Result<(), StoreError> {
+async fn open(url: &str, options: &StoreOptions) -> Result<Opened, StoreError> {
+    if url.starts_with("sqlite:") {
+        sqlite::connect(url, options).await
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        postgres::connect(url, options).await
+    } else {
+        Err(StoreError::Other(
+            "database URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+/// Applies pending migrations to the store at `url` (creating a SQLite file if needed) and
+/// names each migration it applied, oldest first; none when the database was up to date.
+pub async fn migrate(url: &str) -> Result<Vec<(i64, String)>, StoreError> {
     let options = StoreOptions {
         max_connections: 2,
-        migrate: true,
-        statement_timeout: None,
+        ..StoreOptions::default()
     };
-    let store = connect(url, &options).await?;
-    store.close().await;
-    Ok(())
+    let opened = open(url, &options).await?;
+    opened.pool.close().await;
+    Ok(opened.applied)
 }
 
 /// Migration versions and names of each backend, for the lockstep check.

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 
 use super::db::Pool;
-use super::{StoreError, StoreOptions};
+use super::{Opened, StoreError, StoreOptions};
 
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, StoreError> {
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened, StoreError> {
     let connect_options = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
         // Statements are prepared once per connection, and after five runs PostgreSQL may keep
@@ -19,6 +20,8 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
         // as provisioning fills `users`. Planning each run with its parameters keeps the index
         // lookups (a few tens of microseconds a statement).
         .options([("plan_cache_mode", "force_custom_plan")]);
+    probe(&connect_options).await?;
+    let mut applied = Vec::new();
     if options.migrate {
         // On a connection of its own, without the statement deadline: a migration may take as
         // long as it takes. sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
@@ -33,9 +36,18 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
             .await
             // sqlx's connect errors do not include the URL, so the password cannot leak here.
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let migrated = MIGRATOR.run(&migrator_pool).await;
+        if !options.create && !has_schema(&migrator_pool).await? {
+            migrator_pool.close().await;
+            return Err(StoreError::Unavailable(format!(
+                "database \"{}\" at {} holds no rolegate schema; run `rolegate migrate` (or \
+                 `rolegate serve`) with this database URL first",
+                connect_options.get_database().unwrap_or("postgres"),
+                server(&connect_options)
+            )));
+        }
+        let migrated = run_migrations(&migrator_pool).await;
         migrator_pool.close().await;
-        migrated.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        applied = migrated?;
     }
     let pool_connect_options = match options.statement_timeout {
         // Set at connection start, so it holds for every statement of every checkout: the
@@ -51,7 +63,92 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
         .connect_with(pool_connect_options)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(Pool::Postgres(pool))
+    Ok(Opened {
+        pool: Pool::Postgres(pool),
+        applied,
+    })
+}
+
+/// How long the first connection may take before the server counts as not answering.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens one connection before any pool does, because a pool that cannot connect only says
+/// "pool timed out" after its acquire timeout; the first connection's own error says what to
+/// do (create the database, start the server, fix the port or the password).
+async fn probe(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let attempt = tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(options)).await;
+    match attempt {
+        Ok(Ok(conn)) => {
+            // Closing politely only saves the server a log line; a failure here changes nothing.
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(StoreError::Unavailable(explain_connect_error(options, &e))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from PostgreSQL at {} within {} s",
+            server(options),
+            PROBE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+fn server(options: &PgConnectOptions) -> String {
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+/// The operator's next step for the usual ways a first connection fails. sqlx's errors never
+/// include the URL, so no password can leak through the fallback.
+fn explain_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+    let at = server(options);
+    let database = options.get_database().unwrap_or(options.get_username());
+    let user = options.get_username();
+    match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => format!(
+                "database \"{database}\" does not exist at {at}; create it: createdb -h {} -p {} \
+                 -U {user} {database}",
+                options.get_host(),
+                options.get_port()
+            ),
+            Some("28P01") | Some("28000") => format!(
+                "PostgreSQL at {at} refused user \"{user}\": {}",
+                db.message()
+            ),
+            _ => format!("cannot connect to PostgreSQL at {at}: {}", db.message()),
+        },
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {at}: is PostgreSQL running there, on that port?")
+        }
+        other => format!("cannot connect to PostgreSQL at {at}: {other}"),
+    }
+}
+
+/// Applies what is pending and names what it applied.
+async fn run_migrations(pool: &sqlx::PgPool) -> Result<Vec<(i64, String)>, StoreError> {
+    let before: Vec<i64> = if has_schema(pool).await? {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !before.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect())
+}
+
+async fn has_schema(pool: &sqlx::PgPool) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 #[cfg(test)]
@@ -74,8 +171,9 @@ mod tests {
             max_connections: 2,
             migrate: false,
             statement_timeout: Some(Duration::from_millis(200)),
+            create: true,
         };
-        let db = Db::new(connect(&url, &options).await.expect("connects"));
+        let db = Db::new(connect(&url, &options).await.expect("connects").pool);
         assert_slow_statements_stop_at_the_deadline(&db, "SELECT pg_sleep(5)").await;
     }
 }

@@ -1,5 +1,6 @@
 //! SQLite specifics: the embedded default, one instance, one writer at a time.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::Pool;
-use super::{StoreError, StoreOptions};
+use super::{Opened, StoreError, StoreOptions};
 
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -32,7 +33,7 @@ async fn arm_deadline(conn: &mut SqliteConnection, limit: Duration) -> Result<()
     Ok(())
 }
 
-pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, StoreError> {
+pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened, StoreError> {
     if url.contains(":memory:") || url.contains("mode=memory") {
         // Each pooled connection would see its own empty database, and nothing would survive a
         // restart: a service must not run on it.
@@ -42,7 +43,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
     }
     let connect_options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
-        .create_if_missing(true)
+        .create_if_missing(options.create)
         // WAL lets readers go on while one writer commits.
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -50,6 +51,12 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
         // Another process holding the write lock (e.g. `rolegate token create` next to a running
         // server) is waited for, not reported as SQLITE_BUSY.
         .busy_timeout(Duration::from_secs(30));
+    let path = connect_options.get_filename().to_owned();
+    check_path(&path, options.create)?;
+    let cannot_open = |e: sqlx::Error| {
+        StoreError::Unavailable(format!("cannot open {}: {e}", display_absolute(&path)))
+    };
+    let mut applied = Vec::new();
     if options.migrate {
         // On a connection of its own, without the statement deadline: a migration may take as
         // long as it takes.
@@ -59,10 +66,18 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
             .max_connections(1)
             .connect_with(connect_options.clone())
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let migrated = MIGRATOR.run(&migrator_pool).await;
+            .map_err(cannot_open)?;
+        if !options.create && !has_schema(&migrator_pool).await? {
+            migrator_pool.close().await;
+            return Err(StoreError::Unavailable(format!(
+                "{} holds no rolegate database; run `rolegate migrate` (or `rolegate serve`) \
+                 with this database URL to create one",
+                display_absolute(&path)
+            )));
+        }
+        let migrated = run_migrations(&migrator_pool).await;
         migrator_pool.close().await;
-        migrated.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        applied = migrated?;
     }
     let mut pool_options = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(2))
@@ -77,8 +92,72 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool, S
     let pool = pool_options
         .connect_with(connect_options)
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(Pool::Sqlite(pool))
+        .map_err(cannot_open)?;
+    Ok(Opened {
+        pool: Pool::Sqlite(pool),
+        applied,
+    })
+}
+
+/// Says which file is wrong, and why, before SQLite's own "unable to open database file" could.
+fn check_path(path: &Path, create: bool) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if !create {
+        return Err(StoreError::Unavailable(format!(
+            "no database at {}: only `rolegate serve`, `rolegate migrate` and `rolegate org \
+             create` create one; point --database-url (or ROLEGATE_DATABASE_URL) at the \
+             service's database",
+            display_absolute(path)
+        )));
+    }
+    match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(StoreError::Unavailable(format!(
+            "cannot create the database {}: the directory {} does not exist",
+            display_absolute(path),
+            display_absolute(dir)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A relative path is shown as the absolute one it named, so "no database at rolegate.db"
+/// also tells the operator which directory the command ran in.
+fn display_absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Applies what is pending and names what it applied.
+async fn run_migrations(pool: &sqlx::SqlitePool) -> Result<Vec<(i64, String)>, StoreError> {
+    let before: Vec<i64> = if has_schema(pool).await? {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !before.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect())
+}
+
+async fn has_schema(pool: &sqlx::SqlitePool) -> Result<bool, StoreError> {
+    let found: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(found > 0)
 }
 
 #[cfg(test)]
@@ -98,8 +177,9 @@ mod tests {
             max_connections: 2,
             migrate: true,
             statement_timeout: Some(Duration::from_millis(200)),
+            create: true,
         };
-        let db = Db::new(connect(&url, &options).await.expect("connects"));
+        let db = Db::new(connect(&url, &options).await.expect("connects").pool);
         assert_slow_statements_stop_at_the_deadline(&db, SLOW).await;
     }
 }

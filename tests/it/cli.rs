@@ -415,3 +415,212 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
         );
     }
 }
+
+fn refused(w: &Workdir, args: &[&str], expected: &[&str]) {
+    let out = w.run(args);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?}: errors print nothing on stdout"
+    );
+    for part in expected {
+        assert!(stderr.contains(part), "{args:?}: {part:?} not in {stderr}");
+    }
+}
+
+const SOME_ID: &str = "0190f0f0-0000-7000-8000-000000000000";
+
+/// Only `serve`, `migrate` and `org create` make a database; every other command run where
+/// there is none says where it looked instead of answering from a fresh empty one.
+#[test]
+fn commands_refuse_a_missing_database_and_name_the_one_they_used() {
+    let w = Workdir::new();
+    let path = std::path::absolute(w.dir.path().join("rolegate.db"))
+        .expect("absolute")
+        .display()
+        .to_string();
+    for args in [
+        vec!["token", "list", "--org", SOME_ID],
+        vec!["token", "create", "--org", SOME_ID, "--kind", "scim"],
+        vec!["token", "revoke", "--id", SOME_ID],
+        vec!["org", "add-owner", "--org", SOME_ID, "--email", "a@b.test"],
+        vec!["scim", "release", "--user", SOME_ID],
+    ] {
+        refused(&w, &args, &["no database at", &path, "rolegate migrate"]);
+        assert!(
+            !w.dir.path().join("rolegate.db").exists(),
+            "{args:?} created a database"
+        );
+    }
+
+    // An empty file where the database should be is not a database either.
+    std::fs::write(w.dir.path().join("rolegate.db"), b"").expect("touch");
+    refused(
+        &w,
+        &["token", "list", "--org", SOME_ID],
+        &["holds no rolegate database", &path],
+    );
+    std::fs::remove_file(w.dir.path().join("rolegate.db")).expect("rm");
+
+    // `migrate` creates it and says what it applied; a second run has nothing to do.
+    let first = w.json(&["migrate"]);
+    assert_eq!(first["status"], "migrated", "{first}");
+    assert_eq!(first["database"], format!("sqlite://{path}"), "{first}");
+    let applied = first["applied"].as_array().expect("applied");
+    assert_eq!(
+        applied.len(),
+        rolegate::store::migration_list(rolegate::store::Backend::Sqlite).len()
+    );
+    assert_eq!(applied[0]["version"], 1);
+    let again = w.json(&["migrate"]);
+    assert_eq!(again["status"], "up to date", "{again}");
+    assert_eq!(again["applied"], serde_json::json!([]));
+
+    // Not found names the database looked in.
+    refused(
+        &w,
+        &["token", "list", "--org", SOME_ID],
+        &["org not found in the database", &path],
+    );
+    refused(
+        &w,
+        &["token", "revoke", "--id", SOME_ID],
+        &["token not found in the database", &path],
+    );
+
+    // A file in a directory that does not exist: named, with the directory.
+    let missing_dir = w.dir.path().join("nowhere");
+    let url = format!("sqlite://{}", missing_dir.join("x.db").display());
+    refused(
+        &w,
+        &["--database-url", &url, "migrate"],
+        &[
+            "the directory",
+            &missing_dir.display().to_string(),
+            "does not exist",
+        ],
+    );
+
+    // `org create` may start from nothing.
+    let fresh = Workdir::new();
+    let org = fresh.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    assert!(org["org_id"].is_string(), "{org}");
+}
+
+/// Values the parser refuses are explained with the form it expects.
+#[test]
+fn malformed_ids_and_addresses_are_explained() {
+    let w = Workdir::new();
+    refused(
+        &w,
+        &["token", "list", "--org", "nope"],
+        &["expected an org id (a UUID"],
+    );
+    refused(
+        &w,
+        &["token", "revoke", "--id", "42"],
+        &["expected a token id (a UUID"],
+    );
+    refused(
+        &w,
+        &["scim", "release", "--user", "ada@acme.test"],
+        &["expected a user id (a UUID"],
+    );
+    refused(
+        &w,
+        &["serve", "--bind", "localhost:18482"],
+        &[
+            "expected IP:PORT such as 127.0.0.1:8080",
+            "127.0.0.1 or [::1]",
+        ],
+    );
+    assert!(!w.dir.path().join("rolegate.db").exists());
+}
+
+/// PostgreSQL that is not there, or not rolegate's, says what to do rather than timing out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_failures_say_what_to_do() {
+    if !crate::common::db::postgres_enabled() {
+        return;
+    }
+    let w = Workdir::new();
+    let server = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL"))
+        .expect("DATABASE_URL is a URL");
+    let host = server.host_str().expect("host").to_owned();
+    let port = server.port().unwrap_or(5432);
+
+    let mut missing = server.clone();
+    missing.set_path("/rolegate_no_such_database");
+    refused(
+        &w,
+        &[
+            "--database-url",
+            missing.as_str(),
+            "token",
+            "list",
+            "--org",
+            SOME_ID,
+        ],
+        &[
+            "database \"rolegate_no_such_database\" does not exist",
+            "createdb -h",
+            &format!("{host}:{port}"),
+        ],
+    );
+
+    // A port nobody listens on: refused at once, not after a pool's timeout.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut refused_url = server.clone();
+    refused_url.set_host(Some("127.0.0.1")).expect("host");
+    refused_url.set_port(Some(closed_port)).expect("port");
+    let started = std::time::Instant::now();
+    refused(
+        &w,
+        &["--database-url", refused_url.as_str(), "migrate"],
+        &[&format!("connection refused at 127.0.0.1:{closed_port}")],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no pool timeout"
+    );
+
+    // An existing database without rolegate's schema: only `migrate` may set it up.
+    let empty = crate::common::TestDb::empty_postgres().await;
+    refused(
+        &w,
+        &[
+            "--database-url",
+            &empty.url,
+            "token",
+            "list",
+            "--org",
+            SOME_ID,
+        ],
+        &["holds no rolegate schema", "rolegate migrate"],
+    );
+    let migrated = w.json(&["--database-url", &empty.url, "migrate"]);
+    assert_eq!(migrated["status"], "migrated", "{migrated}");
+    refused(
+        &w,
+        &[
+            "--database-url",
+            &empty.url,
+            "token",
+            "list",
+            "--org",
+            SOME_ID,
+        ],
+        &["org not found in the database postgres://"],
+    );
+}

@@ -28,6 +28,7 @@ async fn a_tiny_statement_deadline_never_cuts_off_migrations(backend: Backend) {
         max_connections: 2,
         migrate: true,
         statement_timeout: Some(Duration::from_millis(1)),
+        create: true,
     };
     let store = rolegate::store::connect(&db.url, &options)
         .await
