@@ -140,6 +140,14 @@ impl FromStr for SmtpUrl {
                 }
             }
         }
+        // Invitation links are credentials: in clear text they may cross only the loopback
+        // interface (a local sink, or a local relay that forwards them over TLS).
+        if security == SmtpSecurity::None && !is_loopback(&host) {
+            return Err(invalid(format!(
+                "tls=none is refused for {host}: invitation links would cross the network in \
+                 clear text; use smtp:// (STARTTLS) or smtps://, or a relay on 127.0.0.1"
+            )));
+        }
         let credentials = match (url.username(), url.password()) {
             ("", None) => None,
             (user, Some(pass)) if !user.is_empty() => {
@@ -232,6 +240,8 @@ pub enum MailError {
         #[source]
         source: lettre::transport::smtp::Error,
     },
+    #[error("the SMTP relay {server} did not answer NOOP")]
+    Refused { server: String },
     #[error("SMTP delivery via {server} did not finish within {}s", .after.as_secs())]
     Timeout { server: String, after: Duration },
 }
@@ -289,6 +299,38 @@ impl Mailer {
         self.relay.is_some()
     }
 
+    /// For the start-up line: where mail goes, password hidden.
+    pub fn mode(&self) -> String {
+        match &self.relay {
+            Some(relay) => relay.server.clone(),
+            None => "log and outbox (no SMTP relay)".to_owned(),
+        }
+    }
+
+    /// Connects to the relay as a send would (TLS, and the login when credentials are given)
+    /// without sending anything, so a relay that cannot work — no STARTTLS, a wrong port, a
+    /// rejected password — is reported when the service starts, not at the first invitation.
+    /// Without a relay there is nothing to check.
+    pub async fn check(&self) -> Result<(), MailError> {
+        let Some(relay) = &self.relay else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SEND_DEADLINE, relay.transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(MailError::Refused {
+                server: relay.server.clone(),
+            }),
+            Ok(Err(source)) => Err(MailError::Smtp {
+                server: relay.server.clone(),
+                source,
+            }),
+            Err(_elapsed) => Err(MailError::Timeout {
+                server: relay.server.clone(),
+                after: SEND_DEADLINE,
+            }),
+        }
+    }
+
     pub async fn send(&self, mail: &OutgoingMail) -> Result<Delivery, MailError> {
         // Built in both cases, so a bad address fails the same way with or without a relay.
         let message = self.message(mail)?;
@@ -339,12 +381,7 @@ impl Mailer {
 fn relay(url: SmtpUrl) -> Result<Relay, MailError> {
     let server = url.redacted().to_owned();
     let tls = match url.security {
-        SmtpSecurity::None => {
-            if !is_loopback(&url.host) {
-                tracing::warn!(server = %server, "SMTP relay without TLS on a non-loopback host");
-            }
-            Tls::None
-        }
+        SmtpSecurity::None => Tls::None,
         SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => {
             // Certificates are checked against the webpki (Mozilla) roots with rustls + ring.
             let params = TlsParameters::new(url.host.clone()).map_err(|source| MailError::Tls {
@@ -430,6 +467,8 @@ mod tests {
             "smtp://mail.example.com?timeout=5",
             "smtp://user@mail.example.com",
             "smtp://user:pw@127.0.0.1:2525?tls=none",
+            "smtp://mail.example.com:25?tls=none",
+            "smtp://10.0.0.5?tls=none",
         ] {
             assert!(bad.parse::<SmtpUrl>().is_err(), "{bad} was accepted");
         }

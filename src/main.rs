@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
 async fn run(args: Cli) -> Result<(), String> {
     let url = args.database_url.expose();
     match args.command {
-        Command::Serve(serve) => {
+        Command::Serve(mut serve) => {
             let options = StoreOptions {
                 max_connections: serve.db_max_connections,
                 migrate: !serve.no_migrate,
@@ -39,8 +39,35 @@ async fn run(args: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", serve.bind))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(addr = %local, database = %args.database_url, backend = ?store.backend(), "listening");
+            // The default public URL is the address actually bound (`--bind 127.0.0.1:0` picks a
+            // port only now).
+            serve.bind = local;
             let state = state::AppState::new(store.clone(), serve).map_err(|e| e.to_string())?;
+            let config = &state.config;
+            tracing::info!(
+                addr = %local,
+                public_url = %config.public_url(),
+                database = %args.database_url.located(),
+                backend = ?store.backend(),
+                mail = %state.mailer.mode(),
+                scim_rate_limit = config.scim_rate_limit,
+                "listening"
+            );
+            let mailer = state.mailer.clone();
+            // In the background: a slow relay must not hold up the start, only be reported.
+            tokio::spawn(async move {
+                match mailer.check().await {
+                    Ok(()) if mailer.is_configured() => {
+                        tracing::info!(relay = %mailer.mode(), "SMTP relay reachable");
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "SMTP relay check failed: invitation e-mails will not be delivered \
+                         (each attempt is kept in the outbox with its error)"
+                    ),
+                }
+            });
             app::serve(listener, state, app::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())?;

@@ -63,6 +63,11 @@ struct AddressResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, examples("sent", "logged", "failed"))]
     delivery: Option<&'static str>,
+    /// With `delivery: failed`: why, e.g. the relay refused STARTTLS or did not answer. The
+    /// invitation exists; fix the relay and resend it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    delivery_error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -107,6 +112,12 @@ fn accept_link(state: &AppState, secret: &str) -> Result<url::Url, ApiError> {
     Ok(link)
 }
 
+/// How one invitation e-mail went: `sent`, `logged` or `failed` with the reason.
+struct MailOutcome {
+    status: &'static str,
+    error: Option<String>,
+}
+
 /// Sends the invitation e-mail and keeps a copy in the outbox. A failed send is reported per
 /// address, never as a failure of the whole request: the invitation exists and can be resent.
 async fn send_invitation(
@@ -115,7 +126,7 @@ async fn send_invitation(
     org_name: &str,
     invitation: &Invitation,
     secret: &str,
-) -> Result<&'static str, ApiError> {
+) -> Result<MailOutcome, ApiError> {
     let link = accept_link(state, secret)?;
     let inviter = ctx
         .actor
@@ -150,13 +161,13 @@ async fn send_invitation(
         subject: mail.subject.clone(),
         body: stored_body,
         status,
-        error,
+        error: error.clone(),
     };
     state
         .store
         .record_mail(ctx, invitation.tenant_id, &copy)
         .await?;
-    Ok(status)
+    Ok(MailOutcome { status, error })
 }
 
 /// Invites a comma-separated list of addresses to the org, optionally with access to a product.
@@ -254,6 +265,7 @@ async fn invite(
                 error: Some("listed more than once"),
                 invitation: None,
                 delivery: None,
+                delivery_error: None,
             }),
             ListedAddress::Invalid { input, reason } => results.push(AddressResult {
                 email: input,
@@ -261,6 +273,7 @@ async fn invite(
                 error: Some(reason),
                 invitation: None,
                 delivery: None,
+                delivery_error: None,
             }),
         }
     }
@@ -289,17 +302,19 @@ async fn invite(
                     error: None,
                     invitation: None,
                     delivery: None,
+                    delivery_error: None,
                 });
                 continue;
             }
         };
-        let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
+        let sent = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
         results.push(AddressResult {
             email,
             status,
             error: None,
             invitation: Some(invitation),
-            delivery: Some(delivery),
+            delivery: Some(sent.status),
+            delivery_error: sent.error,
         });
     }
     Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
@@ -391,7 +406,7 @@ async fn resend(
             hourly_cap(&state),
         )
         .await?;
-    let delivery = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
+    let sent = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
     Ok((
         NoStore,
         ApiJson(AddressResult {
@@ -399,7 +414,8 @@ async fn resend(
             status: "resent",
             error: None,
             invitation: Some(invitation),
-            delivery: Some(delivery),
+            delivery: Some(sent.status),
+            delivery_error: sent.error,
         }),
     ))
 }

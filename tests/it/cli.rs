@@ -335,7 +335,24 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
         if let Ok(v) = serde_json::from_str::<Value>(&line)
             && v["message"] == "listening"
         {
-            break v["addr"].as_str().expect("addr").to_owned();
+            // One line tells the operator what this instance is: where it answers, what it
+            // stores in, where its mail goes, how fast an IdP may provision.
+            let addr = v["addr"].as_str().expect("addr").to_owned();
+            assert_eq!(v["public_url"], format!("http://{addr}/"), "{line}");
+            assert!(
+                v["database"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("sqlite://")),
+                "{line}"
+            );
+            assert!(
+                v["mail"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no SMTP relay")),
+                "{line}"
+            );
+            assert_eq!(v["scim_rate_limit"], 100, "{line}");
+            break addr;
         }
     };
     let base = format!("http://{addr}");

@@ -342,7 +342,48 @@ async fn without_smtp_invitations_are_logged_to_the_outbox(backend: Backend) {
     assert_eq!(bad["error"]["fields"][0]["field"], "emails");
 }
 
+/// A relay that cannot take the mail (here: STARTTLS required of a sink without it) leaves the
+/// invitation in place and says why, per address and on resend.
+async fn a_failed_delivery_carries_its_reason(backend: Backend) {
+    let sink = SmtpSink::start();
+    let mut config = ServeArgs::for_tests();
+    config.smtp_url = Some(
+        format!("smtp://127.0.0.1:{}", sink.port())
+            .parse()
+            .expect("URL"),
+    );
+    let app = TestApp::with_config(backend, config).await;
+    let reply = app
+        .call(
+            Method::POST,
+            &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
+            Some(&app.admin_token),
+            Some(json!({ "emails": "erin@example.com" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let result = &reply.body["results"][0];
+    assert_eq!(result["status"], "invited", "{result}");
+    assert_eq!(result["delivery"], "failed", "{result}");
+    let reason = result["delivery_error"].as_str().expect("a reason");
+    assert!(reason.contains("STARTTLS"), "{reason}");
+
+    let id = result["invitation"]["id"].as_str().expect("id");
+    let resent = app
+        .call(
+            Method::POST,
+            &admin_path(&format!("/invitations/{id}/resend")),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(resent.body["delivery"], "failed", "{}", resent.text);
+    assert!(resent.body["delivery_error"].is_string(), "{}", resent.text);
+    assert!(sink.received().is_empty());
+}
+
 crate::on_both_backends!(
+    a_failed_delivery_carries_its_reason,
     invitation_email_arrives_and_its_link_makes_a_member,
     resend_kills_the_old_link_and_revoked_or_expired_links_fail_clearly,
     without_smtp_invitations_are_logged_to_the_outbox,

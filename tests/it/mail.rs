@@ -80,3 +80,50 @@ async fn mail_smtp_scheme_refuses_a_server_without_starttls() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(sink.received().is_empty(), "nothing reached the server");
 }
+
+/// The start-up check connects as a send would: a relay that works passes, one that cannot do
+/// STARTTLS or is not there fails with the reason, and nothing is sent either way.
+#[tokio::test]
+async fn mail_the_relay_check_reports_what_a_send_would_hit() {
+    let sink = SmtpSink::start();
+    let working = Mailer::new(Some(sink.url().parse().expect("URL")), FROM).expect("mailer");
+    working
+        .check()
+        .await
+        .expect("a plaintext loopback sink passes");
+
+    let starttls: SmtpUrl = format!("smtp://127.0.0.1:{}", sink.port())
+        .parse()
+        .expect("URL");
+    let error = Mailer::new(Some(starttls), FROM)
+        .expect("mailer")
+        .check()
+        .await
+        .expect_err("no STARTTLS");
+    assert!(error.to_string().contains("STARTTLS"), "{error}");
+
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let closed: SmtpUrl = format!("smtp://127.0.0.1:{closed_port}?tls=none")
+        .parse()
+        .expect("URL");
+    let error = Mailer::new(Some(closed), FROM)
+        .expect("mailer")
+        .check()
+        .await
+        .expect_err("nobody listens");
+    assert!(
+        error.to_string().contains(&closed_port.to_string()),
+        "{error}"
+    );
+    assert!(sink.received().is_empty(), "a check sends nothing");
+
+    // Without a relay there is nothing to check.
+    Mailer::new(None, FROM)
+        .expect("mailer")
+        .check()
+        .await
+        .expect("log mode");
+}
