@@ -284,7 +284,7 @@ pub async fn issue_token(
     let kind = request.kind;
     let name = match request.name {
         Some(n) => token::validate_name(n).map_err(IssueError::InvalidName)?,
-        None => format!("{} token", kind.as_str()),
+        None => token::default_name(kind),
     };
     let mut random = [0u8; token::SECRET_BYTES];
     getrandom::fill(&mut random)

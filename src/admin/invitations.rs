@@ -13,9 +13,11 @@ use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
 use super::{AdminAuth, NoStore};
-use crate::domain::invitation::{self, Invitation, InvitationStatus, ListedAddress};
+use crate::domain::audit::Actor;
+use crate::domain::invitation::{self, Invitation, InvitationStatus, InvitedAccess, ListedAddress};
 use crate::domain::permission::Role;
-use crate::domain::token::hash_secret;
+use crate::domain::product::ProductDetail;
+use crate::domain::token::{self, TokenKind, hash_secret};
 use crate::error::{ApiError, ApiJson, ErrorBody, FieldError};
 use crate::mail::{Delivery, OutgoingMail};
 use crate::state::AppState;
@@ -34,14 +36,33 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteBody {
-    /// Comma-separated addresses, as typed into the invite screen.
-    emails: String,
+    /// Addresses: a comma-separated string, as typed into the invite screen, or an array.
+    emails: AddressList,
     /// A product of this org, to grant access to on acceptance.
     product_id: Option<Uuid>,
     /// A permission group of the product, or a built-in role's id.
     permission_group_id: Option<Uuid>,
     /// A built-in role on the product (with `product_id`).
     role: Option<Role>,
+}
+
+/// The invite screen sends what was typed; API clients may send an array.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+enum AddressList {
+    /// Separated by commas, semicolons or line breaks.
+    Typed(String),
+    Listed(Vec<String>),
+}
+
+impl AddressList {
+    /// One string in the typed form, so both forms are split, checked and counted alike.
+    fn typed(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            AddressList::Typed(raw) => raw.as_str().into(),
+            AddressList::Listed(entries) => entries.join("\n").into(),
+        }
+    }
 }
 
 /// What became of one listed address.
@@ -112,6 +133,33 @@ fn accept_link(state: &AppState, secret: &str) -> Result<url::Url, ApiError> {
     Ok(link)
 }
 
+/// Who the e-mail says invites: the person, or the token by the name an admin gave it. A
+/// token left with its default name ("admin token") names nobody, so the org's administrators
+/// are named instead.
+fn inviter(actor: &Actor, org_name: &str) -> String {
+    match actor {
+        Actor::AdminToken { name, .. } if *name != token::default_name(TokenKind::Admin) => {
+            name.clone()
+        }
+        Actor::User { email, .. } => email.clone(),
+        _ => format!("An administrator of {org_name}"),
+    }
+}
+
+/// The product and group an invitation grants, as its e-mail names them; `None` for a plain
+/// membership. A product that has gone since (deleted) is left unnamed rather than failing the
+/// resend.
+fn invited_access(detail: &ProductDetail, invitation: &Invitation) -> Option<InvitedAccess> {
+    let group = detail.permission_groups.iter().find(|g| {
+        Some(g.id) == invitation.permission_group_id
+            || (invitation.role.is_some() && g.role == invitation.role)
+    })?;
+    Some(InvitedAccess {
+        product: detail.product.name.clone(),
+        permission_group: group.name.clone(),
+    })
+}
+
 /// How one invitation e-mail went: `sent`, `logged` or `failed` with the reason.
 struct MailOutcome {
     status: &'static str,
@@ -124,22 +172,22 @@ async fn send_invitation(
     state: &AppState,
     ctx: &Ctx,
     org_name: &str,
+    access: Option<&InvitedAccess>,
     invitation: &Invitation,
     secret: &str,
 ) -> Result<MailOutcome, ApiError> {
     let link = accept_link(state, secret)?;
-    let inviter = ctx
-        .actor
-        .name()
-        .unwrap_or_else(|| "An administrator".into());
+    let (subject, text_body) = invitation::email_text(
+        &inviter(&ctx.actor, org_name),
+        org_name,
+        access,
+        link.as_str(),
+        invitation.expires_at,
+    );
     let mail = OutgoingMail {
         to: invitation.email.clone(),
-        subject: format!("You are invited to {org_name}"),
-        text_body: format!(
-            "{inviter} invited you to join {org_name}.\n\nAccept the invitation:\n{link}\n\n\
-             The link works once and expires on {} (UTC).\n",
-            invitation.expires_at.format("%Y-%m-%d %H:%M")
-        ),
+        subject,
+        text_body,
     };
     let (status, error) = match state.mailer.send(&mail).await {
         Ok(Delivery::Sent) => ("sent", None),
@@ -197,14 +245,15 @@ async fn invite(
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
     let org = admin.org(&state, org_id).await?;
-    let listed_count = listed_count(&body.emails);
+    let typed = body.emails.typed();
+    let listed_count = listed_count(&typed);
     if listed_count > MAX_ADDRESSES {
         return Err(ApiError::invalid(
             "emails",
             format!("at most {MAX_ADDRESSES} addresses per request (got {listed_count})"),
         ));
     }
-    let listed = invitation::parse_address_list(&body.emails);
+    let listed = invitation::parse_address_list(&typed);
     if listed.is_empty() {
         return Err(ApiError::invalid(
             "emails",
@@ -213,8 +262,9 @@ async fn invite(
     }
     let mut role = body.role;
     let mut group = None;
+    let mut product = None;
     if let Some(product_id) = body.product_id {
-        let detail = admin.product(&state, product_id).await?;
+        let detail = product.insert(admin.product(&state, product_id).await?);
         if detail.product.org_id != org_id {
             return Err(ApiError::invalid(
                 "product_id",
@@ -246,35 +296,36 @@ async fn invite(
         role,
         expires_at: expiry(&state),
     };
-    let mut results = Vec::new();
+    // Results come back in the order the addresses were listed: each slot is filled either
+    // now (skipped addresses) or once the store has answered for the valid ones.
+    let mut slots: Vec<Option<AddressResult>> = Vec::with_capacity(listed.len());
     let mut entries = Vec::new();
-    let mut secrets = Vec::new();
+    let mut pending = Vec::new();
     for entry in listed {
+        let skipped = |email, status, error| AddressResult {
+            email,
+            status,
+            error: Some(error),
+            invitation: None,
+            delivery: None,
+            delivery_error: None,
+        };
         match entry {
             ListedAddress::Valid(email) => {
                 let (secret, hash) = random_secret()?;
                 entries.push(NewInvitation {
-                    email: email.clone(),
+                    email,
                     token_hash: hash,
                 });
-                secrets.push((email, secret));
+                pending.push((slots.len(), secret));
+                slots.push(None);
             }
-            ListedAddress::Duplicate(email) => results.push(AddressResult {
-                email,
-                status: "duplicate",
-                error: Some("listed more than once"),
-                invitation: None,
-                delivery: None,
-                delivery_error: None,
-            }),
-            ListedAddress::Invalid { input, reason } => results.push(AddressResult {
-                email: input,
-                status: "invalid",
-                error: Some(reason),
-                invitation: None,
-                delivery: None,
-                delivery_error: None,
-            }),
+            ListedAddress::Duplicate(email) => {
+                slots.push(Some(skipped(email, "duplicate", "listed more than once")));
+            }
+            ListedAddress::Invalid { input, reason } => {
+                slots.push(Some(skipped(input, "invalid", reason)));
+            }
         }
     }
     let outcomes = if entries.is_empty() {
@@ -291,12 +342,12 @@ async fn invite(
             )
             .await?
     };
-    for ((email, outcome), (_, secret)) in outcomes.into_iter().zip(secrets) {
+    for ((email, outcome), (slot, secret)) in outcomes.into_iter().zip(pending) {
         let (status, invitation) = match outcome {
             InviteOutcome::Invited(i) => ("invited", i),
             InviteOutcome::Resent(i) => ("resent", i),
             InviteOutcome::AlreadyMember { .. } => {
-                results.push(AddressResult {
+                slots[slot] = Some(AddressResult {
                     email,
                     status: "already_member",
                     error: None,
@@ -307,8 +358,19 @@ async fn invite(
                 continue;
             }
         };
-        let sent = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
-        results.push(AddressResult {
+        let access = product
+            .as_ref()
+            .and_then(|detail| invited_access(detail, &invitation));
+        let sent = send_invitation(
+            &state,
+            &admin.ctx,
+            &org.name,
+            access.as_ref(),
+            &invitation,
+            &secret,
+        )
+        .await?;
+        slots[slot] = Some(AddressResult {
             email,
             status,
             error: None,
@@ -317,6 +379,7 @@ async fn invite(
             delivery_error: sent.error,
         });
     }
+    let results = slots.into_iter().flatten().collect();
     Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
 }
 
@@ -406,7 +469,23 @@ async fn resend(
             hourly_cap(&state),
         )
         .await?;
-    let sent = send_invitation(&state, &admin.ctx, &org.name, &invitation, &secret).await?;
+    let access = match invitation.product_id {
+        Some(product_id) => match state.store.get_product(admin.tenant_id(), product_id).await {
+            Ok(detail) => invited_access(&detail, &invitation),
+            Err(crate::store::StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let sent = send_invitation(
+        &state,
+        &admin.ctx,
+        &org.name,
+        access.as_ref(),
+        &invitation,
+        &secret,
+    )
+    .await?;
     Ok((
         NoStore,
         ApiJson(AddressResult {
@@ -635,5 +714,19 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_inviter_is_a_person_or_a_named_token_never_a_default_name() {
+        let token = |name: &str| Actor::AdminToken {
+            id: Uuid::nil(),
+            name: name.into(),
+        };
+        assert_eq!(inviter(&token("Ops team"), "Acme"), "Ops team");
+        assert_eq!(
+            inviter(&token(&token::default_name(TokenKind::Admin)), "Acme"),
+            "An administrator of Acme"
+        );
+        assert_eq!(inviter(&Actor::Cli, "Acme"), "An administrator of Acme");
     }
 }

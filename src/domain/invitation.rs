@@ -87,6 +87,37 @@ pub fn parse_address_list(raw: &str) -> Vec<ListedAddress> {
         .collect()
 }
 
+/// What an invitation grants beyond membership, as the e-mail names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitedAccess {
+    pub product: String,
+    /// The permission group's name (a built-in role's group is named after the role).
+    pub permission_group: String,
+}
+
+/// The invitation e-mail: who invites, to what, with which access, and until when.
+pub fn email_text(
+    inviter: &str,
+    org: &str,
+    access: Option<&InvitedAccess>,
+    link: &str,
+    expires_at: DateTime<Utc>,
+) -> (String, String) {
+    let subject = format!("{inviter} invited you to {org}");
+    let access = access.map_or_else(String::new, |a| {
+        format!(
+            ", with access to the product {} as {}",
+            a.product, a.permission_group
+        )
+    });
+    let body = format!(
+        "{inviter} invited you to join {org}{access}.\n\nAccept the invitation:\n{link}\n\n\
+         The link works once and expires on {} (UTC).\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    (subject, body)
+}
+
 /// The secret of an invitation link; only its SHA-256 is stored.
 pub const SECRET_PREFIX: &str = "rg_inv_";
 
@@ -100,6 +131,39 @@ pub fn mint_secret(random: [u8; 32]) -> (String, [u8; 32]) {
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn the_email_names_inviter_org_product_and_group() {
+        let expires = DateTime::parse_from_rfc3339("2026-12-09T10:30:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let access = InvitedAccess {
+            product: "Web".into(),
+            permission_group: "Developers".into(),
+        };
+        let (subject, body) = email_text(
+            "ada@acme.test",
+            "Acme",
+            Some(&access),
+            "https://x/accept?token=t",
+            expires,
+        );
+        assert_eq!(subject, "ada@acme.test invited you to Acme");
+        assert!(
+            body.starts_with(
+                "ada@acme.test invited you to join Acme, with access to the product Web as \
+                 Developers.\n"
+            ),
+            "{body}"
+        );
+        assert!(body.contains("https://x/accept?token=t\n"), "{body}");
+        assert!(body.contains("2026-12-09 10:30 (UTC)"), "{body}");
+        let (_, plain) = email_text("Bo", "Acme", None, "l", expires);
+        assert!(
+            plain.starts_with("Bo invited you to join Acme.\n"),
+            "{plain}"
+        );
+    }
 
     #[test]
     fn address_lists_are_trimmed_checked_and_deduplicated() {

@@ -141,6 +141,11 @@ pub fn hashes_match(stored: &[u8], presented: &[u8; 32]) -> bool {
     stored.ct_eq(presented.as_slice()).into()
 }
 
+/// The name a token gets when its creator gives none ("admin token", "scim token").
+pub fn default_name(kind: TokenKind) -> String {
+    format!("{} token", kind.as_str())
+}
+
 /// Validates a token name: trimmed, 1..=100 characters; a default is chosen by the caller.
 pub fn validate_name(name: &str) -> Result<String, &'static str> {
     let name = name.trim();

@@ -86,18 +86,20 @@ async fn invitation_email_arrives_and_its_link_makes_a_member(backend: Backend) 
             )
         })
         .collect();
-    for expected in [
+    let expected: Vec<(String, String)> = [
+        ("ada@example.com", "invited"),
         ("not-an-address", "invalid"),
         ("ADA@example.com", "duplicate"),
-        ("ada@example.com", "invited"),
         ("bob@example.com", "invited"),
         ("owner@acme.test", "already_member"),
-    ] {
-        assert!(
-            results.contains(&(expected.0.to_owned(), expected.1.to_owned())),
-            "{expected:?} in {results:?}"
-        );
-    }
+    ]
+    .iter()
+    .map(|(e, s)| ((*e).to_owned(), (*s).to_owned()))
+    .collect();
+    assert_eq!(
+        results, expected,
+        "one result per address, in the order listed"
+    );
     let ada = reply.body["results"]
         .as_array()
         .expect("r")
@@ -117,7 +119,15 @@ async fn invitation_email_arrives_and_its_link_makes_a_member(backend: Backend) 
         .find(|m| m.to == "ada@example.com")
         .expect("mail to ada");
     assert_eq!(to_ada.mail_from, "noreply@acme.example");
-    assert!(to_ada.subject.contains("Acme"));
+    // It names who invites (the admin token's name), the org, the product and the group.
+    assert_eq!(to_ada.subject, "test invited you to Acme");
+    assert!(
+        to_ada.body.starts_with(
+            "test invited you to join Acme, with access to the product Checkout as Developer."
+        ),
+        "{}",
+        to_ada.body
+    );
     let link = link_in(to_ada);
     assert!(
         link.starts_with("/api/v1/invitations/accept?token=rg_inv_"),
@@ -330,6 +340,30 @@ async fn without_smtp_invitations_are_logged_to_the_outbox(backend: Backend) {
         )
         .await;
     assert_eq!(reply.body["results"][0]["delivery"], "logged");
+    // An array is as good as the typed list, and answered in its order.
+    let listed = app
+        .call(
+            Method::POST,
+            &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
+            Some(&app.admin_token),
+            Some(json!({ "emails": ["zoe@example.com", "nope", "al@example.com"] })),
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let order: Vec<_> = listed.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| (r["email"].clone(), r["status"].clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (json!("zoe@example.com"), json!("invited")),
+            (json!("nope"), json!("invalid")),
+            (json!("al@example.com"), json!("invited")),
+        ]
+    );
     let bad: Value = app
         .call(
             Method::POST,
