@@ -556,7 +556,20 @@ async fn delete_group(
     Path(group_id): Path<Uuid>,
     Query(p): Query<DeleteParams>,
 ) -> Result<ApiJson<DeletedGroup>, ApiError> {
-    group_product(&state, &admin, group_id).await?;
+    let product = group_product(&state, &admin, group_id).await?;
+    // A built-in role is a product role, not a group members can be moved into: say so rather
+    // than "not a group of this product", which it is.
+    if let Some(target) = p.reassign_to
+        && Role::ALL
+            .iter()
+            .any(|&role| crate::domain::product::role_group_id(product.id, role) == target)
+    {
+        return Err(ApiError::invalid(
+            "reassign_to",
+            "a built-in role cannot be a reassign target: choose a permission group of the \
+             product, or set the members' role first",
+        ));
+    }
     let moved = state
         .store
         .delete_permission_group(&admin.ctx, admin.tenant_id(), group_id, p.reassign_to)

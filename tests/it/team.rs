@@ -537,6 +537,25 @@ async fn member_access_gives_the_union_and_every_change_returns_it(backend: Back
         )
         .await;
     assert_eq!(in_use.status, StatusCode::CONFLICT, "{}", in_use.text);
+    let editor_role = rolegate::domain::product::role_group_id(
+        pid.to_string().parse().expect("product id"),
+        rolegate::domain::permission::Role::Editor,
+    );
+    let into_role = app
+        .admin(
+            Method::DELETE,
+            &format!("/permission-groups/{}?reassign_to={editor_role}", id(&qa)),
+            None,
+        )
+        .await;
+    assert_eq!(into_role.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        into_role
+            .text
+            .contains("a built-in role cannot be a reassign target"),
+        "{}",
+        into_role.text
+    );
     let moved = app
         .ok(
             Method::DELETE,
