@@ -2,7 +2,12 @@
 //! product's team management.
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::panic, clippy::await_holding_lock)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::await_holding_lock
+    )
 )]
 
 pub mod admin;
