@@ -18,8 +18,11 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(test)]
+mod import_rules;
 pub mod mail;
 pub mod ops;
+pub mod rate_limit;
 pub mod request;
 pub mod scim;
 pub mod scim_proto;

@@ -1,18 +1,21 @@
 //! Shared application state, in its own module so handlers and the router never import each
-//! other.
+//! other. Its parts come from modules that know nothing of it (a test in `import_rules` keeps
+//! it so); edges take the whole state, or a part through `FromRef`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::extract::FromRef;
+
 use crate::auth::TokenAuth;
 use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
-use crate::ops::Metrics;
-use crate::scim::ScimRateLimiter;
+use crate::rate_limit::ScimRateLimiter;
 use crate::scim_proto::schema::Schemas;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServeArgs>,
