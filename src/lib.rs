@@ -14,6 +14,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod domain;

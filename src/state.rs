@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::FromRef;
 
 use crate::auth::TokenAuth;
+use crate::background::Background;
 use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
 use crate::rate_limit::ScimRateLimiter;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub scim_rate: Arc<ScimRateLimiter>,
     /// The SCIM schemas this service serves: built-in plus configured extensions.
     pub scim_schemas: Arc<Schemas>,
+    /// What runs beside the server while it serves (`app::serve` starts and stops it).
+    pub background: Background,
 }
 
 /// Why the service cannot start with this configuration.
@@ -57,15 +60,20 @@ impl AppState {
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
         let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
         let scim_rate = Arc::new(ScimRateLimiter::new(config.scim_rate_limit));
+        let metrics = Metrics::global();
+        let mut background = Background::default();
+        let upkept = metrics.clone();
+        background.register("metrics upkeep", move |stop| upkept.clone().upkeep(stop));
         Ok(AppState {
             store,
             config: Arc::new(config),
             auth,
-            metrics: Metrics::global(),
+            metrics,
             lifecycle: Lifecycle::default(),
             mailer,
             scim_rate,
             scim_schemas: Arc::new(scim_schemas),
+            background,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::background::Stop;
 use crate::config::LogFormat;
 
 pub fn init(format: LogFormat) {
@@ -66,17 +67,16 @@ impl Metrics {
         self.handle.render()
     }
 
-    /// Drains recorded histogram samples into their buckets every few seconds. The exporter
-    /// keeps raw samples until this runs (or `/metrics` is scraped), so an instance nobody
-    /// scrapes would otherwise grow with its traffic.
-    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                every.tick().await;
-                handle.run_upkeep();
+    /// Drains recorded histogram samples into their buckets every few seconds, until `stop`.
+    /// The exporter keeps raw samples until this runs (or `/metrics` is scraped), so an instance
+    /// nobody scrapes would otherwise grow with its traffic.
+    pub async fn upkeep(self, mut stop: Stop) {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.handle.run_upkeep(),
+                () = stop.requested() => return,
             }
-        })
+        }
     }
 }
