@@ -137,8 +137,14 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
+/// How long the state's background tasks get to return once asked to stop, before they are
+/// aborted.
+const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves until `shutdown` resolves; then `/readyz` turns 503 at once, and after the configured
-/// delay the server stops accepting and drains in-flight requests.
+/// delay the server stops accepting and drains in-flight requests. The state's background tasks
+/// run from the start until the last request was answered (a request in flight may still need
+/// what they keep up).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -146,7 +152,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let lifecycle = state.lifecycle.clone();
     let delay = Duration::from_secs(state.config.shutdown_delay);
-    let upkeep = state.metrics.spawn_upkeep();
+    let background = state.background.start();
     let router = app(state);
     let served = axum::serve(
         listener,
@@ -162,7 +168,7 @@ pub async fn serve(
         tokio::time::sleep(delay).await;
     })
     .await;
-    upkeep.abort();
+    background.stop(BACKGROUND_STOP_GRACE).await;
     served
 }
 

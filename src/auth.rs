@@ -1,19 +1,20 @@
 //! Bearer-token authentication shared by the SCIM and admin edges; each edge wraps it in an
-//! extractor that answers in its own error format.
+//! extractor that answers in its own error format. It takes what it needs from any state
+//! through `FromRef`, so the application state can hold a [`TokenAuth`] without a loop.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use moka::sync::Cache;
 use uuid::Uuid;
 
 use crate::domain::token::{self, Token, TokenKind};
-use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Why a request was not let in.
 #[derive(Debug)]
@@ -141,13 +142,17 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
 
 /// Checks the request's bearer token and that it is of the `wanted` kind. A valid token passes
 /// even from an address over its failure limit (see [`TokenAuth`]).
-pub async fn authenticate(
-    state: &AppState,
+pub async fn authenticate<S>(
+    state: &S,
     parts: &Parts,
     wanted: TokenKind,
-) -> Result<Principal, AuthFailure> {
+) -> Result<Principal, AuthFailure>
+where
+    Arc<TokenAuth>: FromRef<S>,
+    Arc<dyn Store>: FromRef<S>,
+{
     let addr = crate::request::client_addr(&parts.extensions);
-    let auth = &state.auth;
+    let auth = Arc::<TokenAuth>::from_ref(state);
     let secret = bearer(parts);
     // Anything without our prefix cannot be a token of ours: no need to ask the database, and
     // no need to remember it either (it fails again without a lookup).
@@ -158,21 +163,24 @@ pub async fn authenticate(
     let reason = match (secret, hash) {
         (None, _) => "missing bearer token",
         (Some(_), None) => "invalid token",
-        (Some(_), Some(hash)) => match check(state, &hash, wanted).await {
-            Err(AuthFailure::Unauthenticated(reason)) => reason,
-            other => return other,
-        },
+        (Some(_), Some(hash)) => {
+            let store = Arc::<dyn Store>::from_ref(state);
+            match check(store.as_ref(), &auth, &hash, wanted).await {
+                Err(AuthFailure::Unauthenticated(reason)) => reason,
+                other => return other,
+            }
+        }
     };
     Err(auth.reject(addr, hash, reason))
 }
 
 async fn check(
-    state: &AppState,
+    store: &dyn Store,
+    auth: &TokenAuth,
     hash: &[u8; 32],
     wanted: TokenKind,
 ) -> Result<Principal, AuthFailure> {
-    let found = state
-        .store
+    let found = store
         .token_by_hash(hash)
         .await
         .map_err(AuthFailure::Store)?;
@@ -190,9 +198,9 @@ async fn check(
     if found.token.kind != wanted {
         return Err(AuthFailure::WrongKind);
     }
-    if state.auth.recently_touched.get(&found.token.id).is_none() {
-        state.auth.recently_touched.insert(found.token.id, ());
-        if let Err(error) = state.store.touch_token(found.token.id, now).await {
+    if auth.recently_touched.get(&found.token.id).is_none() {
+        auth.recently_touched.insert(found.token.id, ());
+        if let Err(error) = store.touch_token(found.token.id, now).await {
             // Bookkeeping only: the request goes on.
             tracing::warn!(%error, token_id = %found.token.id, "could not record token use");
         }
@@ -275,7 +283,7 @@ pub struct TokenRequest<'a> {
 /// Mints a token and stores its hash; returns the token and its secret, which exists nowhere
 /// else and is shown to the caller once. A token minted by a token never outlives it.
 pub async fn issue_token(
-    store: &dyn crate::store::Store,
+    store: &dyn Store,
     ctx: &crate::store::Ctx,
     tenant_id: Uuid,
     request: TokenRequest<'_>,

@@ -306,17 +306,23 @@ impl ServeArgs {
     }
 
     pub fn public_url(&self) -> Url {
-        self.public_url.clone().unwrap_or_else(|| {
-            Url::parse(&format!("http://{}/", self.bind)).unwrap_or_else(|_| {
-                // A SocketAddr always formats as a valid authority; this branch is unreachable.
-                Url::parse("http://127.0.0.1:8080/").expect("static URL parses")
-            })
-        })
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| bind_url(self.bind))
     }
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
     }
+}
+
+/// `http://BIND/`, the public URL when none is configured.
+// A `SocketAddr` always formats as a valid URL authority (IPv6 in brackets), whatever the
+// configuration, so this parse cannot fail and no input reaches it; `url` has no infallible
+// constructor to use instead.
+#[allow(clippy::expect_used)]
+fn bind_url(bind: SocketAddr) -> Url {
+    Url::parse(&format!("http://{bind}/")).expect("a socket address is a valid URL authority")
 }
 
 /// A secret setting (e.g. the metrics token): never shown by `Debug`.
@@ -479,5 +485,7 @@ mod tests {
         let mut args = ServeArgs::for_tests();
         args.bind = "127.0.0.1:9999".parse().unwrap();
         assert_eq!(args.public_url().as_str(), "http://127.0.0.1:9999/");
+        args.bind = "[::1]:9999".parse().unwrap();
+        assert_eq!(args.public_url().as_str(), "http://[::1]:9999/");
     }
 }

@@ -2,19 +2,28 @@
 //! product's team management.
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::panic, clippy::await_holding_lock)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::await_holding_lock
+    )
 )]
 
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(test)]
+mod import_rules;
 pub mod mail;
 pub mod ops;
+pub mod rate_limit;
 pub mod request;
 pub mod scim;
 pub mod scim_proto;

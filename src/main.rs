@@ -1,3 +1,11 @@
+// The library's lints (see `lib.rs`); this crate root has no test code to exempt.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::await_holding_lock
+)]
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! Operations: health, readiness, Prometheus metrics and the per-request span.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,60 +10,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use crate::auth::AuthFailure;
 use crate::domain::token::{hash_secret, hashes_match};
 use crate::request::{self, REQUEST_ID_HEADER, RequestMeta};
 use crate::state::AppState;
-
-/// Handle on the process-wide Prometheus recorder (the `metrics` facade has one per process).
-#[derive(Clone)]
-pub struct Metrics {
-    handle: PrometheusHandle,
-}
-
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-impl Metrics {
-    pub fn global() -> Self {
-        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-        let handle = HANDLE.get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .and_then(|b| b.install_recorder());
-            match recorder {
-                Ok(handle) => handle,
-                Err(error) => {
-                    // Another recorder was installed first (only possible when embedded):
-                    // keep serving, with a private recorder that is simply not fed.
-                    tracing::warn!(%error, "metrics recorder not installed");
-                    PrometheusBuilder::new().build_recorder().handle()
-                }
-            }
-        });
-        Metrics {
-            handle: handle.clone(),
-        }
-    }
-
-    /// Drains recorded histogram samples into their buckets every few seconds. The exporter
-    /// keeps raw samples until this runs (or `/metrics` is scraped), so an instance nobody
-    /// scrapes would otherwise grow with its traffic.
-    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                every.tick().await;
-                handle.run_upkeep();
-            }
-        })
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -109,7 +60,7 @@ async fn render_metrics(State(state): State<AppState>, parts: Parts) -> Response
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.handle.render(),
+        state.metrics.render(),
     )
         .into_response()
 }

@@ -1,18 +1,22 @@
 //! Shared application state, in its own module so handlers and the router never import each
-//! other.
+//! other. Its parts come from modules that know nothing of it (a test in `import_rules` keeps
+//! it so); edges take the whole state, or a part through `FromRef`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::extract::FromRef;
+
 use crate::auth::TokenAuth;
+use crate::background::Background;
 use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
-use crate::ops::Metrics;
-use crate::scim::ScimRateLimiter;
+use crate::rate_limit::ScimRateLimiter;
 use crate::scim_proto::schema::Schemas;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServeArgs>,
@@ -23,6 +27,8 @@ pub struct AppState {
     pub scim_rate: Arc<ScimRateLimiter>,
     /// The SCIM schemas this service serves: built-in plus configured extensions.
     pub scim_schemas: Arc<Schemas>,
+    /// What runs beside the server while it serves (`app::serve` starts and stops it).
+    pub background: Background,
 }
 
 /// Why the service cannot start with this configuration.
@@ -54,15 +60,20 @@ impl AppState {
         let auth = Arc::new(TokenAuth::new(config.auth_failures_per_minute));
         let mailer = Arc::new(Mailer::new(config.smtp_url.clone(), &config.smtp_from)?);
         let scim_rate = Arc::new(ScimRateLimiter::new(config.scim_rate_limit));
+        let metrics = Metrics::global();
+        let mut background = Background::default();
+        let upkept = metrics.clone();
+        background.register("metrics upkeep", move |stop| upkept.clone().upkeep(stop));
         Ok(AppState {
             store,
             config: Arc::new(config),
             auth,
-            metrics: Metrics::global(),
+            metrics,
             lifecycle: Lifecycle::default(),
             mailer,
             scim_rate,
             scim_schemas: Arc::new(scim_schemas),
+            background,
         })
     }
 }

@@ -1,7 +1,13 @@
-//! Logging set-up. Filter with `RUST_LOG` (default: info, quieter for dependencies).
+//! Logging set-up, and the Prometheus recorder behind the `metrics` facade. Logs: filter with
+//! `RUST_LOG` (default: info, quieter for dependencies).
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::background::Stop;
 use crate::config::LogFormat;
 
 pub fn init(format: LogFormat) {
@@ -22,4 +28,55 @@ pub fn init(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
+}
+
+/// Handle on the process-wide Prometheus recorder (the `metrics` facade has one per process).
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn global() -> Self {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        let handle = HANDLE.get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.install_recorder());
+            match recorder {
+                Ok(handle) => handle,
+                Err(error) => {
+                    // Another recorder was installed first (only possible when embedded):
+                    // keep serving, with a private recorder that is simply not fed.
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        });
+        Metrics {
+            handle: handle.clone(),
+        }
+    }
+
+    /// Everything recorded, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains recorded histogram samples into their buckets every few seconds, until `stop`.
+    /// The exporter keeps raw samples until this runs (or `/metrics` is scraped), so an instance
+    /// nobody scrapes would otherwise grow with its traffic.
+    pub async fn upkeep(self, mut stop: Stop) {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.handle.run_upkeep(),
+                () = stop.requested() => return,
+            }
+        }
+    }
 }

@@ -12,8 +12,6 @@ mod render;
 mod search;
 mod users;
 
-pub use edge::ScimRateLimiter;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::http::{Reply, request, unlimited};
+use crate::common::http::{Reply, Served, request, unlimited};
 use crate::common::{Backend, TestApp};
 
 fn addr(s: &str) -> SocketAddr {
@@ -448,14 +448,8 @@ async fn read_response(conn: &mut BufReader<TcpStream>) -> Option<(u16, usize)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_on_a_keep_alive_connection_gets_a_response() {
     let app = TestApp::with_config(Backend::Sqlite, unlimited()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server_addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rolegate::app::serve(listener, app.state.clone(), async {
-        let _ = stopped.await;
-    }));
+    let server = Served::start(app.state.clone()).await;
+    let server_addr = server.addr;
     let body = serde_json::json!({ "userName": "x".repeat(300) }).to_string();
     // Unknown paths of each part of the router, and a refused token: answers decided without
     // reading the body.
@@ -498,10 +492,5 @@ async fn every_request_on_a_keep_alive_connection_gets_a_response() {
             );
         }
     }
-    stop.send(()).expect("stop");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("server stops")
-        .expect("task")
-        .expect("serve");
+    server.stopped().await;
 }

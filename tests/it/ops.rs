@@ -1,6 +1,7 @@
 //! Health, readiness, metrics, request ids, limits, shutdown, and secrets kept out of logs.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use axum::http::{Method, Request, StatusCode};
 use clap::Parser;
 use rolegate::config::ServeArgs;
 
+use crate::common::http::Served;
 use crate::common::{Backend, TestApp};
 
 async fn health_readiness_and_metrics_answer(backend: Backend) {
@@ -106,14 +108,8 @@ async fn readiness_turns_503_before_draining_then_the_server_stops() {
     let mut config = ServeArgs::for_tests();
     config.shutdown_delay = 1;
     let app = TestApp::with_config(Backend::Sqlite, config).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rolegate::app::serve(listener, app.state.clone(), async {
-        let _ = stopped.await;
-    }));
+    let mut server = Served::start(app.state.clone()).await;
+    let base = server.base();
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -124,7 +120,7 @@ async fn readiness_turns_503_before_draining_then_the_server_stops() {
             .status(),
         200
     );
-    stop.send(()).expect("signal");
+    server.shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         client
@@ -142,11 +138,48 @@ async fn readiness_turns_503_before_draining_then_the_server_stops() {
         .await
         .expect("still serving");
     assert_eq!(served.status(), 200);
-    tokio::time::timeout(Duration::from_secs(10), server)
+    server.stopped().await;
+}
+
+/// What `serve` starts beside the server it also stops: a background task registered with the
+/// state runs while serving, sees the stop signal at shutdown, and is waited for (not aborted)
+/// before `serve` returns, so nothing it started outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_the_background_tasks_it_started_and_waits_for_them() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let saw_stop = Arc::new(AtomicBool::new(false));
+    let mut state = app.state.clone();
+    let (on_start, on_stop) = (started.clone(), saw_stop.clone());
+    state.background.register("probe", move |mut stop| {
+        let (started, saw_stop) = (on_start.clone(), on_stop.clone());
+        async move {
+            started.notify_one();
+            stop.requested().await;
+            // Still busy after the signal: only a serve that waits sees the flag set.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            saw_stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let server = Served::start(state.clone()).await;
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
         .await
-        .expect("server stops")
-        .expect("task")
-        .expect("serve");
+        .expect("serve starts the background tasks");
+    assert!(state.background.live() > 0);
+    assert!(
+        !saw_stop.load(Ordering::SeqCst),
+        "not stopped before shutdown"
+    );
+    server.stopped().await;
+    assert!(
+        saw_stop.load(Ordering::SeqCst),
+        "the task saw the stop and was waited for"
+    );
+    assert_eq!(
+        state.background.live(),
+        0,
+        "nothing serve started still runs"
+    );
 }
 
 #[derive(Clone, Default)]

@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -329,4 +330,50 @@ pub fn request(
         req.extensions_mut().insert(ConnectInfo(addr));
     }
     req
+}
+
+/// `app::serve` over real TCP on an ephemeral port, until [`shutdown`](Self::shutdown).
+pub struct Served {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    pub async fn start(state: AppState) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rolegate::app::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Resolves the shutdown future `serve` was given: it turns not-ready, then drains.
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down (if not asked yet) and waits, bounded, for `serve` to return.
+    pub async fn stopped(mut self) {
+        self.shutdown();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops")
+            .expect("task")
+            .expect("serve");
+    }
 }
