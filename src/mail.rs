@@ -307,6 +307,21 @@ impl Mailer {
         }
     }
 
+    /// Logs the outcome of [`check`](Self::check): whether invitation e-mails can leave.
+    pub async fn report_relay(&self) {
+        match self.check().await {
+            Ok(()) if self.is_configured() => {
+                tracing::info!(relay = %self.mode(), "SMTP relay reachable");
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "SMTP relay check failed: invitation e-mails will not be delivered (each attempt \
+                 is kept in the outbox with its error)"
+            ),
+        }
+    }
+
     /// Connects to the relay as a send would (TLS, and the login when credentials are given)
     /// without sending anything, so a relay that cannot work — no STARTTLS, a wrong port, a
     /// rejected password — is reported when the service starts, not at the first invitation.

@@ -61,21 +61,6 @@ async fn run(args: Cli) -> Result<(), String> {
                 scim_rate_limit = config.scim_rate_limit,
                 "listening"
             );
-            let mailer = state.mailer.clone();
-            // In the background: a slow relay must not hold up the start, only be reported.
-            tokio::spawn(async move {
-                match mailer.check().await {
-                    Ok(()) if mailer.is_configured() => {
-                        tracing::info!(relay = %mailer.mode(), "SMTP relay reachable");
-                    }
-                    Ok(()) => {}
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "SMTP relay check failed: invitation e-mails will not be delivered \
-                         (each attempt is kept in the outbox with its error)"
-                    ),
-                }
-            });
             app::serve(listener, state, app::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())?;

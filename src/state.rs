@@ -64,6 +64,18 @@ impl AppState {
         let mut background = Background::default();
         let upkept = metrics.clone();
         background.register("metrics upkeep", move |stop| upkept.clone().upkeep(stop));
+        // Once, at start: a relay that cannot work is reported now, not at the first invitation,
+        // and a slow one does not hold the start up.
+        let checked = mailer.clone();
+        background.register("smtp relay check", move |mut stop| {
+            let mailer = checked.clone();
+            async move {
+                tokio::select! {
+                    () = stop.requested() => {}
+                    () = mailer.report_relay() => {}
+                }
+            }
+        });
         Ok(AppState {
             store,
             config: Arc::new(config),

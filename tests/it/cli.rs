@@ -306,10 +306,17 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
     let admin = w.json(&["token", "create", "--org", &org_id, "--kind", "admin"]);
     let admin_secret = admin["token"].as_str().expect("t").to_owned();
 
+    // A relay nobody answers on: the start-up check must say so, and the start go on.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let relay = format!("smtp://127.0.0.1:{closed_port}?tls=none");
     let mut server = Command::new(BIN)
         .args(["serve"])
         .current_dir(w.dir.path())
         .env_remove("ROLEGATE_DATABASE_URL")
+        .env("ROLEGATE_SMTP_URL", &relay)
         .env("ROLEGATE_BIND", "127.0.0.1:0")
         .env("ROLEGATE_LOG_FORMAT", "json")
         .env("ROLEGATE_SHUTDOWN_DELAY", "0")
@@ -345,12 +352,7 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
                     .is_some_and(|d| d.starts_with("sqlite://")),
                 "{line}"
             );
-            assert!(
-                v["mail"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("no SMTP relay")),
-                "{line}"
-            );
+            assert_eq!(v["mail"], relay.as_str(), "{line}");
             assert_eq!(v["scim_rate_limit"], 100, "{line}");
             break addr;
         }
@@ -423,6 +425,10 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
     logs.extend(lines_rx.try_iter().map(|l| l + "\n"));
     assert!(
         logs.contains("request finished") && logs.contains("stopped"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("SMTP relay check failed") && logs.contains(&closed_port.to_string()),
         "{logs}"
     );
     for secret in [&scim, &admin_secret] {
