@@ -229,6 +229,26 @@ impl SqlBuilder {
     }
 }
 
+/// `$1, $2, …`: the ids as bound values, for an `IN (…)` list.
+pub(crate) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.push_bind(*id);
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct IdRow {
+    pub(crate) id: Uuid,
+}
+
+#[derive(FromRow)]
+pub(crate) struct CountRow {
+    pub(crate) n: i64,
+}
+
 /// The connection pool of the configured backend.
 #[derive(Clone)]
 pub(crate) enum Pool {
@@ -523,6 +543,39 @@ impl WriteTx {
         let _ = self.bus.send(invalidation.clone());
         Ok(invalidation)
     }
+}
+
+/// What an org-wide lock serialises (the class half of a two-key advisory lock, so our keys
+/// never meet sqlx's single-key migration lock).
+#[derive(Debug, Clone, Copy)]
+#[repr(i32)]
+pub(crate) enum OrgLock {
+    /// Counting and sending invitation e-mails against the hourly cap.
+    InvitationSends = 0x7267_0001,
+    /// Adding nested groups, so two concurrent additions cannot each miss the other's cycle.
+    GroupNesting = 0x7267_0002,
+}
+
+/// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:
+/// a transaction-scoped advisory lock, so it holds across instances. SQLite: nothing to do, its
+/// writers already go one at a time (the in-process queue and `BEGIN IMMEDIATE`).
+pub(crate) async fn lock_org(
+    tx: &mut WriteTx,
+    lock: OrgLock,
+    org_id: Uuid,
+) -> Result<(), StoreError> {
+    let conn = tx.conn();
+    if let Conn::Postgres(_) = conn {
+        // Two orgs folding to the same key only wait for each other: harmless.
+        let (hi, lo) = org_id.as_u64_pair();
+        let folded = (hi ^ lo) as u32 ^ ((hi ^ lo) >> 32) as u32;
+        sql("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+            .bind(i64::from(lock as i32))
+            .bind(i64::from(folded as i32))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What both backends' deadline tests check, given a statement that runs far past the pool's
