@@ -249,6 +249,58 @@ pub(crate) struct CountRow {
     pub(crate) n: i64,
 }
 
+/// A resource of a tenant that statements load whole by its id: where its rows are, which
+/// columns make one, and how a row becomes the resource.
+pub(crate) trait TenantResource: Sized {
+    type Row: Record;
+    /// The table (with the alias `COLUMNS` qualify by, if they do); it has `id` and
+    /// `tenant_id` columns.
+    const FROM: &'static str;
+    const COLUMNS: &'static str;
+    fn from_row(row: Self::Row) -> Result<Self, StoreError>;
+}
+
+/// The resource with this id in this tenant. An id of another tenant's row is `NotFound`,
+/// like an id of nothing: the tenant is part of every such read, by construction.
+pub(crate) async fn load_in_tenant<T: TenantResource>(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<T, StoreError> {
+    load_by_id(conn, tenant_id, id, false).await
+}
+
+/// [`load_in_tenant`] in a write transaction, the row locked until it ends: the fields a
+/// change leaves alone are written back as they are, not as a concurrent change found them.
+/// PostgreSQL: `FOR UPDATE`. SQLite: writers already hold the database one at a time.
+pub(crate) async fn load_in_tenant_for_update<T: TenantResource>(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<T, StoreError> {
+    load_by_id(tx.conn(), tenant_id, id, true).await
+}
+
+async fn load_by_id<T: TenantResource>(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<T, StoreError> {
+    let mut b = SqlBuilder::new("SELECT ");
+    b.push(T::COLUMNS)
+        .push(" FROM ")
+        .push(T::FROM)
+        .push(" WHERE id = ")
+        .push_bind(id)
+        .push(" AND tenant_id = ")
+        .push_bind(tenant_id);
+    if lock && matches!(conn, Conn::Postgres(_)) {
+        b.push(" FOR UPDATE");
+    }
+    T::from_row(b.build().fetch_one::<T::Row>(conn).await?)
+}
+
 /// The connection pool of the configured backend.
 #[derive(Clone)]
 pub(crate) enum Pool {

@@ -7,11 +7,12 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Conn, Ctx, OrgLock, WriteTx, lock_org, sql};
-use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant, org_in_tenant};
+use super::db::{Ctx, OrgLock, TenantResource, WriteTx, load_in_tenant, lock_org, sql};
+use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
+use crate::domain::org::Org;
 use crate::domain::permission::Role;
 use crate::domain::{Source, normalize, now};
 
@@ -132,7 +133,7 @@ macro_rules! invitation_columns {
 }
 
 #[derive(FromRow)]
-struct InvitationRow {
+pub(crate) struct InvitationRow {
     id: Uuid,
     tenant_id: Uuid,
     org_id: Uuid,
@@ -174,17 +175,13 @@ impl InvitationRow {
     }
 }
 
-async fn by_id(conn: Conn<'_>, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
-    sql(concat!(
-        "SELECT ",
-        invitation_columns!(),
-        " FROM invitations WHERE id = $1 AND tenant_id = $2"
-    ))
-    .bind(id)
-    .bind(tenant_id)
-    .fetch_one::<InvitationRow>(conn)
-    .await?
-    .into_invitation(now())
+impl TenantResource for Invitation {
+    type Row = InvitationRow;
+    const FROM: &'static str = "invitations";
+    const COLUMNS: &'static str = invitation_columns!();
+    fn from_row(row: InvitationRow) -> Result<Self, StoreError> {
+        row.into_invitation(now())
+    }
 }
 
 async fn replace_token(
@@ -291,7 +288,7 @@ impl InvitationStore for SqlStore {
         hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, target.org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, target.org_id).await?;
         let mut quota = match hourly_cap {
             Some(cap) => Some(SendQuota::load(&mut tx, tenant_id, target.org_id, cap).await?),
             None => None,
@@ -343,7 +340,9 @@ impl InvitationStore for SqlStore {
                 );
                 results.push((
                     entry.email.clone(),
-                    InviteOutcome::Resent(by_id(tx.conn(), tenant_id, id).await?),
+                    InviteOutcome::Resent(
+                        load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?,
+                    ),
                 ));
                 continue;
             }
@@ -365,7 +364,7 @@ impl InvitationStore for SqlStore {
             .bind(at)
             .execute(tx.conn())
             .await?;
-            let invitation = by_id(tx.conn(), tenant_id, id).await?;
+            let invitation = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
             tx.audit(
                 AuditRecord::new("invitation.create", "invitation", id)
                     .org(target.org_id)
@@ -386,7 +385,7 @@ impl InvitationStore for SqlStore {
         org_id: Uuid,
     ) -> Result<Vec<Invitation>, StoreError> {
         let mut h = self.db.read().await?;
-        org_in_tenant(h.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<Org>(h.conn(), tenant_id, org_id).await?;
         let at = now();
         sql(concat!(
             "SELECT ",
@@ -404,7 +403,7 @@ impl InvitationStore for SqlStore {
 
     async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
         let mut h = self.db.read().await?;
-        by_id(h.conn(), tenant_id, id).await
+        load_in_tenant::<Invitation>(h.conn(), tenant_id, id).await
     }
 
     async fn reissue_invitation(
@@ -417,7 +416,7 @@ impl InvitationStore for SqlStore {
         hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let current = by_id(tx.conn(), tenant_id, id).await?;
+        let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         if !matches!(
             current.status,
             InvitationStatus::Pending | InvitationStatus::Expired
@@ -437,7 +436,7 @@ impl InvitationStore for SqlStore {
         }
         replace_token(&mut tx, tenant_id, id, token_hash, expires_at).await?;
         tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
-        let updated = by_id(tx.conn(), tenant_id, id).await?;
+        let updated = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -449,7 +448,7 @@ impl InvitationStore for SqlStore {
         id: Uuid,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let current = by_id(tx.conn(), tenant_id, id).await?;
+        let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         match current.status {
             InvitationStatus::Revoked => return Ok(current),
             InvitationStatus::Accepted => {
@@ -470,7 +469,7 @@ impl InvitationStore for SqlStore {
                 .org(current.org_id)
                 .before(&current),
         );
-        let revoked = by_id(tx.conn(), tenant_id, id).await?;
+        let revoked = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -509,7 +508,7 @@ impl InvitationStore for SqlStore {
         .with_client_addr(client_addr);
         let mut tx = self.db.begin_write(&ctx, found.tenant_id).await?;
         // Re-read inside the transaction: a concurrent accept or revoke may have won.
-        let invitation = by_id(tx.conn(), found.tenant_id, found.id).await?;
+        let invitation = load_in_tenant::<Invitation>(tx.conn(), found.tenant_id, found.id).await?;
         match invitation.status {
             InvitationStatus::Accepted => return Ok(AcceptOutcome::AlreadyAccepted),
             InvitationStatus::Revoked => return Ok(AcceptOutcome::Revoked),
@@ -588,7 +587,7 @@ impl InvitationStore for SqlStore {
         // bug, not IdP offboarding that must win. Refusing rolls the acceptance back, and the
         // link stays usable once an admin has fixed what was wrong.
         check_owner_rule(&mut tx, tenant_id, invitation.org_id, OwnerRule::Enforce).await?;
-        let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
+        let accepted = load_in_tenant::<Invitation>(tx.conn(), tenant_id, invitation.id).await?;
         tx.commit().await?;
         Ok(AcceptOutcome::Accepted {
             invitation: Box::new(accepted),

@@ -6,11 +6,11 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Ctx, SqlBuilder, sql};
-use super::team::org_in_tenant;
+use super::db::{Ctx, SqlBuilder, TenantResource, load_in_tenant, sql};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::AuditRecord;
 use crate::domain::now;
+use crate::domain::org::Org;
 use crate::domain::token::{Token, TokenKind};
 
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ macro_rules! token_columns {
 }
 
 #[derive(FromRow)]
-struct TokenRow {
+pub(crate) struct TokenRow {
     id: Uuid,
     tenant_id: Uuid,
     org_id: Uuid,
@@ -137,6 +137,15 @@ impl TokenRow {
     }
 }
 
+impl TenantResource for Token {
+    type Row = TokenRow;
+    const FROM: &'static str = "api_tokens";
+    const COLUMNS: &'static str = token_columns!();
+    fn from_row(row: TokenRow) -> Result<Self, StoreError> {
+        row.into_token()
+    }
+}
+
 #[async_trait]
 impl TokenStore for SqlStore {
     async fn create_token(
@@ -146,7 +155,7 @@ impl TokenStore for SqlStore {
         new: NewToken,
     ) -> Result<Token, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, new.org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, new.org_id).await?;
         let token = Token {
             id: Uuid::now_v7(),
             tenant_id,
@@ -230,16 +239,7 @@ impl TokenStore for SqlStore {
         token_id: Uuid,
     ) -> Result<Token, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let token = sql(concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM api_tokens WHERE id = $1 AND tenant_id = $2"
-        ))
-        .bind(token_id)
-        .bind(tenant_id)
-        .fetch_one::<TokenRow>(tx.conn())
-        .await?
-        .into_token()?;
+        let token: Token = load_in_tenant(tx.conn(), tenant_id, token_id).await?;
         if token.revoked_at.is_some() {
             // Already revoked: a retried request changes nothing and records nothing.
             return Ok(token);

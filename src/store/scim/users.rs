@@ -16,14 +16,15 @@ use super::{
 };
 use crate::domain::audit::AuditRecord;
 use crate::domain::group::MemberKind;
+use crate::domain::org::Org;
 use crate::domain::provisioning::{
     LinkCandidate, LinkRefusal, ScimRelease, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
     link_decision,
 };
 use crate::domain::{Source, normalize, now};
 use crate::scim_proto::schema::ResourceType;
-use crate::store::db::{Arg, Conn, Ctx, SqlBuilder, WriteTx, push_list, sql};
-use crate::store::team::{OwnerRule, check_owner_rule, org_in_tenant, tenant_tree};
+use crate::store::db::{Arg, Conn, Ctx, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
+use crate::store::team::{OwnerRule, check_owner_rule, tenant_tree};
 use crate::store::{SqlStore, StoreError};
 
 #[async_trait]
@@ -755,7 +756,7 @@ impl ScimUserStore for SqlStore {
             Some(_) => {}
         }
         if let Some(to) = to {
-            org_in_tenant(tx.conn(), tenant_id, to).await?;
+            load_in_tenant::<Org>(tx.conn(), tenant_id, to).await?;
         }
         let at = now();
         // The releasing org's SCIM groups must not list someone its token can no longer see.

@@ -8,19 +8,18 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::products::{
-    ProductStore, load_environments_of, load_groups, load_groups_of, product_in_tenant,
-};
-use super::{chain, insert_grant, memberships_in, org_in_tenant, tenant_tree, user_in_tenant};
+use super::products::{ProductStore, load_environments_of, load_groups, load_groups_of};
+use super::{chain, insert_grant, memberships_in, tenant_tree};
 use crate::authz::{ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditRecord;
-use crate::domain::org::{self, OrgRole};
+use crate::domain::org::{self, Org, OrgRole};
 use crate::domain::permission::{
     Module, ModuleLevel, PermissionSet, Role, effective_modules, module_permissions,
 };
 use crate::domain::product::{Environment, Product};
-use crate::store::db::{Conn, Ctx, Db, SqlBuilder, WriteTx, push_list, sql};
+use crate::domain::user::User;
+use crate::store::db::{Conn, Ctx, Db, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
 use crate::store::{SqlStore, StoreError};
 
 /// A member's grants on one product from one source; setting them replaces that source's.
@@ -123,7 +122,7 @@ async fn facts_for(
     products: &[Product],
 ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
     let mut h = db.read().await?;
-    let user = user_in_tenant(h.conn(), tenant_id, user_id).await?;
+    let user = load_in_tenant::<User>(h.conn(), tenant_id, user_id).await?;
     let tree = tenant_tree(h.conn(), tenant_id).await?;
     let chain = chain(&tree, org_id);
     let memberships = memberships_in(h.conn(), tenant_id, &[user_id], &chain).await?;
@@ -206,7 +205,7 @@ impl AccessStore for SqlStore {
         access: &ProductAccess,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         require_member(&mut tx, tenant_id, product.org_id, user_id).await?;
         let groups = load_groups(&mut tx, tenant_id, product_id).await?;
         let unknown: Vec<Uuid> = access
@@ -278,7 +277,7 @@ impl AccessStore for SqlStore {
         levels: &BTreeMap<Module, ModuleLevel>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
         require_member(&mut tx, tenant_id, org_id, user_id).await?;
         for (module, level) in levels {
             let target = module.as_str();
@@ -324,7 +323,7 @@ impl AccessStore for SqlStore {
     ) -> Result<(UserFacts, ProductFacts), StoreError> {
         let product = {
             let mut h = self.db.read().await?;
-            product_in_tenant(h.conn(), tenant_id, product_id).await?
+            load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await?
         };
         let org_id = product.org_id;
         facts_for(&self.db, tenant_id, user_id, org_id, &[product])

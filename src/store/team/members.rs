@@ -6,14 +6,12 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    UserRow, chain, check_owner_rule, memberships_in, org_in_tenant, tenant_tree, user_in_tenant,
-};
+use super::{UserRow, chain, check_owner_rule, memberships_in, tenant_tree};
 use crate::domain::audit::AuditRecord;
-use crate::domain::org::{self, EffectiveRole, OrgRole};
+use crate::domain::org::{self, EffectiveRole, Org, OrgRole};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
-use crate::store::db::{Ctx, IdRow, SqlBuilder, push_list, sql};
+use crate::store::db::{Ctx, IdRow, SqlBuilder, load_in_tenant, push_list, sql};
 use crate::store::{SqlStore, StoreError};
 
 /// What happens when a membership change would leave an org without an active Owner.
@@ -212,8 +210,8 @@ impl MemberStore for SqlStore {
         rule: OwnerRule,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, org_id).await?;
-        user_in_tenant(tx.conn(), tenant_id, user_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<User>(tx.conn(), tenant_id, user_id).await?;
         let before = memberships_in(tx.conn(), tenant_id, &[user_id], &[org_id]).await?;
         let at = now();
         sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \

@@ -37,7 +37,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::db::{Conn, SqlBuilder, WriteTx, push_list, sql};
+use super::db::{Conn, SqlBuilder, TenantResource, WriteTx, push_list, sql};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, Org, OrgRole};
 use crate::domain::user::User;
@@ -48,7 +48,7 @@ fn source(raw: &str) -> Result<Source, StoreError> {
 }
 
 #[derive(FromRow)]
-struct OrgRow {
+pub(crate) struct OrgRow {
     id: Uuid,
     tenant_id: Uuid,
     parent_id: Option<Uuid>,
@@ -72,25 +72,17 @@ impl From<OrgRow> for Org {
     }
 }
 
-pub(super) async fn org_in_tenant(
-    conn: Conn<'_>,
-    tenant_id: Uuid,
-    org_id: Uuid,
-) -> Result<Org, StoreError> {
-    sql(concat!(
-        "SELECT ",
-        org_columns!(),
-        " FROM orgs WHERE id = $1 AND tenant_id = $2"
-    ))
-    .bind(org_id)
-    .bind(tenant_id)
-    .fetch_one::<OrgRow>(conn)
-    .await
-    .map(Org::from)
+impl TenantResource for Org {
+    type Row = OrgRow;
+    const FROM: &'static str = "orgs";
+    const COLUMNS: &'static str = org_columns!();
+    fn from_row(row: OrgRow) -> Result<Self, StoreError> {
+        Ok(row.into())
+    }
 }
 
 #[derive(FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     tenant_id: Uuid,
     user_name: String,
@@ -123,21 +115,13 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-async fn user_in_tenant(
-    conn: Conn<'_>,
-    tenant_id: Uuid,
-    user_id: Uuid,
-) -> Result<User, StoreError> {
-    sql(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users u WHERE u.id = $1 AND u.tenant_id = $2"
-    ))
-    .bind(user_id)
-    .bind(tenant_id)
-    .fetch_one::<UserRow>(conn)
-    .await?
-    .try_into()
+impl TenantResource for User {
+    type Row = UserRow;
+    const FROM: &'static str = "users u";
+    const COLUMNS: &'static str = user_columns!();
+    fn from_row(row: UserRow) -> Result<Self, StoreError> {
+        row.try_into()
+    }
 }
 
 #[derive(FromRow)]

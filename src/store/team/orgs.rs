@@ -6,12 +6,12 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{OrgRow, ensure_user, org_in_tenant};
+use super::{OrgRow, ensure_user};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{Org, OrgRole};
 use crate::domain::user::User;
 use crate::domain::{Source, now};
-use crate::store::db::{CountRow, Ctx, WriteTx, sql};
+use crate::store::db::{CountRow, Ctx, WriteTx, load_in_tenant, sql};
 use crate::store::{SqlStore, StoreError};
 
 #[async_trait]
@@ -138,7 +138,7 @@ impl OrgStore for SqlStore {
 
     async fn get_org(&self, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError> {
         let mut h = self.db.read().await?;
-        org_in_tenant(h.conn(), tenant_id, org_id).await
+        load_in_tenant::<Org>(h.conn(), tenant_id, org_id).await
     }
 
     async fn find_org(&self, org_id: Uuid) -> Result<Org, StoreError> {
@@ -162,7 +162,7 @@ impl OrgStore for SqlStore {
         email: &str,
     ) -> Result<User, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
         let user = ensure_user(&mut tx, tenant_id, email, Source::Manual).await?;
         let before =
             set_membership_role(&mut tx, tenant_id, org_id, user.id, OrgRole::Owner).await?;
@@ -184,7 +184,7 @@ impl OrgStore for SqlStore {
         name: &str,
     ) -> Result<Org, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, parent_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, parent_id).await?;
         let at = now();
         let org = Org {
             id: Uuid::now_v7(),
@@ -221,7 +221,7 @@ impl OrgStore for SqlStore {
         name: &str,
     ) -> Result<Org, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let before = org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        let before = load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
         let at = now();
         sql("UPDATE orgs SET name = $1, updated_at = $2, version = version + 1 WHERE id = $3 AND tenant_id = $4")
             .bind(name)
@@ -263,7 +263,7 @@ impl OrgStore for SqlStore {
 
     async fn delete_org(&self, ctx: &Ctx, tenant_id: Uuid, org_id: Uuid) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let org = org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        let org = load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
         if org.is_root() {
             return Err(StoreError::Rule(
                 "a root organization cannot be deleted through the API".into(),

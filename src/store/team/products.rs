@@ -10,8 +10,9 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{insert_grant, org_in_tenant};
+use super::insert_grant;
 use crate::domain::audit::AuditRecord;
+use crate::domain::org::Org;
 use crate::domain::permission::{
     AccessRule, Capability, EnvAccess, PermissionSet, Role, product_presets,
 };
@@ -19,8 +20,25 @@ use crate::domain::product::{
     Environment, PermissionGroup, Product, ProductDetail, role_group_id, role_groups,
 };
 use crate::domain::{Source, normalize, now};
-use crate::store::db::{AsConn, Conn, Ctx, IdRow, SqlBuilder, WriteTx, push_list, sql};
+use crate::store::db::{
+    AsConn, Ctx, IdRow, SqlBuilder, TenantResource, WriteTx, load_in_tenant,
+    load_in_tenant_for_update, push_list, sql,
+};
 use crate::store::{ENVIRONMENT_NAME_TAKEN, PERMISSION_GROUP_NAME_TAKEN, SqlStore, StoreError};
+
+/// The columns of a `products` row, in [`ProductRow`]'s order.
+macro_rules! product_columns {
+    () => {
+        "id, tenant_id, org_id, name, created_at, updated_at, version"
+    };
+}
+
+/// The columns of an `environments` row, in [`EnvironmentRow`]'s order.
+macro_rules! environment_columns {
+    () => {
+        "id, product_id, name, restricted, created_at, updated_at"
+    };
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEnvironment {
@@ -119,7 +137,7 @@ pub trait ProductStore {
 }
 
 #[derive(FromRow)]
-struct ProductRow {
+pub(crate) struct ProductRow {
     id: Uuid,
     tenant_id: Uuid,
     org_id: Uuid,
@@ -144,7 +162,7 @@ impl From<ProductRow> for Product {
 }
 
 #[derive(FromRow)]
-struct EnvironmentRow {
+pub(crate) struct EnvironmentRow {
     id: Uuid,
     product_id: Uuid,
     name: String,
@@ -184,20 +202,37 @@ struct AccessRow {
     access: String,
 }
 
-pub(super) async fn product_in_tenant(
-    conn: Conn<'_>,
-    tenant_id: Uuid,
+impl TenantResource for Product {
+    type Row = ProductRow;
+    const FROM: &'static str = "products";
+    const COLUMNS: &'static str = product_columns!();
+    fn from_row(row: ProductRow) -> Result<Self, StoreError> {
+        Ok(row.into())
+    }
+}
+
+impl TenantResource for Environment {
+    type Row = EnvironmentRow;
+    const FROM: &'static str = "environments";
+    const COLUMNS: &'static str = environment_columns!();
+    fn from_row(row: EnvironmentRow) -> Result<Self, StoreError> {
+        Ok(row.into())
+    }
+}
+
+/// The product a stored permission group belongs to.
+#[derive(FromRow)]
+pub(crate) struct GroupProduct {
     product_id: Uuid,
-) -> Result<Product, StoreError> {
-    sql(
-        "SELECT id, tenant_id, org_id, name, created_at, updated_at, version FROM products \
-         WHERE id = $1 AND tenant_id = $2",
-    )
-    .bind(product_id)
-    .bind(tenant_id)
-    .fetch_one::<ProductRow>(conn)
-    .await
-    .map(Product::from)
+}
+
+impl TenantResource for GroupProduct {
+    type Row = GroupProduct;
+    const FROM: &'static str = "permission_groups";
+    const COLUMNS: &'static str = "product_id";
+    fn from_row(row: GroupProduct) -> Result<Self, StoreError> {
+        Ok(row)
+    }
 }
 
 fn access(raw: &str) -> Result<EnvAccess, StoreError> {
@@ -263,10 +298,11 @@ pub(super) async fn load_environments_of(
     if product_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut b = SqlBuilder::new(
-        "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-         WHERE tenant_id = ",
-    );
+    let mut b = SqlBuilder::new(concat!(
+        "SELECT ",
+        environment_columns!(),
+        " FROM environments WHERE tenant_id = "
+    ));
     b.push_bind(tenant_id).push(" AND product_id IN (");
     push_list(&mut b, product_ids);
     b.push(") ORDER BY id");
@@ -424,32 +460,6 @@ async fn insert_environment(
     Ok(created)
 }
 
-/// An environment of the tenant, read in a write transaction and locked until it ends
-/// (PostgreSQL `FOR UPDATE`; SQLite writers already hold the database one at a time).
-async fn environment_for_update(
-    tx: &mut WriteTx,
-    tenant_id: Uuid,
-    env_id: Uuid,
-) -> Result<Environment, StoreError> {
-    let conn = tx.conn();
-    let statement = match conn {
-        Conn::Postgres(_) => sql(
-            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-             WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
-        ),
-        Conn::Sqlite(_) => sql(
-            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-             WHERE id = $1 AND tenant_id = $2",
-        ),
-    };
-    statement
-        .bind(env_id)
-        .bind(tenant_id)
-        .fetch_one::<EnvironmentRow>(conn)
-        .await
-        .map(Environment::from)
-}
-
 #[async_trait]
 impl ProductStore for SqlStore {
     async fn create_product(
@@ -461,7 +471,7 @@ impl ProductStore for SqlStore {
         environments: &[NewEnvironment],
     ) -> Result<ProductDetail, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
         let at = now();
         let product = Product {
             id: Uuid::now_v7(),
@@ -511,18 +521,8 @@ impl ProductStore for SqlStore {
         product_id: Uuid,
     ) -> Result<ProductDetail, StoreError> {
         let mut h = self.db.read().await?;
-        let product = product_in_tenant(h.conn(), tenant_id, product_id).await?;
-        let environments = sql(
-            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-             WHERE tenant_id = $1 AND product_id = $2 ORDER BY id",
-        )
-        .bind(tenant_id)
-        .bind(product_id)
-        .fetch_all::<EnvironmentRow>(h.conn())
-        .await?
-        .into_iter()
-        .map(Environment::from)
-        .collect();
+        let product = load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await?;
+        let environments = load_environments_of(&mut h, tenant_id, &[product_id]).await?;
         let mut permission_groups = load_groups(&mut h, tenant_id, product_id).await?;
         permission_groups.extend(role_groups(product_id));
         Ok(ProductDetail {
@@ -538,11 +538,12 @@ impl ProductStore for SqlStore {
         org_id: Uuid,
     ) -> Result<Vec<Product>, StoreError> {
         let mut h = self.db.read().await?;
-        org_in_tenant(h.conn(), tenant_id, org_id).await?;
-        Ok(sql(
-            "SELECT id, tenant_id, org_id, name, created_at, updated_at, version FROM products \
-             WHERE tenant_id = $1 AND org_id = $2 ORDER BY id",
-        )
+        load_in_tenant::<Org>(h.conn(), tenant_id, org_id).await?;
+        Ok(sql(concat!(
+            "SELECT ",
+            product_columns!(),
+            " FROM products WHERE tenant_id = $1 AND org_id = $2 ORDER BY id"
+        ))
         .bind(tenant_id)
         .bind(org_id)
         .fetch_all::<ProductRow>(h.conn())
@@ -560,7 +561,7 @@ impl ProductStore for SqlStore {
         name: &str,
     ) -> Result<Product, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let before = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let before = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         let at = now();
         sql(
             "UPDATE products SET name = $1, updated_at = $2, version = version + 1 \
@@ -595,7 +596,7 @@ impl ProductStore for SqlStore {
         product_id: Uuid,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let before = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let before = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         sql("DELETE FROM grants WHERE tenant_id = $1 AND product_id = $2")
             .bind(tenant_id)
             .bind(product_id)
@@ -625,7 +626,7 @@ impl ProductStore for SqlStore {
         env: &NewEnvironment,
     ) -> Result<Environment, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         let created = insert_environment(&mut tx, tenant_id, product_id, env).await?;
         tx.audit(
             AuditRecord::new("environment.create", "environment", created.id)
@@ -649,8 +650,8 @@ impl ProductStore for SqlStore {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         // Read in the transaction, locked: the fields this change leaves alone are written back
         // as they are now, not as they were before a concurrent change committed.
-        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
+        let before = load_in_tenant_for_update::<Environment>(&mut tx, tenant_id, env_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, before.product_id).await?;
         let at = now();
         let after = Environment {
             name: name.map_or_else(|| before.name.clone(), str::to_owned),
@@ -687,8 +688,8 @@ impl ProductStore for SqlStore {
         env_id: Uuid,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let before = environment_for_update(&mut tx, tenant_id, env_id).await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, before.product_id).await?;
+        let before = load_in_tenant_for_update::<Environment>(&mut tx, tenant_id, env_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, before.product_id).await?;
         // Overrides naming the environment go with it (ON DELETE CASCADE).
         let n = sql("DELETE FROM environments WHERE id = $1 AND tenant_id = $2")
             .bind(env_id)
@@ -715,16 +716,8 @@ impl ProductStore for SqlStore {
         env_id: Uuid,
     ) -> Result<Product, StoreError> {
         let mut h = self.db.read().await?;
-        let env: Environment = sql(
-            "SELECT id, product_id, name, restricted, created_at, updated_at FROM environments \
-             WHERE id = $1 AND tenant_id = $2",
-        )
-        .bind(env_id)
-        .bind(tenant_id)
-        .fetch_one::<EnvironmentRow>(h.conn())
-        .await?
-        .into();
-        product_in_tenant(h.conn(), tenant_id, env.product_id).await
+        let env: Environment = load_in_tenant(h.conn(), tenant_id, env_id).await?;
+        load_in_tenant(h.conn(), tenant_id, env.product_id).await
     }
 
     async fn save_permission_group(
@@ -737,7 +730,7 @@ impl ProductStore for SqlStore {
         set: &PermissionSet,
     ) -> Result<PermissionGroup, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         let groups = load_groups(&mut tx, tenant_id, product_id).await?;
         let id = match existing {
             None => insert_group(&mut tx, tenant_id, product_id, name, set, false).await?,
@@ -798,17 +791,8 @@ impl ProductStore for SqlStore {
         reassign_to: Option<Uuid>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        #[derive(FromRow)]
-        struct Owner {
-            product_id: Uuid,
-        }
-        let Owner { product_id } =
-            sql("SELECT product_id FROM permission_groups WHERE id = $1 AND tenant_id = $2")
-                .bind(group_id)
-                .bind(tenant_id)
-                .fetch_one::<Owner>(tx.conn())
-                .await?;
-        let product = product_in_tenant(tx.conn(), tenant_id, product_id).await?;
+        let GroupProduct { product_id } = load_in_tenant(tx.conn(), tenant_id, group_id).await?;
+        let product = load_in_tenant::<Product>(tx.conn(), tenant_id, product_id).await?;
         #[derive(FromRow)]
         struct Holder {
             subject_id: Uuid,
@@ -874,10 +858,6 @@ impl ProductStore for SqlStore {
         tenant_id: Uuid,
         group_id: Uuid,
     ) -> Result<Product, StoreError> {
-        #[derive(FromRow)]
-        struct Owner {
-            product_id: Uuid,
-        }
         let mut h = self.db.read().await?;
         if group_id.get_version_num() == 5 {
             // A built-in role's id is derived from its product (never stored, never version 7
@@ -896,14 +876,9 @@ impl ProductStore for SqlStore {
                         .any(|r| role_group_id(p, r) == group_id)
                 })
                 .ok_or(StoreError::NotFound)?;
-            return product_in_tenant(h.conn(), tenant_id, product_id).await;
+            return load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await;
         }
-        let Owner { product_id } =
-            sql("SELECT product_id FROM permission_groups WHERE id = $1 AND tenant_id = $2")
-                .bind(group_id)
-                .bind(tenant_id)
-                .fetch_one::<Owner>(h.conn())
-                .await?;
-        product_in_tenant(h.conn(), tenant_id, product_id).await
+        let GroupProduct { product_id } = load_in_tenant(h.conn(), tenant_id, group_id).await?;
+        load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await
     }
 }
