@@ -229,6 +229,78 @@ impl SqlBuilder {
     }
 }
 
+/// `$1, $2, …`: the ids as bound values, for an `IN (…)` list.
+pub(crate) fn push_list(b: &mut SqlBuilder, ids: &[Uuid]) {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.push_bind(*id);
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct IdRow {
+    pub(crate) id: Uuid,
+}
+
+#[derive(FromRow)]
+pub(crate) struct CountRow {
+    pub(crate) n: i64,
+}
+
+/// A resource of a tenant that statements load whole by its id: where its rows are, which
+/// columns make one, and how a row becomes the resource.
+pub(crate) trait TenantResource: Sized {
+    type Row: Record;
+    /// The table (with the alias `COLUMNS` qualify by, if they do); it has `id` and
+    /// `tenant_id` columns.
+    const FROM: &'static str;
+    const COLUMNS: &'static str;
+    fn from_row(row: Self::Row) -> Result<Self, StoreError>;
+}
+
+/// The resource with this id in this tenant. An id of another tenant's row is `NotFound`,
+/// like an id of nothing: the tenant is part of every such read, by construction.
+pub(crate) async fn load_in_tenant<T: TenantResource>(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<T, StoreError> {
+    load_by_id(conn, tenant_id, id, false).await
+}
+
+/// [`load_in_tenant`] in a write transaction, the row locked until it ends: the fields a
+/// change leaves alone are written back as they are, not as a concurrent change found them.
+/// PostgreSQL: `FOR UPDATE`. SQLite: writers already hold the database one at a time.
+pub(crate) async fn load_in_tenant_for_update<T: TenantResource>(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<T, StoreError> {
+    load_by_id(tx.conn(), tenant_id, id, true).await
+}
+
+async fn load_by_id<T: TenantResource>(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<T, StoreError> {
+    let mut b = SqlBuilder::new("SELECT ");
+    b.push(T::COLUMNS)
+        .push(" FROM ")
+        .push(T::FROM)
+        .push(" WHERE id = ")
+        .push_bind(id)
+        .push(" AND tenant_id = ")
+        .push_bind(tenant_id);
+    if lock && matches!(conn, Conn::Postgres(_)) {
+        b.push(" FOR UPDATE");
+    }
+    T::from_row(b.build().fetch_one::<T::Row>(conn).await?)
+}
+
 /// The connection pool of the configured backend.
 #[derive(Clone)]
 pub(crate) enum Pool {
@@ -532,6 +604,39 @@ impl WriteTx {
         let _ = self.bus.send(invalidation.clone());
         Ok(invalidation)
     }
+}
+
+/// What an org-wide lock serialises (the class half of a two-key advisory lock, so our keys
+/// never meet sqlx's single-key migration lock).
+#[derive(Debug, Clone, Copy)]
+#[repr(i32)]
+pub(crate) enum OrgLock {
+    /// Counting and sending invitation e-mails against the hourly cap.
+    InvitationSends = 0x7267_0001,
+    /// Adding nested groups, so two concurrent additions cannot each miss the other's cycle.
+    GroupNesting = 0x7267_0002,
+}
+
+/// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:
+/// a transaction-scoped advisory lock, so it holds across instances. SQLite: nothing to do, its
+/// writers already go one at a time (the in-process queue and `BEGIN IMMEDIATE`).
+pub(crate) async fn lock_org(
+    tx: &mut WriteTx,
+    lock: OrgLock,
+    org_id: Uuid,
+) -> Result<(), StoreError> {
+    let conn = tx.conn();
+    if let Conn::Postgres(_) = conn {
+        // Two orgs folding to the same key only wait for each other: harmless.
+        let (hi, lo) = org_id.as_u64_pair();
+        let folded = (hi ^ lo) as u32 ^ ((hi ^ lo) >> 32) as u32;
+        sql("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+            .bind(i64::from(lock as i32))
+            .bind(i64::from(folded as i32))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What both backends' deadline tests check, given a statement that runs far past the pool's

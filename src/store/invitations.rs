@@ -1,22 +1,129 @@
 //! Invitations: pending → accepted | revoked (expired is derived), resend with a new token,
 //! single-use acceptance; plus the mail outbox.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Conn, Ctx, WriteTx, sql};
-use super::queries::{OrgLock, SqlStore, ensure_user, lock_org, org_in_tenant};
-use super::team::{check_owner_rule, insert_grant};
-use super::{
-    AcceptOutcome, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail, OwnerRule,
-    StoreError,
-};
+use super::db::{Ctx, OrgLock, TenantResource, WriteTx, load_in_tenant, lock_org, sql};
+use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant};
+use super::{SqlStore, StoreError};
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
+use crate::domain::org::Org;
 use crate::domain::permission::Role;
 use crate::domain::{Source, normalize, now};
+
+/// Where invitations lead: an org, and optionally a product with a group or a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationTarget {
+    pub org_id: Uuid,
+    pub product_id: Option<Uuid>,
+    pub permission_group_id: Option<Uuid>,
+    pub role: Option<Role>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One address to invite, with the hash of its fresh link secret.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub email: String,
+    pub token_hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteOutcome {
+    Invited(Invitation),
+    /// A pending invitation existed: it got the new token (the old link died).
+    Resent(Invitation),
+    /// Already a direct member of the org: nothing to send.
+    AlreadyMember {
+        user_id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Accepted {
+        invitation: Box<Invitation>,
+        user_id: Uuid,
+    },
+    AlreadyAccepted,
+    Revoked,
+    Expired,
+}
+
+/// A copy of an e-mail for the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    /// sent | logged | failed
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+#[async_trait]
+pub trait InvitationStore {
+    /// Invites each address (or re-sends a pending invitation with the new token). With
+    /// `hourly_cap`, refuses the whole request (`InvitationQuota`) if its e-mails would take the
+    /// org past that many sent (new and resent) in the last hour.
+    async fn invite(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        target: &InvitationTarget,
+        entries: &[NewInvitation],
+        hourly_cap: Option<u32>,
+    ) -> Result<Vec<(String, InviteOutcome)>, StoreError>;
+    async fn list_invitations(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+    ) -> Result<Vec<Invitation>, StoreError>;
+    async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError>;
+    /// A new token for a pending (or expired) invitation; the old link dies. `hourly_cap` as
+    /// for [`InvitationStore::invite`].
+    async fn reissue_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
+    ) -> Result<Invitation, StoreError>;
+    /// Revokes a pending invitation; revoking a revoked one changes nothing.
+    async fn revoke_invitation(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Invitation, StoreError>;
+    /// Finds an invitation by its link's secret hash, in any tenant: the link is the credential.
+    async fn invitation_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<Invitation>, StoreError>;
+    /// Accepts once: makes (or joins) the user, the membership and the invited group.
+    /// `request_id` and `client_addr` are the request's, for the audit log.
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        request_id: Option<String>,
+        client_addr: Option<String>,
+    ) -> Result<AcceptOutcome, StoreError>;
+    /// Keeps a copy of an e-mail in the outbox (audited as sent, logged or failed).
+    async fn record_mail(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError>;
+}
 
 macro_rules! invitation_columns {
     () => {
@@ -26,7 +133,7 @@ macro_rules! invitation_columns {
 }
 
 #[derive(FromRow)]
-struct InvitationRow {
+pub(crate) struct InvitationRow {
     id: Uuid,
     tenant_id: Uuid,
     org_id: Uuid,
@@ -68,17 +175,13 @@ impl InvitationRow {
     }
 }
 
-async fn by_id(conn: Conn<'_>, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
-    sql(concat!(
-        "SELECT ",
-        invitation_columns!(),
-        " FROM invitations WHERE id = $1 AND tenant_id = $2"
-    ))
-    .bind(id)
-    .bind(tenant_id)
-    .fetch_one::<InvitationRow>(conn)
-    .await?
-    .into_invitation(now())
+impl TenantResource for Invitation {
+    type Row = InvitationRow;
+    const FROM: &'static str = "invitations";
+    const COLUMNS: &'static str = invitation_columns!();
+    fn from_row(row: InvitationRow) -> Result<Self, StoreError> {
+        row.into_invitation(now())
+    }
 }
 
 async fn replace_token(
@@ -174,8 +277,9 @@ fn first_id_at(at: DateTime<Utc>) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
-impl SqlStore {
-    pub(super) async fn invite_impl(
+#[async_trait]
+impl InvitationStore for SqlStore {
+    async fn invite(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
@@ -184,7 +288,7 @@ impl SqlStore {
         hourly_cap: Option<u32>,
     ) -> Result<Vec<(String, InviteOutcome)>, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        org_in_tenant(tx.conn(), tenant_id, target.org_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, target.org_id).await?;
         let mut quota = match hourly_cap {
             Some(cap) => Some(SendQuota::load(&mut tx, tenant_id, target.org_id, cap).await?),
             None => None,
@@ -236,7 +340,9 @@ impl SqlStore {
                 );
                 results.push((
                     entry.email.clone(),
-                    InviteOutcome::Resent(by_id(tx.conn(), tenant_id, id).await?),
+                    InviteOutcome::Resent(
+                        load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?,
+                    ),
                 ));
                 continue;
             }
@@ -258,7 +364,7 @@ impl SqlStore {
             .bind(at)
             .execute(tx.conn())
             .await?;
-            let invitation = by_id(tx.conn(), tenant_id, id).await?;
+            let invitation = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
             tx.audit(
                 AuditRecord::new("invitation.create", "invitation", id)
                     .org(target.org_id)
@@ -273,13 +379,13 @@ impl SqlStore {
         Ok(results)
     }
 
-    pub(super) async fn list_invitations_impl(
+    async fn list_invitations(
         &self,
         tenant_id: Uuid,
         org_id: Uuid,
     ) -> Result<Vec<Invitation>, StoreError> {
         let mut h = self.db.read().await?;
-        org_in_tenant(h.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<Org>(h.conn(), tenant_id, org_id).await?;
         let at = now();
         sql(concat!(
             "SELECT ",
@@ -295,16 +401,12 @@ impl SqlStore {
         .collect()
     }
 
-    pub(super) async fn get_invitation_impl(
-        &self,
-        tenant_id: Uuid,
-        id: Uuid,
-    ) -> Result<Invitation, StoreError> {
+    async fn get_invitation(&self, tenant_id: Uuid, id: Uuid) -> Result<Invitation, StoreError> {
         let mut h = self.db.read().await?;
-        by_id(h.conn(), tenant_id, id).await
+        load_in_tenant::<Invitation>(h.conn(), tenant_id, id).await
     }
 
-    pub(super) async fn reissue_invitation_impl(
+    async fn reissue_invitation(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
@@ -314,7 +416,7 @@ impl SqlStore {
         hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let current = by_id(tx.conn(), tenant_id, id).await?;
+        let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         if !matches!(
             current.status,
             InvitationStatus::Pending | InvitationStatus::Expired
@@ -334,19 +436,19 @@ impl SqlStore {
         }
         replace_token(&mut tx, tenant_id, id, token_hash, expires_at).await?;
         tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
-        let updated = by_id(tx.conn(), tenant_id, id).await?;
+        let updated = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
         Ok(updated)
     }
 
-    pub(super) async fn revoke_invitation_impl(
+    async fn revoke_invitation(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
         id: Uuid,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let current = by_id(tx.conn(), tenant_id, id).await?;
+        let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         match current.status {
             InvitationStatus::Revoked => return Ok(current),
             InvitationStatus::Accepted => {
@@ -367,12 +469,12 @@ impl SqlStore {
                 .org(current.org_id)
                 .before(&current),
         );
-        let revoked = by_id(tx.conn(), tenant_id, id).await?;
+        let revoked = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
         tx.commit().await?;
         Ok(revoked)
     }
 
-    pub(super) async fn invitation_by_token_impl(
+    async fn invitation_by_token(
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<Invitation>, StoreError> {
@@ -389,13 +491,13 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn accept_invitation_impl(
+    async fn accept_invitation(
         &self,
         token_hash: &[u8; 32],
         request_id: Option<String>,
         client_addr: Option<String>,
     ) -> Result<AcceptOutcome, StoreError> {
-        let Some(found) = self.invitation_by_token_impl(token_hash).await? else {
+        let Some(found) = self.invitation_by_token(token_hash).await? else {
             return Err(StoreError::NotFound);
         };
         let ctx = Ctx::new(Actor::Invitee {
@@ -406,7 +508,7 @@ impl SqlStore {
         .with_client_addr(client_addr);
         let mut tx = self.db.begin_write(&ctx, found.tenant_id).await?;
         // Re-read inside the transaction: a concurrent accept or revoke may have won.
-        let invitation = by_id(tx.conn(), found.tenant_id, found.id).await?;
+        let invitation = load_in_tenant::<Invitation>(tx.conn(), found.tenant_id, found.id).await?;
         match invitation.status {
             InvitationStatus::Accepted => return Ok(AcceptOutcome::AlreadyAccepted),
             InvitationStatus::Revoked => return Ok(AcceptOutcome::Revoked),
@@ -485,7 +587,7 @@ impl SqlStore {
         // bug, not IdP offboarding that must win. Refusing rolls the acceptance back, and the
         // link stays usable once an admin has fixed what was wrong.
         check_owner_rule(&mut tx, tenant_id, invitation.org_id, OwnerRule::Enforce).await?;
-        let accepted = by_id(tx.conn(), tenant_id, invitation.id).await?;
+        let accepted = load_in_tenant::<Invitation>(tx.conn(), tenant_id, invitation.id).await?;
         tx.commit().await?;
         Ok(AcceptOutcome::Accepted {
             invitation: Box::new(accepted),
@@ -493,7 +595,7 @@ impl SqlStore {
         })
     }
 
-    pub(super) async fn record_mail_impl(
+    async fn record_mail(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,

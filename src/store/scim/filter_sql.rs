@@ -21,12 +21,12 @@
 
 use uuid::Uuid;
 
-use super::db::SqlBuilder;
 use crate::scim_proto::eval;
 use crate::scim_proto::filter::{CompareOp, ResolvedAttr, ResolvedFilter, ResolvedValue};
 use crate::scim_proto::schema::{
     AttrType, AttributeDef, GROUP_SCHEMA, ResourceType, Schemas, USER_SCHEMA,
 };
+use crate::store::db::SqlBuilder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {

@@ -1,0 +1,277 @@
+//! Users and their memberships of orgs: who is a member where, with which role, under the
+//! Owner rule.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{UserRow, chain, check_owner_rule, memberships_in, tenant_tree};
+use crate::domain::audit::AuditRecord;
+use crate::domain::org::{self, EffectiveRole, Org, OrgRole};
+use crate::domain::user::User;
+use crate::domain::{Source, normalize, now};
+use crate::store::db::{Ctx, IdRow, SqlBuilder, load_in_tenant, push_list, sql};
+use crate::store::{SqlStore, StoreError};
+
+/// What happens when a membership change would leave an org without an active Owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerRule {
+    /// Refuse the change (admin API).
+    Enforce,
+    /// Let it through with an audit warning and a metric (SCIM and login: offboarding wins).
+    Warn,
+}
+
+/// Member search: substring of e-mail or userName (case-insensitive, Unicode-aware), keyset
+/// paging by user id.
+#[derive(Debug, Clone, Default)]
+pub struct MemberQuery {
+    pub search: Option<String>,
+    pub after: Option<Uuid>,
+    /// Only this user (to read one member back).
+    pub user_id: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// A member of an org as the admin screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrgMember {
+    pub user: User,
+    /// The role in this org after inheritance, and where it comes from.
+    pub effective: EffectiveRole,
+    /// The role set on this org's own membership row (`None`: inherit or not direct).
+    pub membership_role: Option<OrgRole>,
+}
+
+#[async_trait]
+pub trait MemberStore {
+    /// The tenant's user with this e-mail (as e-mail or userName, case-insensitively),
+    /// created from `source` if there is none: one person, one user.
+    async fn ensure_user(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        email: &str,
+        source: Source,
+    ) -> Result<User, StoreError>;
+    async fn find_user_by_email(
+        &self,
+        tenant_id: Uuid,
+        email: &str,
+    ) -> Result<Option<User>, StoreError>;
+
+    /// Members of an org: direct ones and those inherited from its ancestors.
+    async fn list_members(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        query: &MemberQuery,
+    ) -> Result<Vec<OrgMember>, StoreError>;
+    /// Adds a user of the tenant to an org, or changes their role there (`None`: inherit).
+    async fn set_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Option<OrgRole>,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError>;
+    /// Removes a direct membership, with the grants given in that org.
+    async fn remove_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError>;
+}
+
+/// LIKE pattern for a substring search; `%`, `_` and `\` in the needle are literal.
+fn contains_pattern(needle: &str) -> String {
+    let mut p = String::from("%");
+    for c in normalize(needle).chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[async_trait]
+impl MemberStore for SqlStore {
+    async fn ensure_user(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        email: &str,
+        source: Source,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        // A tenant's id is its root org's id.
+        sql("SELECT id FROM orgs WHERE id = $1 AND tenant_id = $1 AND parent_id IS NULL")
+            .bind(tenant_id)
+            .fetch_one::<IdRow>(tx.conn())
+            .await?;
+        let user = super::ensure_user(&mut tx, tenant_id, email, source).await?;
+        if tx.has_audit() {
+            tx.commit().await?;
+        }
+        Ok(user)
+    }
+
+    async fn find_user_by_email(
+        &self,
+        tenant_id: Uuid,
+        email: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let mut h = self.db.read().await?;
+        super::user_by_email(h.conn(), tenant_id, email).await
+    }
+
+    async fn list_members(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        q: &MemberQuery,
+    ) -> Result<Vec<OrgMember>, StoreError> {
+        let mut h = self.db.read().await?;
+        let tree = tenant_tree(h.conn(), tenant_id).await?;
+        if !tree.iter().any(|(id, _)| *id == org_id) {
+            return Err(StoreError::NotFound);
+        }
+        let chain = chain(&tree, org_id);
+        let mut b = SqlBuilder::new(concat!(
+            "SELECT DISTINCT ",
+            user_columns!(),
+            " FROM users u JOIN memberships m ON m.user_id = u.id AND m.tenant_id = u.tenant_id \
+             WHERE m.tenant_id = "
+        ));
+        b.push_bind(tenant_id).push(" AND m.org_id IN (");
+        push_list(&mut b, &chain);
+        b.push(")");
+        if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
+            let pattern = contains_pattern(search);
+            b.push(" AND (u.email_norm LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            b.push(" OR u.user_name_norm LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+        if let Some(user_id) = q.user_id {
+            b.push(" AND u.id = ").push_bind(user_id);
+        }
+        if let Some(after) = q.after {
+            b.push(" AND u.id > ").push_bind(after);
+        }
+        b.push(" ORDER BY u.id LIMIT ")
+            .push_bind(i64::from(q.limit.clamp(1, 1000)));
+        let users: Vec<User> = b
+            .build()
+            .fetch_all::<UserRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(User::try_from)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+        let rows = memberships_in(h.conn(), tenant_id, &ids, &chain).await?;
+        users
+            .into_iter()
+            .map(|user| {
+                let role_in = |o: Uuid| {
+                    rows.iter()
+                        .find(|(mo, mu, _)| *mo == o && *mu == user.id)
+                        .map(|(_, _, r)| *r)
+                };
+                let effective = org::effective_role(&chain, role_in)
+                    .ok_or_else(|| StoreError::Other("member without membership".into()))?;
+                let membership_role = role_in(org_id).flatten();
+                Ok(OrgMember {
+                    user,
+                    effective,
+                    membership_role,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Option<OrgRole>,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        load_in_tenant::<Org>(tx.conn(), tenant_id, org_id).await?;
+        load_in_tenant::<User>(tx.conn(), tenant_id, user_id).await?;
+        let before = memberships_in(tx.conn(), tenant_id, &[user_id], &[org_id]).await?;
+        let at = now();
+        sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at")
+        .bind(tenant_id)
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role.map(OrgRole::as_str))
+        .bind(Source::Manual.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        tx.audit(
+            AuditRecord::new("membership.set_role", "user", user_id)
+                .org(org_id)
+                .before(json!({ "member": !before.is_empty(), "role": before.first().and_then(|b| b.2) }))
+                .after(json!({ "member": true, "role": role })),
+        );
+        tx.invalidate_user(user_id);
+        check_owner_rule(&mut tx, tenant_id, org_id, rule).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_membership(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        user_id: Uuid,
+        rule: OwnerRule,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let before = memberships_in(tx.conn(), tenant_id, &[user_id], &[org_id]).await?;
+        if before.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        sql("DELETE FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3")
+            .bind(tenant_id)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(tx.conn())
+            .await?;
+        // Access granted in this org goes with the membership.
+        let removed = sql("DELETE FROM grants WHERE tenant_id = $1 AND subject_kind = 'user' AND subject_id = $2 AND org_id = $3")
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(org_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("membership.remove", "user", user_id)
+                .org(org_id)
+                .before(json!({ "role": before[0].2, "grants": removed })),
+        );
+        tx.invalidate_user(user_id);
+        check_owner_rule(&mut tx, tenant_id, org_id, rule).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
