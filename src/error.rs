@@ -33,7 +33,7 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `invitation_revoked`, `invitation_expired`, `validation_failed`,
+    /// `conflict`, `invitation_revoked`, `invitation_expired`, `invitation_replaced`, `validation_failed`,
     /// `payload_too_large`, `too_many_requests`, `unavailable` or `internal`.
     pub code: String,
     /// For people; may change between versions.

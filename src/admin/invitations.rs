@@ -537,8 +537,18 @@ struct InvitationToken {
 }
 
 impl InvitationToken {
-    fn not_found(&self, state: &AppState) -> ApiError {
-        link_not_found(state, self.addr, Some(self.hash))
+    /// The answer to a link that names no current invitation. A link a resend replaced is no
+    /// guess: it says so (410), without counting against the address.
+    async fn not_found(&self, state: &AppState) -> ApiError {
+        match state.store.link_replaced(&self.hash).await {
+            Ok(true) => ApiError::Gone(
+                "invitation_replaced",
+                "this link was replaced by a newer invitation: use the link in the most recent \
+                 e-mail, or ask for the invitation to be resent",
+            ),
+            Ok(false) => link_not_found(state, self.addr, Some(self.hash)),
+            Err(e) => e.into(),
+        }
     }
 }
 
@@ -605,6 +615,7 @@ struct InvitationView {
         (status = 200, description = "What the link is for.", body = InvitationView),
         (status = 400, description = "The query string does not parse.", body = ErrorBody),
         (status = 404, description = "No `token`, or not one of ours.", body = ErrorBody),
+        (status = 410, description = "A link a resend replaced (`invitation_replaced`).", body = ErrorBody),
         RateLimited, ServerErrors
     )
 )]
@@ -613,7 +624,7 @@ async fn look_up(
     token: InvitationToken,
 ) -> Result<ApiJson<InvitationView>, ApiError> {
     let Some(found) = state.store.invitation_by_token(&token.hash).await? else {
-        return Err(token.not_found(&state));
+        return Err(token.not_found(&state).await);
     };
     let org = state.store.get_org(found.tenant_id, found.org_id).await?;
     Ok(ApiJson(InvitationView {
@@ -649,7 +660,7 @@ struct Accepted {
         (status = 400, description = "The query string does not parse.", body = ErrorBody),
         (status = 404, description = "No `token`, or not one of ours.", body = ErrorBody),
         (status = 409, description = "Already accepted.", body = ErrorBody),
-        (status = 410, description = "Revoked (`invitation_revoked`) or expired (`invitation_expired`).", body = ErrorBody),
+        (status = 410, description = "Revoked (`invitation_revoked`), expired (`invitation_expired`), or a link a resend replaced (`invitation_replaced`).", body = ErrorBody),
         RateLimited, ServerErrors
     )
 )]
@@ -667,7 +678,7 @@ async fn accept(
         .await
     {
         Err(crate::store::StoreError::NotFound) => {
-            return Err(token.not_found(&state));
+            return Err(token.not_found(&state).await);
         }
         other => other?,
     };

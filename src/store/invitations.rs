@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Ctx, OrgLock, TenantResource, WriteTx, load_in_tenant, lock_org, sql};
+use super::db::{Ctx, IdRow, OrgLock, TenantResource, WriteTx, load_in_tenant, lock_org, sql};
 use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::{Actor, AuditRecord};
@@ -108,6 +108,9 @@ pub trait InvitationStore {
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<Invitation>, StoreError>;
+    /// Whether this link was an invitation's until a resend replaced it (in any tenant: like
+    /// `invitation_by_token`, it is asked before the tenant is known).
+    async fn link_replaced(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError>;
     /// Accepts once: makes (or joins) the user, the membership and the invited group.
     /// `request_id` and `client_addr` are the request's, for the audit log.
     async fn accept_invitation(
@@ -192,6 +195,15 @@ async fn replace_token(
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let at = now();
+    sql(
+        "INSERT INTO replaced_invitation_links (token_hash, tenant_id, invitation_id, replaced_at) \
+         SELECT token_hash, tenant_id, id, $1 FROM invitations WHERE id = $2 AND tenant_id = $3",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(tenant_id)
+    .execute(tx.conn())
+    .await?;
     sql("UPDATE invitations SET token_hash = $1, expires_at = $2, sent_count = sent_count + 1, last_sent_at = $3, \
          updated_at = $3 WHERE id = $4 AND tenant_id = $5")
     .bind(token_hash.as_slice())
@@ -489,6 +501,17 @@ impl InvitationStore for SqlStore {
         .await?
         .map(|r| r.into_invitation(now()))
         .transpose()
+    }
+
+    async fn link_replaced(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut h = self.db.read().await?;
+        Ok(
+            sql("SELECT invitation_id AS id FROM replaced_invitation_links WHERE token_hash = $1")
+                .bind(token_hash.as_slice())
+                .fetch_optional::<IdRow>(h.conn())
+                .await?
+                .is_some(),
+        )
     }
 
     async fn accept_invitation(

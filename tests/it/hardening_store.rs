@@ -693,7 +693,7 @@ async fn unknown_and_unreachable_permission_groups_are_not_found(backend: Backen
 }
 
 /// Tables whose rows belong to a tenant (every one has a `tenant_id` column).
-const TENANT_TABLES: [&str; 17] = [
+const TENANT_TABLES: [&str; 18] = [
     "orgs",
     "users",
     "identities",
@@ -709,6 +709,7 @@ const TENANT_TABLES: [&str; 17] = [
     "permission_groups",
     "permission_group_access",
     "invitations",
+    "replaced_invitation_links",
     "outbox",
     "scim_request_errors",
 ];
@@ -724,7 +725,7 @@ const SCOPED_BY_HELPER: [&str; 3] = [
     "scim_group_members_after",
 ];
 
-const CROSS_TENANT: [(&str, &str); 6] = [
+const CROSS_TENANT: [(&str, &str); 7] = [
     (
         "find_org",
         "the operator's command line names an org of any tenant",
@@ -748,6 +749,10 @@ const CROSS_TENANT: [(&str, &str); 6] = [
     (
         "invitation_by_token",
         "an invitation link is looked up before its tenant is known",
+    ),
+    (
+        "link_replaced",
+        "a replaced invitation link is looked up before its tenant is known",
     ),
 ];
 

@@ -250,18 +250,27 @@ async fn resend_kills_the_old_link_and_revoked_or_expired_links_fail_clearly(bac
     let mails = sink.wait_for_messages(2, Duration::from_secs(10)).await;
     let new_link = link_in(&mails[1]);
     assert_ne!(old_link, new_link);
-    assert_eq!(
-        app.call(Method::POST, &old_link, None, None).await.status,
-        StatusCode::NOT_FOUND,
-        "the old link died"
-    );
+    // The old link died, and says why, on both the look and the accept.
+    for method in [Method::GET, Method::POST] {
+        let stale = app.call(method.clone(), &old_link, None, None).await;
+        assert_eq!(stale.status, StatusCode::GONE, "{method}: {}", stale.text);
+        assert_eq!(stale.body["error"]["code"], "invitation_replaced");
+        assert!(
+            stale.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("replaced by a newer invitation")),
+            "{}",
+            stale.text
+        );
+    }
     // Inviting the same address again also re-sends (one pending invitation per address).
     let again = invite("Carol@Example.com").await;
     assert_eq!(again["results"][0]["status"], "resent");
     let newest = link_in(&sink.wait_for_messages(3, Duration::from_secs(10)).await[2]);
     assert_eq!(
         app.call(Method::POST, &new_link, None, None).await.status,
-        StatusCode::NOT_FOUND
+        StatusCode::GONE,
+        "every replaced link says so, not only the first"
     );
 
     let revoked = app
