@@ -17,6 +17,11 @@ pub enum CliError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error(
+        "a root organization named {name:?} already exists (org_id {org_id}); pass \
+         --allow-duplicate-name to create another, or `rolegate org list` to see them"
+    )]
+    DuplicateName { name: String, org_id: uuid::Uuid },
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -59,7 +64,11 @@ fn not_found(what: &'static str) -> impl FnOnce(StoreError) -> CliError {
 
 pub async fn org(store: &dyn Store, command: OrgCommand) -> Result<Value, CliError> {
     match command {
-        OrgCommand::Create { name, owner } => {
+        OrgCommand::Create {
+            name,
+            owner,
+            allow_duplicate_name,
+        } => {
             let name = org::validate_name(&name).map_err(|message| CliError::Invalid {
                 field: "name",
                 message,
@@ -68,10 +77,32 @@ pub async fn org(store: &dyn Store, command: OrgCommand) -> Result<Value, CliErr
                 field: "owner",
                 message,
             })?;
+            if !allow_duplicate_name {
+                let roots = store.list_root_orgs().await?;
+                let key = crate::domain::normalize(&name);
+                if let Some(same) = roots
+                    .iter()
+                    .find(|o| crate::domain::normalize(&o.name) == key)
+                {
+                    return Err(CliError::DuplicateName {
+                        name: same.name.clone(),
+                        org_id: same.id,
+                    });
+                }
+            }
             let (org, owner) = store.create_org(&ctx(), &name, &owner).await?;
             Ok(
                 json!({ "org_id": org.id, "name": org.name, "owner_user_id": owner.id, "owner_email": owner.email }),
             )
+        }
+        OrgCommand::List => {
+            let roots = store.list_root_orgs().await?;
+            Ok(Value::Array(
+                roots
+                    .iter()
+                    .map(|o| json!({ "org_id": o.id, "name": o.name, "created_at": o.created_at }))
+                    .collect(),
+            ))
         }
         OrgCommand::AddOwner { org, email } => {
             let email = user::validate_email(&email).map_err(|message| CliError::Invalid {

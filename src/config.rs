@@ -87,7 +87,14 @@ pub enum OrgCommand {
         /// E-mail of the first Owner
         #[arg(long)]
         owner: String,
+        /// Create it even if a root organization already has this name (compared
+        /// case-insensitively); without it such a create is refused, as it is usually a
+        /// second run of the same command
+        #[arg(long)]
+        allow_duplicate_name: bool,
     },
+    /// List the root organizations (tenants) of the database; prints a JSON array
+    List,
     /// Make a user an Owner of an organization (break-glass; creates the user if needed)
     AddOwner {
         #[arg(long, value_parser = org_id)]

@@ -62,6 +62,7 @@ fn version_and_help_on_every_command() {
         vec!["org", "--help"],
         vec!["org", "create", "--help"],
         vec!["org", "add-owner", "--help"],
+        vec!["org", "list", "--help"],
         vec!["token", "--help"],
         vec!["token", "create", "--help"],
         vec!["token", "list", "--help"],
@@ -645,5 +646,66 @@ async fn postgres_connection_failures_say_what_to_do() {
             SOME_ID,
         ],
         &["org not found in the database postgres://"],
+    );
+}
+
+/// A root org's name is asked twice only on purpose; `org list` shows the tenants.
+#[test]
+fn org_create_refuses_a_taken_root_name_unless_told_and_org_list_shows_them() {
+    let w = Workdir::new();
+    let first = w.json(&["org", "create", "--name", "Acme", "--owner", "a@acme.test"]);
+    let first_id = first["org_id"].as_str().expect("org_id").to_owned();
+    refused(
+        &w,
+        &[
+            "org",
+            "create",
+            "--name",
+            " ACME ",
+            "--owner",
+            "b@acme.test",
+        ],
+        &[
+            "named \"Acme\" already exists",
+            &first_id,
+            "--allow-duplicate-name",
+        ],
+    );
+    let second = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "acme",
+        "--owner",
+        "b@acme.test",
+        "--allow-duplicate-name",
+    ]);
+    let other = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Globex",
+        "--owner",
+        "g@globex.test",
+    ]);
+    let listed = w.json(&["org", "list"]);
+    let names: Vec<(&str, &str)> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| {
+            (
+                o["org_id"].as_str().expect("id"),
+                o["name"].as_str().expect("name"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (first_id.as_str(), "Acme"),
+            (second["org_id"].as_str().expect("id"), "acme"),
+            (other["org_id"].as_str().expect("id"), "Globex"),
+        ]
     );
 }

@@ -725,10 +725,14 @@ const SCOPED_BY_HELPER: [&str; 3] = [
     "scim_group_members_after",
 ];
 
-const CROSS_TENANT: [(&str, &str); 7] = [
+const CROSS_TENANT: [(&str, &str); 8] = [
     (
         "find_org",
         "the operator's command line names an org of any tenant",
+    ),
+    (
+        "list_root_orgs",
+        "the operator's command line lists the tenants themselves",
     ),
     (
         "find_token",

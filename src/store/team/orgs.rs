@@ -26,6 +26,9 @@ pub trait OrgStore {
     async fn get_org(&self, tenant_id: Uuid, org_id: Uuid) -> Result<Org, StoreError>;
     /// Finds an org by id in any tenant: for the operator's command line only.
     async fn find_org(&self, org_id: Uuid) -> Result<Org, StoreError>;
+    /// Every root org (tenant) of the database, oldest first: for the operator, who stands
+    /// above the tenants.
+    async fn list_root_orgs(&self) -> Result<Vec<Org>, StoreError>;
     /// Makes the user with this e-mail (created if need be) an Owner of the org. Break-glass.
     async fn add_owner(
         &self,
@@ -152,6 +155,20 @@ impl OrgStore for SqlStore {
         .fetch_one::<OrgRow>(h.conn())
         .await
         .map(Org::from)
+    }
+
+    async fn list_root_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let mut h = self.db.read().await?;
+        Ok(sql(concat!(
+            "SELECT ",
+            org_columns!(),
+            " FROM orgs WHERE parent_id IS NULL AND id = tenant_id ORDER BY created_at, id"
+        ))
+        .fetch_all::<OrgRow>(h.conn())
+        .await?
+        .into_iter()
+        .map(Org::from)
+        .collect())
     }
 
     async fn add_owner(
