@@ -356,9 +356,10 @@ impl Mailer {
                 body = %mail.text_body,
                 "no SMTP relay configured: e-mail logged, not sent"
             );
+            metrics::counter!("rolegate_mail_total", "outcome" => "logged").increment(1);
             return Ok(Delivery::LoggedOnly);
         };
-        match tokio::time::timeout(SEND_DEADLINE, relay.transport.send(message)).await {
+        let sent = match tokio::time::timeout(SEND_DEADLINE, relay.transport.send(message)).await {
             Ok(Ok(_response)) => Ok(Delivery::Sent),
             Ok(Err(source)) => Err(MailError::Smtp {
                 server: relay.server.clone(),
@@ -368,7 +369,10 @@ impl Mailer {
                 server: relay.server.clone(),
                 after: SEND_DEADLINE,
             }),
-        }
+        };
+        let outcome = if sent.is_ok() { "sent" } else { "failed" };
+        metrics::counter!("rolegate_mail_total", "outcome" => outcome).increment(1);
+        sent
     }
 
     fn message(&self, mail: &OutgoingMail) -> Result<Message, MailError> {

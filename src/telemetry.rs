@@ -40,6 +40,57 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The `# HELP` line of every metric, so a scrape explains itself.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "rolegate_http_requests_total",
+        "HTTP requests answered, by matched route template, method and status"
+    );
+    describe_histogram!(
+        "rolegate_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by matched route template and method"
+    );
+    describe_counter!(
+        "rolegate_auth_failures_total",
+        "Refused credentials (tokens, invitation links, the metrics token), by reason"
+    );
+    describe_gauge!(
+        "rolegate_db_pool_connections",
+        "Database pool connections, by state (in_use, idle)"
+    );
+    describe_gauge!(
+        "rolegate_db_pool_max_connections",
+        "Largest size of the database pool (ROLEGATE_DB_MAX_CONNECTIONS)"
+    );
+    describe_gauge!(
+        "rolegate_db_pool_saturation",
+        "Database connections in use divided by the pool's maximum"
+    );
+    describe_counter!(
+        "rolegate_owner_rule_warnings_total",
+        "Changes that left an organization without an active Owner (SCIM offboarding goes through)"
+    );
+    describe_counter!(
+        "rolegate_scim_requests_total",
+        "SCIM requests, by operation (method and route), status and scimType"
+    );
+    describe_counter!(
+        "rolegate_scim_operations_total",
+        "SCIM requests by resource and by what the IdP sees: created, updated, deleted, read, \
+         conflict, not_found, rejected, throttled (retried), failed (retried)"
+    );
+    describe_counter!(
+        "rolegate_scim_rate_limited_total",
+        "SCIM requests refused with 429 by a token's rate limit (ROLEGATE_SCIM_RATE_LIMIT)"
+    );
+    describe_counter!(
+        "rolegate_mail_total",
+        "E-mails by outcome: sent (accepted by the relay), failed, logged (no relay configured)"
+    );
+}
+
 impl Metrics {
     pub fn global() -> Self {
         static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -48,7 +99,10 @@ impl Metrics {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| b.install_recorder());
             match recorder {
-                Ok(handle) => handle,
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
                 Err(error) => {
                     // Another recorder was installed first (only possible when embedded):
                     // keep serving, with a private recorder that is simply not fed.

@@ -41,6 +41,39 @@ pub(crate) struct ErrorInfo {
     pub detail: String,
 }
 
+/// The resource a SCIM route works on, for a label with few values.
+fn resource_of(route: &str) -> &'static str {
+    let path = route.trim_start_matches("/scim/v2");
+    if path.starts_with("/Users") {
+        "User"
+    } else if path.starts_with("/Groups") {
+        "Group"
+    } else if path.starts_with("/Bulk") {
+        "Bulk"
+    } else {
+        "other"
+    }
+}
+
+/// What the IdP makes of an answer, as its provisioning log shows it: a change made, a read, or
+/// an error it reports to its admin (`conflict`, `not_found`, `rejected`) or retries by itself
+/// (`throttled`, `failed`).
+fn idp_outcome(method: &str, status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        201 => "created",
+        200..=299 | 304 => match method {
+            "DELETE" => "deleted",
+            "PATCH" | "PUT" => "updated",
+            _ => "read",
+        },
+        409 => "conflict",
+        404 => "not_found",
+        429 => "throttled",
+        400..=499 => "rejected",
+        _ => "failed",
+    }
+}
+
 pub(crate) async fn observe(
     State(state): State<AppState>,
     mut request: Request,
@@ -73,6 +106,12 @@ pub(crate) async fn observe(
     let operation = format!("{method} {}", route.trim_start_matches("/scim/v2"));
     metrics::counter!("rolegate_scim_requests_total", "operation" => operation, "status" => status.as_u16().to_string(), "scim_type" => scim_type)
         .increment(1);
+    metrics::counter!(
+        "rolegate_scim_operations_total",
+        "resource" => resource_of(&route),
+        "outcome" => idp_outcome(&method, status)
+    )
+    .increment(1);
     let caller = slot.0.get();
     if status == StatusCode::TOO_MANY_REQUESTS {
         // A token over its rate (a 429 without a caller is the failed-credential limit,
@@ -106,4 +145,38 @@ pub(crate) async fn observe(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{idp_outcome, resource_of};
+    use axum::http::StatusCode;
+
+    #[test]
+    fn answers_map_to_what_the_idp_shows() {
+        for (method, status, outcome) in [
+            ("POST", 201, "created"),
+            ("PATCH", 200, "updated"),
+            ("PATCH", 204, "updated"),
+            ("PUT", 200, "updated"),
+            ("DELETE", 204, "deleted"),
+            ("GET", 200, "read"),
+            ("GET", 304, "read"),
+            ("POST", 200, "read"),
+            ("POST", 409, "conflict"),
+            ("GET", 404, "not_found"),
+            ("PATCH", 400, "rejected"),
+            ("PUT", 412, "rejected"),
+            ("GET", 429, "throttled"),
+            ("POST", 500, "failed"),
+            ("POST", 503, "failed"),
+        ] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert_eq!(idp_outcome(method, status), outcome, "{method} {status}");
+        }
+        assert_eq!(resource_of("/scim/v2/Users/{id}"), "User");
+        assert_eq!(resource_of("/scim/v2/Groups"), "Group");
+        assert_eq!(resource_of("/scim/v2/Bulk"), "Bulk");
+        assert_eq!(resource_of("unmatched"), "other");
+    }
 }

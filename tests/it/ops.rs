@@ -24,6 +24,29 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     assert_eq!(ready.status, StatusCode::OK);
     app.get("/scim/v2/ServiceProviderConfig", &app.scim_token)
         .await;
+    let created = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(serde_json::json!({ "userName": "metrics@example.com" })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let taken = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(serde_json::json!({ "userName": "metrics@example.com" })),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    // No relay in tests: the invitation e-mail is logged, and counted as such.
+    app.ok(
+        Method::POST,
+        &format!("/orgs/{}/invitations", app.org_id),
+        Some(serde_json::json!({ "emails": "counted@example.com" })),
+    )
+    .await;
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
@@ -37,6 +60,17 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
         "rolegate_http_request_duration_seconds_bucket{route=\"/scim/v2/ServiceProviderConfig\",method=\"GET\",le=\"0.005\"}",
         "rolegate_db_pool_connections{state=\"in_use\"}",
         "rolegate_db_pool_saturation",
+        "rolegate_scim_operations_total{resource=\"User\",outcome=\"created\"}",
+        "rolegate_scim_operations_total{resource=\"User\",outcome=\"conflict\"}",
+        "rolegate_scim_operations_total{resource=\"other\",outcome=\"read\"}",
+        "rolegate_mail_total{outcome=\"logged\"}",
+        // Every metric explains itself.
+        "# HELP rolegate_http_requests_total ",
+        "# HELP rolegate_http_request_duration_seconds ",
+        "# HELP rolegate_db_pool_saturation ",
+        "# HELP rolegate_scim_operations_total ",
+        "# HELP rolegate_scim_requests_total ",
+        "# HELP rolegate_mail_total ",
     ] {
         assert!(
             metrics.text.contains(needle),
