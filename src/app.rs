@@ -16,6 +16,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{admin, ops, scim};
 
@@ -29,6 +30,8 @@ pub fn app(state: AppState) -> Router {
         // Mounted at `admin::BASE_PATH` (`/api/v1`) by `admin::router()` itself, so that its
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
+        .fallback(unmatched)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
         // One stack, outermost first: the headers every response carries; the request id and
         // client address, set before the span opens, with the span seeing the timeout's 408
@@ -52,6 +55,31 @@ pub fn app(state: AppState) -> Router {
                     read_body_first,
                 )),
         )
+}
+
+/// A path no route has. Under `/api/v1` it is answered in the admin API's error shape, like every
+/// other admin API error; elsewhere a bare 404. (`/scim/v2` answers its own, as SCIM errors.)
+async fn unmatched(uri: axum::http::Uri) -> Response {
+    if is_admin_path(&uri) {
+        ApiError::NoRoute.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// A path that exists, with a method it does not take (axum adds the `Allow` header).
+async fn wrong_method(uri: axum::http::Uri) -> Response {
+    if is_admin_path(&uri) {
+        ApiError::MethodNotAllowed.into_response()
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED.into_response()
+    }
+}
+
+fn is_admin_path(uri: &axum::http::Uri) -> bool {
+    let path = uri.path();
+    path.strip_prefix(admin::BASE_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// On every response, errors and `/metrics` included: browsers must not guess a content type

@@ -33,7 +33,7 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `invitation_revoked`, `invitation_expired`, `invitation_replaced`, `validation_failed`,
+    /// `method_not_allowed`, `conflict`, `invitation_revoked`, `invitation_expired`, `invitation_replaced`, `validation_failed`,
     /// `payload_too_large`, `too_many_requests`, `unavailable` or `internal`.
     pub code: String,
     /// For people; may change between versions.
@@ -65,6 +65,12 @@ pub enum ApiError {
     /// Missing, or belonging to another tenant: the two are never told apart.
     #[error("not found")]
     NotFound,
+    /// No route under `/api/v1` has this path.
+    #[error("no such route; GET /api/v1/openapi.json lists every route")]
+    NoRoute,
+    /// The path exists but does not take this method.
+    #[error("this path does not take this method; GET /api/v1/openapi.json lists what it takes")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     /// The thing existed but is no longer usable (a revoked or expired invitation).
@@ -98,7 +104,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(..) => StatusCode::GONE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -116,7 +123,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::NoRoute => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(code, _) => code,
             ApiError::Validation(_) => "validation_failed",

@@ -371,7 +371,55 @@ async fn bodies_over_the_limit_get_413_and_close_the_connection(backend: Backend
     assert!(small.headers.get("connection").is_none());
 }
 
+/// Unknown admin paths and wrong methods answer in the admin API's one error shape; SCIM keeps
+/// its own, and paths outside both stay bare.
+async fn unknown_routes_and_methods_answer_in_the_error_shape(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let token = Some(app.admin_token.as_str());
+    for path in ["/api/v1/nope", "/api/v1", "/api/v1/orgs/x/y/z"] {
+        let reply = app.call(Method::GET, path, token, None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            reply.body["error"]["code"], "not_found",
+            "{path}: {}",
+            reply.text
+        );
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("openapi.json")),
+            "{path}: {}",
+            reply.text
+        );
+    }
+    let wrong = app.call(Method::PATCH, "/api/v1/orgs", token, None).await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        wrong.text
+    );
+    assert_eq!(
+        wrong.body["error"]["code"], "method_not_allowed",
+        "{}",
+        wrong.text
+    );
+    let allow = wrong.headers.get("allow").map(|v| v.to_str().unwrap_or(""));
+    assert!(allow.is_some_and(|a| a.contains("GET")), "{allow:?}");
+
+    let scim = app.scim(Method::GET, "/Nope", None).await;
+    assert_eq!(scim.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        scim.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    let elsewhere = app.call(Method::GET, "/api/v10", None, None).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+    assert!(elsewhere.text.is_empty(), "{}", elsewhere.text);
+}
+
 crate::on_both_backends!(
+    unknown_routes_and_methods_answer_in_the_error_shape,
     bodies_over_the_limit_get_413_and_close_the_connection,
     audited_changes_record_the_forwarded_client_behind_a_trusted_proxy,
     failure_limits_key_on_the_forwarded_client,

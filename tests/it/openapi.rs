@@ -129,8 +129,13 @@ fn body_for(method: &str) -> Option<Value> {
 /// Whether the router matched the request to a route and method: axum answers an unmatched
 /// path with its fallback (404, empty body; our handlers' 404s carry an error body) and an
 /// unrouted method on a matched path with 405.
+/// Whether a route answered, rather than the router's fallbacks (an unknown path: `not_found`
+/// with the "no such route" message; an unrouted method: 405).
 fn routed(reply: &Reply) -> bool {
-    let fallback = reply.status == StatusCode::NOT_FOUND && reply.text.is_empty();
+    let fallback = reply.status == StatusCode::NOT_FOUND
+        && reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no such route"));
     !fallback && reply.status != StatusCode::METHOD_NOT_ALLOWED
 }
 

@@ -67,41 +67,54 @@ fn template_name() -> String {
     format!("rolegate_tpl_{hex}")
 }
 
+/// The migrated template for this checkout's migrations, built once. Its name carries the
+/// migrations' hash and when it was made; other checkouts (another branch, an older commit)
+/// may be testing against the same server at the same time with their own template, so only
+/// templates older than a day are dropped, never the one another run is cloning right now.
 async fn ensure_template(admin: &mut PgConnection) -> String {
-    let name = template_name();
+    let prefix = template_name();
     // Test processes run in parallel (nextest runs one per test): one builds, the rest wait.
     admin
         .execute("SELECT pg_advisory_lock(727274)")
         .await
         .expect("lock");
-    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&name)
-        .fetch_optional(&mut *admin)
-        .await
-        .expect("pg_database");
-    if exists.is_none() {
-        let stale: Vec<(String,)> = sqlx::query_as(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'rolegate\\_tpl\\_%'",
-        )
-        .fetch_all(&mut *admin)
-        .await
-        .expect("list templates");
-        for (old,) in stale {
+    let templates: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'rolegate\\_tpl\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .expect("list templates");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut current = None;
+    for (name,) in templates {
+        let made = name.rsplit('_').next().and_then(|t| t.parse::<u64>().ok());
+        if name.starts_with(&format!("{prefix}_")) && made.is_some() {
+            current = Some(name);
+        } else if made.is_none_or(|t| now.saturating_sub(t) > 24 * 3600) {
             admin
                 .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                 )))
                 .await
                 .expect("drop old template");
         }
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .expect("create template");
-        store::migrate(&with_database(&pg_server_url(), &name))
-            .await
-            .expect("migrate template");
     }
+    let name = match current {
+        Some(name) => name,
+        None => {
+            let name = format!("{prefix}_{now}");
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .await
+                .expect("create template");
+            store::migrate(&with_database(&pg_server_url(), &name))
+                .await
+                .expect("migrate template");
+            name
+        }
+    };
     admin
         .execute("SELECT pg_advisory_unlock(727274)")
         .await
