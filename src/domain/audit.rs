@@ -61,6 +61,46 @@ impl Actor {
     }
 }
 
+/// Every action the audit log records, the vocabulary of its `action` filter. A record of an
+/// action not listed here fails in debug builds (every test), so the list cannot fall behind.
+pub const ACTIONS: [&str; 35] = [
+    "environment.create",
+    "environment.delete",
+    "environment.update",
+    "invitation.accept",
+    "invitation.create",
+    "invitation.resend",
+    "invitation.revoke",
+    "mail.send",
+    "member.set_module_roles",
+    "member.set_product_access",
+    "membership.remove",
+    "membership.set_role",
+    "org.create",
+    "org.delete",
+    "org.owner_rule_broken",
+    "org.rename",
+    "permission_group.create",
+    "permission_group.delete",
+    "permission_group.update",
+    "product.create",
+    "product.delete",
+    "product.rename",
+    "scim.group.create",
+    "scim.group.delete",
+    "scim.group.update",
+    "scim.user.create",
+    "scim.user.deactivate",
+    "scim.user.delete",
+    "scim.user.link",
+    "scim.user.reactivate",
+    "scim.user.release",
+    "scim.user.replace",
+    "token.create",
+    "token.revoke",
+    "user.create",
+];
+
 /// What one change records in the audit log; the write door adds actor, tenant, time and
 /// request id.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +119,10 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     pub fn new(action: &'static str, target_kind: &'static str, target_id: impl ToString) -> Self {
+        debug_assert!(
+            ACTIONS.contains(&action),
+            "audit action {action:?} is missing from audit::ACTIONS"
+        );
         AuditRecord {
             action,
             target_kind,
