@@ -77,7 +77,9 @@ async fn create_org(
     admin: AdminAuth,
     ApiJson(body): ApiJson<NewOrg>,
 ) -> Result<(StatusCode, ApiJson<Org>), ApiError> {
-    let name = org::validate_name(&body.name).map_err(|m| ApiError::invalid("name", m))?;
+    let name = org::NAME
+        .validate(&body.name)
+        .map_err(|m| ApiError::invalid("name", m))?;
     admin.org(&state, body.parent_id).await?;
     let created = state
         .store
@@ -134,7 +136,9 @@ async fn rename_org(
     Path(org_id): Path<Uuid>,
     ApiJson(body): ApiJson<RenameOrg>,
 ) -> Result<ApiJson<Org>, ApiError> {
-    let name = org::validate_name(&body.name).map_err(|m| ApiError::invalid("name", m))?;
+    let name = org::NAME
+        .validate(&body.name)
+        .map_err(|m| ApiError::invalid("name", m))?;
     admin.org(&state, org_id).await?;
     Ok(ApiJson(
         state

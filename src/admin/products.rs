@@ -33,7 +33,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 fn name(field: &str, raw: &str) -> Result<String, ApiError> {
-    product::validate_name(raw).map_err(|m| ApiError::invalid(field, m))
+    product::NAME
+        .validate(raw)
+        .map_err(|m| ApiError::invalid(field, m))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -111,7 +113,7 @@ async fn create_product(
             let mut envs = Vec::new();
             let mut errors = Vec::new();
             for (i, e) in list.iter().enumerate() {
-                match product::validate_name(&e.name) {
+                match product::NAME.validate(&e.name) {
                     Ok(n) => envs.push(NewEnvironment {
                         name: n,
                         restricted: e.restricted,
