@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
+use super::page::{Page, PageSize};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
@@ -67,23 +68,18 @@ async fn list_members(
     Query(p): Query<ListParams>,
 ) -> Result<ApiJson<MemberPage>, ApiError> {
     admin.org(&state, org_id).await?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let page = Page::new(PageSize::LIST, p.after, p.limit)?;
     let query = MemberQuery {
         search: p.search,
-        after: p.after,
+        after: page.cursor,
         user_id: None,
-        limit,
+        limit: page.limit,
     };
     let members = state
         .store
         .list_members(admin.tenant_id(), org_id, &query)
         .await?;
-    let next = (members.len() == limit as usize)
-        .then(|| members.last().map(|m| m.user.id))
-        .flatten();
+    let next = page.next(&members, |m| m.user.id);
     Ok(ApiJson(MemberPage { members, next }))
 }
 

@@ -6,6 +6,7 @@ mod doc;
 mod invitations;
 mod members;
 mod orgs;
+mod page;
 mod products;
 mod tokens;
 

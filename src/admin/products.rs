@@ -712,24 +712,16 @@ async fn product_audit(
     Query(p): Query<AuditParams>,
 ) -> Result<ApiJson<ProductAuditPage>, ApiError> {
     admin.product(&state, product_id).await?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
     let query = AuditQuery {
-        org_id: None,
         product_id: Some(product_id),
         actor_kind: p.actor_kind,
         actor_id: p.actor_id,
         action: p.action,
         since: p.since,
         until: p.until,
-        before_id: p.before,
-        limit,
+        ..AuditQuery::default()
     };
-    let events = state.store.list_audit(admin.tenant_id(), &query).await?;
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
+    let (events, next) =
+        super::audit::read(&state, admin.tenant_id(), query, p.before, p.limit).await?;
     Ok(ApiJson(ProductAuditPage { events, next }))
 }

@@ -7,6 +7,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
+use super::page::PageSize;
 use super::{AdminAuth, NoStore};
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
@@ -201,10 +202,7 @@ async fn token_errors(
     Path(token_id): Path<Uuid>,
     Query(p): Query<ErrorParams>,
 ) -> Result<ApiJson<TokenErrors>, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
+    let limit = PageSize::TOKEN_ERRORS.limit(p.limit)?;
     let target = state.store.find_token(token_id).await?;
     if target.tenant_id != admin.tenant_id() {
         return Err(ApiError::NotFound);
