@@ -69,10 +69,12 @@ pub async fn org(store: &dyn Store, command: OrgCommand) -> Result<Value, CliErr
             owner,
             allow_duplicate_name,
         } => {
-            let name = org::validate_name(&name).map_err(|message| CliError::Invalid {
-                field: "name",
-                message,
-            })?;
+            let name = org::NAME
+                .validate(&name)
+                .map_err(|message| CliError::Invalid {
+                    field: "name",
+                    message,
+                })?;
             let owner = user::validate_email(&owner).map_err(|message| CliError::Invalid {
                 field: "owner",
                 message,

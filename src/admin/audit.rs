@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadParams, ServerErrors};
+use super::page::{Page, PageSize};
 use crate::domain::audit::AuditEvent;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
@@ -46,8 +47,6 @@ struct AuditPage {
     next: Option<Uuid>,
 }
 
-const DEFAULT_LIMIT: u32 = 100;
-
 /// The audit log, newest first.
 #[utoipa::path(
     get,
@@ -76,24 +75,35 @@ async fn list_audit(
         None if admin.principal.org_id() != admin.tenant_id() => Some(admin.principal.org_id()),
         None => None,
     };
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
     let query = AuditQuery {
         org_id,
-        product_id: None,
         actor_kind: p.actor_kind,
         actor_id: p.actor_id,
         action: p.action,
         since: p.since,
         until: p.until,
-        before_id: p.before,
-        limit,
+        ..AuditQuery::default()
     };
-    let events = state.store.list_audit(admin.tenant_id(), &query).await?;
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
+    let (events, next) = read(&state, admin.tenant_id(), query, p.before, p.limit).await?;
     Ok(ApiJson(AuditPage { events, next }))
+}
+
+/// The one reading of the audit log behind `/audit` and a product's `/audit`: `query`'s events
+/// newest first, a page of them past `before`, and the cursor of the older ones.
+pub(super) async fn read(
+    state: &AppState,
+    tenant_id: Uuid,
+    query: AuditQuery,
+    before: Option<Uuid>,
+    limit: Option<u32>,
+) -> Result<(Vec<AuditEvent>, Option<Uuid>), ApiError> {
+    let page = Page::new(PageSize::LIST, before, limit)?;
+    let query = AuditQuery {
+        before_id: page.cursor,
+        limit: page.limit,
+        ..query
+    };
+    let events = state.store.list_audit(tenant_id, &query).await?;
+    let next = page.next(&events, |e| e.id);
+    Ok((events, next))
 }

@@ -1,7 +1,7 @@
 //! Invitations by e-mail (seeds 000/001/003): invite a comma-separated list with an initial
 //! permission group, list, resend, revoke — and the invitee's side: look up and accept.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::NoStore;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
-use super::{AdminAuth, NoStore};
+use super::reach::{InReach, OrgInReach};
 use crate::domain::audit::Actor;
 use crate::domain::invitation::{self, Invitation, InvitationStatus, InvitedAccess, ListedAddress};
 use crate::domain::permission::Role;
@@ -240,11 +241,9 @@ async fn send_invitation(
 )]
 async fn invite(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
-    let org = admin.org(&state, org_id).await?;
     let typed = body.emails.typed();
     let listed_count = listed_count(&typed);
     if listed_count > MAX_ADDRESSES {
@@ -265,7 +264,7 @@ async fn invite(
     let mut product = None;
     if let Some(product_id) = body.product_id {
         let detail = product.insert(admin.product(&state, product_id).await?);
-        if detail.product.org_id != org_id {
+        if detail.product.org_id != item.id {
             return Err(ApiError::invalid(
                 "product_id",
                 "must be a product of this organization",
@@ -290,7 +289,7 @@ async fn invite(
         )]));
     }
     let target = InvitationTarget {
-        org_id,
+        org_id: item.id,
         product_id: body.product_id,
         permission_group_id: group,
         role,
@@ -364,7 +363,7 @@ async fn invite(
         let sent = send_invitation(
             &state,
             &admin.ctx,
-            &org.name,
+            &item.name,
             access.as_ref(),
             &invitation,
             &secret,
@@ -410,29 +409,17 @@ struct InvitationList {
 )]
 async fn list(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
     Query(p): Query<ListParams>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
-    admin.org(&state, org_id).await?;
     let mut invitations = state
         .store
-        .list_invitations(admin.tenant_id(), org_id)
+        .list_invitations(admin.tenant_id(), item.id)
         .await?;
     if let Some(status) = p.status {
         invitations.retain(|i| i.status == status);
     }
     Ok(ApiJson(InvitationList { invitations }))
-}
-
-async fn invitation_in_reach(
-    state: &AppState,
-    admin: &AdminAuth,
-    id: Uuid,
-) -> Result<Invitation, ApiError> {
-    let invitation = state.store.get_invitation(admin.tenant_id(), id).await?;
-    admin.org(state, invitation.org_id).await?;
-    Ok(invitation)
 }
 
 /// Sends a pending invitation again, with a new link (the old one dies).
@@ -452,18 +439,17 @@ async fn invitation_in_reach(
 )]
 async fn resend(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<Invitation>,
 ) -> Result<(NoStore, ApiJson<AddressResult>), ApiError> {
-    let current = invitation_in_reach(&state, &admin, id).await?;
-    let org = admin.org(&state, current.org_id).await?;
+    // The org's name, for the e-mail.
+    let org = admin.org(&state, item.org_id).await?;
     let (secret, hash) = random_secret()?;
     let invitation = state
         .store
         .reissue_invitation(
             &admin.ctx,
             admin.tenant_id(),
-            id,
+            item.id,
             &hash,
             expiry(&state),
             hourly_cap(&state),
@@ -515,14 +501,12 @@ async fn resend(
 )]
 async fn revoke(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<Invitation>,
 ) -> Result<ApiJson<Invitation>, ApiError> {
-    invitation_in_reach(&state, &admin, id).await?;
     Ok(ApiJson(
         state
             .store
-            .revoke_invitation(&admin.ctx, admin.tenant_id(), id)
+            .revoke_invitation(&admin.ctx, admin.tenant_id(), item.id)
             .await?,
     ))
 }

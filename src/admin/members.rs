@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
+use super::page::{Page, PageSize};
+use super::reach::{HeldUser, InReach, OrgInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
@@ -62,28 +64,21 @@ struct MemberPage {
 )]
 async fn list_members(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
     Query(p): Query<ListParams>,
 ) -> Result<ApiJson<MemberPage>, ApiError> {
-    admin.org(&state, org_id).await?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let page = Page::new(PageSize::LIST, p.after, p.limit)?;
     let query = MemberQuery {
         search: p.search,
-        after: p.after,
+        after: page.cursor,
         user_id: None,
-        limit,
+        limit: page.limit,
     };
     let members = state
         .store
-        .list_members(admin.tenant_id(), org_id, &query)
+        .list_members(admin.tenant_id(), item.id, &query)
         .await?;
-    let next = (members.len() == limit as usize)
-        .then(|| members.last().map(|m| m.user.id))
-        .flatten();
+    let next = page.next(&members, |m| m.user.id);
     Ok(ApiJson(MemberPage { members, next }))
 }
 
@@ -154,24 +149,23 @@ struct SetMember {
 )]
 async fn set_member(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    InReach { admin, item, .. }: OrgInReach,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<SetMember>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
-    admin.org(&state, org_id).await?;
     state
         .store
         .set_membership(
             &admin.ctx,
             admin.tenant_id(),
-            org_id,
+            item.id,
             user_id,
             body.role,
             OwnerRule::Enforce,
         )
         .await?;
     Ok(ApiJson(
-        member_change(&state, &admin, org_id, user_id).await?,
+        member_change(&state, &admin, item.id, user_id).await?,
     ))
 }
 
@@ -191,16 +185,15 @@ async fn set_member(
 )]
 async fn remove_member(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    InReach { admin, item, .. }: OrgInReach,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    admin.org(&state, org_id).await?;
     state
         .store
         .remove_membership(
             &admin.ctx,
             admin.tenant_id(),
-            org_id,
+            item.id,
             user_id,
             OwnerRule::Enforce,
         )
@@ -226,17 +219,16 @@ async fn remove_member(
 )]
 async fn set_modules(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    InReach { admin, item, .. }: OrgInReach,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
     ApiJson(levels): ApiJson<BTreeMap<Module, ModuleLevel>>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
-    admin.org(&state, org_id).await?;
     state
         .store
-        .set_module_roles(&admin.ctx, admin.tenant_id(), org_id, user_id, &levels)
+        .set_module_roles(&admin.ctx, admin.tenant_id(), item.id, user_id, &levels)
         .await?;
     Ok(ApiJson(
-        member_change(&state, &admin, org_id, user_id).await?,
+        member_change(&state, &admin, item.id, user_id).await?,
     ))
 }
 
@@ -262,13 +254,12 @@ struct PermissionParams {
 )]
 async fn permissions(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    InReach { admin, item, .. }: OrgInReach,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
     Query(p): Query<PermissionParams>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
-    admin.org(&state, org_id).await?;
     let product = admin.product(&state, p.product).await?;
-    if product.product.org_id != org_id {
+    if product.product.org_id != item.id {
         return Err(ApiError::NotFound);
     }
     let (user, facts) = state
@@ -308,27 +299,22 @@ struct ScimReleaseRequest {
 )]
 async fn scim_release(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(user_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<HeldUser>,
     ApiJson(body): ApiJson<ScimReleaseRequest>,
 ) -> Result<ApiJson<ScimRelease>, ApiError> {
-    let (tenant, holder) = state.store.scim_holder(user_id).await?;
-    if tenant != admin.tenant_id() {
-        return Err(ApiError::NotFound);
-    }
-    let Some(from) = holder else {
-        return Err(ApiError::Conflict(
-            "not_held: no SCIM token provisions this user; there is nothing to release".into(),
-        ));
-    };
-    admin.org(&state, from).await?;
     if let Some(to) = body.to_org_id {
         admin.org(&state, to).await?;
     }
     Ok(ApiJson(
         state
             .store
-            .scim_release_user(&admin.ctx, tenant, user_id, from, body.to_org_id)
+            .scim_release_user(
+                &admin.ctx,
+                admin.tenant_id(),
+                item.id,
+                item.scim_org_id,
+                body.to_org_id,
+            )
             .await?,
     ))
 }

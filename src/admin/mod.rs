@@ -6,7 +6,9 @@ mod doc;
 mod invitations;
 mod members;
 mod orgs;
+mod page;
 mod products;
+mod reach;
 mod tokens;
 
 use std::sync::Arc;
@@ -23,7 +25,6 @@ use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::domain::audit::Actor;
-use crate::domain::org::Org;
 use crate::domain::token::TokenKind;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -87,40 +88,6 @@ pub struct AdminAuth {
 impl AdminAuth {
     pub fn tenant_id(&self) -> Uuid {
         self.principal.tenant_id()
-    }
-
-    /// The org `org_id`, if this caller may act on it. A token of the root org reaches the
-    /// whole tenant; a sub-org's token reaches its own org and the orgs below it. Anything else, including ids of
-    /// other tenants, is "not found", never "forbidden": ids reveal nothing.
-    pub async fn org(&self, state: &AppState, org_id: Uuid) -> Result<Org, ApiError> {
-        let org = state.store.get_org(self.tenant_id(), org_id).await?;
-        let token = &self.principal.token;
-        if token.org_id == token.tenant_id || token.org_id == org_id {
-            return Ok(org);
-        }
-        let tree = state.store.list_orgs(self.tenant_id()).await?;
-        let chain = crate::domain::org::chain_to_root(org_id, |o| {
-            tree.iter().find(|t| t.id == o).map(|t| t.parent_id)
-        });
-        if chain.contains(&token.org_id) {
-            Ok(org)
-        } else {
-            Err(ApiError::NotFound)
-        }
-    }
-
-    /// The product `product_id`, if this caller reaches its org.
-    pub async fn product(
-        &self,
-        state: &AppState,
-        product_id: Uuid,
-    ) -> Result<crate::domain::product::ProductDetail, ApiError> {
-        let detail = state
-            .store
-            .get_product(self.tenant_id(), product_id)
-            .await?;
-        self.org(state, detail.product.org_id).await?;
-        Ok(detail)
     }
 }
 

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadBodyOrParams, BadParams, ServerErrors};
+use super::reach::{self, InReach, OrgInReach};
 use crate::domain::org::{self, Org};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
@@ -39,12 +40,7 @@ async fn list_orgs(
     let reach = admin.principal.org_id();
     let orgs = all
         .iter()
-        .filter(|o| {
-            org::chain_to_root(o.id, |id| {
-                all.iter().find(|x| x.id == id).map(|x| x.parent_id)
-            })
-            .contains(&reach)
-        })
+        .filter(|o| reach::reaches(reach, &all, o.id))
         .cloned()
         .collect();
     Ok(ApiJson(OrgList { orgs }))
@@ -77,7 +73,9 @@ async fn create_org(
     admin: AdminAuth,
     ApiJson(body): ApiJson<NewOrg>,
 ) -> Result<(StatusCode, ApiJson<Org>), ApiError> {
-    let name = org::validate_name(&body.name).map_err(|m| ApiError::invalid("name", m))?;
+    let name = org::NAME
+        .validate(&body.name)
+        .map_err(|m| ApiError::invalid("name", m))?;
     admin.org(&state, body.parent_id).await?;
     let created = state
         .store
@@ -99,12 +97,8 @@ async fn create_org(
         AuthErrors, BadParams, ServerErrors
     )
 )]
-async fn get_org(
-    State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
-) -> Result<ApiJson<Org>, ApiError> {
-    Ok(ApiJson(admin.org(&state, org_id).await?))
+async fn get_org(InReach { item: org, .. }: OrgInReach) -> ApiJson<Org> {
+    ApiJson(org)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -130,16 +124,16 @@ struct RenameOrg {
 )]
 async fn rename_org(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
     ApiJson(body): ApiJson<RenameOrg>,
 ) -> Result<ApiJson<Org>, ApiError> {
-    let name = org::validate_name(&body.name).map_err(|m| ApiError::invalid("name", m))?;
-    admin.org(&state, org_id).await?;
+    let name = org::NAME
+        .validate(&body.name)
+        .map_err(|m| ApiError::invalid("name", m))?;
     Ok(ApiJson(
         state
             .store
-            .rename_org(&admin.ctx, admin.tenant_id(), org_id, &name)
+            .rename_org(&admin.ctx, admin.tenant_id(), item.id, &name)
             .await?,
     ))
 }
@@ -160,13 +154,11 @@ async fn rename_org(
 )]
 async fn delete_org(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
 ) -> Result<StatusCode, ApiError> {
-    admin.org(&state, org_id).await?;
     state
         .store
-        .delete_org(&admin.ctx, admin.tenant_id(), org_id)
+        .delete_org(&admin.ctx, admin.tenant_id(), item.id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
+use super::reach::{InReach, OrgInReach, ProductEnvironment, ProductGroup, ProductInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
@@ -33,7 +33,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 fn name(field: &str, raw: &str) -> Result<String, ApiError> {
-    product::validate_name(raw).map_err(|m| ApiError::invalid(field, m))
+    product::NAME
+        .validate(raw)
+        .map_err(|m| ApiError::invalid(field, m))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,12 +58,13 @@ struct ProductList {
 )]
 async fn list_products(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
 ) -> Result<ApiJson<ProductList>, ApiError> {
-    admin.org(&state, org_id).await?;
     Ok(ApiJson(ProductList {
-        products: state.store.list_products(admin.tenant_id(), org_id).await?,
+        products: state
+            .store
+            .list_products(admin.tenant_id(), item.id)
+            .await?,
     }))
 }
 
@@ -101,8 +104,7 @@ struct NewProduct {
 )]
 async fn create_product(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(org_id): Path<Uuid>,
+    InReach { admin, item, .. }: OrgInReach,
     ApiJson(body): ApiJson<NewProduct>,
 ) -> Result<(StatusCode, ApiJson<ProductDetail>), ApiError> {
     let product_name = name("name", &body.name)?;
@@ -111,7 +113,7 @@ async fn create_product(
             let mut envs = Vec::new();
             let mut errors = Vec::new();
             for (i, e) in list.iter().enumerate() {
-                match product::validate_name(&e.name) {
+                match product::NAME.validate(&e.name) {
                     Ok(n) => envs.push(NewEnvironment {
                         name: n,
                         restricted: e.restricted,
@@ -135,10 +137,9 @@ async fn create_product(
             },
         ],
     };
-    admin.org(&state, org_id).await?;
     let detail = state
         .store
-        .create_product(&admin.ctx, admin.tenant_id(), org_id, &product_name, &envs)
+        .create_product(&admin.ctx, admin.tenant_id(), item.id, &product_name, &envs)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(detail)))
 }
@@ -156,12 +157,8 @@ async fn create_product(
         AuthErrors, BadParams, ServerErrors
     )
 )]
-async fn get_product(
-    State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
-) -> Result<ApiJson<ProductDetail>, ApiError> {
-    Ok(ApiJson(admin.product(&state, product_id).await?))
+async fn get_product(InReach { item: product, .. }: ProductInReach) -> ApiJson<ProductDetail> {
+    ApiJson(product)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -187,16 +184,14 @@ struct RenameProduct {
 )]
 async fn rename_product(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
+    InReach { admin, item, .. }: ProductInReach,
     ApiJson(body): ApiJson<RenameProduct>,
 ) -> Result<ApiJson<Product>, ApiError> {
     let new_name = name("name", &body.name)?;
-    admin.product(&state, product_id).await?;
     Ok(ApiJson(
         state
             .store
-            .rename_product(&admin.ctx, admin.tenant_id(), product_id, &new_name)
+            .rename_product(&admin.ctx, admin.tenant_id(), item.product.id, &new_name)
             .await?,
     ))
 }
@@ -216,13 +211,11 @@ async fn rename_product(
 )]
 async fn delete_product(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
+    InReach { admin, item, .. }: ProductInReach,
 ) -> Result<StatusCode, ApiError> {
-    admin.product(&state, product_id).await?;
     state
         .store
-        .delete_product(&admin.ctx, admin.tenant_id(), product_id)
+        .delete_product(&admin.ctx, admin.tenant_id(), item.product.id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -244,18 +237,16 @@ async fn delete_product(
 )]
 async fn create_environment(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
+    InReach { admin, item, .. }: ProductInReach,
     ApiJson(body): ApiJson<EnvironmentBody>,
 ) -> Result<(StatusCode, ApiJson<Environment>), ApiError> {
     let env = NewEnvironment {
         name: name("name", &body.name)?,
         restricted: body.restricted,
     };
-    admin.product(&state, product_id).await?;
     let created = state
         .store
-        .create_environment(&admin.ctx, admin.tenant_id(), product_id, &env)
+        .create_environment(&admin.ctx, admin.tenant_id(), item.product.id, &env)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
@@ -286,22 +277,16 @@ struct EnvironmentPatch {
 )]
 async fn update_environment(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(environment_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<ProductEnvironment>,
     ApiJson(body): ApiJson<EnvironmentPatch>,
 ) -> Result<ApiJson<Environment>, ApiError> {
     let new_name = body.name.as_deref().map(|n| name("name", n)).transpose()?;
-    let product = state
-        .store
-        .environment_product(admin.tenant_id(), environment_id)
-        .await?;
-    admin.org(&state, product.org_id).await?;
     let env = state
         .store
         .update_environment(
             &admin.ctx,
             admin.tenant_id(),
-            environment_id,
+            item.id,
             new_name.as_deref(),
             body.restricted,
         )
@@ -324,17 +309,11 @@ async fn update_environment(
 )]
 async fn delete_environment(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(environment_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<ProductEnvironment>,
 ) -> Result<StatusCode, ApiError> {
-    let product = state
-        .store
-        .environment_product(admin.tenant_id(), environment_id)
-        .await?;
-    admin.org(&state, product.org_id).await?;
     state
         .store
-        .delete_environment(&admin.ctx, admin.tenant_id(), environment_id)
+        .delete_environment(&admin.ctx, admin.tenant_id(), item.id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -357,15 +336,10 @@ struct GroupList {
         AuthErrors, BadParams, ServerErrors
     )
 )]
-async fn list_groups(
-    State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
-) -> Result<ApiJson<GroupList>, ApiError> {
-    let detail = admin.product(&state, product_id).await?;
-    Ok(ApiJson(GroupList {
-        permission_groups: detail.permission_groups,
-    }))
+async fn list_groups(InReach { item: product, .. }: ProductInReach) -> ApiJson<GroupList> {
+    ApiJson(GroupList {
+        permission_groups: product.permission_groups,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -434,18 +408,16 @@ fn unknown_environments(err: crate::store::StoreError) -> ApiError {
 )]
 async fn create_group(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
+    InReach { admin, item, .. }: ProductInReach,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<(StatusCode, ApiJson<PermissionGroup>), ApiError> {
     let (group_name, set) = body.into_parts()?;
-    admin.product(&state, product_id).await?;
     let group = state
         .store
         .save_permission_group(
             &admin.ctx,
             admin.tenant_id(),
-            product_id,
+            item.product.id,
             None,
             &group_name,
             &set,
@@ -455,11 +427,12 @@ async fn create_group(
     Ok((StatusCode::CREATED, ApiJson(group)))
 }
 
-/// Built-in roles have stable ids but are read-only.
-fn refuse_role_group(product_id: Uuid, group_id: Uuid) -> Result<(), ApiError> {
-    if product::role_groups(product_id)
+/// Built-in roles have stable ids but are read-only: one of a product within reach is refused
+/// (409), after the reach check, so that one out of reach stays 404 like an unknown id.
+fn refuse_role_group(group: &ProductGroup) -> Result<(), ApiError> {
+    if product::role_groups(group.product.id)
         .iter()
-        .any(|g| g.id == group_id)
+        .any(|g| g.id == group.id)
     {
         return Err(ApiError::Conflict("built-in roles are read-only".into()));
     }
@@ -483,42 +456,24 @@ fn refuse_role_group(product_id: Uuid, group_id: Uuid) -> Result<(), ApiError> {
 )]
 async fn update_group(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(group_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<ProductGroup>,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<ApiJson<PermissionGroup>, ApiError> {
     let (group_name, set) = body.into_parts()?;
-    let product = group_product(&state, &admin, group_id).await?;
+    refuse_role_group(&item)?;
     let group = state
         .store
         .save_permission_group(
             &admin.ctx,
             admin.tenant_id(),
-            product.id,
-            Some(group_id),
+            item.product.id,
+            Some(item.id),
             &group_name,
             &set,
         )
         .await
         .map_err(unknown_environments)?;
     Ok(ApiJson(group))
-}
-
-/// The product a stored group belongs to, if the caller reaches it. A built-in role of a
-/// product within reach is refused as read-only (409); an unknown id, or anything of a product
-/// out of reach, is 404 — which of the two is never told.
-async fn group_product(
-    state: &AppState,
-    admin: &AdminAuth,
-    group_id: Uuid,
-) -> Result<Product, ApiError> {
-    let product = state
-        .store
-        .permission_group_product(admin.tenant_id(), group_id)
-        .await?;
-    admin.org(state, product.org_id).await?;
-    refuse_role_group(product.id, group_id)?;
-    Ok(product)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -552,17 +507,16 @@ struct DeletedGroup {
 )]
 async fn delete_group(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(group_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<ProductGroup>,
     Query(p): Query<DeleteParams>,
 ) -> Result<ApiJson<DeletedGroup>, ApiError> {
-    let product = group_product(&state, &admin, group_id).await?;
+    refuse_role_group(&item)?;
     // A built-in role is a product role, not a group members can be moved into: say so rather
     // than "not a group of this product", which it is.
     if let Some(target) = p.reassign_to
         && Role::ALL
             .iter()
-            .any(|&role| crate::domain::product::role_group_id(product.id, role) == target)
+            .any(|&role| crate::domain::product::role_group_id(item.product.id, role) == target)
     {
         return Err(ApiError::invalid(
             "reassign_to",
@@ -572,7 +526,7 @@ async fn delete_group(
     }
     let moved = state
         .store
-        .delete_permission_group(&admin.ctx, admin.tenant_id(), group_id, p.reassign_to)
+        .delete_permission_group(&admin.ctx, admin.tenant_id(), item.id, p.reassign_to)
         .await
         .map_err(|e| match e {
             crate::store::StoreError::UnknownIds(_) => ApiError::invalid(
@@ -611,11 +565,11 @@ struct AccessBody {
 )]
 async fn set_product_access(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path((product_id, user_id)): Path<(Uuid, Uuid)>,
+    InReach { admin, item, .. }: ProductInReach,
+    Path((_, user_id)): Path<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<AccessBody>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
-    admin.product(&state, product_id).await?;
+    let product_id = item.product.id;
     let roles = product::role_groups(product_id);
     let mut role = body.role;
     let mut groups = Vec::new();
@@ -705,29 +659,19 @@ struct ProductAuditPage {
 )]
 async fn product_audit(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(product_id): Path<Uuid>,
+    InReach { admin, item, .. }: ProductInReach,
     Query(p): Query<AuditParams>,
 ) -> Result<ApiJson<ProductAuditPage>, ApiError> {
-    admin.product(&state, product_id).await?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
     let query = AuditQuery {
-        org_id: None,
-        product_id: Some(product_id),
+        product_id: Some(item.product.id),
         actor_kind: p.actor_kind,
         actor_id: p.actor_id,
         action: p.action,
         since: p.since,
         until: p.until,
-        before_id: p.before,
-        limit,
+        ..AuditQuery::default()
     };
-    let events = state.store.list_audit(admin.tenant_id(), &query).await?;
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
+    let (events, next) =
+        super::audit::read(&state, admin.tenant_id(), query, p.before, p.limit).await?;
     Ok(ApiJson(ProductAuditPage { events, next }))
 }

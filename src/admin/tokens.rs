@@ -1,4 +1,4 @@
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -7,6 +7,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
+use super::page::PageSize;
+use super::reach::InReach;
 use super::{AdminAuth, NoStore};
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
@@ -152,18 +154,12 @@ async fn create_token(
 )]
 async fn revoke_token(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(token_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<Token>,
 ) -> Result<ApiJson<Token>, ApiError> {
-    let target = state.store.find_token(token_id).await?;
-    if target.tenant_id != admin.tenant_id() {
-        return Err(ApiError::NotFound);
-    }
-    admin.org(&state, target.org_id).await?;
     Ok(ApiJson(
         state
             .store
-            .revoke_token(&admin.ctx, admin.tenant_id(), token_id)
+            .revoke_token(&admin.ctx, admin.tenant_id(), item.id)
             .await?,
     ))
 }
@@ -197,22 +193,13 @@ struct TokenErrors {
 )]
 async fn token_errors(
     State(state): State<AppState>,
-    admin: AdminAuth,
-    Path(token_id): Path<Uuid>,
+    InReach { admin, item, .. }: InReach<Token>,
     Query(p): Query<ErrorParams>,
 ) -> Result<ApiJson<TokenErrors>, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
-    let target = state.store.find_token(token_id).await?;
-    if target.tenant_id != admin.tenant_id() {
-        return Err(ApiError::NotFound);
-    }
-    admin.org(&state, target.org_id).await?;
+    let limit = PageSize::TOKEN_ERRORS.limit(p.limit)?;
     let errors = state
         .store
-        .list_scim_errors(admin.tenant_id(), token_id, limit)
+        .list_scim_errors(admin.tenant_id(), item.id, limit)
         .await?;
     Ok(ApiJson(TokenErrors { errors }))
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod group;
 pub mod invitation;
+pub mod name;
 pub mod org;
 pub mod permission;
 pub mod product;

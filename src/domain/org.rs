@@ -2,6 +2,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::name::{NameRule, at_most};
+
 /// An organization. A root org is its own tenant (`tenant_id == id`); sub-orgs point at their
 /// parent and share the root's tenant id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -46,17 +48,8 @@ impl OrgRole {
     }
 }
 
-/// Validates an org name: trimmed, non-empty, at most 200 characters.
-pub fn validate_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("must not be empty");
-    }
-    if name.chars().count() > 200 {
-        return Err("must be at most 200 characters");
-    }
-    Ok(name.to_owned())
-}
+/// What an org name accepts: 1 to 200 characters, trimmed.
+pub const NAME: NameRule = at_most!(200);
 
 #[cfg(test)]
 mod tests {
@@ -64,10 +57,13 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(validate_name("  Acme "), Ok("Acme".to_owned()));
-        assert!(validate_name("   ").is_err());
-        assert!(validate_name(&"x".repeat(201)).is_err());
-        assert!(validate_name(&"é".repeat(200)).is_ok());
+        assert_eq!(NAME.validate("  Acme "), Ok("Acme".to_owned()));
+        assert!(NAME.validate("   ").is_err());
+        assert_eq!(
+            NAME.validate(&"x".repeat(201)),
+            Err("must be at most 200 characters")
+        );
+        assert!(NAME.validate(&"é".repeat(200)).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::name::{NameRule, at_most};
 use super::permission::{EnvironmentRef, PermissionSet, Role};
 
 /// A product (project) of an org, with its environments.
@@ -82,14 +83,6 @@ pub fn role_groups(product_id: Uuid) -> Vec<PermissionGroup> {
         .collect()
 }
 
-/// Validates a display name (products, environments, groups): trimmed, 1..=100 characters.
-pub fn validate_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("must not be empty");
-    }
-    if name.chars().count() > 100 {
-        return Err("must be at most 100 characters");
-    }
-    Ok(name.to_owned())
-}
+/// What the name of a product, an environment or a permission group accepts: 1 to 100
+/// characters, trimmed.
+pub const NAME: NameRule = at_most!(100);

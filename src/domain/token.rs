@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::name::{NameRule, at_most};
+
 /// What a token may call: SCIM provisioning or the admin API, never both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -146,16 +148,12 @@ pub fn default_name(kind: TokenKind) -> String {
     format!("{} token", kind.as_str())
 }
 
-/// Validates a token name: trimmed, 1..=100 characters; a default is chosen by the caller.
+/// What a token name accepts: 1 to 100 characters, trimmed; a default is chosen by the caller.
+pub const NAME: NameRule = at_most!(100);
+
+/// Validates a token name by [`NAME`].
 pub fn validate_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("must not be empty");
-    }
-    if name.chars().count() > 100 {
-        return Err("must be at most 100 characters");
-    }
-    Ok(name.to_owned())
+    NAME.validate(name)
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! What an admin route requires of its caller, said once, in the handler's signature.
+//!
+//! A handler that acts on something its path names takes `InReach<T>`: the extractor
+//! authenticates the admin token, reads the id from the path parameter `T` is named by
+//! ([`Scoped::PARAM`]), loads it and checks the caller against the org it belongs to, all before
+//! the handler runs. The handler gets the object only through that check, so it cannot forget
+//! it. An org or product a request names in its body or query (a new org's parent, a token's
+//! org, a product to invite to) goes through the same check, by [`AdminAuth::require`].
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::AdminAuth;
+use crate::domain::invitation::Invitation;
+use crate::domain::org::{self, Org};
+use crate::domain::product::{Product, ProductDetail};
+use crate::domain::token::Token;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a caller must have on an org to act on it or on what belongs to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The org is within the admin token's reach: the token's own org or one below it.
+    Reach,
+    // Next: a session user's permission on the org, e.g. `Permission(Capability)`, checked
+    // against the user's effective role there — the one place `AdminAuth::meets` then grows.
+}
+
+/// A route's requirement as a type, so that the signature says it: `InReach<Org>` needs
+/// [`Reach`]; a route that needs more will name another requirement as `InReach<Org, R>`.
+pub trait Requirement: Send + Sync + 'static {
+    const NEED: Need;
+}
+
+/// The default requirement: the org within the caller's reach.
+pub struct Reach;
+
+impl Requirement for Reach {
+    const NEED: Need = Need::Reach;
+}
+
+/// Something the admin API names by id that belongs to one org of a tenant.
+pub trait Scoped: Sized + Send {
+    /// The path parameter that carries its id.
+    const PARAM: &'static str;
+
+    /// `id` in the tenant. An id of another tenant, or of nothing, is not found.
+    fn load(
+        state: &AppState,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send;
+
+    /// The org it belongs to: the one the requirement is checked on.
+    fn org_id(&self) -> Uuid;
+}
+
+/// `T`, named by the route's path, which the caller may act on under `R`; rejected with 404 —
+/// as if the id named nothing — when it may not.
+pub struct InReach<T, R = Reach> {
+    pub admin: AdminAuth,
+    pub item: T,
+    requirement: PhantomData<R>,
+}
+
+/// The org of `{org_id}`.
+pub type OrgInReach = InReach<Org>;
+/// The product of `{product_id}`, with its environments and permission groups.
+pub type ProductInReach = InReach<ProductDetail>;
+
+impl<T: Scoped, R: Requirement> FromRequestParts<AppState> for InReach<T, R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let admin = AdminAuth::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        // Every path parameter of the admin API is an id. All are parsed, in path order, as a
+        // handler's own `Path` would: a malformed one is axum's same plain-text 400.
+        let Path(ids) = Path::<BTreeMap<String, Uuid>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(&id) = ids.get(T::PARAM) else {
+            return Err(ApiError::Internal(format!(
+                "route without the path parameter `{}`",
+                T::PARAM
+            ))
+            .into_response());
+        };
+        let item = admin
+            .require::<T>(state, id, R::NEED)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(InReach {
+            admin,
+            item,
+            requirement: PhantomData,
+        })
+    }
+}
+
+impl AdminAuth {
+    /// What `id` names, if this caller meets `need` on its org. Anything else — an unknown id,
+    /// one of another tenant, one out of reach — is "not found", never "forbidden": ids reveal
+    /// nothing.
+    pub async fn require<T: Scoped>(
+        &self,
+        state: &AppState,
+        id: Uuid,
+        need: Need,
+    ) -> Result<T, ApiError> {
+        let item = T::load(state, self.tenant_id(), id).await?;
+        self.meets(state, item.org_id(), need).await?;
+        Ok(item)
+    }
+
+    /// The org `org_id` of a body or query, if within reach.
+    pub async fn org(&self, state: &AppState, org_id: Uuid) -> Result<Org, ApiError> {
+        self.require(state, org_id, Need::Reach).await
+    }
+
+    /// The product `product_id` of a body or query, if its org is within reach.
+    pub async fn product(
+        &self,
+        state: &AppState,
+        product_id: Uuid,
+    ) -> Result<ProductDetail, ApiError> {
+        self.require(state, product_id, Need::Reach).await
+    }
+
+    /// Whether this caller meets `need` on `org_id`, an org of its tenant. A token of the root
+    /// org reaches the whole tenant; a sub-org's token its own org and the orgs below it.
+    async fn meets(&self, state: &AppState, org_id: Uuid, need: Need) -> Result<(), ApiError> {
+        match need {
+            Need::Reach => {
+                let token = &self.principal.token;
+                if token.org_id == token.tenant_id || token.org_id == org_id {
+                    return Ok(());
+                }
+                let tree = state.store.list_orgs(self.tenant_id()).await?;
+                if reaches(token.org_id, &tree, org_id) {
+                    Ok(())
+                } else {
+                    Err(ApiError::NotFound)
+                }
+            }
+        }
+    }
+}
+
+/// Whether a token of `token_org` reaches `org_id`, given the tenant's orgs: its own org and
+/// the orgs below it do.
+pub(super) fn reaches(token_org: Uuid, tree: &[Org], org_id: Uuid) -> bool {
+    org::chain_to_root(org_id, |o| {
+        tree.iter().find(|t| t.id == o).map(|t| t.parent_id)
+    })
+    .contains(&token_org)
+}
+
+impl Scoped for Org {
+    const PARAM: &'static str = "org_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        Ok(state.store.get_org(tenant_id, id).await?)
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl Scoped for ProductDetail {
+    const PARAM: &'static str = "product_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        Ok(state.store.get_product(tenant_id, id).await?)
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.product.org_id
+    }
+}
+
+/// An environment, by id, with the product it belongs to.
+pub struct ProductEnvironment {
+    pub id: Uuid,
+    pub product: Product,
+}
+
+impl Scoped for ProductEnvironment {
+    const PARAM: &'static str = "environment_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        let product = state.store.environment_product(tenant_id, id).await?;
+        Ok(ProductEnvironment { id, product })
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.product.org_id
+    }
+}
+
+/// A permission group (a stored one, or a built-in role's id), with its product.
+pub struct ProductGroup {
+    pub id: Uuid,
+    pub product: Product,
+}
+
+impl Scoped for ProductGroup {
+    const PARAM: &'static str = "group_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        let product = state.store.permission_group_product(tenant_id, id).await?;
+        Ok(ProductGroup { id, product })
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.product.org_id
+    }
+}
+
+impl Scoped for Token {
+    const PARAM: &'static str = "token_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        // Tokens are looked up by id alone (authentication finds them so): the tenant is
+        // checked here.
+        let token = state.store.find_token(id).await?;
+        if token.tenant_id != tenant_id {
+            return Err(ApiError::NotFound);
+        }
+        Ok(token)
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+}
+
+impl Scoped for Invitation {
+    const PARAM: &'static str = "invitation_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        Ok(state.store.get_invitation(tenant_id, id).await?)
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+}
+
+/// A person SCIM provisioning holds, with the org whose SCIM token holds them: releasing them
+/// is that org's business.
+pub struct HeldUser {
+    pub id: Uuid,
+    pub scim_org_id: Uuid,
+}
+
+impl Scoped for HeldUser {
+    const PARAM: &'static str = "user_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        let (tenant, holder) = state.store.scim_holder(id).await?;
+        if tenant != tenant_id {
+            return Err(ApiError::NotFound);
+        }
+        let Some(scim_org_id) = holder else {
+            return Err(ApiError::Conflict(
+                "not_held: no SCIM token provisions this user; there is nothing to release".into(),
+            ));
+        };
+        Ok(HeldUser { id, scim_org_id })
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.scim_org_id
+    }
+}

@@ -1,0 +1,412 @@
+//! Reach, route by route: a sub-org's admin token calls every operation of the served OpenAPI
+//! document with the ids of its parent org's objects, then of its sibling org's, and gets 404
+//! every time — as if the ids named nothing — and nothing changes. The walk names each route
+//! once in `CALLS` and fails on a documented route it does not call, so a new route must say
+//! how it is called here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::{Method, StatusCode};
+use rolegate::domain::token::TokenKind;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp};
+
+const BASE: &str = "/api/v1";
+
+/// What a call may answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// 404: the foreign id names nothing for this caller.
+    NotFound,
+    /// 2xx with the caller's own things only: none of the foreign org's ids in the body.
+    OwnOnly,
+}
+
+/// One call of the walk, below `/api/v1`. `{name}` is filled with the foreign org's object of
+/// that name, `{own.name}` with the caller's own org's, in the path, the query and the body.
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    answer: Answer,
+}
+
+const fn call(method: &'static str, path: &'static str, body: Option<&'static str>) -> Call {
+    Call {
+        method,
+        path,
+        body,
+        answer: Answer::NotFound,
+    }
+}
+
+const PRODUCT_ACCESS: &str = r#"{"permission_groups": [], "role": "editor"}"#;
+const GROUP: &str = r#"{"name": "Taken", "default_access": "full"}"#;
+const RENAME: &str = r#"{"name": "Taken"}"#;
+
+/// Every documented operation, called with foreign ids wherever it takes one — in the path, or
+/// in the query or body where that is where the org or product is named — and a few calls that
+/// name the caller's own org in the path and a foreign object in the body or query.
+const CALLS: &[Call] = &[
+    Call {
+        answer: Answer::OwnOnly,
+        ..call("GET", "/openapi.json", None)
+    },
+    Call {
+        answer: Answer::OwnOnly,
+        ..call("GET", "/orgs", None)
+    },
+    call(
+        "POST",
+        "/orgs",
+        Some(r#"{"name": "Mine now", "parent_id": "{org_id}"}"#),
+    ),
+    call("GET", "/orgs/{org_id}", None),
+    call("PATCH", "/orgs/{org_id}", Some(RENAME)),
+    call("DELETE", "/orgs/{org_id}", None),
+    call("GET", "/orgs/{org_id}/members", None),
+    call(
+        "PUT",
+        "/orgs/{org_id}/members/{user_id}",
+        Some(r#"{"role": "owner"}"#),
+    ),
+    call("DELETE", "/orgs/{org_id}/members/{user_id}", None),
+    call(
+        "PUT",
+        "/orgs/{org_id}/members/{user_id}/modules",
+        Some(r#"{"billing": "write"}"#),
+    ),
+    call(
+        "GET",
+        "/orgs/{org_id}/members/{user_id}/permissions?product={product_id}",
+        None,
+    ),
+    call(
+        "GET",
+        "/orgs/{own.org_id}/members/{own.user_id}/permissions?product={product_id}",
+        None,
+    ),
+    call("POST", "/users/{user_id}/scim-release", Some("{}")),
+    call(
+        "POST",
+        "/users/{own.user_id}/scim-release",
+        Some(r#"{"to_org_id": "{org_id}"}"#),
+    ),
+    call("GET", "/orgs/{org_id}/products", None),
+    call("POST", "/orgs/{org_id}/products", Some(RENAME)),
+    call("GET", "/products/{product_id}", None),
+    call("PATCH", "/products/{product_id}", Some(RENAME)),
+    call("DELETE", "/products/{product_id}", None),
+    call("POST", "/products/{product_id}/environments", Some(RENAME)),
+    call("PATCH", "/environments/{environment_id}", Some(RENAME)),
+    call("DELETE", "/environments/{environment_id}", None),
+    call("GET", "/products/{product_id}/permission-groups", None),
+    call(
+        "POST",
+        "/products/{product_id}/permission-groups",
+        Some(GROUP),
+    ),
+    call("PUT", "/permission-groups/{group_id}", Some(GROUP)),
+    call("DELETE", "/permission-groups/{group_id}", None),
+    call(
+        "PUT",
+        "/products/{product_id}/members/{user_id}",
+        Some(PRODUCT_ACCESS),
+    ),
+    call(
+        "PUT",
+        "/products/{product_id}/members/{own.user_id}",
+        Some(PRODUCT_ACCESS),
+    ),
+    call("GET", "/products/{product_id}/audit", None),
+    Call {
+        answer: Answer::OwnOnly,
+        ..call("GET", "/tokens", None)
+    },
+    call("GET", "/tokens?org_id={org_id}", None),
+    call(
+        "POST",
+        "/tokens",
+        Some(r#"{"kind": "admin", "org_id": "{org_id}"}"#),
+    ),
+    call("DELETE", "/tokens/{token_id}", None),
+    call("GET", "/tokens/{token_id}/errors", None),
+    call("GET", "/orgs/{org_id}/invitations", None),
+    call(
+        "POST",
+        "/orgs/{org_id}/invitations",
+        Some(r#"{"emails": "new@evil.test"}"#),
+    ),
+    call(
+        "POST",
+        "/orgs/{own.org_id}/invitations",
+        Some(r#"{"emails": "new@evil.test", "product_id": "{product_id}"}"#),
+    ),
+    call("DELETE", "/invitations/{invitation_id}", None),
+    call("POST", "/invitations/{invitation_id}/resend", None),
+    // The invitee's side takes a link, not a token: a caller without one finds nothing.
+    call("GET", "/invitations/accept", None),
+    call("POST", "/invitations/accept", None),
+    Call {
+        answer: Answer::OwnOnly,
+        ..call("GET", "/audit", None)
+    },
+    call("GET", "/audit?org_id={org_id}", None),
+];
+
+/// An org's objects, each by the path parameter that names it.
+struct Objects(BTreeMap<&'static str, String>);
+
+fn id_of(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
+}
+
+/// One of each thing an admin path names, in `org`: a SCIM token and the person it provisions
+/// (held by it and a member of `org`), a product with its environments, a custom permission
+/// group, a pending invitation. Made with the root org's token, which reaches them all.
+async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
+    let scim = app
+        .ok(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "kind": "scim", "org_id": org })),
+        )
+        .await;
+    let secret = scim["token_secret"].as_str().expect("secret");
+    let email = format!("{tag}@acme.test");
+    let user = app
+        .scim_as(
+            secret,
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": email,
+                "emails": [{ "value": email, "primary": true }],
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+    let product = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{org}/products"),
+            Some(json!({ "name": format!("{tag} product") })),
+        )
+        .await;
+    let product_id = id_of(&product);
+    let group = app
+        .ok(
+            Method::POST,
+            &format!("/products/{product_id}/permission-groups"),
+            Some(json!({ "name": format!("{tag} group"), "default_access": "read_only" })),
+        )
+        .await;
+    let invited = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{org}/invitations"),
+            Some(json!({ "emails": format!("{tag}.invitee@acme.test") })),
+        )
+        .await;
+    Objects(BTreeMap::from([
+        ("org_id", org.to_owned()),
+        ("user_id", id_of(&user.body)),
+        ("product_id", product_id),
+        ("environment_id", id_of(&product["environments"][0])),
+        ("group_id", id_of(&group)),
+        ("token_id", id_of(&scim)),
+        ("invitation_id", id_of(&invited["results"][0]["invitation"])),
+    ]))
+}
+
+/// `template` with `{own.name}` filled from `own` and `{name}` from `foreign`.
+fn fill(template: &str, own: &Objects, foreign: &Objects) -> String {
+    let mut out = template.to_owned();
+    for (prefix, objects) in [("own.", own), ("", foreign)] {
+        for (name, id) in &objects.0 {
+            out = out.replace(&format!("{{{prefix}{name}}}"), id);
+        }
+    }
+    assert!(!out.contains("_id}"), "unfilled placeholder in {out}");
+    out
+}
+
+/// The documented operation a call exercises: `{own.x}` is the document's `{x}`; no query.
+fn operation(c: &Call) -> (String, String) {
+    let path = c.path.split('?').next().unwrap_or_default();
+    (
+        c.method.to_owned(),
+        format!("{BASE}{}", path.replace("{own.", "{")),
+    )
+}
+
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if [
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                ops.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// The newest audit event of the tenant: every change writes one (the store's write door
+/// refuses a change without), so a call that changed anything moves it.
+async fn newest_event(app: &TestApp) -> Value {
+    app.ok(Method::GET, "/audit?limit=1", None).await["events"][0].clone()
+}
+
+/// Everything the root token sees of the tenant that a call could change, as one value:
+/// orgs, members, products with their environments and groups, tokens (but when each was last
+/// used: authenticating is not a change), invitations, and the audit log.
+async fn snapshot(app: &TestApp) -> Value {
+    let orgs = app.ok(Method::GET, "/orgs", None).await;
+    let mut seen = BTreeMap::new();
+    for org in orgs["orgs"].as_array().expect("orgs") {
+        let org = id_of(org);
+        let products = app
+            .ok(Method::GET, &format!("/orgs/{org}/products"), None)
+            .await;
+        let mut details = Vec::new();
+        for product in products["products"].as_array().expect("products") {
+            details.push(
+                app.ok(Method::GET, &format!("/products/{}", id_of(product)), None)
+                    .await,
+            );
+        }
+        let mut tokens = app
+            .ok(Method::GET, &format!("/tokens?org_id={org}"), None)
+            .await;
+        for token in tokens["tokens"].as_array_mut().expect("tokens") {
+            token["last_used_at"] = Value::Null;
+        }
+        let members = app
+            .ok(
+                Method::GET,
+                &format!("/orgs/{org}/members?limit=1000"),
+                None,
+            )
+            .await;
+        let invitations = app
+            .ok(Method::GET, &format!("/orgs/{org}/invitations"), None)
+            .await;
+        seen.insert(
+            org,
+            json!({ "products": details, "tokens": tokens, "members": members, "invitations": invitations }),
+        );
+    }
+    let audit = app.ok(Method::GET, "/audit?limit=1000", None).await;
+    json!({ "orgs": orgs, "each": seen, "audit": audit })
+}
+
+/// What makes a 404 of a read mean "out of reach": the caller's token reads the same route with
+/// its own org's ids, and the root token, which reaches the whole tenant, reads the foreign ids.
+async fn controls(app: &TestApp, caller: &str, c: &Call, foreign_path: &str, own: &Objects) {
+    let own_path = fill(c.path, own, own);
+    let mine = app.get(&format!("{BASE}{own_path}"), caller).await;
+    assert!(
+        mine.status.is_success(),
+        "GET {own_path} with the caller's own ids: {} {}",
+        mine.status,
+        mine.text
+    );
+    if !c.path.contains("{own.") {
+        let root = app.admin(Method::GET, foreign_path, None).await;
+        assert!(
+            root.status.is_success(),
+            "GET {foreign_path} with the root token: {} {}",
+            root.status,
+            root.text
+        );
+    }
+}
+
+/// A sub-org's admin token against every route, with the ids of its parent's objects and then
+/// its sibling's: 404 everywhere (the caller's own lists show none of them), nothing changed.
+async fn a_sub_org_token_reaches_nothing_of_its_parent_or_sibling_on_any_route(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let root = app.org_id.to_string();
+    let own_org = app.sub_org(&root, "Payments").await;
+    let sibling_org = app.sub_org(&root, "Growth").await;
+    let caller = app
+        .token(own_org.parse().expect("uuid"), TokenKind::Admin)
+        .await;
+    let own = objects(&app, &own_org, "own").await;
+    let foreign = [
+        ("parent", objects(&app, &root, "parent").await),
+        ("sibling", objects(&app, &sibling_org, "sibling").await),
+    ];
+
+    let doc = app.get(&format!("{BASE}/openapi.json"), &caller).await.body;
+    let called: BTreeSet<_> = CALLS.iter().map(operation).collect();
+    let missing: Vec<_> = documented(&doc).difference(&called).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "documented routes the walk does not call (add them to CALLS): {missing:?}"
+    );
+    let stale: Vec<_> = called.difference(&documented(&doc)).cloned().collect();
+    assert!(
+        stale.is_empty(),
+        "CALLS names undocumented routes: {stale:?}"
+    );
+
+    for (whose, objects) in &foreign {
+        let before = snapshot(&app).await;
+        for c in CALLS {
+            let path = fill(c.path, &own, objects);
+            let method = Method::from_bytes(c.method.as_bytes()).expect("method");
+            let body = c.body.map(|b| {
+                serde_json::from_str::<Value>(&fill(b, &own, objects)).expect("body template")
+            });
+            let newest = newest_event(&app).await;
+            let reply = app
+                .call(
+                    method.clone(),
+                    &format!("{BASE}{path}"),
+                    Some(&caller),
+                    body,
+                )
+                .await;
+            let what = format!("{} {path} with the {whose}'s ids", c.method);
+            match c.answer {
+                Answer::NotFound => assert_eq!(
+                    reply.status,
+                    StatusCode::NOT_FOUND,
+                    "{what}: {}",
+                    reply.text
+                ),
+                Answer::OwnOnly => {
+                    assert!(reply.status.is_success(), "{what}: {}", reply.status);
+                    // The root org's id is the tenant's, which every record carries
+                    // (`tenant_id`); the caller's org also names it as its `parent_id`.
+                    for id in objects.0.values().filter(|id| **id != root) {
+                        assert!(!reply.text.contains(id.as_str()), "{what} shows {id}");
+                    }
+                }
+            }
+            assert_eq!(newest_event(&app).await, newest, "{what} changed something");
+            if method == Method::GET && c.answer == Answer::NotFound && c.path.contains("_id}") {
+                controls(&app, &caller, c, &path, &own).await;
+            }
+        }
+        assert_eq!(
+            snapshot(&app).await,
+            before,
+            "the walk with the {whose}'s ids changed something"
+        );
+    }
+}
+
+crate::on_both_backends!(a_sub_org_token_reaches_nothing_of_its_parent_or_sibling_on_any_route);
