@@ -302,6 +302,11 @@ async fn scim_release(
     InReach { admin, item, .. }: InReach<HeldUser>,
     ApiJson(body): ApiJson<ScimReleaseRequest>,
 ) -> Result<ApiJson<ScimRelease>, ApiError> {
+    let Some(holder) = item.scim_org_id else {
+        return Err(ApiError::Conflict(
+            "not_held: no SCIM token provisions this user; there is nothing to release".into(),
+        ));
+    };
     if let Some(to) = body.to_org_id {
         admin.org(&state, to).await?;
     }
@@ -312,7 +317,7 @@ async fn scim_release(
                 &admin.ctx,
                 admin.tenant_id(),
                 item.id,
-                item.scim_org_id,
+                holder,
                 body.to_org_id,
             )
             .await?,

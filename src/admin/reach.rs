@@ -259,7 +259,9 @@ impl Scoped for Invitation {
 /// is that org's business.
 pub struct HeldUser {
     pub id: Uuid,
-    pub scim_org_id: Uuid,
+    pub tenant_id: Uuid,
+    /// The org whose SCIM token provisions the person; `None`: nobody's.
+    pub scim_org_id: Option<Uuid>,
 }
 
 impl Scoped for HeldUser {
@@ -270,15 +272,18 @@ impl Scoped for HeldUser {
         if tenant != tenant_id {
             return Err(ApiError::NotFound);
         }
-        let Some(scim_org_id) = holder else {
-            return Err(ApiError::Conflict(
-                "not_held: no SCIM token provisions this user; there is nothing to release".into(),
-            ));
-        };
-        Ok(HeldUser { id, scim_org_id })
+        Ok(HeldUser {
+            id,
+            tenant_id,
+            scim_org_id: holder,
+        })
     }
 
+    /// A held person is reached through the org that holds them. One nobody holds is counted
+    /// as the tenant's (its root org's): only a caller who reaches the whole tenant learns
+    /// that such a person exists and is not held; anyone else gets the 404 any unknown id
+    /// gets.
     fn org_id(&self) -> Uuid {
-        self.scim_org_id
+        self.scim_org_id.unwrap_or(self.tenant_id)
     }
 }

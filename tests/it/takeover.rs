@@ -547,6 +547,18 @@ async fn a_held_person_is_handed_over_on_purpose(backend: Backend) {
         .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     assert!(reply.text.contains("not_held"), "{}", reply.text);
+    // ... but only a caller who reaches the whole tenant is told so: to a sub-org's token the
+    // root's unheld Owner is an id like any other it cannot see.
+    let reply = t
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/scim-release", t.owner),
+            Some(&b_admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
 
     let released = t
         .app
