@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadParams, ServerErrors};
 use super::page::{Page, PageSize};
-use crate::domain::audit::AuditEvent;
+use crate::domain::audit::{ACTIONS, AuditEvent};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 use crate::store::AuditQuery;
@@ -27,7 +27,8 @@ struct Params {
     /// e.g. `admin_token`, `scim_token`, `user`, `invitee`, `cli`, `system`.
     actor_kind: Option<String>,
     actor_id: Option<String>,
-    /// e.g. `org.create`.
+    /// One of the audit log's actions (e.g. `org.create`; the README lists them all); another
+    /// value is a 422 that lists them.
     action: Option<String>,
     /// Events at or after this time.
     since: Option<DateTime<Utc>>,
@@ -57,7 +58,7 @@ struct AuditPage {
     responses(
         (status = 200, description = "A page of events, newest first.", body = AuditPage),
         (status = 404, description = "`org_id` is not an org within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range.", body = ErrorBody),
+        (status = 422, description = "`limit` out of range, or `action` not one of the audit log's actions (the message lists them).", body = ErrorBody),
         AuthErrors, BadParams, ServerErrors
     )
 )]
@@ -97,6 +98,15 @@ pub(super) async fn read(
     before: Option<Uuid>,
     limit: Option<u32>,
 ) -> Result<(Vec<AuditEvent>, Option<Uuid>), ApiError> {
+    if let Some(action) = query.action.as_deref()
+        && !ACTIONS.contains(&action)
+    {
+        // A typo would otherwise read as "nothing happened".
+        return Err(ApiError::invalid(
+            "action",
+            format!("unknown action {action:?}; one of: {}", ACTIONS.join(", ")),
+        ));
+    }
     let page = Page::new(PageSize::LIST, before, limit)?;
     let query = AuditQuery {
         before_id: page.cursor,

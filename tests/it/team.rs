@@ -754,6 +754,38 @@ async fn bad_input_gets_400_or_422_naming_fields(backend: Backend) {
         )
         .await;
     assert_eq!(unknown_user.status, StatusCode::NOT_FOUND);
+    // A misspelt audit action is not "nothing happened": it is refused with the valid names,
+    // on the tenant's log and a product's alike.
+    let product = app.product(&root).await;
+    for path in [
+        "/audit?action=org.craete".to_owned(),
+        format!(
+            "/products/{}/audit?action=org.craete",
+            product["id"].as_str().expect("id")
+        ),
+    ] {
+        let typo = app.admin(Method::GET, &path, None).await;
+        assert_eq!(
+            typo.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {}",
+            typo.text
+        );
+        assert_eq!(typo.body["error"]["fields"][0]["field"], "action");
+        let message = typo.body["error"]["fields"][0]["message"]
+            .as_str()
+            .expect("message");
+        assert!(
+            message.contains("org.create") && message.contains("scim.user.release"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        app.admin(Method::GET, "/audit?action=org.create", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 /// Two tenants side by side: neither can read or change anything of the other's, and the
