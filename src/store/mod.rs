@@ -245,6 +245,22 @@ pub async fn migrate(url: &str) -> Result<Vec<(i64, String)>, StoreError> {
     Ok(opened.applied)
 }
 
+/// The versions a database has applied, before a migration run.
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// What a run applied: the migrator's migrations the database had not, oldest first.
+fn newly_applied(migrator: &sqlx::migrate::Migrator, before: &[i64]) -> Vec<(i64, String)> {
+    migrator
+        .iter()
+        .filter(|m| !before.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
+fn migration_failed(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Other(format!("migration failed: {e}"))
+}
+
 /// Migration versions and names of each backend, for the lockstep check.
 pub fn migration_list(backend: Backend) -> Vec<(i64, String)> {
     let migrator = match backend {

@@ -126,21 +126,14 @@ fn explain_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String 
 /// Applies what is pending and names what it applied.
 async fn run_migrations(pool: &sqlx::PgPool) -> Result<Vec<(i64, String)>, StoreError> {
     let before: Vec<i64> = if has_schema(pool).await? {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        sqlx::query_scalar(super::APPLIED_MIGRATIONS)
             .fetch_all(pool)
             .await?
     } else {
         Vec::new()
     };
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !before.contains(&m.version))
-        .map(|m| (m.version, m.description.to_string()))
-        .collect())
+    MIGRATOR.run(pool).await.map_err(super::migration_failed)?;
+    Ok(super::newly_applied(&MIGRATOR, &before))
 }
 
 async fn has_schema(pool: &sqlx::PgPool) -> Result<bool, StoreError> {

@@ -134,21 +134,14 @@ fn display_absolute(path: &Path) -> String {
 /// Applies what is pending and names what it applied.
 async fn run_migrations(pool: &sqlx::SqlitePool) -> Result<Vec<(i64, String)>, StoreError> {
     let before: Vec<i64> = if has_schema(pool).await? {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        sqlx::query_scalar(super::APPLIED_MIGRATIONS)
             .fetch_all(pool)
             .await?
     } else {
         Vec::new()
     };
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !before.contains(&m.version))
-        .map(|m| (m.version, m.description.to_string()))
-        .collect())
+    MIGRATOR.run(pool).await.map_err(super::migration_failed)?;
+    Ok(super::newly_applied(&MIGRATOR, &before))
 }
 
 async fn has_schema(pool: &sqlx::SqlitePool) -> Result<bool, StoreError> {

@@ -38,6 +38,17 @@ fn admin_path(path: &str) -> String {
     format!("/api/v1{path}")
 }
 
+/// Posts an invite body to the root org with the admin token.
+async fn invite_to_root(app: &TestApp, body: Value) -> crate::common::http::Reply {
+    app.call(
+        Method::POST,
+        &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
+        Some(&app.admin_token),
+        Some(body),
+    )
+    .await
+}
+
 async fn invitation_email_arrives_and_its_link_makes_a_member(backend: Backend) {
     let (app, sink) = app_with_sink(backend).await;
     let org = app.org_id;
@@ -340,24 +351,14 @@ async fn resend_kills_the_old_link_and_revoked_or_expired_links_fail_clearly(bac
 
 async fn without_smtp_invitations_are_logged_to_the_outbox(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let reply = app
-        .call(
-            Method::POST,
-            &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
-            Some(&app.admin_token),
-            Some(json!({ "emails": "erin@example.com" })),
-        )
-        .await;
+    let reply = invite_to_root(&app, json!({ "emails": "erin@example.com" })).await;
     assert_eq!(reply.body["results"][0]["delivery"], "logged");
     // An array is as good as the typed list, and answered in its order.
-    let listed = app
-        .call(
-            Method::POST,
-            &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
-            Some(&app.admin_token),
-            Some(json!({ "emails": ["zoe@example.com", "nope", "al@example.com"] })),
-        )
-        .await;
+    let listed = invite_to_root(
+        &app,
+        json!({ "emails": ["zoe@example.com", "nope", "al@example.com"] }),
+    )
+    .await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     let order: Vec<_> = listed.body["results"]
         .as_array()
@@ -396,14 +397,7 @@ async fn a_failed_delivery_carries_its_reason(backend: Backend) {
             .expect("URL"),
     );
     let app = TestApp::with_config(backend, config).await;
-    let reply = app
-        .call(
-            Method::POST,
-            &admin_path(&format!("/orgs/{}/invitations", app.org_id)),
-            Some(&app.admin_token),
-            Some(json!({ "emails": "erin@example.com" })),
-        )
-        .await;
+    let reply = invite_to_root(&app, json!({ "emails": "erin@example.com" })).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let result = &reply.body["results"][0];
     assert_eq!(result["status"], "invited", "{result}");
