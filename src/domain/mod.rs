@@ -3,11 +3,13 @@
 pub mod audit;
 pub mod group;
 pub mod invitation;
+pub mod mapping;
 pub mod name;
 pub mod org;
 pub mod permission;
 pub mod product;
 pub mod provisioning;
+pub mod resolve;
 pub mod token;
 pub mod user;
 

@@ -1,0 +1,233 @@
+//! Group mapping: rules that turn a user's IdP group memberships into grants, and which rules
+//! match whom. Pure: the store reads rules and memberships, the resolver (`domain::resolve`)
+//! combines what matches with the grants stored for the user.
+//!
+//! A rule belongs to one org and is fed only by that org's own sources: groups pushed by its
+//! SCIM tokens, or claims of its OIDC connections. A sub-org's IdP never feeds a parent's
+//! rules — otherwise a sub-org could push a group named "Admins" and own the root.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::org::OrgRole;
+use super::permission::{Module, ModuleLevel, Role};
+
+/// Which of the rule's org's sources a rule listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleSource {
+    /// Groups pushed by SCIM tokens of the rule's org.
+    Scim,
+    /// Group claims of one OIDC connection of the rule's org.
+    Oidc(Uuid),
+    /// Any source of the rule's org.
+    Any,
+}
+
+impl RuleSource {
+    /// `scim`, `any` or `oidc:<connection id>`.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        match value {
+            "scim" => Ok(RuleSource::Scim),
+            "any" => Ok(RuleSource::Any),
+            other => other
+                .strip_prefix("oidc:")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .map(RuleSource::Oidc)
+                .ok_or("expected `scim`, `any` or `oidc:<connection id>`"),
+        }
+    }
+}
+
+impl fmt::Display for RuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleSource::Scim => f.write_str("scim"),
+            RuleSource::Any => f.write_str("any"),
+            RuleSource::Oidc(id) => write!(f, "oidc:{id}"),
+        }
+    }
+}
+
+/// Where a user's membership of an IdP group came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupSource {
+    /// A SCIM group, pushed by a token of the group's org.
+    Scim,
+    /// A group claim of an OIDC connection of the group's org, at the user's last login.
+    Oidc(Uuid),
+}
+
+/// One IdP group the user is in (directly, or through nested SCIM groups), as seen by the
+/// rules of `org_id`, the org the group belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpGroup {
+    pub org_id: Uuid,
+    pub source: GroupSource,
+    /// A SCIM group's `displayName`, or the claim value.
+    pub name: String,
+    /// A SCIM group's `externalId`.
+    pub external_id: Option<String>,
+    /// The group the user is a direct member of, when membership of this one is through
+    /// nesting.
+    pub via: Option<String>,
+}
+
+/// What a rule or an org's default gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A role in the org (the mapping's org or one below it).
+    OrgRole { org_id: Uuid, role: OrgRole },
+    /// A built-in role on a product.
+    ProductRole { product_id: Uuid, role: Role },
+    /// A permission group of a product.
+    PermissionGroup { product_id: Uuid, group_id: Uuid },
+    /// Module roles in an org (seed 003).
+    ModuleRoles {
+        org_id: Uuid,
+        levels: BTreeMap<Module, ModuleLevel>,
+    },
+}
+
+/// A mapping rule: members of `idp_group` get `grants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub idp_group: String,
+    pub source: RuleSource,
+    /// Orders the explanation; never takes a permission away.
+    pub priority: i32,
+    pub enabled: bool,
+    pub grants: Vec<Grant>,
+}
+
+impl Rule {
+    /// The first of `groups` this rule matches, if any: a group of the rule's own org, from a
+    /// source the rule listens to, named as the rule says — a SCIM group by `displayName` or
+    /// `externalId` (case-insensitive, as Okta and Entra may change case), a claim value
+    /// exactly (Entra sends object ids).
+    pub fn matched_by<'g>(&self, groups: &'g [IdpGroup]) -> Option<&'g IdpGroup> {
+        if !self.enabled {
+            return None;
+        }
+        groups.iter().find(|g| {
+            g.org_id == self.org_id
+                && match (self.source, g.source) {
+                    (RuleSource::Scim | RuleSource::Any, GroupSource::Scim) => {
+                        g.name.to_lowercase() == self.idp_group.to_lowercase()
+                            || g.external_id
+                                .as_deref()
+                                .is_some_and(|e| e.to_lowercase() == self.idp_group.to_lowercase())
+                    }
+                    (RuleSource::Oidc(want), GroupSource::Oidc(got)) => {
+                        want == got && g.name == self.idp_group
+                    }
+                    (RuleSource::Any, GroupSource::Oidc(_)) => g.name == self.idp_group,
+                    (RuleSource::Scim, GroupSource::Oidc(_))
+                    | (RuleSource::Oidc(_), GroupSource::Scim) => false,
+                }
+        })
+    }
+}
+
+/// An org's grants for its members whom none of its enabled rules matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultGrants {
+    pub org_id: Uuid,
+    pub grants: Vec<Grant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(org: Uuid, group: &str, source: RuleSource) -> Rule {
+        Rule {
+            id: Uuid::from_u128(9),
+            org_id: org,
+            name: "r".into(),
+            idp_group: group.into(),
+            source,
+            priority: 0,
+            enabled: true,
+            grants: vec![],
+        }
+    }
+
+    fn scim(org: Uuid, name: &str, external: Option<&str>) -> IdpGroup {
+        IdpGroup {
+            org_id: org,
+            source: GroupSource::Scim,
+            name: name.into(),
+            external_id: external.map(str::to_owned),
+            via: None,
+        }
+    }
+
+    #[test]
+    fn sources_parse_and_print_back() {
+        let id = Uuid::from_u128(7);
+        for s in [RuleSource::Scim, RuleSource::Any, RuleSource::Oidc(id)] {
+            assert_eq!(RuleSource::parse(&s.to_string()), Ok(s));
+        }
+        assert!(RuleSource::parse("oidc:nope").is_err());
+        assert!(RuleSource::parse("SCIM").is_err());
+    }
+
+    #[test]
+    fn scim_groups_match_by_name_or_external_id_ignoring_case() {
+        let org = Uuid::from_u128(1);
+        let r = rule(org, "Engineering", RuleSource::Scim);
+        assert!(r.matched_by(&[scim(org, "ENGINEERING", None)]).is_some());
+        assert!(
+            r.matched_by(&[scim(org, "Eng", Some("engineering"))])
+                .is_some()
+        );
+        assert!(r.matched_by(&[scim(org, "Sales", None)]).is_none());
+    }
+
+    #[test]
+    fn a_group_of_another_org_never_matches() {
+        let (root, sub) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let r = rule(root, "Admins", RuleSource::Any);
+        assert!(r.matched_by(&[scim(sub, "Admins", None)]).is_none());
+    }
+
+    #[test]
+    fn claims_match_exactly_and_only_their_connection() {
+        let org = Uuid::from_u128(1);
+        let (conn, other) = (Uuid::from_u128(5), Uuid::from_u128(6));
+        let claim = |c: Uuid, v: &str| IdpGroup {
+            org_id: org,
+            source: GroupSource::Oidc(c),
+            name: v.into(),
+            external_id: None,
+            via: None,
+        };
+        let r = rule(org, "0f3c-Abc", RuleSource::Oidc(conn));
+        assert!(r.matched_by(&[claim(conn, "0f3c-Abc")]).is_some());
+        assert!(r.matched_by(&[claim(conn, "0f3c-abc")]).is_none());
+        assert!(r.matched_by(&[claim(other, "0f3c-Abc")]).is_none());
+        assert!(
+            rule(org, "0f3c-Abc", RuleSource::Scim)
+                .matched_by(&[claim(conn, "0f3c-Abc")])
+                .is_none()
+        );
+        assert!(
+            rule(org, "0f3c-Abc", RuleSource::Any)
+                .matched_by(&[claim(other, "0f3c-Abc")])
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_disabled_rule_matches_nobody() {
+        let org = Uuid::from_u128(1);
+        let mut r = rule(org, "Eng", RuleSource::Scim);
+        r.enabled = false;
+        assert!(r.matched_by(&[scim(org, "Eng", None)]).is_none());
+    }
+}
