@@ -4,6 +4,7 @@ pub mod audit;
 pub mod group;
 pub mod invitation;
 pub mod mapping;
+pub mod mapping_document;
 pub mod name;
 pub mod org;
 pub mod permission;
