@@ -6,6 +6,7 @@ mod doc;
 mod invitations;
 mod members;
 mod orgs;
+mod outbox;
 mod page;
 mod products;
 mod reach;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(products::router())
         .merge(tokens::router())
         .merge(invitations::router())
+        .merge(outbox::router())
         .merge(audit::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)

@@ -5,6 +5,7 @@ pub mod group;
 pub mod invitation;
 pub mod name;
 pub mod org;
+pub mod outbox;
 pub mod permission;
 pub mod product;
 pub mod provisioning;
