@@ -170,7 +170,7 @@ fn id_of(v: &Value) -> String {
 
 /// One of each thing an admin path names, in `org`: a SCIM token and the person it provisions
 /// (held by it and a member of `org`), a product with its environments, a custom permission
-/// group, a pending invitation and its mail in the outbox. Made with the root org's token, which reaches them all.
+/// group, a pending invitation. Made with the root org's token, which reaches them all.
 async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
     let scim = app
         .ok(
@@ -225,6 +225,7 @@ async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         ("group_id", id_of(&group)),
         ("token_id", id_of(&scim)),
         ("invitation_id", id_of(&invited["results"][0]["invitation"])),
+        // The invitation's mail in the outbox.
         (
             "mail_id",
             invited["results"][0]["mail_id"]
