@@ -1,4 +1,4 @@
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadParams, ServerErrors};
+use super::extract::{ApiJson, ApiQuery};
 use super::page::{Page, PageSize};
 use crate::domain::audit::{ACTIONS, AuditEvent};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::AuditQuery;
 
@@ -58,14 +59,14 @@ struct AuditPage {
     responses(
         (status = 200, description = "A page of events, newest first.", body = AuditPage),
         (status = 404, description = "`org_id` is not an org within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range, or `action` not one of the audit log's actions (the message lists them).", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `limit` out of range, or `action` not one of the audit log's actions (the message lists them).", body = ErrorBody)
     )
 )]
 async fn list_audit(
     State(state): State<AppState>,
     admin: AdminAuth,
-    Query(p): Query<Params>,
+    ApiQuery(p): ApiQuery<Params>,
 ) -> Result<ApiJson<AuditPage>, ApiError> {
     // A sub-org's token reads its own org's log only.
     let org_id = match p.org_id {

@@ -108,17 +108,6 @@ fn error(description: &str) -> ResponseBuilder {
     )
 }
 
-/// axum's own rejection of a path or query parameter that does not parse: plain text.
-fn plain_text() -> utoipa::openapi::content::Content {
-    ContentBuilder::new()
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .build()
-}
-
-fn one(status: u16, response: ResponseBuilder) -> BTreeMap<String, RefOr<Response>> {
-    BTreeMap::from([(status.to_string(), response.build().into())])
-}
-
 fn too_many_requests() -> (String, RefOr<Response>) {
     (
         "429".into(),
@@ -174,23 +163,25 @@ impl IntoResponses for RateLimited {
     }
 }
 
-/// A path or query parameter that does not parse (e.g. not a UUID): axum's plain-text 400.
+const PARAM_INVALID: &str = "A path or query parameter is missing, unknown, or not of its form \
+                             (an id, an RFC 3339 timestamp, a number); `fields` names it and \
+                             says what it expects.";
+
+/// What `ApiPath` and `ApiQuery` reject: a parameter that does not parse (e.g. not a UUID).
+/// An operation that answers 422 for a reason of its own lists its 422 after this one, saying
+/// both.
 pub(super) struct BadParams;
 
 impl IntoResponses for BadParams {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        one(
-            400,
-            ResponseBuilder::new()
-                .description("A path or query parameter does not parse (plain text).")
-                .content("text/plain", plain_text()),
-        )
+        BTreeMap::from([("422".into(), error(PARAM_INVALID).build().into())])
     }
 }
 
 const BODY_TOO_LARGE: &str = "The body is larger than the configured limit.";
 const BODY_INVALID: &str = "The body is JSON of the wrong shape (unknown or missing fields, \
-                            wrong types), or a field is invalid; `fields` says which.";
+                            wrong types), or a field is invalid; `fields` says which, by its \
+                            path in the body (`environments[1].name`).";
 
 /// `ApiJson` rejections of a body, on an operation without path parameters.
 pub(super) struct BadBody;
@@ -210,21 +201,17 @@ impl IntoResponses for BadBody {
     }
 }
 
-/// `ApiJson` rejections of a body, and axum's of a path parameter.
+/// `ApiJson` rejections of a body, and `ApiPath`'s and `ApiQuery`'s of a parameter.
 pub(super) struct BadBodyOrParams;
 
 impl IntoResponses for BadBodyOrParams {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         let mut responses = BadBody::responses();
         responses.insert(
-            "400".into(),
-            error(
-                "The body is not JSON or not sent as `application/json` (error body); or a path \
-                 parameter does not parse (plain text).",
-            )
-            .content("text/plain", plain_text())
-            .build()
-            .into(),
+            "422".into(),
+            error(&format!("{BODY_INVALID} Or: {PARAM_INVALID}"))
+                .build()
+                .into(),
         );
         responses
     }

@@ -1,7 +1,7 @@
 //! Invitations by e-mail (seeds 000/001/003): invite a comma-separated list with an initial
 //! permission group, list, resend, revoke — and the invitee's side: look up and accept.
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
+use super::extract::{ApiJson, ApiQuery};
 use super::reach::{InReach, OrgInReach};
 use super::{AdminAuth, NoStore};
 use crate::domain::audit::Actor;
@@ -20,7 +21,7 @@ use crate::domain::outbox::MailStatus;
 use crate::domain::permission::Role;
 use crate::domain::product::ProductDetail;
 use crate::domain::token::{self, TokenKind, hash_secret};
-use crate::error::{ApiError, ApiJson, ErrorBody, FieldError};
+use crate::error::{ApiError, ErrorBody, FieldError};
 use crate::mail::{Delivery, OutgoingMail};
 use crate::state::AppState;
 use crate::store::{
@@ -474,7 +475,7 @@ struct InvitationList {
 async fn list(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
     let mut invitations = state
         .store
@@ -597,9 +598,8 @@ impl FromRequestParts<AppState> for InvitationToken {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let addr = crate::request::client_addr(&parts.extensions);
-        let Query(TokenParam { token }) = Query::<TokenParam>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let ApiQuery(TokenParam { token }) =
+            ApiQuery::<TokenParam>::from_request_parts(parts, state).await?;
         let hash = token
             .filter(|t| t.starts_with(invitation::SECRET_PREFIX))
             .map(|t| hash_secret(&t));

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,13 +10,14 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{Page, PageSize};
 use super::reach::{HeldUser, InReach, OrgInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
 use crate::domain::provisioning::ScimRelease;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::{MemberQuery, OrgMember, OwnerRule, StoreError};
 
@@ -58,14 +59,14 @@ struct MemberPage {
     responses(
         (status = 200, description = "A page of members, ordered by user id.", body = MemberPage),
         (status = 404, description = "No such org within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `limit` out of range.", body = ErrorBody)
     )
 )]
 async fn list_members(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<ApiJson<MemberPage>, ApiError> {
     let page = Page::new(PageSize::LIST, p.after, p.limit)?;
     let query = MemberQuery {
@@ -150,7 +151,7 @@ struct SetMember {
 async fn set_member(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Path((_, user_id)): Path<(Uuid, Uuid)>,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<SetMember>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
     state
@@ -186,7 +187,7 @@ async fn set_member(
 async fn remove_member(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Path((_, user_id)): Path<(Uuid, Uuid)>,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .store
@@ -220,7 +221,7 @@ async fn remove_member(
 async fn set_modules(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Path((_, user_id)): Path<(Uuid, Uuid)>,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(levels): ApiJson<BTreeMap<Module, ModuleLevel>>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
     state
@@ -255,8 +256,8 @@ struct PermissionParams {
 async fn permissions(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Path((_, user_id)): Path<(Uuid, Uuid)>,
-    Query(p): Query<PermissionParams>,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(p): ApiQuery<PermissionParams>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
     let product = admin.product(&state, p.product).await?;
     if product.product.org_id != item.id {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod doc;
+mod extract;
 mod invitations;
 mod members;
 mod orgs;

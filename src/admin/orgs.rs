@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadBodyOrParams, BadParams, ServerErrors};
+use super::extract::ApiJson;
 use super::reach::{self, InReach, OrgInReach};
 use crate::domain::org::{self, Org};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {

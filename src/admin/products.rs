@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,13 +10,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::reach::{InReach, OrgInReach, ProductEnvironment, ProductGroup, ProductInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::permission::{AccessRule, Capability, EnvAccess, PermissionSet, Role};
 use crate::domain::product::{self, Environment, PermissionGroup, Product, ProductDetail};
-use crate::error::{ApiError, ApiJson, ErrorBody, FieldError};
+use crate::error::{ApiError, ErrorBody, FieldError};
 use crate::state::AppState;
 use crate::store::{AuditQuery, NewEnvironment, ProductAccess};
 
@@ -501,14 +502,14 @@ struct DeletedGroup {
         (status = 200, description = "Deleted.", body = DeletedGroup),
         (status = 404, description = "No such group within reach.", body = ErrorBody),
         (status = 409, description = "A built-in role (read-only), or the group is granted and no `reassign_to` was given.", body = ErrorBody),
-        (status = 422, description = "`reassign_to` is not another group of the same product.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `reassign_to` is not another group of the same product.", body = ErrorBody)
     )
 )]
 async fn delete_group(
     State(state): State<AppState>,
     InReach { admin, item, .. }: InReach<ProductGroup>,
-    Query(p): Query<DeleteParams>,
+    ApiQuery(p): ApiQuery<DeleteParams>,
 ) -> Result<ApiJson<DeletedGroup>, ApiError> {
     refuse_role_group(&item)?;
     // A built-in role is a product role, not a group members can be moved into: say so rather
@@ -566,7 +567,7 @@ struct AccessBody {
 async fn set_product_access(
     State(state): State<AppState>,
     InReach { admin, item, .. }: ProductInReach,
-    Path((_, user_id)): Path<(Uuid, Uuid)>,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<AccessBody>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
     let product_id = item.product.id;
@@ -653,14 +654,14 @@ struct ProductAuditPage {
     responses(
         (status = 200, description = "A page of the product's events, newest first.", body = ProductAuditPage),
         (status = 404, description = "No such product within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `limit` out of range.", body = ErrorBody)
     )
 )]
 async fn product_audit(
     State(state): State<AppState>,
     InReach { admin, item, .. }: ProductInReach,
-    Query(p): Query<AuditParams>,
+    ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<ApiJson<ProductAuditPage>, ApiError> {
     let query = AuditQuery {
         product_id: Some(item.product.id),

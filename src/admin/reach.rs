@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::AdminAuth;
+use super::extract::ApiPath;
 use crate::domain::invitation::Invitation;
 use crate::domain::org::{self, Org};
 use crate::domain::outbox::OutboxEntry;
@@ -82,9 +83,9 @@ impl<T: Scoped, R: Requirement> FromRequestParts<AppState> for InReach<T, R> {
         let admin = AdminAuth::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        // Every path parameter of the admin API is an id. All are parsed, in path order, as a
-        // handler's own `Path` would: a malformed one is axum's same plain-text 400.
-        let Path(ids) = Path::<BTreeMap<String, Uuid>>::from_request_parts(parts, state)
+        // Every path parameter of the admin API is an id. All are parsed, as a handler's own
+        // `ApiPath` would: a malformed one is the same 422 naming it.
+        let ApiPath(ids) = ApiPath::<BTreeMap<String, Uuid>>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let Some(&id) = ids.get(T::PARAM) else {

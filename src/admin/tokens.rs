@@ -1,4 +1,4 @@
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -7,13 +7,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
+use super::extract::{ApiJson, ApiQuery};
 use super::page::PageSize;
 use super::reach::InReach;
 use super::{AdminAuth, NoStore};
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -51,7 +52,7 @@ struct TokenList {
 async fn list_tokens(
     State(state): State<AppState>,
     admin: AdminAuth,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<TokenList>, ApiError> {
     let org_id = params.org_id.unwrap_or(admin.principal.org_id());
     admin.org(&state, org_id).await?;
@@ -187,14 +188,14 @@ struct TokenErrors {
     responses(
         (status = 200, description = "Failed requests, newest first.", body = TokenErrors),
         (status = 404, description = "No such token within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `limit` out of range.", body = ErrorBody)
     )
 )]
 async fn token_errors(
     State(state): State<AppState>,
     InReach { admin, item, .. }: InReach<Token>,
-    Query(p): Query<ErrorParams>,
+    ApiQuery(p): ApiQuery<ErrorParams>,
 ) -> Result<ApiJson<TokenErrors>, ApiError> {
     let limit = PageSize::TOKEN_ERRORS.limit(p.limit)?;
     let errors = state

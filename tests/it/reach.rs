@@ -159,7 +159,7 @@ const CALLS: &[Call] = &[
 ];
 
 /// An org's objects, each by the path parameter that names it.
-struct Objects(BTreeMap<&'static str, String>);
+pub(crate) struct Objects(pub(crate) BTreeMap<&'static str, String>);
 
 fn id_of(v: &Value) -> String {
     v["id"]
@@ -171,7 +171,7 @@ fn id_of(v: &Value) -> String {
 /// One of each thing an admin path names, in `org`: a SCIM token and the person it provisions
 /// (held by it and a member of `org`), a product with its environments, a custom permission
 /// group, a pending invitation. Made with the root org's token, which reaches them all.
-async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
+pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
     let scim = app
         .ok(
             Method::POST,
