@@ -1,7 +1,7 @@
 //! The mail outbox: what became of each invitation e-mail, for the org and the orgs below it,
 //! and the retry of one that was not delivered.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use super::NoStore;
 use super::doc::{AuthErrors, BadParams, ServerErrors};
+use super::extract::{ApiJson, ApiQuery};
 use super::invitations::{AddressResult, expiry, hourly_cap, random_secret, send_reissued};
 use super::page::{Page, PageSize};
 use super::reach::{InReach, OrgInReach};
 use crate::domain::outbox::{MailStatus, OutboxEntry, OutboxFilter, redact_links};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::OutboxQuery;
 
@@ -110,7 +111,7 @@ struct OutboxPage {
 async fn list_outbox(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
-    Query(p): Query<Params>,
+    ApiQuery(p): ApiQuery<Params>,
 ) -> Result<(NoStore, ApiJson<OutboxPage>), ApiError> {
     let page = Page::new(PageSize::LIST, p.before, p.limit)?;
     let query = OutboxQuery {
