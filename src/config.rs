@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 use uuid::Uuid;
 
+use crate::domain::outbox::OutboxFilter;
 use crate::domain::token::TokenKind;
 use crate::mail::SmtpUrl;
 use crate::request::TrustedProxies;
@@ -61,6 +62,46 @@ pub enum Command {
     /// Manage what SCIM provisioning holds
     #[command(subcommand)]
     Scim(ScimCommand),
+    /// Read the mail outbox (invitation e-mails and how each went)
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List the mail of an org and the orgs below it, newest first, links redacted; prints a
+    /// JSON array. Retry a mail with POST /api/v1/outbox/{id}/retry
+    List {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+        /// undelivered: failed and logged mail nothing newer superseded (what still needs doing)
+        #[arg(long, value_enum, default_value = "undelivered")]
+        status: OutboxStatusArg,
+        /// At most this many (the newest)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutboxStatusArg {
+    Undelivered,
+    Failed,
+    Logged,
+    Sent,
+    All,
+}
+
+impl From<OutboxStatusArg> for OutboxFilter {
+    fn from(s: OutboxStatusArg) -> Self {
+        match s {
+            OutboxStatusArg::Undelivered => OutboxFilter::Undelivered,
+            OutboxStatusArg::Failed => OutboxFilter::Failed,
+            OutboxStatusArg::Logged => OutboxFilter::Logged,
+            OutboxStatusArg::Sent => OutboxFilter::Sent,
+            OutboxStatusArg::All => OutboxFilter::All,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -93,6 +93,12 @@ async fn run(args: Cli) -> Result<(), String> {
             })
             .await
         }
+        Command::Outbox(command) => {
+            operator(&args.database_url, false, |store| async move {
+                cli::outbox(store.as_ref(), command).await
+            })
+            .await
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 9] = [
+const TAGS: [(&str, &str); 10] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -41,6 +41,11 @@ const TAGS: [(&str, &str); 9] = [
     (
         "invitations",
         "Invitations by e-mail, and the invitee's side: look up and accept a link.",
+    ),
+    (
+        "outbox",
+        "Copies of the invitation e-mails and how each went (links redacted); an undelivered \
+         one can be retried.",
     ),
     (
         "tokens",

@@ -11,12 +11,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::NoStore;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, RateLimited, ServerErrors};
 use super::extract::{ApiJson, ApiQuery};
 use super::reach::{InReach, OrgInReach};
+use super::{AdminAuth, NoStore};
 use crate::domain::audit::Actor;
 use crate::domain::invitation::{self, Invitation, InvitationStatus, InvitedAccess, ListedAddress};
+use crate::domain::outbox::MailStatus;
 use crate::domain::permission::Role;
 use crate::domain::product::ProductDetail;
 use crate::domain::token::{self, TokenKind, hash_secret};
@@ -69,7 +70,7 @@ impl AddressList {
 
 /// What became of one listed address.
 #[derive(Serialize, ToSchema)]
-struct AddressResult {
+pub(super) struct AddressResult {
     email: String,
     /// invited | resent | already_member | duplicate | invalid
     #[schema(examples("invited", "resent", "already_member", "duplicate", "invalid"))]
@@ -87,10 +88,14 @@ struct AddressResult {
     #[schema(nullable = false, examples("sent", "logged", "failed"))]
     delivery: Option<&'static str>,
     /// With `delivery: failed`: why, e.g. the relay refused STARTTLS or did not answer. The
-    /// invitation exists; fix the relay and resend it.
+    /// invitation exists; fix the relay and retry the mail (`POST /outbox/{mail_id}/retry`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     delivery_error: Option<String>,
+    /// With `delivery`: the outbox's copy of the e-mail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    mail_id: Option<Uuid>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -98,7 +103,7 @@ struct InviteResults {
     results: Vec<AddressResult>,
 }
 
-fn random_secret() -> Result<(String, [u8; 32]), ApiError> {
+pub(super) fn random_secret() -> Result<(String, [u8; 32]), ApiError> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
     Ok(invitation::mint_secret(random))
@@ -116,11 +121,11 @@ fn listed_count(raw: &str) -> usize {
 }
 
 /// Invitation e-mails (new and resent) an org may send per hour; `None`: no cap.
-fn hourly_cap(state: &AppState) -> Option<u32> {
+pub(super) fn hourly_cap(state: &AppState) -> Option<u32> {
     Some(state.config.invitations_per_hour).filter(|&n| n > 0)
 }
 
-fn expiry(state: &AppState) -> DateTime<Utc> {
+pub(super) fn expiry(state: &AppState) -> DateTime<Utc> {
     crate::domain::now() + chrono::Duration::days(i64::from(state.config.invitation_ttl_days))
 }
 
@@ -162,14 +167,17 @@ fn invited_access(detail: &ProductDetail, invitation: &Invitation) -> Option<Inv
     })
 }
 
-/// How one invitation e-mail went: `sent`, `logged` or `failed` with the reason.
+/// How one invitation e-mail went: `sent`, `logged` or `failed` with the reason, and its copy
+/// in the outbox.
 struct MailOutcome {
-    status: &'static str,
+    status: MailStatus,
     error: Option<String>,
+    mail_id: Uuid,
 }
 
-/// Sends the invitation e-mail and keeps a copy in the outbox. A failed send is reported per
-/// address, never as a failure of the whole request: the invitation exists and can be resent.
+/// Sends the invitation e-mail and keeps a copy in the outbox (as the retry of the outbox mail
+/// `retry_of`, if it is one). A failed send is reported per address, never as a failure of the
+/// whole request: the invitation exists, and its mail can be retried.
 async fn send_invitation(
     state: &AppState,
     ctx: &Ctx,
@@ -177,6 +185,7 @@ async fn send_invitation(
     access: Option<&InvitedAccess>,
     invitation: &Invitation,
     secret: &str,
+    retry_of: Option<Uuid>,
 ) -> Result<MailOutcome, ApiError> {
     let link = accept_link(state, secret)?;
     let (subject, text_body) = invitation::email_text(
@@ -192,32 +201,83 @@ async fn send_invitation(
         text_body,
     };
     let (status, error) = match state.mailer.send(&mail).await {
-        Ok(Delivery::Sent) => ("sent", None),
-        Ok(Delivery::LoggedOnly) => ("logged", None),
+        Ok(Delivery::Sent) => (MailStatus::Sent, None),
+        Ok(Delivery::LoggedOnly) => (MailStatus::Logged, None),
         Err(e) => {
             tracing::warn!(error = %e, invitation_id = %invitation.id, "invitation e-mail not sent");
-            ("failed", Some(e.to_string()))
+            (MailStatus::Failed, Some(e.to_string()))
         }
     };
     // Without SMTP the outbox is the only copy an operator can forward; otherwise keep no live
     // link in the database.
-    let stored_body = if status == "logged" {
+    let stored_body = if status == MailStatus::Logged {
         mail.text_body.clone()
     } else {
         mail.text_body.replace(secret, "[redacted]")
     };
     let copy = OutboxMail {
+        org_id: invitation.org_id,
+        invitation_id: Some(invitation.id),
         recipient: mail.to.clone(),
         subject: mail.subject.clone(),
         body: stored_body,
         status,
         error: error.clone(),
+        retry_of,
     };
-    state
+    let mail_id = state
         .store
         .record_mail(ctx, invitation.tenant_id, &copy)
         .await?;
-    Ok(MailOutcome { status, error })
+    Ok(MailOutcome {
+        status,
+        error,
+        mail_id,
+    })
+}
+
+/// Sends an invitation the store has just reissued (its new link `secret`): the one path of a
+/// resend and of an outbox retry (`retry_of`, the mail it retries). Answered as an invite
+/// result with status `resent`.
+pub(super) async fn send_reissued(
+    state: &AppState,
+    admin: &AdminAuth,
+    invitation: Invitation,
+    secret: &str,
+    retry_of: Option<Uuid>,
+) -> Result<AddressResult, ApiError> {
+    // The org's name, for the e-mail.
+    let org = state
+        .store
+        .get_org(admin.tenant_id(), invitation.org_id)
+        .await?;
+    let access = match invitation.product_id {
+        Some(product_id) => match state.store.get_product(admin.tenant_id(), product_id).await {
+            Ok(detail) => invited_access(&detail, &invitation),
+            Err(crate::store::StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let sent = send_invitation(
+        state,
+        &admin.ctx,
+        &org.name,
+        access.as_ref(),
+        &invitation,
+        secret,
+        retry_of,
+    )
+    .await?;
+    Ok(AddressResult {
+        email: invitation.email.clone(),
+        status: "resent",
+        error: None,
+        invitation: Some(invitation),
+        delivery: Some(sent.status.as_str()),
+        delivery_error: sent.error,
+        mail_id: Some(sent.mail_id),
+    })
 }
 
 /// Invites a comma-separated list of addresses to the org, optionally with access to a product.
@@ -309,6 +369,7 @@ async fn invite(
             invitation: None,
             delivery: None,
             delivery_error: None,
+            mail_id: None,
         };
         match entry {
             ListedAddress::Valid(email) => {
@@ -354,6 +415,7 @@ async fn invite(
                     invitation: None,
                     delivery: None,
                     delivery_error: None,
+                    mail_id: None,
                 });
                 continue;
             }
@@ -368,6 +430,7 @@ async fn invite(
             access.as_ref(),
             &invitation,
             &secret,
+            None,
         )
         .await?;
         slots[slot] = Some(AddressResult {
@@ -375,8 +438,9 @@ async fn invite(
             status,
             error: None,
             invitation: Some(invitation),
-            delivery: Some(sent.status),
+            delivery: Some(sent.status.as_str()),
             delivery_error: sent.error,
+            mail_id: Some(sent.mail_id),
         });
     }
     let results = slots.into_iter().flatten().collect();
@@ -442,8 +506,6 @@ async fn resend(
     State(state): State<AppState>,
     InReach { admin, item, .. }: InReach<Invitation>,
 ) -> Result<(NoStore, ApiJson<AddressResult>), ApiError> {
-    // The org's name, for the e-mail.
-    let org = admin.org(&state, item.org_id).await?;
     let (secret, hash) = random_secret()?;
     let invitation = state
         .store
@@ -456,34 +518,8 @@ async fn resend(
             hourly_cap(&state),
         )
         .await?;
-    let access = match invitation.product_id {
-        Some(product_id) => match state.store.get_product(admin.tenant_id(), product_id).await {
-            Ok(detail) => invited_access(&detail, &invitation),
-            Err(crate::store::StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        },
-        None => None,
-    };
-    let sent = send_invitation(
-        &state,
-        &admin.ctx,
-        &org.name,
-        access.as_ref(),
-        &invitation,
-        &secret,
-    )
-    .await?;
-    Ok((
-        NoStore,
-        ApiJson(AddressResult {
-            email: invitation.email.clone(),
-            status: "resent",
-            error: None,
-            invitation: Some(invitation),
-            delivery: Some(sent.status),
-            delivery_error: sent.error,
-        }),
-    ))
+    let result = send_reissued(&state, &admin, invitation, &secret, None).await?;
+    Ok((NoStore, ApiJson(result)))
 }
 
 /// Revokes an invitation: its link stops working. Revoking it again changes nothing.

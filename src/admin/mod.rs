@@ -7,6 +7,7 @@ mod extract;
 mod invitations;
 mod members;
 mod orgs;
+mod outbox;
 mod page;
 mod products;
 mod reach;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(products::router())
         .merge(tokens::router())
         .merge(invitations::router())
+        .merge(outbox::router())
         .merge(audit::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)

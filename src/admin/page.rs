@@ -13,7 +13,7 @@ pub(super) struct PageSize {
 }
 
 impl PageSize {
-    /// The audit log and an org's members.
+    /// The audit log, an org's members and its outbox.
     pub(super) const LIST: PageSize = PageSize {
         default: 100,
         max: 1000,

@@ -19,6 +19,7 @@ use super::AdminAuth;
 use super::extract::ApiPath;
 use crate::domain::invitation::Invitation;
 use crate::domain::org::{self, Org};
+use crate::domain::outbox::OutboxEntry;
 use crate::domain::product::{Product, ProductDetail};
 use crate::domain::token::Token;
 use crate::error::ApiError;
@@ -249,6 +250,19 @@ impl Scoped for Invitation {
 
     async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
         Ok(state.store.get_invitation(tenant_id, id).await?)
+    }
+
+    fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+}
+
+/// A mail of the outbox belongs to the org it was sent for.
+impl Scoped for OutboxEntry {
+    const PARAM: &'static str = "mail_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        Ok(state.store.get_mail(tenant_id, id).await?)
     }
 
     fn org_id(&self) -> Uuid {

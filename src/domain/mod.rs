@@ -7,6 +7,7 @@ pub mod mapping;
 pub mod mapping_document;
 pub mod name;
 pub mod org;
+pub mod outbox;
 pub mod permission;
 pub mod product;
 pub mod provisioning;

@@ -133,17 +133,10 @@ pub fn chain_to_root(org: Uuid, parent_of: impl Fn(Uuid) -> Option<Option<Uuid>>
     chain
 }
 
-/// Orgs among `to_check` (and their descendants) left without an active Owner, given every org
-/// of the tenant `(id, parent)` and the memberships of active users who own something
-/// `(org, user, role)`. Inherited ownership counts: a root Owner owns every sub-org unless a
-/// membership nearer the sub-org says otherwise.
-pub fn orgs_without_owner(
-    orgs: &[(Uuid, Option<Uuid>)],
-    memberships: &[(Uuid, Uuid, Option<OrgRole>)],
-    to_check: &[Uuid],
-) -> Vec<Uuid> {
-    let parent = |o: Uuid| orgs.iter().find(|(id, _)| *id == o).map(|(_, p)| *p);
-    let mut subtree: Vec<Uuid> = to_check.to_vec();
+/// `tops` and every org below them, given every org of the tenant `(id, parent)`: tops first,
+/// then breadth first. Each org once, even if the rows were to hold a cycle.
+pub fn subtree(orgs: &[(Uuid, Option<Uuid>)], tops: &[Uuid]) -> Vec<Uuid> {
+    let mut subtree: Vec<Uuid> = tops.to_vec();
     let mut i = 0;
     while i < subtree.len() {
         let current = subtree[i];
@@ -154,6 +147,20 @@ pub fn orgs_without_owner(
         }
         i += 1;
     }
+    subtree
+}
+
+/// Orgs among `to_check` (and their descendants) left without an active Owner, given every org
+/// of the tenant `(id, parent)` and the memberships of active users who own something
+/// `(org, user, role)`. Inherited ownership counts: a root Owner owns every sub-org unless a
+/// membership nearer the sub-org says otherwise.
+pub fn orgs_without_owner(
+    orgs: &[(Uuid, Option<Uuid>)],
+    memberships: &[(Uuid, Uuid, Option<OrgRole>)],
+    to_check: &[Uuid],
+) -> Vec<Uuid> {
+    let parent = |o: Uuid| orgs.iter().find(|(id, _)| *id == o).map(|(_, p)| *p);
+    let subtree = subtree(orgs, to_check);
     let mut users: Vec<Uuid> = memberships.iter().map(|(_, u, _)| *u).collect();
     users.sort();
     users.dedup();
@@ -182,6 +189,21 @@ mod tree_tests {
 
     fn ids() -> (Uuid, Uuid, Uuid) {
         (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3))
+    }
+
+    #[test]
+    fn a_subtree_is_the_org_and_everything_below_it_and_nothing_beside_it() {
+        let (root, team, squad) = ids();
+        let sibling = Uuid::from_u128(4);
+        let orgs = [
+            (root, None),
+            (team, Some(root)),
+            (squad, Some(team)),
+            (sibling, Some(root)),
+        ];
+        assert_eq!(subtree(&orgs, &[team]), vec![team, squad]);
+        assert_eq!(subtree(&orgs, &[squad]), vec![squad]);
+        assert_eq!(subtree(&orgs, &[root]).len(), 4);
     }
 
     #[test]

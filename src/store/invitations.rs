@@ -7,12 +7,16 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Ctx, IdRow, OrgLock, TenantResource, WriteTx, load_in_tenant, lock_org, sql};
-use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant};
+use super::db::{
+    Ctx, IdRow, OrgLock, SqlBuilder, TenantResource, WriteTx, load_in_tenant,
+    load_in_tenant_for_update, lock_org, push_list, sql,
+};
+use super::team::{OwnerRule, check_owner_rule, ensure_user, insert_grant, tenant_tree};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::invitation::{Invitation, InvitationStatus, status_at};
-use crate::domain::org::Org;
+use crate::domain::org::{self, Org};
+use crate::domain::outbox::{self, MailStatus, OutboxEntry, OutboxFilter};
 use crate::domain::permission::Role;
 use crate::domain::{Source, normalize, now};
 
@@ -58,12 +62,29 @@ pub enum AcceptOutcome {
 /// A copy of an e-mail for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutboxMail {
+    /// The org it is sent for: whose admins see it in the outbox.
+    pub org_id: Uuid,
+    /// The invitation it carries.
+    pub invitation_id: Option<Uuid>,
     pub recipient: String,
     pub subject: String,
     pub body: String,
-    /// sent | logged | failed
-    pub status: &'static str,
+    pub status: MailStatus,
     pub error: Option<String>,
+    /// The outbox mail this one retries (claimed by [`InvitationStore::retry_mail`]), for the
+    /// audit log. Recording any mail of an invitation marks the invitation's earlier mail as
+    /// superseded by it (`retried_by`), a retried one included.
+    pub retry_of: Option<Uuid>,
+}
+
+/// A page of the outbox: `org_id`'s mail and that of the orgs below it, newest first.
+#[derive(Debug, Clone)]
+pub struct OutboxQuery {
+    pub org_id: Uuid,
+    pub filter: OutboxFilter,
+    /// Only mail older than this one (the `next` of the page before).
+    pub before: Option<Uuid>,
+    pub limit: u32,
 }
 
 #[async_trait]
@@ -119,13 +140,81 @@ pub trait InvitationStore {
         request_id: Option<String>,
         client_addr: Option<String>,
     ) -> Result<AcceptOutcome, StoreError>;
-    /// Keeps a copy of an e-mail in the outbox (audited as sent, logged or failed).
+    /// Keeps a copy of an e-mail in the outbox (audited as sent, logged or failed) → its id.
     async fn record_mail(
         &self,
         ctx: &Ctx,
         tenant_id: Uuid,
         mail: &OutboxMail,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Uuid, StoreError>;
+    /// A page of the outbox: mail of `q.org_id` and the orgs below it.
+    async fn list_outbox(
+        &self,
+        tenant_id: Uuid,
+        q: &OutboxQuery,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    async fn get_mail(&self, tenant_id: Uuid, id: Uuid) -> Result<OutboxEntry, StoreError>;
+    /// Starts a retry of an undelivered invitation mail: claims the mail (a second retry is
+    /// refused until this one records its mail) and reissues its invitation as
+    /// [`InvitationStore::reissue_invitation`] does (a new token, the old link dies, counted
+    /// against `hourly_cap`). A mail that cannot be retried is a `Rule` naming why
+    /// (`outbox::retry_refusal`). The caller sends the new link and records that mail with
+    /// `retry_of`.
+    async fn retry_mail(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail_id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
+    ) -> Result<Invitation, StoreError>;
+}
+
+macro_rules! outbox_columns {
+    () => {
+        "id, tenant_id, org_id, invitation_id, recipient, subject, body, status, error, \
+         created_at, retried_at, retried_by"
+    };
+}
+
+#[derive(FromRow)]
+pub(crate) struct OutboxRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    invitation_id: Option<Uuid>,
+    recipient: String,
+    subject: String,
+    body: String,
+    status: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    retried_at: Option<DateTime<Utc>>,
+    retried_by: Option<Uuid>,
+}
+
+impl TenantResource for OutboxEntry {
+    type Row = OutboxRow;
+    const FROM: &'static str = "outbox";
+    const COLUMNS: &'static str = outbox_columns!();
+    fn from_row(row: OutboxRow) -> Result<Self, StoreError> {
+        Ok(OutboxEntry {
+            status: MailStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Other(format!("unknown mail status {}", row.status)))?,
+            id: row.id,
+            tenant_id: row.tenant_id,
+            org_id: row.org_id,
+            invitation_id: row.invitation_id,
+            recipient: row.recipient,
+            subject: row.subject,
+            body: row.body,
+            error: row.error,
+            created_at: row.created_at,
+            retried_at: row.retried_at,
+            retried_by: row.retried_by,
+        })
+    }
 }
 
 macro_rules! invitation_columns {
@@ -282,6 +371,40 @@ impl SendQuota {
     }
 }
 
+/// A new token for a pending (or expired) invitation, in `tx`: the old link dies, the send is
+/// counted against `hourly_cap` and audited as `invitation.resend` (which the cap counts). The
+/// one path of a resend, an invite of a pending address aside, and of an outbox retry.
+async fn reissue(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    id: Uuid,
+    token_hash: &[u8; 32],
+    expires_at: DateTime<Utc>,
+    hourly_cap: Option<u32>,
+) -> Result<Invitation, StoreError> {
+    let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
+    if !matches!(
+        current.status,
+        InvitationStatus::Pending | InvitationStatus::Expired
+    ) {
+        return Err(StoreError::Rule(
+            format!(
+                "only a pending invitation can be resent (this one is {:?})",
+                current.status
+            )
+            .to_lowercase(),
+        ));
+    }
+    if let Some(cap) = hourly_cap {
+        SendQuota::load(tx, tenant_id, current.org_id, cap)
+            .await?
+            .take()?;
+    }
+    replace_token(tx, tenant_id, id, token_hash, expires_at).await?;
+    tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
+    load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await
+}
+
 /// The smallest UUIDv7 of the millisecond `at` (random bits zero): ids at or after it were made
 /// at or after `at`.
 fn first_id_at(at: DateTime<Utc>) -> Uuid {
@@ -428,27 +551,7 @@ impl InvitationStore for SqlStore {
         hourly_cap: Option<u32>,
     ) -> Result<Invitation, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
-        let current = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
-        if !matches!(
-            current.status,
-            InvitationStatus::Pending | InvitationStatus::Expired
-        ) {
-            return Err(StoreError::Rule(
-                format!(
-                    "only a pending invitation can be resent (this one is {:?})",
-                    current.status
-                )
-                .to_lowercase(),
-            ));
-        }
-        if let Some(cap) = hourly_cap {
-            SendQuota::load(&mut tx, tenant_id, current.org_id, cap)
-                .await?
-                .take()?;
-        }
-        replace_token(&mut tx, tenant_id, id, token_hash, expires_at).await?;
-        tx.audit(AuditRecord::new("invitation.resend", "invitation", id).org(current.org_id));
-        let updated = load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?;
+        let updated = reissue(&mut tx, tenant_id, id, token_hash, expires_at, hourly_cap).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -623,26 +726,143 @@ impl InvitationStore for SqlStore {
         ctx: &Ctx,
         tenant_id: Uuid,
         mail: &OutboxMail,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Uuid, StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let id = Uuid::now_v7();
-        sql("INSERT INTO outbox (id, tenant_id, recipient, subject, body, status, error, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        let at = now();
+        sql("INSERT INTO outbox (id, tenant_id, org_id, invitation_id, recipient, subject, body, status, \
+             error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(id)
         .bind(tenant_id)
+        .bind(mail.org_id)
+        .bind(mail.invitation_id)
         .bind(mail.recipient.as_str())
         .bind(mail.subject.as_str())
         .bind(mail.body.as_str())
-        .bind(mail.status)
+        .bind(mail.status.as_str())
         .bind(mail.error.clone())
-        .bind(now())
+        .bind(at)
         .execute(tx.conn())
         .await?;
+        if let Some(invitation_id) = mail.invitation_id {
+            // A new mail of an invitation carries its newest link and kills every older one, so
+            // it supersedes the invitation's earlier mail — the one it retries, and any a resend
+            // or a new invite of the address left undelivered: retrying those would only kill
+            // this link in turn.
+            sql(
+                "UPDATE outbox SET retried_by = $1, retried_at = COALESCE(retried_at, $2) \
+                 WHERE tenant_id = $3 AND invitation_id = $4 AND id <> $1 AND retried_by IS NULL",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(tenant_id)
+            .bind(invitation_id)
+            .execute(tx.conn())
+            .await?;
+        }
         // The body holds a live invitation link: the audit log records that mail went out, not what it said.
-        tx.audit(AuditRecord::new("mail.send", "mail", id).after(
-            json!({ "to": mail.recipient, "subject": mail.subject, "status": mail.status, "error": mail.error }),
+        tx.audit(AuditRecord::new("mail.send", "mail", id).org(mail.org_id).after(
+            json!({ "to": mail.recipient, "subject": mail.subject, "status": mail.status.as_str(), "error": mail.error, "invitation_id": mail.invitation_id, "retry_of": mail.retry_of }),
         ));
         tx.commit().await?;
-        Ok(())
+        Ok(id)
+    }
+
+    async fn list_outbox(
+        &self,
+        tenant_id: Uuid,
+        q: &OutboxQuery,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut h = self.db.read().await?;
+        let tree = tenant_tree(h.conn(), tenant_id).await?;
+        if !tree.iter().any(|(id, _)| *id == q.org_id) {
+            return Err(StoreError::NotFound);
+        }
+        let mut b = SqlBuilder::new(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox WHERE tenant_id = "
+        ));
+        b.push_bind(tenant_id);
+        // The root org's subtree is the whole tenant: no list of every org to bind.
+        if q.org_id != tenant_id {
+            b.push(" AND org_id IN (");
+            push_list(&mut b, &org::subtree(&tree, &[q.org_id]));
+            b.push(")");
+        }
+        b.push(match q.filter {
+            OutboxFilter::Undelivered => {
+                " AND status IN ('failed', 'logged') AND retried_by IS NULL"
+            }
+            OutboxFilter::Failed => " AND status = 'failed'",
+            OutboxFilter::Logged => " AND status = 'logged'",
+            OutboxFilter::Sent => " AND status = 'sent'",
+            OutboxFilter::All => "",
+        });
+        if let Some(before) = q.before {
+            b.push(" AND id < ").push_bind(before);
+        }
+        // Ids are UUIDv7: by id is by time, newest first.
+        b.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(q.limit.clamp(1, 1000)));
+        b.build()
+            .fetch_all::<OutboxRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(OutboxEntry::from_row)
+            .collect()
+    }
+
+    async fn get_mail(&self, tenant_id: Uuid, id: Uuid) -> Result<OutboxEntry, StoreError> {
+        let mut h = self.db.read().await?;
+        load_in_tenant::<OutboxEntry>(h.conn(), tenant_id, id).await
+    }
+
+    async fn retry_mail(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mail_id: Uuid,
+        token_hash: &[u8; 32],
+        expires_at: DateTime<Utc>,
+        hourly_cap: Option<u32>,
+    ) -> Result<Invitation, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        // Locked: of two retries of one mail, the second waits and then finds it claimed.
+        let mail = load_in_tenant_for_update::<OutboxEntry>(&mut tx, tenant_id, mail_id).await?;
+        let invitation = match mail.invitation_id {
+            Some(id) => Some(load_in_tenant::<Invitation>(tx.conn(), tenant_id, id).await?),
+            None => None,
+        };
+        let at = now();
+        let refusal = outbox::retry_refusal(&mail, invitation.as_ref().map(|i| i.status), at);
+        let invitation = match (refusal, invitation) {
+            (None, Some(invitation)) => invitation,
+            (Some(refusal), _) => return Err(StoreError::Rule(refusal)),
+            (None, None) => return Err(StoreError::Rule("this mail names no invitation".into())),
+        };
+        let reissued = reissue(
+            &mut tx,
+            tenant_id,
+            invitation.id,
+            token_hash,
+            expires_at,
+            hourly_cap,
+        )
+        .await?;
+        sql("UPDATE outbox SET retried_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(at)
+            .bind(mail_id)
+            .bind(tenant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("mail.retry", "mail", mail_id)
+                .org(mail.org_id)
+                .before(json!({ "status": mail.status.as_str(), "error": mail.error }))
+                .after(json!({ "invitation_id": invitation.id })),
+        );
+        tx.commit().await?;
+        Ok(reissued)
     }
 }

@@ -29,6 +29,7 @@ pub use audit::{AuditQuery, AuditStore};
 pub use db::Ctx;
 pub use invitations::{
     AcceptOutcome, InvitationStore, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail,
+    OutboxQuery,
 };
 pub use ops::{Backend, Invalidation, OpsStore, PoolStats};
 pub use scim::{

@@ -69,6 +69,8 @@ fn version_and_help_on_every_command() {
         vec!["token", "revoke", "--help"],
         vec!["scim", "--help"],
         vec!["scim", "release", "--help"],
+        vec!["outbox", "--help"],
+        vec!["outbox", "list", "--help"],
     ] {
         let out = w.run(&cmd);
         assert!(out.status.success(), "{cmd:?}");
@@ -470,6 +472,7 @@ fn commands_refuse_a_missing_database_and_name_the_one_they_used() {
         vec!["token", "revoke", "--id", SOME_ID],
         vec!["org", "add-owner", "--org", SOME_ID, "--email", "a@b.test"],
         vec!["scim", "release", "--user", SOME_ID],
+        vec!["outbox", "list", "--org", SOME_ID],
     ] {
         refused(&w, &args, &["no database at", &path, "rolegate migrate"]);
         assert!(
@@ -707,5 +710,97 @@ fn org_create_refuses_a_taken_root_name_unless_told_and_org_list_shows_them() {
             (second["org_id"].as_str().expect("id"), "acme"),
             (other["org_id"].as_str().expect("id"), "Globex"),
         ]
+    );
+}
+
+/// `outbox list` shows what still needs doing by default, every mail on request, and never a
+/// link, though a logged mail's stored copy keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_list_shows_undelivered_mail_without_its_link() {
+    use rolegate::domain::audit::Actor;
+    use rolegate::domain::outbox::MailStatus;
+    use rolegate::store::{Ctx, InvitationTarget, NewInvitation, OutboxMail};
+
+    let w = Workdir::new();
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    let org_id: uuid::Uuid = org["org_id"]
+        .as_str()
+        .expect("org id")
+        .parse()
+        .expect("uuid");
+    let url = format!("sqlite://{}", w.dir.path().join("rolegate.db").display());
+    let store = rolegate::store::connect(&url, &Default::default())
+        .await
+        .expect("store");
+    let (secret, token_hash) = rolegate::domain::invitation::mint_secret([9; 32]);
+    let ctx = Ctx::new(Actor::Cli);
+    let invited = store
+        .invite(
+            &ctx,
+            org_id,
+            &InvitationTarget {
+                org_id,
+                product_id: None,
+                permission_group_id: None,
+                role: None,
+                expires_at: rolegate::domain::now() + chrono::Duration::days(1),
+            },
+            &[NewInvitation {
+                email: "ada@acme.test".into(),
+                token_hash,
+            }],
+            None,
+        )
+        .await
+        .expect("invite");
+    let invitation_id = match &invited[0].1 {
+        rolegate::store::InviteOutcome::Invited(i) => i.id,
+        other => panic!("{other:?}"),
+    };
+    let mut ids = Vec::new();
+    for status in [MailStatus::Sent, MailStatus::Logged] {
+        let mail = OutboxMail {
+            org_id,
+            invitation_id: Some(invitation_id),
+            recipient: "ada@acme.test".into(),
+            subject: "Join Acme".into(),
+            body: format!("Accept: https://rg.example/api/v1/invitations/accept?token={secret}"),
+            status,
+            error: None,
+            retry_of: None,
+        };
+        ids.push(
+            store
+                .record_mail(&ctx, org_id, &mail)
+                .await
+                .expect("record"),
+        );
+    }
+    store.close().await;
+
+    let org_arg = org_id.to_string();
+    let undelivered = w.json(&["outbox", "list", "--org", &org_arg]);
+    let listed = undelivered.as_array().expect("array");
+    assert_eq!(listed.len(), 1, "{undelivered}");
+    assert_eq!(listed[0]["id"], ids[1].to_string());
+    assert_eq!(listed[0]["status"], "logged");
+    assert_eq!(
+        listed[0]["body"],
+        "Accept: https://rg.example/api/v1/invitations/accept?token=[redacted]"
+    );
+    let all = w.json(&["outbox", "list", "--org", &org_arg, "--status", "all"]);
+    assert_eq!(all.as_array().expect("array").len(), 2, "{all}");
+    assert!(!all.to_string().contains(&secret), "{all}");
+    refused(
+        &w,
+        &["outbox", "list", "--org", SOME_ID],
+        &["org not found in the database"],
     );
 }

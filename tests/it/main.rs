@@ -14,6 +14,7 @@ mod mail;
 mod migrations;
 mod openapi;
 mod ops;
+mod outbox;
 mod reach;
 mod rejections;
 mod role_matrix;

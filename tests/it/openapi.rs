@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 37] = [
+const OPERATIONS: [(&str, &str); 39] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
@@ -49,6 +49,8 @@ const OPERATIONS: [(&str, &str); 37] = [
     ("POST", "/api/v1/orgs/{org_id}/invitations"),
     ("DELETE", "/api/v1/invitations/{invitation_id}"),
     ("POST", "/api/v1/invitations/{invitation_id}/resend"),
+    ("GET", "/api/v1/orgs/{org_id}/outbox"),
+    ("POST", "/api/v1/outbox/{mail_id}/retry"),
     ("GET", "/api/v1/invitations/accept"),
     ("POST", "/api/v1/invitations/accept"),
     ("GET", "/api/v1/audit"),

@@ -145,6 +145,9 @@ const CALLS: &[Call] = &[
     ),
     call("DELETE", "/invitations/{invitation_id}", None),
     call("POST", "/invitations/{invitation_id}/resend", None),
+    call("GET", "/orgs/{org_id}/outbox", None),
+    call("GET", "/orgs/{org_id}/outbox?status=all", None),
+    call("POST", "/outbox/{mail_id}/retry", None),
     // The invitee's side takes a link, not a token: a caller without one finds nothing.
     call("GET", "/invitations/accept", None),
     call("POST", "/invitations/accept", None),
@@ -222,6 +225,14 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         ("group_id", id_of(&group)),
         ("token_id", id_of(&scim)),
         ("invitation_id", id_of(&invited["results"][0]["invitation"])),
+        // The invitation's mail in the outbox.
+        (
+            "mail_id",
+            invited["results"][0]["mail_id"]
+                .as_str()
+                .expect("the invitation's mail")
+                .to_owned(),
+        ),
     ]))
 }
 
@@ -270,7 +281,7 @@ async fn newest_event(app: &TestApp) -> Value {
 
 /// Everything the root token sees of the tenant that a call could change, as one value:
 /// orgs, members, products with their environments and groups, tokens (but when each was last
-/// used: authenticating is not a change), invitations, and the audit log.
+/// used: authenticating is not a change), invitations, the outbox, and the audit log.
 async fn snapshot(app: &TestApp) -> Value {
     let orgs = app.ok(Method::GET, "/orgs", None).await;
     let mut seen = BTreeMap::new();
@@ -302,9 +313,12 @@ async fn snapshot(app: &TestApp) -> Value {
         let invitations = app
             .ok(Method::GET, &format!("/orgs/{org}/invitations"), None)
             .await;
+        let outbox = app
+            .ok(Method::GET, &format!("/orgs/{org}/outbox?status=all"), None)
+            .await;
         seen.insert(
             org,
-            json!({ "products": details, "tokens": tokens, "members": members, "invitations": invitations }),
+            json!({ "products": details, "tokens": tokens, "members": members, "invitations": invitations, "outbox": outbox }),
         );
     }
     let audit = app.ok(Method::GET, "/audit?limit=1000", None).await;

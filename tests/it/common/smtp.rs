@@ -58,12 +58,18 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        SmtpSink::start_on(0)
+    }
+
+    /// A sink on `port` (0: any free port), e.g. one a relay URL already names, to play a relay
+    /// that comes back after being down.
+    pub fn start_on(port: u16) -> SmtpSink {
         let python = venv_python();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(python)
             .arg(root.join("conformance/smtp_sink.py"))
-            .arg("0")
+            .arg(port.to_string())
             .arg(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
