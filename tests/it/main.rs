@@ -15,6 +15,7 @@ mod migrations;
 mod openapi;
 mod ops;
 mod reach;
+mod reads;
 mod role_matrix;
 mod scim_concurrency;
 mod scim_edge;
