@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 10] = [
+const TAGS: [(&str, &str); 12] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -28,6 +28,11 @@ const TAGS: [(&str, &str); 10] = [
         "members",
         "Org membership and roles, module roles, a member's access to a product and their \
          effective permissions.",
+    ),
+    (
+        "users",
+        "The tenant's people, read-only: a person is seen through the orgs within reach they \
+         are a member of or held by.",
     ),
     ("products", "Products (projects) of an org."),
     (
@@ -50,6 +55,10 @@ const TAGS: [(&str, &str); 10] = [
     (
         "tokens",
         "Admin and SCIM tokens. A secret is shown once, when the token is created.",
+    ),
+    (
+        "idp-groups",
+        "The groups an org's IdP pushed through its SCIM tokens, read-only.",
     ),
     ("audit", "The audit log, newest first."),
     ("meta", "This document."),

@@ -4,14 +4,17 @@
 mod audit;
 mod doc;
 mod extract;
+mod idp_groups;
 mod invitations;
 mod members;
 mod orgs;
 mod outbox;
 mod page;
+mod product_members;
 mod products;
 mod reach;
 mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -47,7 +50,10 @@ pub fn router() -> Router<AppState> {
         .merge(tokens::router())
         .merge(invitations::router())
         .merge(outbox::router())
-        .merge(audit::router());
+        .merge(audit::router())
+        .merge(users::router())
+        .merge(product_members::router())
+        .merge(idp_groups::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();

@@ -104,8 +104,8 @@ struct OutboxPage {
     responses(
         (status = 200, description = "A page of mail, newest first.", body = OutboxPage),
         (status = 404, description = "No such org within reach.", body = ErrorBody),
-        (status = 422, description = "`limit` out of range.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A parameter not of its form (`fields` names it), or: `limit` out of range.", body = ErrorBody)
     )
 )]
 async fn list_outbox(

@@ -24,6 +24,7 @@ use crate::domain::product::{Product, ProductDetail};
 use crate::domain::token::Token;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::TenantUser;
 
 /// What a caller must have on an org to act on it or on what belongs to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,12 @@ pub trait Scoped: Sized + Send {
 
     /// The org it belongs to: the one the requirement is checked on.
     fn org_id(&self) -> Uuid;
+
+    /// Every org the requirement may be met on; meeting it on one is enough. Most things
+    /// belong to one org; a person belongs to each org they are a member of.
+    fn org_ids(&self) -> Vec<Uuid> {
+        vec![self.org_id()]
+    }
 }
 
 /// `T`, named by the route's path, which the caller may act on under `R`; rejected with 404 —
@@ -118,7 +125,7 @@ impl AdminAuth {
         need: Need,
     ) -> Result<T, ApiError> {
         let item = T::load(state, self.tenant_id(), id).await?;
-        self.meets(state, item.org_id(), need).await?;
+        self.meets(state, &item.org_ids(), need).await?;
         Ok(item)
     }
 
@@ -136,17 +143,18 @@ impl AdminAuth {
         self.require(state, product_id, Need::Reach).await
     }
 
-    /// Whether this caller meets `need` on `org_id`, an org of its tenant. A token of the root
-    /// org reaches the whole tenant; a sub-org's token its own org and the orgs below it.
-    async fn meets(&self, state: &AppState, org_id: Uuid, need: Need) -> Result<(), ApiError> {
+    /// Whether this caller meets `need` on one of `org_ids`, orgs of its tenant. A token of
+    /// the root org reaches the whole tenant; a sub-org's token its own org and the orgs below
+    /// it.
+    async fn meets(&self, state: &AppState, org_ids: &[Uuid], need: Need) -> Result<(), ApiError> {
         match need {
             Need::Reach => {
                 let token = &self.principal.token;
-                if token.org_id == token.tenant_id || token.org_id == org_id {
+                if token.org_id == token.tenant_id || org_ids.contains(&token.org_id) {
                     return Ok(());
                 }
                 let tree = state.store.list_orgs(self.tenant_id()).await?;
-                if reaches(token.org_id, &tree, org_id) {
+                if org_ids.iter().any(|o| reaches(token.org_id, &tree, *o)) {
                     Ok(())
                 } else {
                     Err(ApiError::NotFound)
@@ -154,6 +162,50 @@ impl AdminAuth {
             }
         }
     }
+
+    /// The orgs this caller reaches, for a list that shows only what is within reach.
+    pub async fn reached_orgs(&self, state: &AppState) -> Result<ReachedOrgs, ApiError> {
+        let token = &self.principal.token;
+        if token.org_id == token.tenant_id {
+            return Ok(ReachedOrgs::Tenant);
+        }
+        let tree = state.store.list_orgs(self.tenant_id()).await?;
+        Ok(ReachedOrgs::Subtree(subtree(token.org_id, &tree)))
+    }
+}
+
+/// The orgs a caller reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReachedOrgs {
+    /// Every org of the tenant: a token of its root org.
+    Tenant,
+    /// A sub-org's token: its org and the orgs below it.
+    Subtree(Vec<Uuid>),
+}
+
+impl ReachedOrgs {
+    pub fn contains(&self, org_id: Uuid) -> bool {
+        match self {
+            ReachedOrgs::Tenant => true,
+            ReachedOrgs::Subtree(orgs) => orgs.contains(&org_id),
+        }
+    }
+
+    /// The orgs, for a query to keep to; `None`: no need, every org of the tenant is in reach.
+    pub fn orgs(self) -> Option<Vec<Uuid>> {
+        match self {
+            ReachedOrgs::Tenant => None,
+            ReachedOrgs::Subtree(orgs) => Some(orgs),
+        }
+    }
+}
+
+/// `top` and the orgs below it, given the tenant's orgs.
+pub(super) fn subtree(top: Uuid, tree: &[Org]) -> Vec<Uuid> {
+    tree.iter()
+        .filter(|o| reaches(top, tree, o.id))
+        .map(|o| o.id)
+        .collect()
 }
 
 /// Whether a token of `token_org` reaches `org_id`, given the tenant's orgs: its own org and
@@ -267,6 +319,33 @@ impl Scoped for OutboxEntry {
 
     fn org_id(&self) -> Uuid {
         self.org_id
+    }
+}
+
+/// A person of the tenant, reached through any org they are a member of or whose SCIM token
+/// holds them.
+impl Scoped for TenantUser {
+    const PARAM: &'static str = "user_id";
+
+    async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        Ok(state.store.get_user(tenant_id, id).await?)
+    }
+
+    /// The org that holds the person, else the tenant's root org (as for [`HeldUser`]).
+    fn org_id(&self) -> Uuid {
+        self.scim_org_id.unwrap_or(self.user.tenant_id)
+    }
+
+    /// Their memberships' orgs and their SCIM holder. A person with neither is counted as the
+    /// tenant's, so only a caller who reaches the whole tenant finds them (as an unheld
+    /// [`HeldUser`]).
+    fn org_ids(&self) -> Vec<Uuid> {
+        let mut orgs: Vec<Uuid> = self.memberships.iter().map(|m| m.org_id).collect();
+        orgs.extend(self.scim_org_id);
+        if orgs.is_empty() {
+            orgs.push(self.user.tenant_id);
+        }
+        orgs
     }
 }
 

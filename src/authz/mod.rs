@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain::permission::{
     Action, Capability, EnvAccess, EnvironmentRef, PermissionSet, Requirement,
 };
+use crate::domain::product::Environment;
 
 /// What the evaluator needs to know about a member, for one product.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +27,36 @@ pub struct UserFacts {
 #[derive(Debug, Clone)]
 pub struct ProductFacts {
     pub id: Uuid,
-    pub environments: Vec<EnvironmentRef>,
+    pub environments: Vec<EnvironmentFacts>,
+}
+
+/// An environment of the product: whether it is restricted (what the evaluator reads), and its
+/// name, loaded with it so that the answer can show each environment's name beside its id
+/// without a query per environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentFacts {
+    pub id: Uuid,
+    pub name: String,
+    pub restricted: bool,
+}
+
+impl EnvironmentFacts {
+    fn as_ref(&self) -> EnvironmentRef {
+        EnvironmentRef {
+            id: self.id,
+            restricted: self.restricted,
+        }
+    }
+}
+
+impl From<&Environment> for EnvironmentFacts {
+    fn from(e: &Environment) -> Self {
+        EnvironmentFacts {
+            id: e.id,
+            name: e.name.clone(),
+            restricted: e.restricted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -36,6 +66,9 @@ pub struct EffectivePermissions {
     pub capabilities: BTreeSet<Capability>,
     /// Every environment of the product, with the member's access (possibly `none`).
     pub environments: BTreeMap<Uuid, EnvAccess>,
+    /// The name of each environment of `environments`, by the same id. A map of its own, so
+    /// that `environments` keeps its shape (id → access) for the clients that read it.
+    pub environment_names: BTreeMap<Uuid, String>,
 }
 
 impl EffectivePermissions {
@@ -48,6 +81,12 @@ impl EffectivePermissions {
 
     pub fn has(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)
+    }
+
+    /// Whether the member may do anything at all on the product: a capability, or more than
+    /// `none` in some environment.
+    pub fn any_access(&self) -> bool {
+        !self.capabilities.is_empty() || self.environments.values().any(|a| *a > EnvAccess::None)
     }
 
     /// Whether `action` is allowed in `environment` (ignored by environment-independent
@@ -75,6 +114,11 @@ pub fn evaluate(user: &UserFacts, product: &ProductFacts) -> EffectivePermission
             .iter()
             .map(|e| (e.id, EnvAccess::None))
             .collect(),
+        environment_names: product
+            .environments
+            .iter()
+            .map(|e| (e.id, e.name.clone()))
+            .collect(),
     };
     if !user.active {
         return out;
@@ -89,7 +133,7 @@ pub fn evaluate(user: &UserFacts, product: &ProductFacts) -> EffectivePermission
     for set in &user.sets {
         out.capabilities.extend(set.capabilities.iter().copied());
         for env in &product.environments {
-            let granted = set.access.access_to(env);
+            let granted = set.access.access_to(&env.as_ref());
             let current = out.environments.entry(env.id).or_default();
             *current = (*current).max(granted);
         }
@@ -107,12 +151,14 @@ mod tests {
     fn product() -> (ProductFacts, Uuid, Uuid) {
         let (dev, live) = (Uuid::from_u128(10), Uuid::from_u128(20));
         let envs = vec![
-            EnvironmentRef {
+            EnvironmentFacts {
                 id: dev,
+                name: "Development".into(),
                 restricted: false,
             },
-            EnvironmentRef {
+            EnvironmentFacts {
                 id: live,
+                name: "Live".into(),
                 restricted: true,
             },
         ];
@@ -172,6 +218,30 @@ mod tests {
         );
         assert!(Capability::ALL.iter().all(|c| owner.has(*c)));
         assert_eq!(owner.access(live), EnvAccess::Full);
+    }
+
+    #[test]
+    fn every_environment_is_named_beside_its_id_whatever_the_access() {
+        let (p, dev, live) = product();
+        for user in [
+            UserFacts::default(),
+            UserFacts {
+                active: true,
+                org_owner: true,
+                sets: vec![],
+            },
+        ] {
+            let eff = evaluate(&user, &p);
+            assert_eq!(
+                eff.environment_names,
+                BTreeMap::from([(dev, "Development".into()), (live, "Live".into())])
+            );
+            assert_eq!(
+                eff.environment_names.keys().collect::<Vec<_>>(),
+                eff.environments.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(eff.any_access(), user.org_owner);
+        }
     }
 
     #[test]

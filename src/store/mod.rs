@@ -33,12 +33,13 @@ pub use invitations::{
 };
 pub use ops::{Backend, Invalidation, OpsStore, PoolStats};
 pub use scim::{
-    MemberRef, MembershipChange, ScimGroupStore, ScimGroupWrite, ScimListQuery, ScimPage,
-    ScimUserStore,
+    MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite, ScimListQuery,
+    ScimPage, ScimUserStore,
 };
 pub use team::{
-    AccessStore, MemberQuery, MemberStore, NewEnvironment, OrgMember, OrgStore, OwnerRule,
-    ProductAccess, ProductStore,
+    AccessStore, GrantedGroup, MemberQuery, MemberStore, NewEnvironment, OrgMember, OrgStore,
+    OwnerRule, ProductAccess, ProductMember, ProductStore, TenantUser, UserMembership,
+    UserProductAccess, UserQuery,
 };
 pub use tokens::{NewToken, TokenMatch, TokenStore};
 

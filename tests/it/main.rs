@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod outbox;
 mod reach;
+mod reads;
 mod rejections;
 mod role_matrix;
 mod scim_concurrency;

@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 39] = [
+const OPERATIONS: [(&str, &str); 44] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
@@ -27,6 +27,14 @@ const OPERATIONS: [(&str, &str); 39] = [
     ("PUT", "/api/v1/orgs/{org_id}/members/{user_id}/modules"),
     ("GET", "/api/v1/orgs/{org_id}/members/{user_id}/permissions"),
     ("POST", "/api/v1/users/{user_id}/scim-release"),
+    ("GET", "/api/v1/users"),
+    ("GET", "/api/v1/users/{user_id}"),
+    ("GET", "/api/v1/products/{product_id}/members"),
+    ("GET", "/api/v1/orgs/{org_id}/idp-groups"),
+    (
+        "GET",
+        "/api/v1/orgs/{org_id}/idp-groups/{idp_group_id}/members",
+    ),
     ("GET", "/api/v1/orgs/{org_id}/products"),
     ("POST", "/api/v1/orgs/{org_id}/products"),
     ("GET", "/api/v1/products/{product_id}"),

@@ -88,6 +88,25 @@ const CALLS: &[Call] = &[
         None,
     ),
     call("POST", "/users/{user_id}/scim-release", Some("{}")),
+    Call {
+        answer: Answer::OwnOnly,
+        ..call("GET", "/users", None)
+    },
+    call("GET", "/users?org_id={org_id}", None),
+    call("GET", "/users/{user_id}", None),
+    call("GET", "/products/{product_id}/members", None),
+    call("GET", "/orgs/{org_id}/idp-groups", None),
+    call(
+        "GET",
+        "/orgs/{org_id}/idp-groups/{idp_group_id}/members",
+        None,
+    ),
+    // The caller's own org with a group another org's IdP pushed: not one of its groups.
+    call(
+        "GET",
+        "/orgs/{own.org_id}/idp-groups/{idp_group_id}/members",
+        None,
+    ),
     call(
         "POST",
         "/users/{own.user_id}/scim-release",
@@ -169,8 +188,8 @@ fn id_of(v: &Value) -> String {
 }
 
 /// One of each thing an admin path names, in `org`: a SCIM token and the person it provisions
-/// (held by it and a member of `org`), a product with its environments, a custom permission
-/// group, a pending invitation. Made with the root org's token, which reaches them all.
+/// (held by it and a member of `org`) with a SCIM group it pushed, a product with its
+/// environments, a custom permission group, a pending invitation. Made with the root org's token, which reaches them all.
 pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
     let scim = app
         .ok(
@@ -195,6 +214,20 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         )
         .await;
     assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+    let idp_group = app
+        .scim_as(
+            secret,
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": format!("{tag} engineers"),
+                "members": [{ "value": id_of(&user.body) }],
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(idp_group.status, StatusCode::CREATED, "{}", idp_group.text);
     let product = app
         .ok(
             Method::POST,
@@ -233,6 +266,7 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
                 .expect("the invitation's mail")
                 .to_owned(),
         ),
+        ("idp_group_id", id_of(&idp_group.body)),
     ]))
 }
 

@@ -8,8 +8,8 @@
 //! split into their editing and their launching parts, with the restricted column following
 //! the footnote.
 
-use rolegate::authz::{ProductFacts, UserFacts, evaluate};
-use rolegate::domain::permission::{Action, EnvironmentRef, Role};
+use rolegate::authz::{EnvironmentFacts, ProductFacts, UserFacts, evaluate};
+use rolegate::domain::permission::{Action, Role};
 use uuid::Uuid;
 
 const Y: bool = true;
@@ -53,17 +53,19 @@ const ROLES: [Role; 5] = [
 
 #[test]
 fn every_cell_of_the_seed_002_matrix_holds() {
-    let open = EnvironmentRef {
+    let open = EnvironmentFacts {
         id: Uuid::from_u128(1),
+        name: "Staging".into(),
         restricted: false,
     };
-    let restricted = EnvironmentRef {
+    let restricted = EnvironmentFacts {
         id: Uuid::from_u128(2),
+        name: "Production".into(),
         restricted: true,
     };
     let product = ProductFacts {
         id: Uuid::from_u128(100),
-        environments: vec![open, restricted],
+        environments: vec![open.clone(), restricted.clone()],
     };
     let mut checked = 0;
     let mut wrong = Vec::new();
@@ -75,7 +77,7 @@ fn every_cell_of_the_seed_002_matrix_holds() {
                 sets: vec![role.permissions()],
             };
             let eff = evaluate(&user, &product);
-            for (env, expected) in [(open, in_open[i]), (restricted, in_restricted[i])] {
+            for (env, expected) in [(&open, in_open[i]), (&restricted, in_restricted[i])] {
                 checked += 1;
                 if eff.allowed(*action, Some(env.id)) != expected {
                     wrong.push(format!(

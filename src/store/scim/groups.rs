@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -47,6 +48,22 @@ pub enum MembershipChange {
     Replace(Vec<MemberRef>),
 }
 
+/// A member of a SCIM Group with what names it, for the admin API's read-only view: a user's
+/// userName and e-mail, or a nested group's displayName.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NamedGroupMember {
+    pub id: Uuid,
+    pub kind: MemberKind,
+    /// A user's userName; `null` for a group.
+    pub user_name: Option<String>,
+    /// A user's e-mail address, if known.
+    pub email: Option<String>,
+    /// A user's display name, if stored; a nested group's displayName.
+    pub display_name: Option<String>,
+    /// Whether a user is active; `null` for a group.
+    pub active: Option<bool>,
+}
+
 #[async_trait]
 pub trait ScimGroupStore {
     async fn scim_create_group(
@@ -85,6 +102,23 @@ pub trait ScimGroupStore {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<GroupMember>, StoreError>;
+    /// Up to `limit` of the scope's groups after `after`, in id order: a keyset page for the
+    /// admin API, which reads what an org's IdP pushed without SCIM's offset paging.
+    async fn scim_groups_after(
+        &self,
+        scope: ScimScope,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ScimGroup>, StoreError>;
+    /// Up to `limit` members of the scope's group `group_id` after `after`, in member id
+    /// order, each named (see [`NamedGroupMember`]); none for a group outside the scope.
+    async fn scim_named_group_members(
+        &self,
+        scope: ScimScope,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<NamedGroupMember>, StoreError>;
     /// Changes a Group's attributes and members in one transaction. Unknown members are
     /// `UnknownIds`, a nested group that would make a cycle is `Rule`.
     async fn scim_update_group(
@@ -199,6 +233,16 @@ fn unpack_members(packed: &str) -> Result<Vec<GroupMember>, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     members.sort_unstable_by_key(|m| m.id);
     Ok(members)
+}
+
+#[derive(FromRow)]
+struct NamedMemberRow {
+    member_id: Uuid,
+    member_kind: String,
+    user_name: Option<String>,
+    email: Option<String>,
+    display_name: Option<String>,
+    active: Option<bool>,
 }
 
 #[derive(FromRow)]
@@ -389,6 +433,87 @@ impl ScimGroupStore for SqlStore {
         let mut h = self.db.read().await?;
         let row = b.build().fetch_one::<PackedRow>(h.conn()).await?;
         unpack_members(row.packed.as_deref().unwrap_or_default())
+    }
+
+    async fn scim_groups_after(
+        &self,
+        scope: ScimScope,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ScimGroup>, StoreError> {
+        let mut b = SqlBuilder::new(concat!(
+            "SELECT ",
+            scim_group_columns!(),
+            " FROM groups g WHERE g.tenant_id = "
+        ));
+        b.push_bind(scope.tenant_id)
+            .push(" AND g.org_id = ")
+            .push_bind(scope.org_id);
+        if let Some(after) = after {
+            b.push(" AND g.id > ").push_bind(after);
+        }
+        b.push(" ORDER BY g.id LIMIT ").push_bind(i64::from(limit));
+        let mut h = self.db.read().await?;
+        Ok(b.build()
+            .fetch_all::<GroupRecord>(h.conn())
+            .await?
+            .into_iter()
+            .map(ScimGroup::from)
+            .collect())
+    }
+
+    async fn scim_named_group_members(
+        &self,
+        scope: ScimScope,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<NamedGroupMember>, StoreError> {
+        // The group is looked up in the scope in the same statement, so a group of another
+        // org lists nothing even if a caller skipped the check before. Pages are short (at
+        // most the admin API's 1000) and run on the primary key (group_id, member_id).
+        let mut b = SqlBuilder::new(
+            "SELECT gm.member_id, gm.member_kind, u.user_name, u.email, \
+             COALESCE(u.display_name, g.display_name) AS display_name, u.active \
+             FROM group_members gm \
+             LEFT JOIN users u ON u.id = gm.member_id AND u.tenant_id = gm.tenant_id \
+             AND gm.member_kind = 'user' \
+             LEFT JOIN groups g ON g.id = gm.member_id AND g.tenant_id = gm.tenant_id \
+             AND gm.member_kind = 'group' \
+             WHERE gm.tenant_id = ",
+        );
+        b.push_bind(scope.tenant_id)
+            .push(" AND gm.group_id = (SELECT s.id FROM groups s WHERE s.tenant_id = ")
+            .push_bind(scope.tenant_id)
+            .push(" AND s.org_id = ")
+            .push_bind(scope.org_id)
+            .push(" AND s.id = ")
+            .push_bind(group_id)
+            .push(")");
+        if let Some(after) = after {
+            b.push(" AND gm.member_id > ").push_bind(after);
+        }
+        b.push(" ORDER BY gm.member_id LIMIT ")
+            .push_bind(i64::from(limit));
+        let mut h = self.db.read().await?;
+        b.build()
+            .fetch_all::<NamedMemberRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(|r| {
+                let kind = MemberKind::parse(&r.member_kind).ok_or_else(|| {
+                    StoreError::Other(format!("unknown member kind {}", r.member_kind))
+                })?;
+                Ok(NamedGroupMember {
+                    id: r.member_id,
+                    kind,
+                    user_name: r.user_name,
+                    email: r.email,
+                    display_name: r.display_name,
+                    active: r.active,
+                })
+            })
+            .collect()
     }
 
     async fn scim_update_group(

@@ -16,7 +16,7 @@ mod groups;
 mod members;
 mod users;
 
-pub use groups::{MemberRef, MembershipChange, ScimGroupStore, ScimGroupWrite};
+pub use groups::{MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite};
 pub use users::ScimUserStore;
 
 use uuid::Uuid;

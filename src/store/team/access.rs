@@ -4,20 +4,22 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::members::{MemberQuery, MemberStore, OrgMember};
 use super::products::{ProductStore, load_environments_of, load_groups, load_groups_of};
-use super::{chain, insert_grant, memberships_in, tenant_tree};
-use crate::authz::{ProductFacts, UserFacts};
+use super::{chain, insert_grant, memberships_in, source, tenant_tree};
+use crate::authz::{EnvironmentFacts, ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, Org, OrgRole};
 use crate::domain::permission::{
     Module, ModuleLevel, PermissionSet, Role, effective_modules, module_permissions,
 };
-use crate::domain::product::{Environment, Product};
+use crate::domain::product::{Environment, PermissionGroup, Product, role_group_id};
 use crate::domain::user::User;
 use crate::store::db::{Conn, Ctx, Db, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
 use crate::store::{SqlStore, StoreError};
@@ -64,34 +66,192 @@ pub trait AccessStore {
         user_id: Uuid,
         org_id: Uuid,
     ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError>;
+    /// A page of the members of a product's org (as [`MemberStore::list_members`] pages them),
+    /// each with what the evaluator needs on the product and what was granted on it, and the
+    /// product's facts: a fixed number of queries for a page, however many members it holds.
+    async fn product_members(
+        &self,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        query: &MemberQuery,
+    ) -> Result<(ProductFacts, Vec<ProductMember>), StoreError>;
+    /// A person's grants of permission groups and roles, by product (in product id order).
+    async fn user_product_access(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Vec<UserProductAccess>, StoreError>;
 }
 
 #[derive(FromRow)]
 struct GrantRow {
+    subject_id: Uuid,
     org_id: Uuid,
     kind: String,
     product_id: Option<Uuid>,
     target: String,
     level: Option<String>,
+    source: String,
 }
 
-/// All grants of a user on one product, or in orgs of a chain.
-async fn user_grants(
+/// A user's grant, its source read.
+struct Grant {
+    subject_id: Uuid,
+    org_id: Uuid,
+    kind: String,
+    product_id: Option<Uuid>,
+    target: String,
+    level: Option<String>,
+    source: Source,
+}
+
+/// All grants of some users in some orgs (a chain, or one org), in the order they were given.
+async fn grants_of(
     conn: Conn<'_>,
     tenant_id: Uuid,
-    user_id: Uuid,
-    chain: &[Uuid],
-) -> Result<Vec<GrantRow>, StoreError> {
+    user_ids: &[Uuid],
+    orgs: &[Uuid],
+) -> Result<Vec<Grant>, StoreError> {
+    if user_ids.is_empty() || orgs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut b = SqlBuilder::new(
-        "SELECT org_id, kind, product_id, target, level FROM grants WHERE tenant_id = ",
+        "SELECT subject_id, org_id, kind, product_id, target, level, source FROM grants \
+         WHERE tenant_id = ",
     );
     b.push_bind(tenant_id)
-        .push(" AND subject_kind = 'user' AND subject_id = ")
-        .push_bind(user_id);
-    b.push(" AND org_id IN (");
-    push_list(&mut b, chain);
+        .push(" AND subject_kind = 'user' AND subject_id IN (");
+    push_list(&mut b, user_ids);
+    b.push(") AND org_id IN (");
+    push_list(&mut b, orgs);
     b.push(") ORDER BY id");
-    b.build().fetch_all::<GrantRow>(conn).await
+    b.build()
+        .fetch_all::<GrantRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(Grant {
+                source: source(&r.source)?,
+                subject_id: r.subject_id,
+                org_id: r.org_id,
+                kind: r.kind,
+                product_id: r.product_id,
+                target: r.target,
+                level: r.level,
+            })
+        })
+        .collect()
+}
+
+/// A grant of access to a product as the admin screens show it: the permission group or
+/// built-in role given, and what gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct GrantedGroup {
+    /// The permission group; for a built-in role, the role's id on the product (as the
+    /// product's permission groups list it).
+    pub permission_group_id: Uuid,
+    pub name: String,
+    /// The built-in role, when the grant is one.
+    pub role: Option<Role>,
+    pub source: Source,
+}
+
+/// A person's grants on one product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UserProductAccess {
+    pub product_id: Uuid,
+    pub product_name: String,
+    /// The product's org, where the grants were given.
+    pub org_id: Uuid,
+    pub grants: Vec<GrantedGroup>,
+}
+
+/// A member of a product's org, with what the evaluator needs on the product and what was
+/// granted on it.
+#[derive(Debug, Clone)]
+pub struct ProductMember {
+    pub member: OrgMember,
+    pub facts: UserFacts,
+    pub grants: Vec<GrantedGroup>,
+}
+
+/// What a `permission_group` or `role` grant on a product names, and the permissions it gives.
+/// `None` for other kinds, and for a group no longer there (its grants go with it; only a
+/// grant read while its group is being deleted can miss it).
+fn granted(
+    product_id: Uuid,
+    kind: &str,
+    target: &str,
+    source: Source,
+    groups: &[PermissionGroup],
+) -> Option<(GrantedGroup, PermissionSet)> {
+    match kind {
+        "permission_group" => {
+            let group = groups
+                .iter()
+                .find(|pg| pg.product_id == product_id && pg.id.to_string() == target)?;
+            Some((
+                GrantedGroup {
+                    permission_group_id: group.id,
+                    name: group.name.clone(),
+                    role: None,
+                    source,
+                },
+                group.permissions.clone(),
+            ))
+        }
+        "role" => {
+            let role = Role::parse(target)?;
+            Some((
+                GrantedGroup {
+                    permission_group_id: role_group_id(product_id, role),
+                    name: role.display_name().to_owned(),
+                    role: Some(role),
+                    source,
+                },
+                role.permissions(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The permission sets a member's module roles give, from their grants along `chain`. Module
+/// roles are org-level: the same sets on every product of the org.
+fn module_sets<'a>(chain: &[Uuid], grants: impl Iterator<Item = &'a Grant>) -> Vec<PermissionSet> {
+    let module_grants: Vec<_> = grants
+        .filter(|g| g.kind == "module_role")
+        .filter_map(|g| {
+            Some((
+                g.org_id,
+                Module::parse(&g.target)?,
+                g.level.as_deref().and_then(ModuleLevel::parse)?,
+            ))
+        })
+        .collect();
+    effective_modules(chain, &module_grants)
+        .into_iter()
+        .map(|(m, l)| module_permissions(m, l))
+        .collect()
+}
+
+/// A member's permission sets on `product_id`: the module roles' sets, and the groups and
+/// roles of `grants` (theirs) on the product, which are also returned as granted.
+fn sets_on<'a>(
+    product_id: Uuid,
+    module_sets: &[PermissionSet],
+    grants: impl Iterator<Item = &'a Grant>,
+    groups: &[PermissionGroup],
+) -> (Vec<PermissionSet>, Vec<GrantedGroup>) {
+    let mut sets = module_sets.to_vec();
+    let mut given = Vec::new();
+    for g in grants.filter(|g| g.product_id == Some(product_id)) {
+        if let Some((view, set)) = granted(product_id, &g.kind, &g.target, g.source, groups) {
+            sets.push(set);
+            given.push(view);
+        }
+    }
+    (sets, given)
 }
 
 /// The user must be a member (direct or inherited) of the org.
@@ -135,63 +295,45 @@ async fn facts_for(
     let Some(effective) = org::effective_role(&chain, role_in) else {
         return Err(StoreError::NotFound);
     };
-    let grants = user_grants(h.conn(), tenant_id, user_id, &chain).await?;
+    let grants = grants_of(h.conn(), tenant_id, &[user_id], &chain).await?;
     let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
     let groups = load_groups_of(&mut h, tenant_id, &ids).await?;
     let environments = load_environments_of(&mut h, tenant_id, &ids).await?;
-    // Module roles are org-level: the same sets on every product of the org.
-    let module_grants: Vec<_> = grants
-        .iter()
-        .filter(|g| g.kind == "module_role")
-        .filter_map(|g| {
-            Some((
-                g.org_id,
-                Module::parse(&g.target)?,
-                g.level.as_deref().and_then(ModuleLevel::parse)?,
-            ))
-        })
-        .collect();
-    let module_sets: Vec<PermissionSet> = effective_modules(&chain, &module_grants)
-        .into_iter()
-        .map(|(m, l)| module_permissions(m, l))
-        .collect();
+    let module_sets = module_sets(&chain, grants.iter());
     Ok(products
         .iter()
         .map(|product| {
-            let mut sets = module_sets.clone();
-            for g in grants.iter().filter(|g| g.product_id == Some(product.id)) {
-                match g.kind.as_str() {
-                    "permission_group" => {
-                        if let Some(group) = groups
-                            .iter()
-                            .find(|pg| pg.product_id == product.id && pg.id.to_string() == g.target)
-                        {
-                            sets.push(group.permissions.clone());
-                        }
-                    }
-                    "role" => sets.extend(Role::parse(&g.target).map(Role::permissions)),
-                    _ => {}
-                }
-            }
+            let (sets, _) = sets_on(product.id, &module_sets, grants.iter(), &groups);
             let facts = UserFacts {
                 active: user.active,
                 org_owner: effective.role == OrgRole::Owner,
                 sets,
             };
-            let envs = environments
-                .iter()
-                .filter(|e| e.product_id == product.id)
-                .map(Environment::as_ref)
-                .collect();
-            (
-                facts,
-                ProductFacts {
-                    id: product.id,
-                    environments: envs,
-                },
-            )
+            (facts, product_facts(product.id, &environments))
         })
         .collect())
+}
+
+/// The evaluator's facts on a product, from environments of one or more products.
+fn product_facts(product_id: Uuid, environments: &[Environment]) -> ProductFacts {
+    ProductFacts {
+        id: product_id,
+        environments: environments
+            .iter()
+            .filter(|e| e.product_id == product_id)
+            .map(EnvironmentFacts::from)
+            .collect(),
+    }
+}
+
+#[derive(FromRow)]
+struct ProductGrantRow {
+    product_id: Uuid,
+    product_name: String,
+    org_id: Uuid,
+    kind: String,
+    target: String,
+    source: String,
 }
 
 #[async_trait]
@@ -217,7 +359,7 @@ impl AccessStore for SqlStore {
         if !unknown.is_empty() {
             return Err(StoreError::UnknownIds(unknown));
         }
-        let before = user_grants(tx.conn(), tenant_id, user_id, &[product.org_id]).await?;
+        let before = grants_of(tx.conn(), tenant_id, &[user_id], &[product.org_id]).await?;
         let before: Vec<String> = before
             .into_iter()
             .filter(|g| g.product_id == Some(product_id))
@@ -340,5 +482,87 @@ impl AccessStore for SqlStore {
     ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
         let products = self.list_products(tenant_id, org_id).await?;
         facts_for(&self.db, tenant_id, user_id, org_id, &products).await
+    }
+
+    async fn product_members(
+        &self,
+        tenant_id: Uuid,
+        product_id: Uuid,
+        query: &MemberQuery,
+    ) -> Result<(ProductFacts, Vec<ProductMember>), StoreError> {
+        let product = {
+            let mut h = self.db.read().await?;
+            load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await?
+        };
+        let members = self.list_members(tenant_id, product.org_id, query).await?;
+        let mut h = self.db.read().await?;
+        let tree = tenant_tree(h.conn(), tenant_id).await?;
+        let chain = chain(&tree, product.org_id);
+        let ids: Vec<Uuid> = members.iter().map(|m| m.user.id).collect();
+        let grants = grants_of(h.conn(), tenant_id, &ids, &chain).await?;
+        let groups = load_groups_of(&mut h, tenant_id, &[product_id]).await?;
+        let environments = load_environments_of(&mut h, tenant_id, &[product_id]).await?;
+        let members = members
+            .into_iter()
+            .map(|member| {
+                let theirs = || grants.iter().filter(|g| g.subject_id == member.user.id);
+                let module_sets = module_sets(&chain, theirs());
+                let (sets, grants) = sets_on(product_id, &module_sets, theirs(), &groups);
+                ProductMember {
+                    facts: UserFacts {
+                        active: member.user.active,
+                        // The role `list_members` resolved along the same chain.
+                        org_owner: member.effective.role == OrgRole::Owner,
+                        sets,
+                    },
+                    grants,
+                    member,
+                }
+            })
+            .collect();
+        Ok((product_facts(product_id, &environments), members))
+    }
+
+    async fn user_product_access(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Vec<UserProductAccess>, StoreError> {
+        let mut h = self.db.read().await?;
+        let rows = sql(
+            "SELECT g.product_id, p.name AS product_name, p.org_id, g.kind, g.target, g.source \
+             FROM grants g JOIN products p ON p.id = g.product_id AND p.tenant_id = g.tenant_id \
+             WHERE g.tenant_id = $1 AND g.subject_kind = 'user' AND g.subject_id = $2 \
+             AND g.kind IN ('permission_group', 'role') ORDER BY g.product_id, g.id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all::<ProductGrantRow>(h.conn())
+        .await?;
+        let mut ids: Vec<Uuid> = rows.iter().map(|r| r.product_id).collect();
+        ids.dedup();
+        let groups = load_groups_of(&mut h, tenant_id, &ids).await?;
+        let mut out: Vec<UserProductAccess> = Vec::new();
+        for r in rows {
+            let Some((view, _)) = granted(
+                r.product_id,
+                &r.kind,
+                &r.target,
+                source(&r.source)?,
+                &groups,
+            ) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some(last) if last.product_id == r.product_id => last.grants.push(view),
+                _ => out.push(UserProductAccess {
+                    product_id: r.product_id,
+                    product_name: r.product_name,
+                    org_id: r.org_id,
+                    grants: vec![view],
+                }),
+            }
+        }
+        Ok(out)
     }
 }

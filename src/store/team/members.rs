@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::json;
+use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{UserRow, chain, check_owner_rule, memberships_in, tenant_tree};
+use super::{UserRow, chain, check_owner_rule, memberships_in, role_column, source, tenant_tree};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, EffectiveRole, Org, OrgRole};
 use crate::domain::user::User;
@@ -44,6 +45,42 @@ pub struct OrgMember {
     pub membership_role: Option<OrgRole>,
 }
 
+/// The tenant's users: a search (as [`MemberQuery`]'s), keyset paging by user id, and whose
+/// people.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub search: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: u32,
+    /// Only people with a membership of one of these orgs, or whom a SCIM token of one of them
+    /// holds; `None`: everyone of the tenant.
+    pub orgs: Option<Vec<Uuid>>,
+}
+
+/// A person of the tenant and where they belong: the org whose SCIM token holds them, and
+/// their memberships.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantUser {
+    pub user: User,
+    /// The org whose SCIM token provisions the person; `None`: nobody's.
+    pub scim_org_id: Option<Uuid>,
+    /// Their own membership rows (not the orgs below them they inherit), by org id.
+    pub memberships: Vec<UserMembership>,
+}
+
+/// One membership of a person, as the admin screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UserMembership {
+    pub org_id: Uuid,
+    pub org_name: String,
+    /// The role set on this membership (`None`: inherit from the parent org).
+    pub role: Option<OrgRole>,
+    /// The role in this org after inheritance, and where it comes from.
+    pub effective: EffectiveRole,
+    /// What made the membership: an admin, an invitation, SCIM, a login.
+    pub source: Source,
+}
+
 #[async_trait]
 pub trait MemberStore {
     /// The tenant's user with this e-mail (as e-mail or userName, case-insensitively),
@@ -60,6 +97,13 @@ pub trait MemberStore {
         tenant_id: Uuid,
         email: &str,
     ) -> Result<Option<User>, StoreError>;
+
+    /// A user of the tenant with their SCIM holder and memberships; `NotFound` for an id of
+    /// nothing or of another tenant.
+    async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> Result<TenantUser, StoreError>;
+    /// The tenant's users, by id.
+    async fn list_users(&self, tenant_id: Uuid, query: &UserQuery)
+    -> Result<Vec<User>, StoreError>;
 
     /// Members of an org: direct ones and those inherited from its ancestors.
     async fn list_members(
@@ -102,6 +146,34 @@ fn contains_pattern(needle: &str) -> String {
     p
 }
 
+/// `AND (u.email_norm LIKE … OR u.user_name_norm LIKE …)` for a search that is not blank.
+fn push_search(b: &mut SqlBuilder, search: Option<&str>) {
+    if let Some(search) = search.filter(|s| !s.trim().is_empty()) {
+        let pattern = contains_pattern(search);
+        b.push(" AND (u.email_norm LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\'");
+        b.push(" OR u.user_name_norm LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+}
+
+#[derive(FromRow)]
+struct TenantUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    scim_org_id: Option<Uuid>,
+}
+
+#[derive(FromRow)]
+struct UserMembershipRow {
+    org_id: Uuid,
+    org_name: String,
+    role: Option<String>,
+    source: String,
+}
+
 #[async_trait]
 impl MemberStore for SqlStore {
     async fn ensure_user(
@@ -133,6 +205,89 @@ impl MemberStore for SqlStore {
         super::user_by_email(h.conn(), tenant_id, email).await
     }
 
+    async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> Result<TenantUser, StoreError> {
+        let mut h = self.db.read().await?;
+        let row = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", u.scim_org_id FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_one::<TenantUserRow>(h.conn())
+        .await?;
+        let rows = sql(
+            "SELECT m.org_id, o.name AS org_name, m.role, m.source FROM memberships m \
+             JOIN orgs o ON o.id = m.org_id AND o.tenant_id = m.tenant_id \
+             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY m.org_id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all::<UserMembershipRow>(h.conn())
+        .await?;
+        let tree = tenant_tree(h.conn(), tenant_id).await?;
+        let role_in = |o: Uuid| {
+            rows.iter()
+                .find(|r| r.org_id == o)
+                .map(|r| role_column(r.role.clone()))
+        };
+        let memberships = rows
+            .iter()
+            .map(|r| {
+                // A membership row makes its org's role resolvable (its own, or inherited).
+                let effective = org::effective_role(&chain(&tree, r.org_id), role_in)
+                    .ok_or_else(|| StoreError::Other("membership without a role".into()))?;
+                Ok(UserMembership {
+                    org_id: r.org_id,
+                    org_name: r.org_name.clone(),
+                    role: role_column(r.role.clone()),
+                    effective,
+                    source: source(&r.source)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(TenantUser {
+            user: row.user.try_into()?,
+            scim_org_id: row.scim_org_id,
+            memberships,
+        })
+    }
+
+    async fn list_users(&self, tenant_id: Uuid, q: &UserQuery) -> Result<Vec<User>, StoreError> {
+        let mut b = SqlBuilder::new(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.tenant_id = "
+        ));
+        b.push_bind(tenant_id);
+        if let Some(orgs) = &q.orgs {
+            if orgs.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Held by one of the orgs' SCIM tokens, or a member of one of them.
+            b.push(" AND (u.scim_org_id IN (");
+            push_list(&mut b, orgs);
+            b.push(") OR u.id IN (SELECT m.user_id FROM memberships m WHERE m.tenant_id = ")
+                .push_bind(tenant_id)
+                .push(" AND m.org_id IN (");
+            push_list(&mut b, orgs);
+            b.push(")))");
+        }
+        push_search(&mut b, q.search.as_deref());
+        if let Some(after) = q.after {
+            b.push(" AND u.id > ").push_bind(after);
+        }
+        b.push(" ORDER BY u.id LIMIT ")
+            .push_bind(i64::from(q.limit.clamp(1, 1000)));
+        let mut h = self.db.read().await?;
+        b.build()
+            .fetch_all::<UserRow>(h.conn())
+            .await?
+            .into_iter()
+            .map(User::try_from)
+            .collect()
+    }
+
     async fn list_members(
         &self,
         tenant_id: Uuid,
@@ -154,15 +309,7 @@ impl MemberStore for SqlStore {
         b.push_bind(tenant_id).push(" AND m.org_id IN (");
         push_list(&mut b, &chain);
         b.push(")");
-        if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
-            let pattern = contains_pattern(search);
-            b.push(" AND (u.email_norm LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\'");
-            b.push(" OR u.user_name_norm LIKE ")
-                .push_bind(pattern)
-                .push(" ESCAPE '\\')");
-        }
+        push_search(&mut b, q.search.as_deref());
         if let Some(user_id) = q.user_id {
             b.push(" AND u.id = ").push_bind(user_id);
         }

@@ -27,8 +27,10 @@ mod members;
 mod orgs;
 mod products;
 
-pub use access::{AccessStore, ProductAccess};
-pub use members::{MemberQuery, MemberStore, OrgMember, OwnerRule};
+pub use access::{AccessStore, GrantedGroup, ProductAccess, ProductMember, UserProductAccess};
+pub use members::{
+    MemberQuery, MemberStore, OrgMember, OwnerRule, TenantUser, UserMembership, UserQuery,
+};
 pub use orgs::OrgStore;
 pub use products::{NewEnvironment, ProductStore};
 
