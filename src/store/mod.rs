@@ -37,7 +37,7 @@ pub use scim::{
 };
 pub use team::{
     AccessStore, MemberQuery, MemberStore, NewEnvironment, OrgMember, OrgStore, OwnerRule,
-    ProductAccess, ProductStore,
+    ProductAccess, ProductStore, ScimHeld,
 };
 pub use tokens::{NewToken, TokenMatch, TokenStore};
 
