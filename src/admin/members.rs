@@ -16,10 +16,10 @@ use super::reach::{HeldUser, InReach, OrgInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
-use crate::domain::provisioning::ScimRelease;
+use crate::domain::provisioning::{ScimRelease, inactive_user_note};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{MemberQuery, OrgMember, OwnerRule, StoreError};
+use crate::store::{MemberQuery, OrgMember, OwnerRule, ScimHeld, StoreError};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -88,6 +88,39 @@ async fn list_members(
 struct MemberChange {
     member: Option<OrgMember>,
     permissions: Vec<EffectivePermissions>,
+    /// What the admin should know about a change that went through; omitted when nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Warning>,
+}
+
+/// Something an admin should know about a change that went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(super) struct Warning {
+    /// Stable and machine-readable. `user_inactive`: the user is deactivated (SCIM
+    /// `active=false`), so what was granted is stored but every permission evaluates to
+    /// `none` until they are active again.
+    code: String,
+    /// For people: says who deactivated the user (the SCIM token's name) and what brings the
+    /// grant into effect.
+    message: String,
+}
+
+/// A grant to an inactive user is kept, but answers all `none` — without a word it looks like
+/// the grant failed. Says so, naming the SCIM token that can re-activate them.
+pub(super) async fn inactive_warnings(
+    state: &AppState,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    active: bool,
+) -> Result<Vec<Warning>, ApiError> {
+    if active {
+        return Ok(Vec::new());
+    }
+    let hold = state.store.scim_managed_by(tenant_id, user_id).await?;
+    Ok(vec![Warning {
+        code: "user_inactive".into(),
+        message: inactive_user_note(hold.as_ref()),
+    }])
 }
 
 async fn member_change(
@@ -120,9 +153,12 @@ async fn member_change(
         .await?
         .into_iter()
         .next();
+    let active = member.as_ref().is_none_or(|m| m.user.active);
+    let warnings = inactive_warnings(state, tenant, user_id, active).await?;
     Ok(MemberChange {
         member,
         permissions,
+        warnings,
     })
 }
 
@@ -142,7 +178,7 @@ struct SetMember {
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     request_body = SetMember,
     responses(
-        (status = 200, description = "The membership and the member's effective permissions on the org's products.", body = MemberChange),
+        (status = 200, description = "The membership and the member's effective permissions on the org's products; `warnings` when the user is inactive.", body = MemberChange),
         (status = 404, description = "No such org within reach, or no such user in the tenant.", body = ErrorBody),
         (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
@@ -170,25 +206,62 @@ async fn set_member(
     ))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct RemoveParams {
+    /// `true`: remove a person the org's SCIM manages anyway, and deactivate them for SCIM
+    /// (see above). Default `false`; harmless on a membership no SCIM manages.
+    #[serde(default)]
+    force: bool,
+}
+
 /// Removes the user's membership of the org, and the access granted in it.
+///
+/// A person the org's SCIM provisions is their IdP's to remove: removed here alone they would
+/// stay `active` in the IdP's view and its next PATCHes would not bring the membership back, so
+/// this answers `409` (`scim_managed`), naming the SCIM token. The ways out: remove the user in
+/// the IdP; release them from SCIM first (`POST /users/{user_id}/scim-release`); or pass
+/// `force=true`. Forced, the membership goes (with the access granted in the org) and, in the
+/// same transaction, the person is deactivated for SCIM: `active: false` in their SCIM User
+/// (the person's, so inactive everywhere in the tenant: one person, one user) and out of the
+/// org's SCIM groups, so the IdP's next `GET /scim/v2/Users/{id}` sees the removal. Audited as
+/// `membership.remove` with `"forced": true`. Refused with `409` (`owner_rule`) if an org they
+/// own would be left without an active Owner.
+///
+/// If the IdP then sets `active: true` again (an Okta or Entra re-sync that still assigns
+/// them), that is an explicit re-activation and wins, as any SCIM re-activation does: the
+/// person is active again and the membership comes back (inheriting its role; the access
+/// granted in the org does not), audited as `scim.user.reactivate` with
+/// `"membership_restored": true`. To keep them out, unassign them in the IdP.
+///
+/// A membership of a person no SCIM of this org provisions (given by an admin or an
+/// invitation) is removed as always; `force` changes nothing for it.
 #[utoipa::path(
     delete,
     path = "/orgs/{org_id}/members/{user_id}",
     tag = "members",
     security(("bearer" = [])),
-    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path), RemoveParams),
     responses(
-        (status = 204, description = "Removed."),
+        (status = 204, description = "Removed (and, forced, deactivated for SCIM)."),
         (status = 404, description = "No such org within reach, or the user has no membership in it.", body = ErrorBody),
-        (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
-        AuthErrors, BadParams, ServerErrors
+        (status = 409, description = "`scim_managed`: the org's SCIM token manages the person (the message names it and the ways out; `force=true` overrides); or `owner_rule`: the change would leave an org without an active Owner.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors,
+        (status = 422, description = "A query parameter other than `force`, or `force` not `true`/`false`; `fields` names it.", body = ErrorBody)
     )
 )]
 async fn remove_member(
     State(state): State<AppState>,
     InReach { admin, item, .. }: OrgInReach,
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> Result<StatusCode, ApiError> {
+    let held = if params.force {
+        ScimHeld::Deactivate
+    } else {
+        ScimHeld::Refuse
+    };
     state
         .store
         .remove_membership(
@@ -197,6 +270,7 @@ async fn remove_member(
             item.id,
             user_id,
             OwnerRule::Enforce,
+            held,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -213,7 +287,7 @@ async fn remove_member(
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     request_body = BTreeMap<Module, ModuleLevel>,
     responses(
-        (status = 200, description = "The membership and the member's effective permissions on the org's products.", body = MemberChange),
+        (status = 200, description = "The membership and the member's effective permissions on the org's products; `warnings` when the user is inactive.", body = MemberChange),
         (status = 404, description = "No such org within reach, or the user is not a member of it.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
     )

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::members::{Warning, inactive_warnings};
 use super::reach::{InReach, OrgInReach, ProductEnvironment, ProductGroup, ProductInReach};
 use crate::authz::{self, EffectivePermissions};
 use crate::domain::Source;
@@ -550,7 +551,23 @@ struct AccessBody {
     role: Option<Role>,
 }
 
+/// A member's effective permissions on a product after a change, and what the admin should
+/// know about it.
+#[derive(Serialize, ToSchema)]
+struct AccessChange {
+    #[serde(flatten)]
+    permissions: EffectivePermissions,
+    /// Omitted when nothing: `user_inactive` when the user is deactivated (SCIM
+    /// `active=false`), which is why every environment reads `none`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Warning>,
+}
+
 /// Replaces the member's manually given groups and role on the product.
+///
+/// The grant is stored even when the user is inactive (deactivated by SCIM): it takes effect
+/// when they are active again, and until then the answer reads all `none` with a
+/// `user_inactive` warning naming the SCIM token.
 #[utoipa::path(
     put,
     path = "/products/{product_id}/members/{user_id}",
@@ -559,7 +576,7 @@ struct AccessBody {
     params(("product_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     request_body = AccessBody,
     responses(
-        (status = 200, description = "The member's new effective permissions on the product.", body = EffectivePermissions),
+        (status = 200, description = "The member's new effective permissions on the product; `warnings` when the user is inactive.", body = AccessChange),
         (status = 404, description = "No such product within reach, or the user is not a member of its org.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
     )
@@ -569,7 +586,7 @@ async fn set_product_access(
     InReach { admin, item, .. }: ProductInReach,
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<AccessBody>,
-) -> Result<ApiJson<EffectivePermissions>, ApiError> {
+) -> Result<ApiJson<AccessChange>, ApiError> {
     let product_id = item.product.id;
     let roles = product::role_groups(product_id);
     let mut role = body.role;
@@ -612,7 +629,11 @@ async fn set_product_access(
         .store
         .member_facts(admin.tenant_id(), user_id, product_id)
         .await?;
-    Ok(ApiJson(authz::evaluate(&user, &facts)))
+    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, user.active).await?;
+    Ok(ApiJson(AccessChange {
+        permissions: authz::evaluate(&user, &facts),
+        warnings,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

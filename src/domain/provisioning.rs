@@ -93,6 +93,61 @@ pub struct ScimRelease {
     pub groups_left: u64,
 }
 
+/// Who provisions a person, as an admin is told when the IdP rather than the admin decides about
+/// them: the org whose SCIM holds the person, and the SCIM tokens that speak for that org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimHold {
+    pub org_id: Uuid,
+    pub org_name: String,
+    /// The tokens to name: the one that last wrote the person while it is still live, otherwise
+    /// every live SCIM token of the org (an admin rotating tokens has two); empty when the org
+    /// has none left.
+    pub tokens: Vec<String>,
+}
+
+impl ScimHold {
+    /// `SCIM token 'Okta'` — the name an admin gave the token is what they know the IdP by.
+    pub fn manager(&self) -> String {
+        let quoted: Vec<String> = self.tokens.iter().map(|t| format!("'{t}'")).collect();
+        match quoted.as_slice() {
+            [] => format!(
+                "the SCIM of org '{}' (it has no live SCIM token now)",
+                self.org_name
+            ),
+            [one] => format!("SCIM token {one}"),
+            many => format!("SCIM tokens {}", many.join(", ")),
+        }
+    }
+
+    /// Why the admin API will not remove the person's membership of the holding org on its
+    /// own: the IdP would go on seeing them active and never learn of it. Says the ways out.
+    pub fn removal_refused(&self, user_id: Uuid) -> String {
+        format!(
+            "scim_managed: managed by {}; remove the user in the IdP, or release them from SCIM \
+             first (POST /api/v1/users/{user_id}/scim-release), or pass ?force=true to remove \
+             them here and deactivate them for SCIM too (active=false, which the IdP's next GET \
+             sees)",
+            self.manager()
+        )
+    }
+}
+
+/// What an admin is told when they give access to a person who is inactive: it is stored, but
+/// every permission evaluates to `none` until the person is active again. `hold`: who can
+/// re-activate them, if an IdP can.
+pub fn inactive_user_note(hold: Option<&ScimHold>) -> String {
+    match hold {
+        Some(hold) => format!(
+            "the user is inactive: deactivated by {} (active=false); the grant takes effect \
+             when the IdP re-activates them",
+            hold.manager()
+        ),
+        None => "the user is inactive (active=false) and no SCIM token manages them; the grant \
+                 takes effect only if they are re-activated"
+            .to_owned(),
+    }
+}
+
 /// A person of the tenant whom a SCIM create names (by userName or e-mail), as the link rule
 /// needs to see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,5 +324,41 @@ mod link_tests {
             link_decision(&tree, a, &[person(None, &[a]), other]),
             Err(LinkRefusal::NotLinkable)
         );
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    fn hold(tokens: &[&str]) -> ScimHold {
+        ScimHold {
+            org_id: Uuid::from_u128(1),
+            org_name: "Acme".into(),
+            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_the_token_and_every_way_out() {
+        let user = Uuid::from_u128(7);
+        let m = hold(&["Okta"]).removal_refused(user);
+        assert!(m.starts_with("scim_managed: managed by SCIM token 'Okta'; remove the user in the IdP, or release them from SCIM first"), "{m}");
+        assert!(
+            m.contains(&format!("/api/v1/users/{user}/scim-release")),
+            "{m}"
+        );
+        assert!(m.contains("?force=true"), "{m}");
+    }
+
+    #[test]
+    fn several_tokens_or_none_are_said_so() {
+        assert_eq!(hold(&["A", "B"]).manager(), "SCIM tokens 'A', 'B'");
+        assert!(hold(&[]).manager().contains("org 'Acme'"));
+        assert!(
+            inactive_user_note(Some(&hold(&["Okta"])))
+                .contains("deactivated by SCIM token 'Okta' (active=false)")
+        );
+        assert!(inactive_user_note(None).contains("active=false"));
     }
 }

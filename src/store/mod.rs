@@ -38,7 +38,7 @@ pub use scim::{
 };
 pub use team::{
     AccessStore, GrantedGroup, MemberQuery, MemberStore, NewEnvironment, OrgMember, OrgStore,
-    OwnerRule, ProductAccess, ProductMember, ProductStore, TenantUser, UserMembership,
+    OwnerRule, ProductAccess, ProductMember, ProductStore, ScimHeld, TenantUser, UserMembership,
     UserProductAccess, UserQuery,
 };
 pub use tokens::{NewToken, TokenMatch, TokenStore};

@@ -25,6 +25,7 @@ mod scim_entra;
 mod scim_extensions;
 mod scim_filter_diff;
 mod scim_large;
+mod scim_managed;
 mod scim_okta;
 mod scim_resources;
 mod store;

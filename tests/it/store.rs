@@ -12,7 +12,7 @@ use rolegate::domain::token::{self, TokenKind};
 use rolegate::scim_proto::schema::Schemas;
 use rolegate::store::{
     AuditQuery, Ctx, MemberQuery, MemberRef, MembershipChange, NewToken, OwnerRule, ScimGroupWrite,
-    Store, StoreError,
+    ScimHeld, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -773,7 +773,14 @@ async fn owner_rule_warns_instead_of_refusing_for_idp_paths(backend: Backend) {
         name: "okta".into(),
     });
     store
-        .remove_membership(&scim, org.id, org.id, owner.id, OwnerRule::Warn)
+        .remove_membership(
+            &scim,
+            org.id,
+            org.id,
+            owner.id,
+            OwnerRule::Warn,
+            ScimHeld::Refuse,
+        )
         .await
         .expect("offboarding wins");
     assert!(

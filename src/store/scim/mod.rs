@@ -18,6 +18,7 @@ mod users;
 
 pub use groups::{MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite};
 pub use users::ScimUserStore;
+pub(in crate::store) use users::{deactivate_for_forced_removal, scim_hold};
 
 use uuid::Uuid;
 

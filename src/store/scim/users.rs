@@ -18,13 +18,15 @@ use crate::domain::audit::AuditRecord;
 use crate::domain::group::MemberKind;
 use crate::domain::org::Org;
 use crate::domain::provisioning::{
-    LinkCandidate, LinkRefusal, ScimRelease, ScimScope, ScimUser, ScimUserGroup, ScimUserWrite,
-    link_decision,
+    LinkCandidate, LinkRefusal, ScimHold, ScimRelease, ScimScope, ScimUser, ScimUserGroup,
+    ScimUserWrite, link_decision,
 };
 use crate::domain::{Source, normalize, now};
 use crate::scim_proto::schema::ResourceType;
-use crate::store::db::{Arg, Conn, Ctx, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
-use crate::store::team::{OwnerRule, check_owner_rule, tenant_tree};
+use crate::store::db::{
+    Arg, AsConn, Conn, Ctx, SqlBuilder, WriteTx, load_in_tenant, push_list, sql,
+};
+use crate::store::team::{OwnerRule, check_owner_rule, owned_orgs, tenant_tree};
 use crate::store::{SqlStore, StoreError};
 
 #[async_trait]
@@ -82,6 +84,13 @@ pub trait ScimUserStore {
         from: Uuid,
         to: Option<Uuid>,
     ) -> Result<ScimRelease, StoreError>;
+    /// Who provisions the tenant's user, as an admin is told: the holding org and the SCIM
+    /// tokens to name. `None` when no org's SCIM holds them; `NotFound` for no such user.
+    async fn scim_managed_by(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<ScimHold>, StoreError>;
     /// `(user id, group)` for every group of the scope's org each user is in, directly or not.
     async fn scim_user_groups(
         &self,
@@ -133,11 +142,6 @@ struct UserGroupRecord {
     group_id: Uuid,
     direct: i64,
     display_name: String,
-}
-
-#[derive(FromRow)]
-struct OrgIdRow {
-    org_id: Uuid,
 }
 
 fn conflict(attribute: &str) -> StoreError {
@@ -192,25 +196,6 @@ async fn user_in_scope(
         .fetch_one::<UserRecord>(conn)
         .await
         .map(ScimUser::from)
-}
-
-/// Orgs where the user is an Owner: deactivating or deleting them is checked against the Owner
-/// rule there (and warned about, never refused: offboarding wins).
-async fn owned_orgs(
-    tx: &mut WriteTx,
-    tenant_id: Uuid,
-    user_id: Uuid,
-) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sql(
-        "SELECT org_id FROM memberships WHERE tenant_id = $1 AND user_id = $2 AND role = 'owner'",
-    )
-    .bind(tenant_id)
-    .bind(user_id)
-    .fetch_all::<OrgIdRow>(tx.conn())
-    .await?
-    .into_iter()
-    .map(|r| r.org_id)
-    .collect())
 }
 
 /// The User a write leaves, without reading it back.
@@ -368,7 +353,7 @@ async fn insert_membership(
     scope: ScimScope,
     user_id: Uuid,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     sql("INSERT INTO memberships (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
          VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (org_id, user_id) DO NOTHING")
     .bind(scope.tenant_id)
@@ -378,8 +363,7 @@ async fn insert_membership(
     .bind(at)
     .bind(at)
     .execute(tx.conn())
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Users of the tenant that are the same person as a new SCIM User: the same userName, or an
@@ -667,11 +651,20 @@ impl ScimUserStore for SqlStore {
             (false, true) => "scim.user.reactivate",
             _ => "scim.user.replace",
         };
+        let mut after = user_audit(user);
+        if !before.active && user.active {
+            // An explicit re-activation is the IdP saying the person belongs here: it brings
+            // back the membership its SCIM makes, should an admin have removed it (with
+            // `?force=true`, which deactivated them). Grants given in the org stay gone. A
+            // membership that is there is kept as it is.
+            let restored = insert_membership(&mut tx, scope, id, at).await? > 0;
+            after["membership_restored"] = json!(restored);
+        }
         tx.audit(
             AuditRecord::new(action, "user", id)
                 .org(scope.org_id)
                 .before(stored_user_audit(&before))
-                .after(user_audit(user)),
+                .after(after),
         );
         if before.active && !user.active {
             let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
@@ -760,27 +753,7 @@ impl ScimUserStore for SqlStore {
         }
         let at = now();
         // The releasing org's SCIM groups must not list someone its token can no longer see.
-        let groups_left = sql(
-            "UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 \
-             AND org_id = $3 AND id IN (SELECT group_id FROM group_members WHERE tenant_id = $2 \
-             AND member_kind = 'user' AND member_id = $4)",
-        )
-        .bind(at)
-        .bind(tenant_id)
-        .bind(from)
-        .bind(user_id)
-        .execute(tx.conn())
-        .await?;
-        sql(
-            "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'user' \
-             AND member_id = $2 AND group_id IN (SELECT id FROM groups WHERE tenant_id = $1 \
-             AND org_id = $3)",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(from)
-        .execute(tx.conn())
-        .await?;
+        let groups_left = leave_org_groups(&mut tx, tenant_id, from, user_id, at).await?;
         // Only the membership SCIM made (inheriting, source scim); one an admin gave a role or
         // an invitation made stays.
         let membership_removed = sql(
@@ -851,6 +824,15 @@ impl ScimUserStore for SqlStore {
         Ok(release)
     }
 
+    async fn scim_managed_by(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<ScimHold>, StoreError> {
+        let mut h = self.db.read().await?;
+        scim_hold(&mut h, tenant_id, user_id).await
+    }
+
     /// The groups (of the scope's org) each user belongs to, directly or through nested groups,
     /// for a whole page of users in one query.
     async fn scim_user_groups(
@@ -896,4 +878,186 @@ impl ScimUserStore for SqlStore {
         }
         Ok(out)
     }
+}
+
+/// The person leaves `org_id`'s SCIM groups (whose versions, and so ETags, move); returns how
+/// many they left.
+async fn leave_org_groups(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let left = sql(
+        "UPDATE groups SET version = version + 1, updated_at = $1 WHERE tenant_id = $2 \
+         AND org_id = $3 AND id IN (SELECT group_id FROM group_members WHERE tenant_id = $2 \
+         AND member_kind = 'user' AND member_id = $4)",
+    )
+    .bind(at)
+    .bind(tenant_id)
+    .bind(org_id)
+    .bind(user_id)
+    .execute(tx.conn())
+    .await?;
+    sql(
+        "DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'user' \
+         AND member_id = $2 AND group_id IN (SELECT id FROM groups WHERE tenant_id = $1 \
+         AND org_id = $3)",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .bind(org_id)
+    .execute(tx.conn())
+    .await?;
+    Ok(left)
+}
+
+#[derive(FromRow)]
+struct HoldRow {
+    org_id: Uuid,
+    org_name: String,
+}
+
+#[derive(FromRow)]
+struct LiveTokenRow {
+    id: Uuid,
+    name: String,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct ActorRow {
+    actor_id: Option<String>,
+}
+
+/// Who provisions the user (see [`ScimHold`]); `None` when nobody's SCIM does.
+pub(in crate::store) async fn scim_hold(
+    conn: &mut impl AsConn,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<ScimHold>, StoreError> {
+    let holder = sql(
+        "SELECT o.id AS org_id, o.name AS org_name FROM users u JOIN orgs o \
+         ON o.id = u.scim_org_id AND o.tenant_id = u.tenant_id \
+         WHERE u.id = $1 AND u.tenant_id = $2",
+    )
+    .bind(user_id)
+    .bind(tenant_id)
+    .fetch_optional::<HoldRow>(conn.conn())
+    .await?;
+    let Some(holder) = holder else {
+        // No such user, or nobody holds them: which one is the caller's to tell apart.
+        load_in_tenant::<crate::domain::user::User>(conn.conn(), tenant_id, user_id).await?;
+        return Ok(None);
+    };
+    let at = now();
+    let live: Vec<LiveTokenRow> = sql(
+        "SELECT id, name, expires_at FROM api_tokens WHERE tenant_id = $1 AND org_id = $2 \
+         AND kind = 'scim' AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(tenant_id)
+    .bind(holder.org_id)
+    .fetch_all::<LiveTokenRow>(conn.conn())
+    .await?
+    .into_iter()
+    .filter(|t| t.expires_at.is_none_or(|e| e > at))
+    .collect();
+    // Several live tokens (a rotation in progress, or two IdPs on one org): the one that last
+    // wrote the person is the IdP the admin has to go to. The audit log is the only record of
+    // it; read only here, on an admin's error or warning path, never on SCIM's.
+    let mut tokens: Vec<String> = live.iter().map(|t| t.name.clone()).collect();
+    if live.len() > 1 {
+        let last = sql(
+            "SELECT actor_id FROM audit_events WHERE tenant_id = $1 AND target_kind = 'user' \
+             AND target_id = $2 AND actor_kind = 'scim_token' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(user_id.to_string())
+        .fetch_optional::<ActorRow>(conn.conn())
+        .await?
+        .and_then(|r| r.actor_id)
+        .and_then(|id| Uuid::parse_str(&id).ok());
+        if let Some(writer) = live.iter().find(|t| Some(t.id) == last) {
+            tokens = vec![writer.name.clone()];
+        }
+    }
+    Ok(Some(ScimHold {
+        org_id: holder.org_id,
+        org_name: holder.org_name,
+        tokens,
+    }))
+}
+
+#[derive(FromRow)]
+struct DocumentRow {
+    active: bool,
+    attributes: Json<Value>,
+    attributes_cmp: Json<Value>,
+}
+
+/// What deactivating a person for SCIM, on an admin's forced removal, did.
+pub(in crate::store) struct ForcedDeactivation {
+    /// Whether they were active until now (an IdP may have deactivated them already).
+    pub deactivated: bool,
+    pub groups_left: u64,
+}
+
+/// The SCIM side of an admin removing, with `force`, the membership of a person `org_id`'s SCIM
+/// holds: the person leaves that org's SCIM groups and becomes `active: false` in their SCIM
+/// document, which is what the IdP reads back, so the IdP's next GET sees the removal instead
+/// of a person it believes is still provisioned. The hold stays: the IdP still manages them.
+pub(in crate::store) async fn deactivate_for_forced_removal(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    user_id: Uuid,
+) -> Result<ForcedDeactivation, StoreError> {
+    let at = now();
+    let groups_left = leave_org_groups(tx, tenant_id, org_id, user_id, at).await?;
+    let doc = sql(
+        "SELECT active, attributes, attributes_cmp FROM users WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(user_id)
+    .bind(tenant_id)
+    .fetch_one::<DocumentRow>(tx.conn())
+    .await?;
+    let deactivated = doc.active;
+    if deactivated {
+        // `active` is a boolean: the comparison document (case-folded strings) holds it as
+        // the stored document does, so both are set alike, with no schema needed.
+        let (mut attributes, mut attributes_cmp) = (doc.attributes.0, doc.attributes_cmp.0);
+        for document in [&mut attributes, &mut attributes_cmp] {
+            if let Value::Object(map) = document {
+                map.insert("active".into(), Value::Bool(false));
+            }
+        }
+        sql(
+            "UPDATE users SET active = $1, attributes = $2, attributes_cmp = $3, updated_at = $4, \
+             version = version + 1 WHERE id = $5 AND tenant_id = $6",
+        )
+        .bind(false)
+        .bind(attributes)
+        .bind(attributes_cmp)
+        .bind(at)
+        .bind(user_id)
+        .bind(tenant_id)
+        .execute(tx.conn())
+        .await?;
+    } else if groups_left > 0 {
+        // The User's `groups` changed: its version (ETag) moves with it.
+        sql(
+            "UPDATE users SET updated_at = $1, version = version + 1 WHERE id = $2 \
+             AND tenant_id = $3",
+        )
+        .bind(at)
+        .bind(user_id)
+        .bind(tenant_id)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(ForcedDeactivation {
+        deactivated,
+        groups_left,
+    })
 }

@@ -7,12 +7,17 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{UserRow, chain, check_owner_rule, memberships_in, role_column, source, tenant_tree};
+use super::{
+    UserRow, chain, check_owner_rule, memberships_in, owned_orgs, role_column, source, tenant_tree,
+};
 use crate::domain::audit::AuditRecord;
 use crate::domain::org::{self, EffectiveRole, Org, OrgRole};
 use crate::domain::user::User;
 use crate::domain::{Source, normalize, now};
-use crate::store::db::{Ctx, IdRow, SqlBuilder, load_in_tenant, push_list, sql};
+use crate::store::db::{
+    Ctx, IdRow, SqlBuilder, load_in_tenant, load_in_tenant_for_update, push_list, sql,
+};
+use crate::store::scim::{deactivate_for_forced_removal, scim_hold};
 use crate::store::{SqlStore, StoreError};
 
 /// What happens when a membership change would leave an org without an active Owner.
@@ -22,6 +27,19 @@ pub enum OwnerRule {
     Enforce,
     /// Let it through with an audit warning and a metric (SCIM and login: offboarding wins).
     Warn,
+}
+
+/// What removing a membership does when the org's SCIM holds the person (their IdP manages
+/// them there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimHeld {
+    /// Refuse (`Rule`, `scim_managed`, naming the token): removed here only, the person would
+    /// stay `active` in the IdP's view, and its next PATCHes would not bring the membership
+    /// back — the two would disagree without anyone being told.
+    Refuse,
+    /// Remove, and deactivate the person for SCIM (`active: false`, out of the org's SCIM
+    /// groups), so the IdP reads the removal back (admin API, `?force=true`).
+    Deactivate,
 }
 
 /// Member search: substring of e-mail or userName (case-insensitive, Unicode-aware), keyset
@@ -122,7 +140,8 @@ pub trait MemberStore {
         role: Option<OrgRole>,
         rule: OwnerRule,
     ) -> Result<(), StoreError>;
-    /// Removes a direct membership, with the grants given in that org.
+    /// Removes a direct membership, with the grants given in that org. A person the org's
+    /// SCIM holds is refused or deactivated for SCIM, as `held` says.
     async fn remove_membership(
         &self,
         ctx: &Ctx,
@@ -130,7 +149,13 @@ pub trait MemberStore {
         org_id: Uuid,
         user_id: Uuid,
         rule: OwnerRule,
+        held: ScimHeld,
     ) -> Result<(), StoreError>;
+}
+
+#[derive(sqlx::FromRow)]
+struct ScimOrgRow {
+    scim_org_id: Option<Uuid>,
 }
 
 /// LIKE pattern for a substring search; `%`, `_` and `\` in the needle are literal.
@@ -392,12 +417,40 @@ impl MemberStore for SqlStore {
         org_id: Uuid,
         user_id: Uuid,
         rule: OwnerRule,
+        held: ScimHeld,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write(ctx, tenant_id).await?;
         let before = memberships_in(tx.conn(), tenant_id, &[user_id], &[org_id]).await?;
         if before.is_empty() {
             return Err(StoreError::NotFound);
         }
+        // Locked (PostgreSQL) before the hold is read: a SCIM write of the person waits, so the
+        // decision and the deactivation below see the document SCIM last wrote.
+        load_in_tenant_for_update::<User>(&mut tx, tenant_id, user_id).await?;
+        let holder = sql("SELECT scim_org_id FROM users WHERE id = $1 AND tenant_id = $2")
+            .bind(user_id)
+            .bind(tenant_id)
+            .fetch_one::<ScimOrgRow>(tx.conn())
+            .await?
+            .scim_org_id;
+        // Only the org whose SCIM holds the person is the IdP's business: a membership an admin
+        // gave in another org is theirs to take back. Whether the row itself was made by SCIM
+        // or by an invitation SCIM later linked does not matter: the IdP manages both.
+        let forced = if holder == Some(org_id) {
+            match held {
+                ScimHeld::Refuse => {
+                    let hold = scim_hold(&mut tx, tenant_id, user_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Other("hold vanished under a lock".into()))?;
+                    return Err(StoreError::Rule(hold.removal_refused(user_id)));
+                }
+                ScimHeld::Deactivate => {
+                    Some(deactivate_for_forced_removal(&mut tx, tenant_id, org_id, user_id).await?)
+                }
+            }
+        } else {
+            None
+        };
         sql("DELETE FROM memberships WHERE tenant_id = $1 AND org_id = $2 AND user_id = $3")
             .bind(tenant_id)
             .bind(org_id)
@@ -411,13 +464,28 @@ impl MemberStore for SqlStore {
             .bind(org_id)
             .execute(tx.conn())
             .await?;
-        tx.audit(
-            AuditRecord::new("membership.remove", "user", user_id)
-                .org(org_id)
-                .before(json!({ "role": before[0].2, "grants": removed })),
-        );
+        let mut record = AuditRecord::new("membership.remove", "user", user_id)
+            .org(org_id)
+            .before(json!({ "role": before[0].2, "grants": removed }));
+        if let Some(f) = &forced {
+            record = record.after(json!({
+                "forced": true,
+                "scim": {
+                    "held_by_org_id": org_id,
+                    "deactivated": f.deactivated,
+                    "groups_left": f.groups_left,
+                },
+            }));
+        }
+        tx.audit(record);
         tx.invalidate_user(user_id);
         check_owner_rule(&mut tx, tenant_id, org_id, rule).await?;
+        if forced.as_ref().is_some_and(|f| f.deactivated) {
+            // An inactive Owner counts for no org: every org they own must keep another.
+            for owned in owned_orgs(&mut tx, tenant_id, user_id).await? {
+                check_owner_rule(&mut tx, tenant_id, owned, rule).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

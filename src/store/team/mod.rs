@@ -29,7 +29,7 @@ mod products;
 
 pub use access::{AccessStore, GrantedGroup, ProductAccess, ProductMember, UserProductAccess};
 pub use members::{
-    MemberQuery, MemberStore, OrgMember, OwnerRule, TenantUser, UserMembership, UserQuery,
+    MemberQuery, MemberStore, OrgMember, OwnerRule, ScimHeld, TenantUser, UserMembership, UserQuery,
 };
 pub use orgs::OrgStore;
 pub use products::{NewEnvironment, ProductStore};
@@ -184,6 +184,31 @@ async fn memberships_in(
         .into_iter()
         .map(|r| (r.org_id, r.user_id, role_column(r.role)))
         .collect())
+}
+
+#[derive(FromRow)]
+struct OrgIdRow {
+    org_id: Uuid,
+}
+
+/// Orgs where the user is an Owner by their own membership: deactivating, deleting or
+/// force-removing them is checked against the Owner rule there (by SCIM warned about, never
+/// refused: offboarding wins; by an admin refused).
+pub(super) async fn owned_orgs(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sql(
+        "SELECT org_id FROM memberships WHERE tenant_id = $1 AND user_id = $2 AND role = 'owner'",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .fetch_all::<OrgIdRow>(tx.conn())
+    .await?
+    .into_iter()
+    .map(|r| r.org_id)
+    .collect())
 }
 
 /// Applies the Owner rule after a membership change in `org_id`: refused (`Enforce`) or let
