@@ -17,9 +17,10 @@ use crate::authz::{self, EffectivePermissions};
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
 use crate::domain::provisioning::{ScimRelease, inactive_user_note};
+use crate::domain::resolve::Standing;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{MemberQuery, OrgMember, OwnerRule, ScimHeld, StoreError};
+use crate::store::{MemberQuery, OrgMember, OwnerRule, ScimHeld};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -130,18 +131,21 @@ async fn member_change(
     user_id: Uuid,
 ) -> Result<MemberChange, ApiError> {
     let tenant = admin.tenant_id();
-    let permissions = match state
+    let product_ids: Vec<Uuid> = state
         .store
-        .member_facts_in_org(tenant, user_id, org_id)
-        .await
-    {
-        Ok(all) => all
-            .iter()
-            .map(|(user, product)| authz::evaluate(user, product))
-            .collect(),
-        Err(StoreError::NotFound) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+        .list_products(tenant, org_id)
+        .await?
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let products = state.store.product_snapshots(tenant, &product_ids).await?;
+    // Someone who is no longer a member has no permissions here to show.
+    let permissions = authz::resolve_products(state.store.as_ref(), tenant, &[user_id], &products)
+        .await?
+        .iter()
+        .filter(|r| r.standing != Standing::NotMember)
+        .map(EffectivePermissions::from)
+        .collect();
     let query = MemberQuery {
         user_id: Some(user_id),
         limit: 1,
@@ -337,11 +341,10 @@ async fn permissions(
     if product.product.org_id != item.id {
         return Err(ApiError::NotFound);
     }
-    let (user, facts) = state
-        .store
-        .member_facts(admin.tenant_id(), user_id, p.product)
-        .await?;
-    Ok(ApiJson(authz::evaluate(&user, &facts)))
+    let resolved =
+        authz::product_permissions(state.store.as_ref(), admin.tenant_id(), user_id, p.product)
+            .await?;
+    Ok(ApiJson(EffectivePermissions::from(&resolved)))
 }
 
 #[derive(Deserialize, ToSchema)]

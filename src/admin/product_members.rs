@@ -94,22 +94,33 @@ async fn list_product_members(
         limit: page.limit,
     };
     let product_id = item.product.id;
-    let (product, members) = state
+    let members = state
         .store
         .product_members(admin.tenant_id(), product_id, &query)
         .await?;
     let next = page.next(&members, |m| m.member.user.id);
+    let products = state
+        .store
+        .product_snapshots(admin.tenant_id(), &[product_id])
+        .await?;
+    let ids: Vec<Uuid> = members.iter().map(|m| m.member.user.id).collect();
+    let resolved =
+        authz::resolve_products(state.store.as_ref(), admin.tenant_id(), &ids, &products).await?;
     let members = members
         .into_iter()
-        .map(|m| {
-            let permissions = authz::evaluate(&m.facts, &product);
-            ProductMemberEntry {
+        // A person deleted between the two reads has no answer: left out of the page.
+        .filter_map(|m| {
+            let permissions = resolved
+                .iter()
+                .find(|r| r.user_id == m.member.user.id)
+                .map(EffectivePermissions::from)?;
+            Some(ProductMemberEntry {
                 has_access: permissions.any_access(),
                 user: m.member.user,
                 effective: m.member.effective,
                 grants: m.grants,
                 permissions,
-            }
+            })
         })
         .collect();
     Ok(ApiJson(ProductMemberPage {

@@ -18,6 +18,7 @@ use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::permission::{AccessRule, Capability, EnvAccess, PermissionSet, Role};
 use crate::domain::product::{self, Environment, PermissionGroup, Product, ProductDetail};
+use crate::domain::resolve::Standing;
 use crate::error::{ApiError, ErrorBody, FieldError};
 use crate::state::AppState;
 use crate::store::{AuditQuery, NewEnvironment, ProductAccess};
@@ -625,13 +626,13 @@ async fn set_product_access(
             ),
             other => other.into(),
         })?;
-    let (user, facts) = state
-        .store
-        .member_facts(admin.tenant_id(), user_id, product_id)
-        .await?;
-    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, user.active).await?;
+    let resolved =
+        authz::product_permissions(state.store.as_ref(), admin.tenant_id(), user_id, product_id)
+            .await?;
+    let active = resolved.standing != Standing::Inactive;
+    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
     Ok(ApiJson(AccessChange {
-        permissions: authz::evaluate(&user, &facts),
+        permissions: EffectivePermissions::from(&resolved),
         warnings,
     }))
 }

@@ -1,63 +1,17 @@
-//! Effective permissions: the union of everything a member holds on a product. Pure.
+//! Permission answers: what a user may do on a product, from the resolver
+//! (`domain::resolve`) over a snapshot the store reads — the one source of truth every
+//! permission answer goes through.
 //!
-//! (The cached resolver, its explanation and the cross-instance invalidation bus build on
-//! this with the OIDC/session work.)
+//! (The moka cache in front of it, with its cross-instance invalidation, comes next.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::permission::{
-    Action, Capability, EnvAccess, EnvironmentRef, PermissionSet, Requirement,
-};
-use crate::domain::product::Environment;
-
-/// What the evaluator needs to know about a member, for one product.
-#[derive(Debug, Clone, Default)]
-pub struct UserFacts {
-    pub active: bool,
-    /// Effective Owner of the product's org (directly or inherited): has everything.
-    pub org_owner: bool,
-    /// Every permission set the member holds on the product: roles, presets, custom groups,
-    /// module roles — direct, invited or mapped from IdP groups.
-    pub sets: Vec<PermissionSet>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProductFacts {
-    pub id: Uuid,
-    pub environments: Vec<EnvironmentFacts>,
-}
-
-/// An environment of the product: whether it is restricted (what the evaluator reads), and its
-/// name, loaded with it so that the answer can show each environment's name beside its id
-/// without a query per environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvironmentFacts {
-    pub id: Uuid,
-    pub name: String,
-    pub restricted: bool,
-}
-
-impl EnvironmentFacts {
-    fn as_ref(&self) -> EnvironmentRef {
-        EnvironmentRef {
-            id: self.id,
-            restricted: self.restricted,
-        }
-    }
-}
-
-impl From<&Environment> for EnvironmentFacts {
-    fn from(e: &Environment) -> Self {
-        EnvironmentFacts {
-            id: e.id,
-            name: e.name.clone(),
-            restricted: e.restricted,
-        }
-    }
-}
+use crate::domain::permission::{Action, Capability, EnvAccess, Requirement};
+use crate::domain::resolve::{self, ProductSnapshot, Resolved, Standing};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EffectivePermissions {
@@ -101,137 +55,124 @@ impl EffectivePermissions {
     }
 }
 
-/// The union of the member's permission sets: every capability any set gives, and per
-/// environment the highest access any set gives. An org Owner has everything; an inactive
-/// user nothing.
-pub fn evaluate(user: &UserFacts, product: &ProductFacts) -> EffectivePermissions {
-    let mut out = EffectivePermissions {
-        product_id: product.id,
-        org_owner: user.active && user.org_owner,
-        capabilities: BTreeSet::new(),
-        environments: product
-            .environments
-            .iter()
-            .map(|e| (e.id, EnvAccess::None))
-            .collect(),
-        environment_names: product
-            .environments
-            .iter()
-            .map(|e| (e.id, e.name.clone()))
-            .collect(),
-    };
-    if !user.active {
-        return out;
-    }
-    if user.org_owner {
-        out.capabilities = Capability::ALL.into_iter().collect();
-        out.environments
-            .values_mut()
-            .for_each(|a| *a = EnvAccess::Full);
-        return out;
-    }
-    for set in &user.sets {
-        out.capabilities.extend(set.capabilities.iter().copied());
-        for env in &product.environments {
-            let granted = set.access.access_to(&env.as_ref());
-            let current = out.environments.entry(env.id).or_default();
-            *current = (*current).max(granted);
+impl From<&Resolved> for EffectivePermissions {
+    fn from(r: &Resolved) -> Self {
+        EffectivePermissions {
+            product_id: r.product_id.unwrap_or(r.org_id),
+            org_owner: r.standing == Standing::Owner,
+            capabilities: r.capabilities.keys().copied().collect::<BTreeSet<_>>(),
+            environments: r
+                .environments
+                .iter()
+                .map(|(id, e)| (*id, e.access))
+                .collect::<BTreeMap<_, _>>(),
+            environment_names: r
+                .environments
+                .iter()
+                .map(|(id, e)| (*id, e.name.clone()))
+                .collect(),
         }
     }
-    out
+}
+
+/// Each user's permissions on each product, resolved from one snapshot of the users and one of
+/// the products. A user who is not of the tenant is left out.
+pub async fn resolve_products(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+    products: &[ProductSnapshot],
+) -> Result<Vec<Resolved>, StoreError> {
+    let users = store.user_snapshots(tenant_id, user_ids).await?;
+    Ok(users
+        .iter()
+        .flat_map(|u| products.iter().map(move |p| resolve::resolve_product(u, p)))
+        .collect())
+}
+
+/// One user's permissions on one product. `NotFound` when the user or the product is not the
+/// tenant's, or the user is not a member of the product's org.
+pub async fn product_permissions(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    product_id: Uuid,
+) -> Result<Resolved, StoreError> {
+    let products = store.product_snapshots(tenant_id, &[product_id]).await?;
+    if products.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    let resolved = resolve_products(store, tenant_id, &[user_id], &products)
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)?;
+    if resolved.standing == Standing::NotMember {
+        return Err(StoreError::NotFound);
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::permission::{
-        AccessRule, Module, ModuleLevel, Role, module_permissions, product_presets,
+    use crate::domain::Source;
+    use crate::domain::mapping::Grant;
+    use crate::domain::org::OrgRole;
+    use crate::domain::permission::Role;
+    use crate::domain::resolve::{
+        EnvironmentFact, Membership, StoredGrant, UserSnapshot, resolve_product,
     };
 
-    fn product() -> (ProductFacts, Uuid, Uuid) {
+    fn product() -> (ProductSnapshot, Uuid, Uuid) {
         let (dev, live) = (Uuid::from_u128(10), Uuid::from_u128(20));
-        let envs = vec![
-            EnvironmentFacts {
-                id: dev,
-                name: "Development".into(),
-                restricted: false,
-            },
-            EnvironmentFacts {
-                id: live,
-                name: "Live".into(),
-                restricted: true,
-            },
-        ];
+        let env = |id, name: &str, restricted| EnvironmentFact {
+            id,
+            name: name.into(),
+            restricted,
+        };
         (
-            ProductFacts {
+            ProductSnapshot {
                 id: Uuid::from_u128(1),
-                environments: envs,
+                org_id: Uuid::from_u128(5),
+                environments: vec![env(dev, "Development", false), env(live, "Live", true)],
+                permission_groups: Vec::new(),
             },
             dev,
             live,
         )
     }
 
-    #[test]
-    fn union_takes_every_capability_and_the_highest_access_per_environment() {
-        let (p, dev, live) = product();
-        let developer = product_presets()[2].1.clone();
-        let mut live_full = PermissionSet::default();
-        live_full.access.overrides.insert(live, EnvAccess::Full);
-        live_full.capabilities.insert(Capability::ViewSdkKey);
-        let user = UserFacts {
+    fn user(role: Option<OrgRole>, product_roles: &[Role]) -> UserSnapshot {
+        let org = Uuid::from_u128(5);
+        UserSnapshot {
+            user_id: Uuid::from_u128(100),
             active: true,
-            org_owner: false,
-            sets: vec![developer, live_full],
-        };
-        let eff = evaluate(&user, &p);
-        assert_eq!(eff.access(dev), EnvAccess::Full);
-        assert_eq!(
-            eff.access(live),
-            EnvAccess::Full,
-            "the override lifts the Developer's read-only"
-        );
-        assert!(eff.has(Capability::ManageResources) && eff.has(Capability::ViewSdkKey));
-        assert!(!eff.has(Capability::ManageMembers));
-    }
-
-    #[test]
-    fn no_groups_means_no_access_and_owners_have_everything() {
-        let (p, dev, live) = product();
-        let nobody = evaluate(
-            &UserFacts {
-                active: true,
-                ..Default::default()
-            },
-            &p,
-        );
-        assert_eq!(nobody.access(dev), EnvAccess::None);
-        assert!(nobody.capabilities.is_empty());
-        assert!(!nobody.allowed(Action::View, Some(dev)));
-        let owner = evaluate(
-            &UserFacts {
-                active: true,
-                org_owner: true,
-                sets: vec![],
-            },
-            &p,
-        );
-        assert!(Capability::ALL.iter().all(|c| owner.has(*c)));
-        assert_eq!(owner.access(live), EnvAccess::Full);
+            orgs: vec![(org, None)],
+            memberships: vec![Membership {
+                org_id: org,
+                role,
+                source: Source::Manual,
+            }],
+            grants: product_roles
+                .iter()
+                .map(|r| StoredGrant {
+                    org_id: org,
+                    source: Source::Manual,
+                    grant: Grant::ProductRole {
+                        product_id: Uuid::from_u128(1),
+                        role: *r,
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn every_environment_is_named_beside_its_id_whatever_the_access() {
         let (p, dev, live) = product();
-        for user in [
-            UserFacts::default(),
-            UserFacts {
-                active: true,
-                org_owner: true,
-                sets: vec![],
-            },
-        ] {
-            let eff = evaluate(&user, &p);
+        for u in [user(None, &[]), user(Some(OrgRole::Owner), &[])] {
+            let eff = EffectivePermissions::from(&resolve_product(&u, &p));
             assert_eq!(
                 eff.environment_names,
                 BTreeMap::from([(dev, "Development".into()), (live, "Live".into())])
@@ -240,71 +181,29 @@ mod tests {
                 eff.environment_names.keys().collect::<Vec<_>>(),
                 eff.environments.keys().collect::<Vec<_>>()
             );
-            assert_eq!(eff.any_access(), user.org_owner);
+            assert_eq!(eff.any_access(), eff.org_owner);
         }
     }
 
     #[test]
-    fn inactive_users_have_nothing_whatever_they_hold() {
-        let (p, dev, _) = product();
-        let user = UserFacts {
-            active: false,
-            org_owner: true,
-            sets: vec![Role::Administrator.permissions()],
-        };
-        let eff = evaluate(&user, &p);
-        assert!(!eff.org_owner && eff.capabilities.is_empty());
-        assert_eq!(eff.access(dev), EnvAccess::None);
-    }
-
-    #[test]
-    fn module_roles_apply_as_primitives() {
+    fn the_answer_is_the_resolvers() {
         let (p, dev, live) = product();
-        let user = UserFacts {
-            active: true,
-            org_owner: false,
-            sets: vec![
-                module_permissions(Module::FeatureFlags, ModuleLevel::Read),
-                module_permissions(Module::SdkKeys, ModuleLevel::Read),
-            ],
-        };
-        let eff = evaluate(&user, &p);
-        assert_eq!(eff.access(dev), EnvAccess::ReadOnly);
-        assert!(eff.allowed(Action::ViewSdkKey, None));
-        assert!(!eff.allowed(Action::FlagEdit, Some(live)));
-        let writer = evaluate(
-            &UserFacts {
-                active: true,
-                org_owner: false,
-                sets: vec![module_permissions(Module::FeatureFlags, ModuleLevel::Write)],
-            },
-            &p,
-        );
-        assert!(
-            writer.allowed(Action::FlagLaunch, Some(live))
-                && writer.has(Capability::ManageResources)
-        );
-        assert_eq!(
-            module_permissions(Module::Billing, ModuleLevel::Write),
-            PermissionSet::default()
-        );
-        assert_eq!(
-            module_permissions(Module::FeatureFlags, ModuleLevel::None).access,
-            AccessRule::default()
-        );
+        let editor = EffectivePermissions::from(&resolve_product(&user(None, &[Role::Editor]), &p));
+        assert_eq!(editor.access(dev), EnvAccess::Full);
+        assert_eq!(editor.access(live), EnvAccess::Edit);
+        assert!(editor.has(Capability::ManageResources) && !editor.org_owner);
+        assert!(editor.allowed(Action::FlagEdit, Some(live)));
+        assert!(!editor.allowed(Action::FlagLaunch, Some(live)));
+        let owner =
+            EffectivePermissions::from(&resolve_product(&user(Some(OrgRole::Owner), &[]), &p));
+        assert!(owner.org_owner && Capability::ALL.iter().all(|c| owner.has(*c)));
     }
 
     #[test]
     fn environment_actions_need_an_environment() {
         let (p, _, _) = product();
-        let eff = evaluate(
-            &UserFacts {
-                active: true,
-                org_owner: true,
-                sets: vec![],
-            },
-            &p,
-        );
+        let eff =
+            EffectivePermissions::from(&resolve_product(&user(Some(OrgRole::Owner), &[]), &p));
         assert!(!eff.allowed(Action::FlagEdit, None));
         assert!(
             !eff.allowed(Action::FlagEdit, Some(Uuid::from_u128(99))),

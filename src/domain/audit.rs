@@ -63,7 +63,7 @@ impl Actor {
 
 /// Every action the audit log records, the vocabulary of its `action` filter. A record of an
 /// action not listed here fails in debug builds (every test), so the list cannot fall behind.
-pub const ACTIONS: [&str; 36] = [
+pub const ACTIONS: [&str; 37] = [
     "environment.create",
     "environment.delete",
     "environment.update",
@@ -73,6 +73,7 @@ pub const ACTIONS: [&str; 36] = [
     "invitation.revoke",
     "mail.retry",
     "mail.send",
+    "mapping.replace",
     "member.set_module_roles",
     "member.set_product_access",
     "membership.remove",

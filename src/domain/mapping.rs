@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
 
 use super::org::OrgRole;
@@ -74,8 +76,10 @@ pub struct IdpGroup {
     pub via: Option<String>,
 }
 
-/// What a rule or an org's default gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a rule or an org's default gives. Stored as JSON in this form (references by id); the
+/// mapping document (`domain::mapping_document`) is how people write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Grant {
     /// A role in the org (the mapping's org or one below it).
     OrgRole { org_id: Uuid, role: OrgRole },
@@ -88,6 +92,19 @@ pub enum Grant {
         org_id: Uuid,
         levels: BTreeMap<Module, ModuleLevel>,
     },
+}
+
+impl Grant {
+    /// Whether it makes an Owner: what the Owner rule must count.
+    pub fn is_owner(&self) -> bool {
+        matches!(
+            self,
+            Grant::OrgRole {
+                role: OrgRole::Owner,
+                ..
+            }
+        )
+    }
 }
 
 /// A mapping rule: members of `idp_group` get `grants`.

@@ -150,37 +150,6 @@ pub fn subtree(orgs: &[(Uuid, Option<Uuid>)], tops: &[Uuid]) -> Vec<Uuid> {
     subtree
 }
 
-/// Orgs among `to_check` (and their descendants) left without an active Owner, given every org
-/// of the tenant `(id, parent)` and the memberships of active users who own something
-/// `(org, user, role)`. Inherited ownership counts: a root Owner owns every sub-org unless a
-/// membership nearer the sub-org says otherwise.
-pub fn orgs_without_owner(
-    orgs: &[(Uuid, Option<Uuid>)],
-    memberships: &[(Uuid, Uuid, Option<OrgRole>)],
-    to_check: &[Uuid],
-) -> Vec<Uuid> {
-    let parent = |o: Uuid| orgs.iter().find(|(id, _)| *id == o).map(|(_, p)| *p);
-    let subtree = subtree(orgs, to_check);
-    let mut users: Vec<Uuid> = memberships.iter().map(|(_, u, _)| *u).collect();
-    users.sort();
-    users.dedup();
-    subtree
-        .into_iter()
-        .filter(|org| {
-            let chain = chain_to_root(*org, parent);
-            !users.iter().any(|user| {
-                let role_in = |o: Uuid| {
-                    memberships
-                        .iter()
-                        .find(|(mo, mu, _)| *mo == o && mu == user)
-                        .map(|(_, _, r)| *r)
-                };
-                effective_role(&chain, role_in).is_some_and(|r| r.role == OrgRole::Owner)
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tree_tests {
     use std::collections::HashMap;
@@ -261,25 +230,6 @@ mod tree_tests {
             effective_role(&chain[1..], |o| only_squad.get(&o).copied()),
             None
         );
-    }
-
-    #[test]
-    fn owner_rule_counts_inherited_owners_and_nearer_overrides() {
-        let (root, team, squad) = ids();
-        let orgs = [(root, None), (team, Some(root)), (squad, Some(team))];
-        let alice = Uuid::from_u128(100);
-        let owner = [(root, alice, Some(OrgRole::Owner))];
-        assert!(orgs_without_owner(&orgs, &owner, &[root]).is_empty());
-        // Alice is only a Member in `team`: team and squad (which inherits from team) lose their Owner.
-        let overridden = [
-            (root, alice, Some(OrgRole::Owner)),
-            (team, alice, Some(OrgRole::Member)),
-        ];
-        assert_eq!(
-            orgs_without_owner(&orgs, &overridden, &[root]),
-            vec![team, squad]
-        );
-        assert!(orgs_without_owner(&orgs, &[], &[squad]) == vec![squad]);
     }
 
     #[test]

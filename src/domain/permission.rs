@@ -377,28 +377,6 @@ pub fn module_permissions(module: Module, level: ModuleLevel) -> PermissionSet {
     }
 }
 
-/// Effective module levels in `chain[0]` from module grants `(org, module, level)` along the
-/// chain to the root: the nearest explicit `read`/`write` wins; `none` inherits.
-pub fn effective_modules(
-    chain: &[Uuid],
-    grants: &[(Uuid, Module, ModuleLevel)],
-) -> BTreeMap<Module, ModuleLevel> {
-    let mut out = BTreeMap::new();
-    for module in Module::ALL {
-        let nearest = chain.iter().find_map(|org| {
-            grants
-                .iter()
-                .filter(|(o, m, l)| o == org && *m == module && *l != ModuleLevel::None)
-                .map(|(_, _, l)| *l)
-                .max()
-        });
-        if let Some(level) = nearest {
-            out.insert(module, level);
-        }
-    }
-    out
-}
-
 /// Seed 002's actions, split where its footnote splits them: in a restricted environment an
 /// Editor may create and edit flags, rules and experiments, but not launch, pause or change
 /// traffic allocation.
@@ -572,25 +550,6 @@ mod tests {
                 assert!(lower.access.access_to(&env) <= higher.access.access_to(&env));
             }
         }
-    }
-
-    #[test]
-    fn module_none_in_a_sub_org_inherits_from_the_parent() {
-        let (root, sub) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let grants = [
-            (root, Module::FeatureFlags, ModuleLevel::Write),
-            (sub, Module::FeatureFlags, ModuleLevel::None),
-            (sub, Module::Billing, ModuleLevel::Read),
-            (root, Module::Billing, ModuleLevel::Write),
-        ];
-        let eff = effective_modules(&[sub, root], &grants);
-        assert_eq!(eff.get(&Module::FeatureFlags), Some(&ModuleLevel::Write));
-        assert_eq!(
-            eff.get(&Module::Billing),
-            Some(&ModuleLevel::Read),
-            "the nearer explicit level wins"
-        );
-        assert_eq!(eff.get(&Module::Members), None);
     }
 
     #[test]

@@ -460,14 +460,14 @@ fn resolve(user: &UserSnapshot, org: Uuid, product: Option<&ProductSnapshot>) ->
             })
             .unwrap_or_default(),
     };
-    if !user.active {
-        return out;
-    }
     let applied = user.applied();
     let Some(role) = user.role_in(org, &applied) else {
         out.standing = Standing::NotMember;
         return out;
     };
+    if !user.active {
+        return out;
+    }
     out.modules = user.modules_in(org, &applied);
     if role.role == OrgRole::Owner {
         out.standing = Standing::Owner;

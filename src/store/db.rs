@@ -328,6 +328,12 @@ impl AsConn for Handle {
     }
 }
 
+impl AsConn for ReadTx {
+    fn conn(&mut self) -> Conn<'_> {
+        ReadTx::conn(self)
+    }
+}
+
 impl AsConn for WriteTx {
     fn conn(&mut self) -> Conn<'_> {
         WriteTx::conn(self)
@@ -352,6 +358,19 @@ impl Handle {
 enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// Several reads that see one moment of the database, whatever commits meanwhile: what a
+/// permission answer is computed from. Dropped, it ends without changing anything.
+pub(crate) struct ReadTx(Tx);
+
+impl ReadTx {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match &mut self.0 {
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Postgres(t) => Conn::Postgres(t),
+        }
+    }
 }
 
 /// Who is writing, for the audit log.
@@ -415,6 +434,19 @@ impl Db {
             Pool::Sqlite(p) => Handle::Sqlite(p.acquire().await?),
             Pool::Postgres(p) => Handle::Postgres(p.acquire().await?),
         })
+    }
+
+    /// Opens a read of one snapshot: `REPEATABLE READ` on PostgreSQL (every statement sees the
+    /// transaction's first snapshot); on SQLite a deferred transaction, whose first read fixes
+    /// the snapshot it keeps (WAL) until it ends.
+    pub(crate) async fn read_snapshot(&self) -> Result<ReadTx, StoreError> {
+        Ok(ReadTx(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            Pool::Postgres(p) => Tx::Postgres(
+                p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        }))
     }
 
     /// Opens a write transaction for one tenant. Committing it appends the audit events and the
@@ -615,6 +647,8 @@ pub(crate) enum OrgLock {
     InvitationSends = 0x7267_0001,
     /// Adding nested groups, so two concurrent additions cannot each miss the other's cycle.
     GroupNesting = 0x7267_0002,
+    /// Replacing an org's mapping document, so two imports cannot both pass the version check.
+    Mappings = 0x7267_0003,
 }
 
 /// Takes an org-wide lock for one kind of change, held until the transaction ends. PostgreSQL:

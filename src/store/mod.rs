@@ -37,9 +37,9 @@ pub use scim::{
     ScimPage, ScimUserStore,
 };
 pub use team::{
-    AccessStore, GrantedGroup, MemberQuery, MemberStore, NewEnvironment, OrgMember, OrgStore,
-    OwnerRule, ProductAccess, ProductMember, ProductStore, ScimHeld, TenantUser, UserMembership,
-    UserProductAccess, UserQuery,
+    AccessStore, AuthzStore, GrantedGroup, MappingStore, MemberQuery, MemberStore, NewEnvironment,
+    OrgMember, OrgStore, OwnerRule, ProductAccess, ProductMember, ProductStore, ScimHeld,
+    StoredMappings, TenantUser, UserMembership, UserProductAccess, UserQuery,
 };
 pub use tokens::{NewToken, TokenMatch, TokenStore};
 
@@ -166,6 +166,8 @@ store_of_capabilities! {
     AuditStore,
     ScimUserStore,
     ScimGroupStore,
+    MappingStore,
+    AuthzStore,
 }
 
 /// The store over either backend's pool: every capability trait is implemented on it, each in

@@ -8,8 +8,13 @@
 //! split into their editing and their launching parts, with the restricted column following
 //! the footnote.
 
-use rolegate::authz::{EnvironmentFacts, ProductFacts, UserFacts, evaluate};
+use rolegate::authz::EffectivePermissions;
+use rolegate::domain::Source;
+use rolegate::domain::mapping::Grant;
 use rolegate::domain::permission::{Action, Role};
+use rolegate::domain::resolve::{
+    EnvironmentFact, Membership, ProductSnapshot, StoredGrant, UserSnapshot, resolve_product,
+};
 use uuid::Uuid;
 
 const Y: bool = true;
@@ -53,30 +58,49 @@ const ROLES: [Role; 5] = [
 
 #[test]
 fn every_cell_of_the_seed_002_matrix_holds() {
-    let open = EnvironmentFacts {
+    let org = Uuid::from_u128(50);
+    let open = EnvironmentFact {
         id: Uuid::from_u128(1),
         name: "Staging".into(),
         restricted: false,
     };
-    let restricted = EnvironmentFacts {
+    let restricted = EnvironmentFact {
         id: Uuid::from_u128(2),
         name: "Production".into(),
         restricted: true,
     };
-    let product = ProductFacts {
+    let product = ProductSnapshot {
         id: Uuid::from_u128(100),
+        org_id: org,
         environments: vec![open.clone(), restricted.clone()],
+        permission_groups: Vec::new(),
     };
     let mut checked = 0;
     let mut wrong = Vec::new();
     for (row, action, in_open, in_restricted) in MATRIX {
         for (i, role) in ROLES.iter().enumerate() {
-            let user = UserFacts {
+            // A member of the product's org with the role granted on the product, answered
+            // by the resolver every permission answer goes through.
+            let user = UserSnapshot {
+                user_id: Uuid::from_u128(7),
                 active: true,
-                org_owner: false,
-                sets: vec![role.permissions()],
+                orgs: vec![(org, None)],
+                memberships: vec![Membership {
+                    org_id: org,
+                    role: None,
+                    source: Source::Manual,
+                }],
+                grants: vec![StoredGrant {
+                    org_id: org,
+                    source: Source::Manual,
+                    grant: Grant::ProductRole {
+                        product_id: product.id,
+                        role: *role,
+                    },
+                }],
+                ..UserSnapshot::default()
             };
-            let eff = evaluate(&user, &product);
+            let eff = EffectivePermissions::from(&resolve_product(&user, &product));
             for (env, expected) in [(&open, in_open[i]), (&restricted, in_restricted[i])] {
                 checked += 1;
                 if eff.allowed(*action, Some(env.id)) != expected {

@@ -245,6 +245,21 @@ fn org_roles_inherit_through_three_levels_and_the_nearest_level_wins() {
 }
 
 #[test]
+fn ownership_inherits_and_a_nearer_membership_overrides_it() {
+    let w = world();
+    let mut u = w.user();
+    u.memberships.push(member(w.r, Some(OrgRole::Owner)));
+    assert!([w.r, w.a, w.b, w.c].iter().all(|o| is_owner(&u, *o)));
+    // Only a Member in A: A and C (which inherits from A) lose their Owner, B keeps it.
+    u.memberships.push(member(w.a, Some(OrgRole::Member)));
+    assert!(is_owner(&u, w.r) && is_owner(&u, w.b));
+    assert!(!is_owner(&u, w.a) && !is_owner(&u, w.c));
+    let mut nobody = w.user();
+    nobody.memberships.push(member(w.c, None));
+    assert!(!is_owner(&nobody, w.c));
+}
+
+#[test]
 fn a_mapped_owner_counts_as_an_owner_and_has_everything() {
     let w = world();
     let mut u = w.user();

@@ -10,18 +10,14 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::members::{MemberQuery, MemberStore, OrgMember};
-use super::products::{ProductStore, load_environments_of, load_groups, load_groups_of};
+use super::products::{load_groups, load_groups_of};
 use super::{chain, insert_grant, memberships_in, source, tenant_tree};
-use crate::authz::{EnvironmentFacts, ProductFacts, UserFacts};
 use crate::domain::Source;
 use crate::domain::audit::AuditRecord;
-use crate::domain::org::{self, Org, OrgRole};
-use crate::domain::permission::{
-    Module, ModuleLevel, PermissionSet, Role, effective_modules, module_permissions,
-};
-use crate::domain::product::{Environment, PermissionGroup, Product, role_group_id};
-use crate::domain::user::User;
-use crate::store::db::{Conn, Ctx, Db, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
+use crate::domain::org::Org;
+use crate::domain::permission::{Module, ModuleLevel, Role};
+use crate::domain::product::{PermissionGroup, Product, role_group_id};
+use crate::store::db::{Conn, Ctx, SqlBuilder, WriteTx, load_in_tenant, push_list, sql};
 use crate::store::{SqlStore, StoreError};
 
 /// A member's grants on one product from one source; setting them replaces that source's.
@@ -52,29 +48,15 @@ pub trait AccessStore {
         user_id: Uuid,
         levels: &BTreeMap<Module, ModuleLevel>,
     ) -> Result<(), StoreError>;
-    /// What the evaluator needs for a member on a product; `NotFound` for a non-member.
-    async fn member_facts(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        product_id: Uuid,
-    ) -> Result<(UserFacts, ProductFacts), StoreError>;
-    /// The same for every product of an org, in a fixed number of queries.
-    async fn member_facts_in_org(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        org_id: Uuid,
-    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError>;
     /// A page of the members of a product's org (as [`MemberStore::list_members`] pages them),
-    /// each with what the evaluator needs on the product and what was granted on it, and the
-    /// product's facts: a fixed number of queries for a page, however many members it holds.
+    /// each with what was granted to them on the product: a fixed number of queries for a
+    /// page, however many members it holds.
     async fn product_members(
         &self,
         tenant_id: Uuid,
         product_id: Uuid,
         query: &MemberQuery,
-    ) -> Result<(ProductFacts, Vec<ProductMember>), StoreError>;
+    ) -> Result<Vec<ProductMember>, StoreError>;
     /// A person's grants of permission groups and roles, by product (in product id order).
     async fn user_product_access(
         &self,
@@ -86,22 +68,18 @@ pub trait AccessStore {
 #[derive(FromRow)]
 struct GrantRow {
     subject_id: Uuid,
-    org_id: Uuid,
     kind: String,
     product_id: Option<Uuid>,
     target: String,
-    level: Option<String>,
     source: String,
 }
 
 /// A user's grant, its source read.
 struct Grant {
     subject_id: Uuid,
-    org_id: Uuid,
     kind: String,
     product_id: Option<Uuid>,
     target: String,
-    level: Option<String>,
     source: Source,
 }
 
@@ -116,7 +94,7 @@ async fn grants_of(
         return Ok(Vec::new());
     }
     let mut b = SqlBuilder::new(
-        "SELECT subject_id, org_id, kind, product_id, target, level, source FROM grants \
+        "SELECT subject_id, kind, product_id, target, source FROM grants \
          WHERE tenant_id = ",
     );
     b.push_bind(tenant_id)
@@ -133,11 +111,9 @@ async fn grants_of(
             Ok(Grant {
                 source: source(&r.source)?,
                 subject_id: r.subject_id,
-                org_id: r.org_id,
                 kind: r.kind,
                 product_id: r.product_id,
                 target: r.target,
-                level: r.level,
             })
         })
         .collect()
@@ -166,16 +142,14 @@ pub struct UserProductAccess {
     pub grants: Vec<GrantedGroup>,
 }
 
-/// A member of a product's org, with what the evaluator needs on the product and what was
-/// granted on it.
+/// A member of a product's org, with what was granted to them on it.
 #[derive(Debug, Clone)]
 pub struct ProductMember {
     pub member: OrgMember,
-    pub facts: UserFacts,
     pub grants: Vec<GrantedGroup>,
 }
 
-/// What a `permission_group` or `role` grant on a product names, and the permissions it gives.
+/// What a `permission_group` or `role` grant on a product names.
 /// `None` for other kinds, and for a group no longer there (its grants go with it; only a
 /// grant read while its group is being deleted can miss it).
 fn granted(
@@ -184,74 +158,42 @@ fn granted(
     target: &str,
     source: Source,
     groups: &[PermissionGroup],
-) -> Option<(GrantedGroup, PermissionSet)> {
+) -> Option<GrantedGroup> {
     match kind {
         "permission_group" => {
             let group = groups
                 .iter()
                 .find(|pg| pg.product_id == product_id && pg.id.to_string() == target)?;
-            Some((
-                GrantedGroup {
-                    permission_group_id: group.id,
-                    name: group.name.clone(),
-                    role: None,
-                    source,
-                },
-                group.permissions.clone(),
-            ))
+            Some(GrantedGroup {
+                permission_group_id: group.id,
+                name: group.name.clone(),
+                role: None,
+                source,
+            })
         }
         "role" => {
             let role = Role::parse(target)?;
-            Some((
-                GrantedGroup {
-                    permission_group_id: role_group_id(product_id, role),
-                    name: role.display_name().to_owned(),
-                    role: Some(role),
-                    source,
-                },
-                role.permissions(),
-            ))
+            Some(GrantedGroup {
+                permission_group_id: role_group_id(product_id, role),
+                name: role.display_name().to_owned(),
+                role: Some(role),
+                source,
+            })
         }
         _ => None,
     }
 }
 
-/// The permission sets a member's module roles give, from their grants along `chain`. Module
-/// roles are org-level: the same sets on every product of the org.
-fn module_sets<'a>(chain: &[Uuid], grants: impl Iterator<Item = &'a Grant>) -> Vec<PermissionSet> {
-    let module_grants: Vec<_> = grants
-        .filter(|g| g.kind == "module_role")
-        .filter_map(|g| {
-            Some((
-                g.org_id,
-                Module::parse(&g.target)?,
-                g.level.as_deref().and_then(ModuleLevel::parse)?,
-            ))
-        })
-        .collect();
-    effective_modules(chain, &module_grants)
-        .into_iter()
-        .map(|(m, l)| module_permissions(m, l))
-        .collect()
-}
-
-/// A member's permission sets on `product_id`: the module roles' sets, and the groups and
-/// roles of `grants` (theirs) on the product, which are also returned as granted.
-fn sets_on<'a>(
+/// The groups and roles of `grants` (one member's) on `product_id`.
+fn granted_on<'a>(
     product_id: Uuid,
-    module_sets: &[PermissionSet],
     grants: impl Iterator<Item = &'a Grant>,
     groups: &[PermissionGroup],
-) -> (Vec<PermissionSet>, Vec<GrantedGroup>) {
-    let mut sets = module_sets.to_vec();
-    let mut given = Vec::new();
-    for g in grants.filter(|g| g.product_id == Some(product_id)) {
-        if let Some((view, set)) = granted(product_id, &g.kind, &g.target, g.source, groups) {
-            sets.push(set);
-            given.push(view);
-        }
-    }
-    (sets, given)
+) -> Vec<GrantedGroup> {
+    grants
+        .filter(|g| g.product_id == Some(product_id))
+        .filter_map(|g| granted(product_id, &g.kind, &g.target, g.source, groups))
+        .collect()
 }
 
 /// The user must be a member (direct or inherited) of the org.
@@ -270,60 +212,6 @@ async fn require_member(
         return Err(StoreError::NotFound);
     }
     Ok(())
-}
-
-/// What the evaluator needs for one member on several products of one org, loaded with a
-/// fixed number of queries however many products there are. `NotFound` for a non-member.
-async fn facts_for(
-    db: &Db,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    org_id: Uuid,
-    products: &[Product],
-) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
-    let mut h = db.read().await?;
-    let user = load_in_tenant::<User>(h.conn(), tenant_id, user_id).await?;
-    let tree = tenant_tree(h.conn(), tenant_id).await?;
-    let chain = chain(&tree, org_id);
-    let memberships = memberships_in(h.conn(), tenant_id, &[user_id], &chain).await?;
-    let role_in = |o: Uuid| {
-        memberships
-            .iter()
-            .find(|(mo, _, _)| *mo == o)
-            .map(|(_, _, r)| *r)
-    };
-    let Some(effective) = org::effective_role(&chain, role_in) else {
-        return Err(StoreError::NotFound);
-    };
-    let grants = grants_of(h.conn(), tenant_id, &[user_id], &chain).await?;
-    let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
-    let groups = load_groups_of(&mut h, tenant_id, &ids).await?;
-    let environments = load_environments_of(&mut h, tenant_id, &ids).await?;
-    let module_sets = module_sets(&chain, grants.iter());
-    Ok(products
-        .iter()
-        .map(|product| {
-            let (sets, _) = sets_on(product.id, &module_sets, grants.iter(), &groups);
-            let facts = UserFacts {
-                active: user.active,
-                org_owner: effective.role == OrgRole::Owner,
-                sets,
-            };
-            (facts, product_facts(product.id, &environments))
-        })
-        .collect())
-}
-
-/// The evaluator's facts on a product, from environments of one or more products.
-fn product_facts(product_id: Uuid, environments: &[Environment]) -> ProductFacts {
-    ProductFacts {
-        id: product_id,
-        environments: environments
-            .iter()
-            .filter(|e| e.product_id == product_id)
-            .map(EnvironmentFacts::from)
-            .collect(),
-    }
 }
 
 #[derive(FromRow)]
@@ -457,39 +345,12 @@ impl AccessStore for SqlStore {
         Ok(())
     }
 
-    async fn member_facts(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        product_id: Uuid,
-    ) -> Result<(UserFacts, ProductFacts), StoreError> {
-        let product = {
-            let mut h = self.db.read().await?;
-            load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await?
-        };
-        let org_id = product.org_id;
-        facts_for(&self.db, tenant_id, user_id, org_id, &[product])
-            .await?
-            .pop()
-            .ok_or(StoreError::NotFound)
-    }
-
-    async fn member_facts_in_org(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        org_id: Uuid,
-    ) -> Result<Vec<(UserFacts, ProductFacts)>, StoreError> {
-        let products = self.list_products(tenant_id, org_id).await?;
-        facts_for(&self.db, tenant_id, user_id, org_id, &products).await
-    }
-
     async fn product_members(
         &self,
         tenant_id: Uuid,
         product_id: Uuid,
         query: &MemberQuery,
-    ) -> Result<(ProductFacts, Vec<ProductMember>), StoreError> {
+    ) -> Result<Vec<ProductMember>, StoreError> {
         let product = {
             let mut h = self.db.read().await?;
             load_in_tenant::<Product>(h.conn(), tenant_id, product_id).await?
@@ -501,26 +362,17 @@ impl AccessStore for SqlStore {
         let ids: Vec<Uuid> = members.iter().map(|m| m.user.id).collect();
         let grants = grants_of(h.conn(), tenant_id, &ids, &chain).await?;
         let groups = load_groups_of(&mut h, tenant_id, &[product_id]).await?;
-        let environments = load_environments_of(&mut h, tenant_id, &[product_id]).await?;
-        let members = members
+        Ok(members
             .into_iter()
-            .map(|member| {
-                let theirs = || grants.iter().filter(|g| g.subject_id == member.user.id);
-                let module_sets = module_sets(&chain, theirs());
-                let (sets, grants) = sets_on(product_id, &module_sets, theirs(), &groups);
-                ProductMember {
-                    facts: UserFacts {
-                        active: member.user.active,
-                        // The role `list_members` resolved along the same chain.
-                        org_owner: member.effective.role == OrgRole::Owner,
-                        sets,
-                    },
-                    grants,
-                    member,
-                }
+            .map(|member| ProductMember {
+                grants: granted_on(
+                    product_id,
+                    grants.iter().filter(|g| g.subject_id == member.user.id),
+                    &groups,
+                ),
+                member,
             })
-            .collect();
-        Ok((product_facts(product_id, &environments), members))
+            .collect())
     }
 
     async fn user_product_access(
@@ -544,7 +396,7 @@ impl AccessStore for SqlStore {
         let groups = load_groups_of(&mut h, tenant_id, &ids).await?;
         let mut out: Vec<UserProductAccess> = Vec::new();
         for r in rows {
-            let Some((view, _)) = granted(
+            let Some(view) = granted(
                 r.product_id,
                 &r.kind,
                 &r.target,

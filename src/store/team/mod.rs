@@ -23,16 +23,20 @@ macro_rules! user_columns {
 }
 
 mod access;
+mod mappings;
 mod members;
 mod orgs;
 mod products;
+mod snapshots;
 
 pub use access::{AccessStore, GrantedGroup, ProductAccess, ProductMember, UserProductAccess};
+pub use mappings::{MappingStore, StoredMappings};
 pub use members::{
     MemberQuery, MemberStore, OrgMember, OwnerRule, ScimHeld, TenantUser, UserMembership, UserQuery,
 };
 pub use orgs::OrgStore;
 pub use products::{NewEnvironment, ProductStore};
+pub use snapshots::AuthzStore;
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -219,21 +223,13 @@ pub(super) async fn check_owner_rule(
     org_id: Uuid,
     rule: OwnerRule,
 ) -> Result<(), StoreError> {
+    // Everyone who may own something, resolved as every permission answer is: inherited
+    // ownership counts, a nearer membership overrides it, a mapped Owner counts, an inactive
+    // user does not.
     let tree = tenant_tree(tx.conn(), tenant_id).await?;
-    let rows = sql(
-        "SELECT m.org_id, m.user_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
-         AND u.tenant_id = m.tenant_id WHERE m.tenant_id = $1 AND u.active = $2 AND m.user_id IN \
-         (SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner')",
-    )
-    .bind(tenant_id)
-    .bind(true)
-    .fetch_all::<MembershipRoleRow>(tx.conn())
-    .await?;
-    let memberships: Vec<_> = rows
-        .into_iter()
-        .map(|r| (r.org_id, r.user_id, role_column(r.role)))
-        .collect();
-    let orphaned = org::orgs_without_owner(&tree, &memberships, &[org_id]);
+    let candidates = snapshots::owner_candidates(tx, tenant_id, &[]).await?;
+    let users = snapshots::load_user_snapshots(tx, tenant_id, &candidates).await?;
+    let orphaned = snapshots::unowned(&users, &org::subtree(&tree, &[org_id]));
     if orphaned.is_empty() {
         return Ok(());
     }
