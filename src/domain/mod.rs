@@ -9,6 +9,7 @@ pub mod name;
 pub mod org;
 pub mod outbox;
 pub mod permission;
+pub mod preview;
 pub mod product;
 pub mod provisioning;
 pub mod resolve;

@@ -7,12 +7,15 @@ use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::snapshots::{DefaultRow, RuleRow, load_user_snapshots, owner_candidates, unowned};
+use super::snapshots::{
+    DefaultRow, RuleRow, load_product_snapshots, load_user_snapshots, owner_candidates, unowned,
+};
 use super::tenant_tree;
 use crate::domain::audit::AuditRecord;
 use crate::domain::mapping::{Grant, Rule};
 use crate::domain::mapping_document::{Catalog, Mappings, RuleSpec};
 use crate::domain::org::{self, Org};
+use crate::domain::preview::{self, Preview};
 use crate::domain::{normalize, now};
 use crate::store::db::{AsConn, OrgLock, SqlBuilder, load_in_tenant, lock_org, push_list, sql};
 use crate::store::{SqlStore, StoreError};
@@ -48,6 +51,51 @@ pub trait MappingStore {
         mappings: &Mappings,
         if_version: Option<i64>,
     ) -> Result<StoredMappings, StoreError>;
+    /// What replacing the org's mappings with `mappings` would change — one page of the
+    /// affected users (ids after `after`, at most `limit`) — applying nothing.
+    async fn preview_mappings(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        mappings: &Mappings,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Preview, StoreError>;
+}
+
+/// Everyone whose permissions the org's mappings could change: members of the org, of the
+/// orgs above it (who are members of it by inheritance) and of the orgs below it; everyone in
+/// a group of the subtree; and everyone who may own an org (for the Owner counts).
+async fn affected_candidates(
+    conn: &mut impl AsConn,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    tree: &[(Uuid, Option<Uuid>)],
+) -> Result<Vec<Uuid>, StoreError> {
+    #[derive(FromRow)]
+    struct UserIdRow {
+        user_id: Uuid,
+    }
+    let subtree = org::subtree(tree, &[org_id]);
+    let mut orgs = org::chain_to_root(org_id, |o| {
+        tree.iter().find(|(id, _)| *id == o).map(|(_, p)| *p)
+    });
+    orgs.extend(subtree.iter().copied());
+    let mut b = SqlBuilder::new("SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ");
+    b.push_bind(tenant_id).push(" AND org_id IN (");
+    push_list(&mut b, &orgs);
+    b.push(")");
+    let mut ids: Vec<Uuid> = b
+        .build()
+        .fetch_all::<UserIdRow>(conn.conn())
+        .await?
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect();
+    ids.extend(owner_candidates(conn, tenant_id, &subtree).await?);
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 #[derive(FromRow)]
@@ -164,6 +212,32 @@ fn maps_an_owner(rules: &[RuleSpec]) -> bool {
 
 #[async_trait]
 impl MappingStore for SqlStore {
+    async fn preview_mappings(
+        &self,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        mappings: &Mappings,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Preview, StoreError> {
+        let mut read = self.db.read_snapshot().await?;
+        let catalog = read_catalog(&mut read, tenant_id, org_id).await?;
+        let tree = tenant_tree(read.conn(), tenant_id).await?;
+        let candidates = affected_candidates(&mut read, tenant_id, org_id, &tree).await?;
+        let users = load_user_snapshots(&mut read, tenant_id, &candidates).await?;
+        let product_ids: Vec<Uuid> = catalog.products.iter().map(|(id, _, _)| *id).collect();
+        let products = load_product_snapshots(&mut read, tenant_id, &product_ids).await?;
+        Ok(preview::preview(
+            &users,
+            org_id,
+            mappings,
+            &catalog.orgs,
+            &products,
+            after,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ))
+    }
+
     async fn get_mappings(
         &self,
         tenant_id: Uuid,
@@ -204,34 +278,10 @@ impl MappingStore for SqlStore {
             extra.push(org_id);
         }
         let candidates = owner_candidates(&mut tx, tenant_id, &extra).await?;
-        let mut users = load_user_snapshots(&mut tx, tenant_id, &candidates).await?;
+        let users = load_user_snapshots(&mut tx, tenant_id, &candidates).await?;
         let unowned_before = unowned(&users, &subtree);
-        let new_rules: Vec<Rule> = mappings
-            .rules
-            .iter()
-            .map(|r| Rule {
-                id: Uuid::now_v7(),
-                org_id,
-                name: r.name.clone(),
-                idp_group: r.idp_group.clone(),
-                source: r.source,
-                priority: r.priority,
-                enabled: r.enabled,
-                grants: r.grants.clone(),
-            })
-            .collect();
-        for user in &mut users {
-            user.rules.retain(|r| r.org_id != org_id);
-            user.rules.extend(new_rules.iter().cloned());
-            user.defaults.retain(|d| d.org_id != org_id);
-            if let Some(grants) = &mappings.default {
-                user.defaults.push(crate::domain::mapping::DefaultGrants {
-                    org_id,
-                    grants: grants.clone(),
-                });
-            }
-        }
-        let orphaned: Vec<Uuid> = unowned(&users, &subtree)
+        let changed = preview::with_mappings(&users, org_id, mappings);
+        let orphaned: Vec<Uuid> = unowned(&changed, &subtree)
             .into_iter()
             .filter(|o| !unowned_before.contains(o))
             .collect();
@@ -260,6 +310,20 @@ impl MappingStore for SqlStore {
             .execute(tx.conn())
             .await?;
         let at = now();
+        let new_rules: Vec<Rule> = mappings
+            .rules
+            .iter()
+            .map(|r| Rule {
+                id: Uuid::now_v7(),
+                org_id,
+                name: r.name.clone(),
+                idp_group: r.idp_group.clone(),
+                source: r.source,
+                priority: r.priority,
+                enabled: r.enabled,
+                grants: r.grants.clone(),
+            })
+            .collect();
         for rule in &new_rules {
             sql(
                 "INSERT INTO mapping_rules (id, tenant_id, org_id, name, name_norm, idp_group, \

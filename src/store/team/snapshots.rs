@@ -17,7 +17,7 @@ use crate::domain::resolve::{
     self, EnvironmentFact, Membership, PermissionGroupFact, ProductSnapshot, StoredGrant,
     UserSnapshot,
 };
-use crate::store::db::{AsConn, SqlBuilder, WriteTx, push_list, sql};
+use crate::store::db::{AsConn, SqlBuilder, push_list, sql};
 use crate::store::{SqlStore, StoreError};
 
 /// More ids than this in one `IN (…)` list are read in several statements.
@@ -280,7 +280,7 @@ pub(super) async fn load_user_snapshots(
 /// (nested included) of an org whose stored rules map an Owner, or of one of `also_orgs` (whose
 /// rules are about to).
 pub(super) async fn owner_candidates(
-    tx: &mut WriteTx,
+    tx: &mut impl AsConn,
     tenant_id: Uuid,
     also_orgs: &[Uuid],
 ) -> Result<Vec<Uuid>, StoreError> {
@@ -342,6 +342,50 @@ pub(super) fn unowned(users: &[UserSnapshot], orgs: &[Uuid]) -> Vec<Uuid> {
         .collect()
 }
 
+/// Products with their environments and permission groups, in id order.
+pub(super) async fn load_product_snapshots(
+    read: &mut impl AsConn,
+    tenant_id: Uuid,
+    product_ids: &[Uuid],
+) -> Result<Vec<ProductSnapshot>, StoreError> {
+    if product_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = SqlBuilder::new("SELECT id, org_id FROM products WHERE tenant_id = ");
+    b.push_bind(tenant_id).push(" AND id IN (");
+    push_list(&mut b, product_ids);
+    b.push(") ORDER BY id");
+    let products = b.build().fetch_all::<ProductRow>(read.conn()).await?;
+    let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    let environments = load_environments_of(read, tenant_id, &ids).await?;
+    let groups = load_groups_of(read, tenant_id, &ids).await?;
+    Ok(products
+        .into_iter()
+        .map(|p| ProductSnapshot {
+            id: p.id,
+            org_id: p.org_id,
+            environments: environments
+                .iter()
+                .filter(|e| e.product_id == p.id)
+                .map(|e| EnvironmentFact {
+                    id: e.id,
+                    name: e.name.clone(),
+                    restricted: e.restricted,
+                })
+                .collect(),
+            permission_groups: groups
+                .iter()
+                .filter(|g| g.product_id == p.id)
+                .map(|g| PermissionGroupFact {
+                    id: g.id,
+                    name: g.name.clone(),
+                    permissions: g.permissions.clone(),
+                })
+                .collect(),
+        })
+        .collect())
+}
+
 #[async_trait]
 impl AuthzStore for SqlStore {
     async fn user_snapshots(
@@ -358,42 +402,7 @@ impl AuthzStore for SqlStore {
         tenant_id: Uuid,
         product_ids: &[Uuid],
     ) -> Result<Vec<ProductSnapshot>, StoreError> {
-        if product_ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut read = self.db.read_snapshot().await?;
-        let mut b = SqlBuilder::new("SELECT id, org_id FROM products WHERE tenant_id = ");
-        b.push_bind(tenant_id).push(" AND id IN (");
-        push_list(&mut b, product_ids);
-        b.push(") ORDER BY id");
-        let products = b.build().fetch_all::<ProductRow>(read.conn()).await?;
-        let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
-        let environments = load_environments_of(&mut read, tenant_id, &ids).await?;
-        let groups = load_groups_of(&mut read, tenant_id, &ids).await?;
-        Ok(products
-            .into_iter()
-            .map(|p| ProductSnapshot {
-                id: p.id,
-                org_id: p.org_id,
-                environments: environments
-                    .iter()
-                    .filter(|e| e.product_id == p.id)
-                    .map(|e| EnvironmentFact {
-                        id: e.id,
-                        name: e.name.clone(),
-                        restricted: e.restricted,
-                    })
-                    .collect(),
-                permission_groups: groups
-                    .iter()
-                    .filter(|g| g.product_id == p.id)
-                    .map(|g| PermissionGroupFact {
-                        id: g.id,
-                        name: g.name.clone(),
-                        permissions: g.permissions.clone(),
-                    })
-                    .collect(),
-            })
-            .collect())
+        load_product_snapshots(&mut read, tenant_id, product_ids).await
     }
 }
