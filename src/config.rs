@@ -272,6 +272,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLEGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
     pub auth_failures_per_minute: u32,
 
+    /// Seconds a cached permission answer may live without any invalidation: a safety net —
+    /// every write invalidates what it changed at once, on every instance
+    #[arg(long, env = "ROLEGATE_AUTHZ_CACHE_TTL", default_value_t = 300)]
+    pub authz_cache_ttl: u64,
+
     /// SCIM requests per second allowed per token (bursts up to twice that), per instance; 0
     /// disables the limit. Over it: 429 with Retry-After
     #[arg(long, env = "ROLEGATE_SCIM_RATE_LIMIT", default_value_t = 100)]
@@ -341,6 +346,7 @@ impl ServeArgs {
             db_max_connections: 10,
             auth_failures_per_minute: 20,
             scim_rate_limit: 100,
+            authz_cache_ttl: 300,
             smtp_url: None,
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,

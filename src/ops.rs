@@ -34,6 +34,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.lifecycle.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
+    // Without the listener, cached answers could miss another instance's writes.
+    if !state.resolver.listening() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not listening for invalidations",
+        );
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         Ok(Err(error)) => {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::FromRef;
 
 use crate::auth::TokenAuth;
+use crate::authz::Resolver;
 use crate::background::Background;
 use crate::config::ServeArgs;
 use crate::mail::{MailError, Mailer};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub scim_rate: Arc<ScimRateLimiter>,
     /// The SCIM schemas this service serves: built-in plus configured extensions.
     pub scim_schemas: Arc<Schemas>,
+    /// Every permission answer, cached and invalidated on every instance.
+    pub resolver: Arc<Resolver>,
     /// What runs beside the server while it serves (`app::serve` starts and stops it).
     pub background: Background,
 }
@@ -76,7 +79,16 @@ impl AppState {
                 }
             }
         });
+        let resolver = Resolver::new(
+            store.clone(),
+            std::time::Duration::from_secs(config.authz_cache_ttl.max(1)),
+        );
+        let listening = resolver.clone();
+        background.register("authz invalidation listener", move |stop| {
+            listening.clone().run_listener(stop)
+        });
         Ok(AppState {
+            resolver,
             store,
             config: Arc::new(config),
             auth,

@@ -13,7 +13,7 @@ use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{Page, PageSize};
 use super::reach::{HeldUser, InReach, OrgInReach};
-use crate::authz::{self, EffectivePermissions};
+use crate::authz::EffectivePermissions;
 use crate::domain::org::OrgRole;
 use crate::domain::permission::{Module, ModuleLevel};
 use crate::domain::provisioning::{ScimRelease, inactive_user_note};
@@ -138,13 +138,14 @@ async fn member_change(
         .iter()
         .map(|p| p.id)
         .collect();
-    let products = state.store.product_snapshots(tenant, &product_ids).await?;
     // Someone who is no longer a member has no permissions here to show.
-    let permissions = authz::resolve_products(state.store.as_ref(), tenant, &[user_id], &products)
+    let permissions = state
+        .resolver
+        .products(tenant, &[user_id], &product_ids)
         .await?
         .iter()
         .filter(|r| r.standing != Standing::NotMember)
-        .map(EffectivePermissions::from)
+        .map(|r| EffectivePermissions::from(r.as_ref()))
         .collect();
     let query = MemberQuery {
         user_id: Some(user_id),
@@ -341,10 +342,11 @@ async fn permissions(
     if product.product.org_id != item.id {
         return Err(ApiError::NotFound);
     }
-    let resolved =
-        authz::product_permissions(state.store.as_ref(), admin.tenant_id(), user_id, p.product)
-            .await?;
-    Ok(ApiJson(EffectivePermissions::from(&resolved)))
+    let resolved = state
+        .resolver
+        .product(admin.tenant_id(), user_id, p.product)
+        .await?;
+    Ok(ApiJson(EffectivePermissions::from(resolved.as_ref())))
 }
 
 #[derive(Deserialize, ToSchema)]

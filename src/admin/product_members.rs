@@ -13,7 +13,7 @@ use super::doc::{AuthErrors, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiQuery};
 use super::page::{Page, PageSize};
 use super::reach::{InReach, ProductInReach};
-use crate::authz::{self, EffectivePermissions};
+use crate::authz::EffectivePermissions;
 use crate::domain::org::EffectiveRole;
 use crate::domain::user::User;
 use crate::error::{ApiError, ErrorBody};
@@ -99,13 +99,11 @@ async fn list_product_members(
         .product_members(admin.tenant_id(), product_id, &query)
         .await?;
     let next = page.next(&members, |m| m.member.user.id);
-    let products = state
-        .store
-        .product_snapshots(admin.tenant_id(), &[product_id])
-        .await?;
     let ids: Vec<Uuid> = members.iter().map(|m| m.member.user.id).collect();
-    let resolved =
-        authz::resolve_products(state.store.as_ref(), admin.tenant_id(), &ids, &products).await?;
+    let resolved = state
+        .resolver
+        .products(admin.tenant_id(), &ids, &[product_id])
+        .await?;
     let members = members
         .into_iter()
         // A person deleted between the two reads has no answer: left out of the page.
@@ -113,7 +111,7 @@ async fn list_product_members(
             let permissions = resolved
                 .iter()
                 .find(|r| r.user_id == m.member.user.id)
-                .map(EffectivePermissions::from)?;
+                .map(|r| EffectivePermissions::from(r.as_ref()))?;
             Some(ProductMemberEntry {
                 has_access: permissions.any_access(),
                 user: m.member.user,

@@ -13,7 +13,7 @@ use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::members::{Warning, inactive_warnings};
 use super::reach::{InReach, OrgInReach, ProductEnvironment, ProductGroup, ProductInReach};
-use crate::authz::{self, EffectivePermissions};
+use crate::authz::EffectivePermissions;
 use crate::domain::Source;
 use crate::domain::audit::AuditEvent;
 use crate::domain::permission::{AccessRule, Capability, EnvAccess, PermissionSet, Role};
@@ -626,13 +626,14 @@ async fn set_product_access(
             ),
             other => other.into(),
         })?;
-    let resolved =
-        authz::product_permissions(state.store.as_ref(), admin.tenant_id(), user_id, product_id)
-            .await?;
+    let resolved = state
+        .resolver
+        .product(admin.tenant_id(), user_id, product_id)
+        .await?;
     let active = resolved.standing != Standing::Inactive;
     let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
     Ok(ApiJson(AccessChange {
-        permissions: EffectivePermissions::from(&resolved),
+        permissions: EffectivePermissions::from(resolved.as_ref()),
         warnings,
     }))
 }

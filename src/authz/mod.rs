@@ -4,6 +4,8 @@
 //!
 //! (The moka cache in front of it, with its cross-instance invalidation, comes next.)
 
+mod cache;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -12,6 +14,8 @@ use uuid::Uuid;
 use crate::domain::permission::{Action, Capability, EnvAccess, Requirement};
 use crate::domain::resolve::{self, ProductSnapshot, Resolved, Standing};
 use crate::store::{Store, StoreError};
+
+pub use cache::Resolver;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EffectivePermissions {

@@ -410,7 +410,14 @@ pub(crate) struct Db {
     /// never meet `SQLITE_BUSY`; `BEGIN IMMEDIATE` plus the busy timeout covers other processes.
     sqlite_writer: Arc<Mutex<()>>,
     bus: broadcast::Sender<Invalidation>,
+    sinks: Sinks,
 }
+
+/// Called with every invalidation this instance commits, before the write returns: a read
+/// that follows a write on the same instance never sees what the write changed as cached.
+pub type InvalidationSink = Arc<dyn Fn(&Invalidation) + Send + Sync>;
+
+type Sinks = Arc<std::sync::RwLock<Vec<InvalidationSink>>>;
 
 /// More users than this in one change invalidate the whole tenant instead of naming each one.
 const MAX_NAMED_USERS: usize = 100;
@@ -422,6 +429,13 @@ impl Db {
             pool,
             sqlite_writer: Arc::new(Mutex::new(())),
             bus,
+            sinks: Sinks::default(),
+        }
+    }
+
+    pub(crate) fn on_commit(&self, sink: InvalidationSink) {
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.push(sink);
         }
     }
 
@@ -475,6 +489,7 @@ impl Db {
             users: Vec::new(),
             whole_tenant: false,
             bus: self.bus.clone(),
+            sinks: self.sinks.clone(),
         })
     }
 }
@@ -489,6 +504,7 @@ pub(crate) struct WriteTx {
     users: Vec<Uuid>,
     whole_tenant: bool,
     bus: broadcast::Sender<Invalidation>,
+    sinks: Sinks,
 }
 
 #[derive(FromRow)]
@@ -632,7 +648,12 @@ impl WriteTx {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
-        // No subscriber is fine: nothing is cached yet.
+        if let Ok(sinks) = self.sinks.read() {
+            for sink in sinks.iter() {
+                sink(&invalidation);
+            }
+        }
+        // No subscriber is fine.
         let _ = self.bus.send(invalidation.clone());
         Ok(invalidation)
     }

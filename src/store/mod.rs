@@ -27,11 +27,12 @@ use uuid::Uuid;
 
 pub use audit::{AuditQuery, AuditStore};
 pub use db::Ctx;
+pub use db::InvalidationSink;
 pub use invitations::{
     AcceptOutcome, InvitationStore, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail,
     OutboxQuery,
 };
-pub use ops::{Backend, Invalidation, OpsStore, PoolStats};
+pub use ops::{Backend, FeedEvent, Invalidation, InvalidationFeed, OpsStore, PoolStats};
 pub use scim::{
     MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite, ScimListQuery,
     ScimPage, ScimUserStore,

@@ -6,8 +6,64 @@ use sqlx::FromRow;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::db::{Pool, sql};
+use sqlx::postgres::PgListener;
+
+use super::db::{InvalidationSink, Pool, sql};
 use super::{SqlStore, StoreError};
+
+/// The channel every write's `NOTIFY` goes to (see `WriteTx::commit`).
+const CHANNEL: &str = "rolegate_invalidation";
+
+struct PgFeed {
+    listener: PgListener,
+    pid: Option<i32>,
+}
+
+#[derive(FromRow)]
+struct PidRow {
+    pid: i32,
+}
+
+impl PgFeed {
+    /// Also reconnects (and listens again) if the connection was lost.
+    async fn backend_pid(&mut self) -> Result<i32, StoreError> {
+        Ok(
+            sqlx::query_as::<_, PidRow>("SELECT pg_backend_pid() AS pid")
+                .fetch_one(&mut self.listener)
+                .await?
+                .pid,
+        )
+    }
+}
+
+#[async_trait]
+impl InvalidationFeed for PgFeed {
+    async fn next(&mut self) -> Result<FeedEvent, StoreError> {
+        loop {
+            match self.listener.try_recv().await? {
+                Some(notification) => {
+                    match serde_json::from_str::<Invalidation>(notification.payload()) {
+                        Ok(invalidation) => return Ok(FeedEvent::Invalidated(invalidation)),
+                        // Not ours, or from a newer version: ignored rather than trusted.
+                        Err(error) => {
+                            tracing::warn!(%error, "unreadable invalidation notification");
+                        }
+                    }
+                }
+                None => {
+                    // `try_recv` reports a lost connection once; the query reconnects and
+                    // listens again before we say so.
+                    self.pid = Some(self.backend_pid().await?);
+                    return Ok(FeedEvent::Reconnected);
+                }
+            }
+        }
+    }
+
+    fn session_pid(&self) -> Option<i32> {
+        self.pid
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,13 +88,37 @@ pub struct Invalidation {
     pub users: Option<Vec<Uuid>>,
 }
 
+/// What an invalidation feed delivers.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// A write committed, on this instance or another.
+    Invalidated(Invalidation),
+    /// The connection was lost: invalidations sent meanwhile are lost with it. The feed is
+    /// listening again when this is returned.
+    Reconnected,
+}
+
+/// Invalidations committed by every instance on the database (PostgreSQL `LISTEN`).
+#[async_trait]
+pub trait InvalidationFeed: Send {
+    /// The next event; an error when the database cannot be reached (call again to retry).
+    async fn next(&mut self) -> Result<FeedEvent, StoreError>;
+    /// The database session that listens (for tests that cut it).
+    fn session_pid(&self) -> Option<i32>;
+}
+
 /// What health checks, metrics, shutdown and the authorization cache need of the store itself.
 #[async_trait]
 pub trait OpsStore {
     fn backend(&self) -> Backend;
     fn pool_stats(&self) -> PoolStats;
-    /// Invalidations committed by this instance (the cross-instance bus builds on it).
+    /// Invalidations committed by this instance, delivered asynchronously.
     fn subscribe(&self) -> broadcast::Receiver<Invalidation>;
+    /// Calls `sink` with every invalidation this instance commits, before the write returns.
+    fn on_commit(&self, sink: InvalidationSink);
+    /// Every instance's invalidations, where the backend carries them between instances
+    /// (PostgreSQL); `None` on SQLite, where one process is the only writer.
+    async fn listen(&self) -> Result<Option<Box<dyn InvalidationFeed>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
     async fn latest_epoch(&self) -> Result<i64, StoreError>;
@@ -72,6 +152,24 @@ impl OpsStore for SqlStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.db.subscribe()
+    }
+
+    fn on_commit(&self, sink: InvalidationSink) {
+        self.db.on_commit(sink);
+    }
+
+    async fn listen(&self) -> Result<Option<Box<dyn InvalidationFeed>>, StoreError> {
+        let Pool::Postgres(pool) = &self.db.pool else {
+            return Ok(None);
+        };
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        let mut feed = PgFeed {
+            listener,
+            pid: None,
+        };
+        feed.pid = feed.backend_pid().await.ok();
+        Ok(Some(Box::new(feed)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -552,6 +552,9 @@ impl ScimGroupStore for SqlStore {
             record["displayName"] = json!(group.display_name);
             record["externalId"] = json!(group.external_id);
             changed = true;
+            // Mapping rules match groups by name: every member's mapped access may change,
+            // members of groups nested in it included.
+            tx.invalidate_tenant();
         }
         if !changes.is_empty() {
             let summary = apply_member_changes(&mut tx, scope, id, changes).await?;

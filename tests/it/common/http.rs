@@ -22,6 +22,9 @@ use super::{Backend, TestDb};
 pub struct TestApp {
     /// Held so the database lives as long as the app.
     _db: TestDb,
+    /// The state's background tasks (the invalidation listener among them), as `serve` runs
+    /// them; aborted when the app is dropped.
+    _background: rolegate::background::Running,
     pub store: Arc<dyn Store>,
     pub state: AppState,
     pub router: Router,
@@ -47,12 +50,22 @@ impl TestApp {
         let store = db.store().await;
         let state = AppState::new(store.clone(), config).expect("state");
         let router = rolegate::app::app(state.clone());
+        let background = state.background.start();
+        // Ready as a served instance is: listening for other instances' invalidations.
+        let listening = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !state.resolver.listening() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(listening.is_ok(), "the invalidation listener did not start");
         let (org, _) = store
             .create_org(&Ctx::new(Actor::Cli), "Acme", "owner@acme.test")
             .await
             .expect("org");
         let mut app = TestApp {
             _db: db,
+            _background: background,
             store,
             state,
             router,

@@ -1,0 +1,340 @@
+//! The cached resolver: permission answers from memory, never stale past an invalidation.
+//!
+//! What is cached is what resolution reads — each user's snapshot and each product's — with
+//! the answers computed from them kept beside the user's. Every committed write invalidates
+//! what it touched: on this instance before the write returns (`OpsStore::on_commit`), on the
+//! others when PostgreSQL delivers its `NOTIFY` (the listener task, `run_listener`). A lost
+//! listener connection drops everything, since notifications sent meanwhile are lost.
+//!
+//! A load that began before an invalidation must not put back what the invalidation removed:
+//! every invalidation takes a mark from one counter, every load the counter's value when it
+//! started, and a load older than a mark that covers it is answered but not kept.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use uuid::Uuid;
+
+use crate::background::Stop;
+use crate::domain::resolve::{self, ProductSnapshot, Resolved, UserSnapshot};
+use crate::store::{FeedEvent, Invalidation, Store, StoreError};
+
+/// How many users and products are kept, each.
+const CAPACITY: u64 = 100_000;
+/// How long an invalidation mark is kept: far longer than any load takes.
+const MARK_LIFETIME: Duration = Duration::from_secs(600);
+
+type Key = (Uuid, Uuid);
+
+struct UserEntry {
+    /// The counter's value when the load began.
+    loaded_at: u64,
+    snapshot: UserSnapshot,
+    answers: RwLock<HashMap<Uuid, Arc<Resolved>>>,
+}
+
+struct ProductEntry {
+    loaded_at: u64,
+    snapshot: ProductSnapshot,
+}
+
+/// Resolution with a cache in front, shared by every request of an instance.
+pub struct Resolver {
+    store: Arc<dyn Store>,
+    users: Cache<Key, Arc<UserEntry>>,
+    products: Cache<Key, Arc<ProductEntry>>,
+    counter: AtomicU64,
+    /// The mark of the latest invalidation of each user, and of each whole tenant.
+    user_marks: Cache<Key, u64>,
+    tenant_marks: Cache<Uuid, u64>,
+    /// Everything loaded before this mark is stale (a lost listener connection).
+    cleared_at: AtomicU64,
+    /// Whether invalidations from other instances arrive (always, where there are none).
+    listening: AtomicBool,
+    listener_pid: RwLock<Option<i32>>,
+}
+
+impl Resolver {
+    /// `ttl`: how long an entry may live without any invalidation — a safety net, not the
+    /// mechanism.
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Arc<Self> {
+        let listening = store.backend() == crate::store::Backend::Sqlite;
+        let resolver = Arc::new(Resolver {
+            store: store.clone(),
+            users: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(ttl)
+                .build(),
+            products: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(ttl)
+                .build(),
+            counter: AtomicU64::new(1),
+            user_marks: Cache::builder()
+                .max_capacity(CAPACITY * 10)
+                .time_to_live(MARK_LIFETIME)
+                .build(),
+            tenant_marks: Cache::builder().time_to_live(MARK_LIFETIME).build(),
+            cleared_at: AtomicU64::new(0),
+            listening: AtomicBool::new(listening),
+            listener_pid: RwLock::new(None),
+        });
+        let weak = Arc::downgrade(&resolver);
+        store.on_commit(Arc::new(move |invalidation| {
+            if let Some(resolver) = weak.upgrade() {
+                resolver.apply(invalidation);
+            }
+        }));
+        resolver
+    }
+
+    /// Whether answers can be trusted to follow every instance's writes.
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    fn mark(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Whether something loaded when the counter read `loaded_at` is still good for
+    /// `tenant` (and `user`).
+    fn fresh(&self, tenant: Uuid, user: Option<Uuid>, loaded_at: u64) -> bool {
+        let newer = |mark: Option<u64>| mark.is_some_and(|m| m >= loaded_at);
+        !(self.cleared_at.load(Ordering::SeqCst) >= loaded_at
+            || newer(self.tenant_marks.get(&tenant))
+            || user.is_some_and(|u| newer(self.user_marks.get(&(tenant, u)))))
+    }
+
+    /// Forgets what `invalidation` says changed.
+    pub fn apply(&self, invalidation: &Invalidation) {
+        let mark = self.mark();
+        let tenant = invalidation.tenant_id;
+        match &invalidation.users {
+            Some(users) => {
+                for user in users {
+                    self.user_marks.insert((tenant, *user), mark);
+                    self.users.invalidate(&(tenant, *user));
+                }
+            }
+            // The tenant's products change with it (their environments, groups, org).
+            None => self.tenant_marks.insert(tenant, mark),
+        }
+        metrics::counter!("rolegate_authz_cache_invalidations_total",
+            "scope" => if invalidation.users.is_some() { "users" } else { "tenant" })
+        .increment(1);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        let mark = self.mark();
+        self.cleared_at.store(mark, Ordering::SeqCst);
+        self.users.invalidate_all();
+        self.products.invalidate_all();
+    }
+
+    fn hit(&self, hit: bool) {
+        let name = if hit {
+            "rolegate_authz_cache_hits_total"
+        } else {
+            "rolegate_authz_cache_misses_total"
+        };
+        metrics::counter!(name).increment(1);
+    }
+
+    /// The users' entries: cached ones, and the rest loaded in one snapshot read.
+    async fn user_entries(
+        &self,
+        tenant: Uuid,
+        user_ids: &[Uuid],
+    ) -> Result<Vec<Arc<UserEntry>>, StoreError> {
+        let mut found = Vec::with_capacity(user_ids.len());
+        let mut missing = Vec::new();
+        for user in user_ids {
+            match self.users.get(&(tenant, *user)) {
+                Some(entry) if self.fresh(tenant, Some(*user), entry.loaded_at) => {
+                    self.hit(true);
+                    found.push(entry);
+                }
+                _ => {
+                    self.hit(false);
+                    missing.push(*user);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let loaded_at = self.mark();
+            for snapshot in self.store.user_snapshots(tenant, &missing).await? {
+                let user = snapshot.user_id;
+                let entry = Arc::new(UserEntry {
+                    loaded_at,
+                    snapshot,
+                    answers: RwLock::default(),
+                });
+                if self.fresh(tenant, Some(user), loaded_at) {
+                    self.users.insert((tenant, user), entry.clone());
+                }
+                found.push(entry);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn product_entries(
+        &self,
+        tenant: Uuid,
+        product_ids: &[Uuid],
+    ) -> Result<Vec<Arc<ProductEntry>>, StoreError> {
+        let mut found = Vec::with_capacity(product_ids.len());
+        let mut missing = Vec::new();
+        for product in product_ids {
+            match self.products.get(&(tenant, *product)) {
+                Some(entry) if self.fresh(tenant, None, entry.loaded_at) => found.push(entry),
+                _ => missing.push(*product),
+            }
+        }
+        if !missing.is_empty() {
+            let loaded_at = self.mark();
+            for snapshot in self.store.product_snapshots(tenant, &missing).await? {
+                let entry = Arc::new(ProductEntry {
+                    loaded_at,
+                    snapshot,
+                });
+                if self.fresh(tenant, None, loaded_at) {
+                    self.products
+                        .insert((tenant, entry.snapshot.id), entry.clone());
+                }
+                found.push(entry);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Each user's permissions on each product (users of no tenant, products of none, left
+    /// out), in the order asked.
+    pub async fn products(
+        &self,
+        tenant: Uuid,
+        user_ids: &[Uuid],
+        product_ids: &[Uuid],
+    ) -> Result<Vec<Arc<Resolved>>, StoreError> {
+        let products = self.product_entries(tenant, product_ids).await?;
+        let users = self.user_entries(tenant, user_ids).await?;
+        let mut out = Vec::with_capacity(users.len() * products.len());
+        for user in user_ids {
+            let Some(entry) = users.iter().find(|e| e.snapshot.user_id == *user) else {
+                continue;
+            };
+            for product_id in product_ids {
+                let Some(product) = products.iter().find(|p| p.snapshot.id == *product_id) else {
+                    continue;
+                };
+                out.push(answer(entry, product));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One user's permissions on one product; `NotFound` when either is not the tenant's or
+    /// the user is not a member of the product's org.
+    pub async fn product(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        product: Uuid,
+    ) -> Result<Arc<Resolved>, StoreError> {
+        let resolved = self
+            .products(tenant, &[user], &[product])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)?;
+        if resolved.standing == resolve::Standing::NotMember {
+            return Err(StoreError::NotFound);
+        }
+        Ok(resolved)
+    }
+
+    /// The user's standing in an org, from their cached snapshot.
+    pub async fn org(&self, tenant: Uuid, user: Uuid, org: Uuid) -> Result<Resolved, StoreError> {
+        let entry = self
+            .user_entries(tenant, &[user])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)?;
+        Ok(resolve::resolve_org(&entry.snapshot, org))
+    }
+
+    /// Follows every instance's invalidations until `stop`: PostgreSQL's `NOTIFY`, through a
+    /// listener that drops the whole cache whenever it had to reconnect (what was sent
+    /// meanwhile is lost). Where there are no other instances (SQLite) there is nothing to do.
+    pub async fn run_listener(self: Arc<Self>, mut stop: Stop) {
+        loop {
+            let connected = tokio::select! {
+                _ = stop.requested() => return,
+                feed = self.store.listen() => feed,
+            };
+            let mut feed = match connected {
+                Ok(Some(feed)) => feed,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "authz cache: cannot listen for invalidations; retrying");
+                    self.listening.store(false, Ordering::SeqCst);
+                    tokio::select! {
+                        _ = stop.requested() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            // Whatever happened before we listened is unknown: start empty.
+            self.clear();
+            self.listening.store(true, Ordering::SeqCst);
+            *self.listener_pid.write().unwrap_or_else(|p| p.into_inner()) = feed.session_pid();
+            loop {
+                let event = tokio::select! {
+                    _ = stop.requested() => return,
+                    event = feed.next() => event,
+                };
+                match event {
+                    Ok(FeedEvent::Invalidated(invalidation)) => self.apply(&invalidation),
+                    Ok(FeedEvent::Reconnected) => {
+                        metrics::counter!("rolegate_authz_listener_reconnects_total").increment(1);
+                        tracing::warn!("authz cache: listener reconnected; dropping the cache");
+                        self.clear();
+                        *self.listener_pid.write().unwrap_or_else(|p| p.into_inner()) =
+                            feed.session_pid();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "authz cache: listener lost; dropping the cache");
+                        metrics::counter!("rolegate_authz_listener_reconnects_total").increment(1);
+                        self.listening.store(false, Ordering::SeqCst);
+                        self.clear();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The database session this instance listens on (tests cut it to see a reconnect).
+    pub fn listener_pid(&self) -> Option<i32> {
+        *self.listener_pid.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The user's answer on the product, computed once per entry.
+fn answer(user: &UserEntry, product: &ProductEntry) -> Arc<Resolved> {
+    let id = product.snapshot.id;
+    if let Ok(answers) = user.answers.read()
+        && let Some(found) = answers.get(&id)
+    {
+        return found.clone();
+    }
+    let resolved = Arc::new(resolve::resolve_product(&user.snapshot, &product.snapshot));
+    if let Ok(mut answers) = user.answers.write() {
+        answers.insert(id, resolved.clone());
+    }
+    resolved
+}
