@@ -116,22 +116,7 @@ impl TestApp {
             .oneshot(request)
             .await
             .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        reply_of(response).await
     }
 
     pub async fn call(
@@ -213,6 +198,64 @@ impl TestApp {
 
     pub fn backend(&self) -> Backend {
         self._db.backend
+    }
+}
+
+/// Another instance of the service on this app's database: its own store (pool), state,
+/// cache and invalidation listener, as a second process would have.
+pub struct Instance {
+    pub state: AppState,
+    pub router: Router,
+    _background: rolegate::background::Running,
+}
+
+impl TestApp {
+    pub async fn second_instance(&self) -> Instance {
+        let store = self._db.store().await;
+        let state = AppState::new(store, ServeArgs::for_tests()).expect("state");
+        let router = rolegate::app::app(state.clone());
+        let background = state.background.start();
+        let listening = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !state.resolver.listening() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            listening.is_ok(),
+            "the second instance did not start listening"
+        );
+        Instance {
+            state,
+            router,
+            _background: background,
+        }
+    }
+
+    /// A request to `instance`, with this app's admin token when `token` is `None`.
+    pub async fn call_on(
+        &self,
+        instance: &Instance,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        let request = request(
+            method,
+            &format!("/api/v1{path}"),
+            Some(token.unwrap_or(&self.admin_token)),
+            None,
+            None,
+        );
+        reply_of(
+            instance
+                .router
+                .clone()
+                .oneshot(request)
+                .await
+                .expect("infallible"),
+        )
+        .await
     }
 }
 
@@ -318,6 +361,25 @@ pub fn unlimited() -> ServeArgs {
     let mut config = ServeArgs::for_tests();
     config.scim_rate_limit = 0;
     config
+}
+
+async fn reply_of(response: axum::response::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 /// Builds a request; `from` sets the client address the way a real connection would.

@@ -1,0 +1,341 @@
+//! The cached resolver across instances: two instances of the service on one PostgreSQL
+//! database, each with its own cache and listener. A write through one reaches the other's
+//! answers as soon as PostgreSQL delivers the notification; a cut listener drops the cache;
+//! after a bounded storm of writes and reads on both, every cached answer equals a fresh
+//! resolve. (On SQLite there is one instance; its cache is checked by every test that reads
+//! after a write.)
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use rolegate::authz::EffectivePermissions;
+use rolegate::domain::audit::Actor;
+use rolegate::domain::mapping_document::{self, MappingDocument};
+use rolegate::domain::resolve::resolve_product;
+use rolegate::store::Ctx;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::common::db::postgres_enabled;
+use crate::common::http::Instance;
+use crate::common::{Backend, TestApp};
+
+/// How long an answer may take to follow a write on another instance, at most, here.
+const DELIVERY: Duration = Duration::from_secs(10);
+
+struct Fixture {
+    org: Uuid,
+    product: Uuid,
+    env: Uuid,
+}
+
+async fn fixture(app: &TestApp) -> Fixture {
+    let product = app.product(&app.org_id.to_string()).await;
+    Fixture {
+        org: app.org_id,
+        product: product["id"].as_str().expect("id").parse().expect("uuid"),
+        env: product["environments"][0]["id"]
+            .as_str()
+            .expect("env")
+            .parse()
+            .expect("uuid"),
+    }
+}
+
+async fn member(app: &TestApp, f: &Fixture, email: &str) -> Uuid {
+    let user = app.user(email).await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{}/members/{user}", f.org),
+        Some(json!({ "role": null })),
+    )
+    .await;
+    user.parse().expect("uuid")
+}
+
+async fn access_on(app: &TestApp, instance: &Instance, f: &Fixture, user: Uuid) -> Value {
+    let reply = app
+        .call_on(
+            instance,
+            Method::GET,
+            &format!(
+                "/orgs/{}/members/{user}/permissions?product={}",
+                f.org, f.product
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["environments"][f.env.to_string()].clone()
+}
+
+/// Polls `instance` until the user's access in the fixture's environment is `want`.
+async fn until_access(app: &TestApp, instance: &Instance, f: &Fixture, user: Uuid, want: &str) {
+    let started = Instant::now();
+    loop {
+        if access_on(app, instance, f, user).await == want {
+            eprintln!("followed in {:?}", started.elapsed());
+            return;
+        }
+        assert!(
+            started.elapsed() < DELIVERY,
+            "the other instance still answers a stale access (want {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn set_role(app: &TestApp, f: &Fixture, user: Uuid, role: Option<&str>) {
+    app.ok(
+        Method::PUT,
+        &format!("/products/{}/members/{user}", f.product),
+        Some(json!({ "permission_groups": [], "role": role })),
+    )
+    .await;
+}
+
+async fn two_instances() -> Option<(TestApp, Instance)> {
+    if !postgres_enabled() {
+        return None;
+    }
+    let app = TestApp::new(Backend::Postgres).await;
+    let other = app.second_instance().await;
+    Some((app, other))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_through_one_instance_reaches_the_others_cached_answer() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let f = fixture(&app).await;
+    let ada = member(&app, &f, "ada@acme.test").await;
+    // B answers, and keeps the answer.
+    assert_eq!(access_on(&app, &b, &f, ada).await, "none");
+    assert_eq!(access_on(&app, &b, &f, ada).await, "none");
+    set_role(&app, &f, ada, Some("editor")).await;
+    until_access(&app, &b, &f, ada, "full").await;
+    set_role(&app, &f, ada, None).await;
+    until_access(&app, &b, &f, ada, "none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_change_to_a_mapped_group_reaches_the_other_instance() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let f = fixture(&app).await;
+    let created = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "grace@acme.test",
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let grace: Uuid = created.body["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let group = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [{ "value": grace.to_string() }],
+            })),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let group_id = group.body["id"].as_str().expect("id").to_owned();
+
+    let document: MappingDocument = serde_json::from_value(json!({
+        "version": 1,
+        "rules": [{ "name": "eng", "idp_group": "engineering",
+                    "grants": [{ "product": f.product.to_string(), "role": "editor" }] }]
+    }))
+    .expect("document");
+    let catalog = app
+        .store
+        .mapping_catalog(app.org_id, app.org_id)
+        .await
+        .expect("catalog");
+    let mappings = mapping_document::validate(&document, &catalog).expect("valid");
+    assert_eq!(
+        access_on(&app, &b, &f, grace).await,
+        "none",
+        "B caches none"
+    );
+    app.store
+        .replace_mappings(
+            &Ctx::new(Actor::Cli),
+            app.org_id,
+            app.org_id,
+            &mappings,
+            None,
+        )
+        .await
+        .expect("mappings");
+    until_access(&app, &b, &f, grace, "full").await;
+
+    let removed = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{group_id}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "remove", "path": format!("members[value eq \"{grace}\"]") }],
+            })),
+        )
+        .await;
+    assert!(removed.status.is_success(), "{}", removed.text);
+    until_access(&app, &b, &f, grace, "none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_listener_reconnects_and_drops_the_cache() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let f = fixture(&app).await;
+    let ada = member(&app, &f, "ada@acme.test").await;
+    assert_eq!(access_on(&app, &b, &f, ada).await, "none");
+    let pid = b.state.resolver.listener_pid().expect("B listens");
+    app.raw_execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .expect("terminate B's listener");
+    // Possibly while B has no listener: the notification may never reach it.
+    set_role(&app, &f, ada, Some("editor")).await;
+    until_access(&app, &b, &f, ada, "full").await;
+    let started = Instant::now();
+    while b.state.resolver.listener_pid() == Some(pid) || !b.state.resolver.listening() {
+        assert!(started.elapsed() < DELIVERY, "B did not listen again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Listening again, B follows the next write too.
+    set_role(&app, &f, ada, Some("viewer")).await;
+    until_access(&app, &b, &f, ada, "read_only").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_through_one_instance_is_refused_by_the_other() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let minted = app
+        .ok(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "kind": "admin", "org_id": app.org_id })),
+        )
+        .await;
+    let secret = minted["token_secret"].as_str().expect("secret").to_owned();
+    let id = minted["id"].as_str().expect("id").to_owned();
+    let before = app.call_on(&b, Method::GET, "/orgs", Some(&secret)).await;
+    assert_eq!(before.status, StatusCode::OK);
+    app.ok(Method::DELETE, &format!("/tokens/{id}"), None).await;
+    let after = app.call_on(&b, Method::GET, "/orgs", Some(&secret)).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text);
+}
+
+/// A bounded storm: 40 role changes, each through one instance or the other, each followed by
+/// reads of every user on both. Once it quiesces, every answer either instance gives from its
+/// cache equals a resolve from a fresh snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_storm_of_writes_and_reads_no_cached_answer_is_stale() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let a = app.second_instance().await;
+    let f = fixture(&app).await;
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(member(&app, &f, &format!("user{i}@acme.test")).await);
+    }
+    let roles = [None, Some("viewer"), Some("editor"), Some("publisher")];
+    for round in 0..40usize {
+        let user = users[round % users.len()];
+        let role = roles[(round * 7 + round / 3) % roles.len()];
+        let through = if round % 2 == 0 { &a } else { &b };
+        let reply = app
+            .call_on(
+                through,
+                Method::GET,
+                &format!(
+                    "/orgs/{}/members/{user}/permissions?product={}",
+                    f.org, f.product
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        // The write goes through the instance's own router.
+        let request = crate::common::http::request(
+            Method::PUT,
+            &format!("/api/v1/products/{}/members/{user}", f.product),
+            Some(&app.admin_token),
+            Some(json!({ "permission_groups": [], "role": role })),
+            None,
+        );
+        let written = tower::ServiceExt::oneshot(through.router.clone(), request)
+            .await
+            .expect("infallible");
+        assert_eq!(written.status(), StatusCode::OK);
+        for reader in [&a, &b] {
+            for u in &users {
+                access_on(&app, reader, &f, *u).await;
+            }
+        }
+    }
+    let fresh = |user: Uuid| {
+        let store = app.store.clone();
+        let product = f.product;
+        let tenant = app.org_id;
+        async move {
+            let snapshot = store
+                .user_snapshots(tenant, &[user])
+                .await
+                .expect("snapshot")
+                .pop()
+                .expect("user");
+            let product = store
+                .product_snapshots(tenant, &[product])
+                .await
+                .expect("product")
+                .pop()
+                .expect("product");
+            EffectivePermissions::from(&resolve_product(&snapshot, &product))
+        }
+    };
+    let started = Instant::now();
+    'settle: loop {
+        let mut stale = Vec::new();
+        for (name, instance) in [("a", &a), ("b", &b)] {
+            for user in &users {
+                let cached = instance
+                    .state
+                    .resolver
+                    .product(app.org_id, *user, f.product)
+                    .await
+                    .expect("answer");
+                if EffectivePermissions::from(cached.as_ref()) != fresh(*user).await {
+                    stale.push(format!("{name}: {user}"));
+                }
+            }
+        }
+        if stale.is_empty() {
+            break 'settle;
+        }
+        assert!(
+            started.elapsed() < DELIVERY,
+            "stale cached answers after the storm: {stale:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
