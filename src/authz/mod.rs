@@ -4,6 +4,9 @@
 //!
 //! (The moka cache in front of it, with its cross-instance invalidation, comes next.)
 
+pub mod check;
+pub mod explain;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
