@@ -21,14 +21,19 @@ use crate::store::{Store, StoreError};
 pub enum AuthFailure {
     /// 401: no token, an unknown one, or one that no longer works. The reason is safe to show.
     Unauthenticated(&'static str),
-    /// 403: a good token of the other kind.
-    WrongKind,
+    /// 403: a good token of a kind this edge does not take (the kind presented).
+    WrongKind(TokenKind),
     /// 429: bad credentials from an address that failed too often.
     RateLimited {
         retry_after_secs: u64,
     },
     Store(StoreError),
 }
+
+/// Why a service token is refused: what it may call instead, so the 403 says how to fix it.
+pub const SERVICE_TOKEN_ONLY: &str = "a service token may only call POST /api/v1/authz/check \
+     and GET /api/v1/authz/explain; use an admin token for the admin API and a SCIM token for \
+     /scim/v2";
 
 /// The caller behind a valid token.
 #[derive(Debug, Clone)]
@@ -140,12 +145,12 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Checks the request's bearer token and that it is of the `wanted` kind. A valid token passes
-/// even from an address over its failure limit (see [`TokenAuth`]).
+/// Checks the request's bearer token and that it is of one of the `accepted` kinds. A valid
+/// token passes even from an address over its failure limit (see [`TokenAuth`]).
 pub async fn authenticate<S>(
     state: &S,
     parts: &Parts,
-    wanted: TokenKind,
+    accepted: &[TokenKind],
 ) -> Result<Principal, AuthFailure>
 where
     Arc<TokenAuth>: FromRef<S>,
@@ -165,7 +170,7 @@ where
         (Some(_), None) => "invalid token",
         (Some(_), Some(hash)) => {
             let store = Arc::<dyn Store>::from_ref(state);
-            match check(store.as_ref(), &auth, &hash, wanted).await {
+            match check(store.as_ref(), &auth, &hash, accepted).await {
                 Err(AuthFailure::Unauthenticated(reason)) => reason,
                 other => return other,
             }
@@ -178,7 +183,7 @@ async fn check(
     store: &dyn Store,
     auth: &TokenAuth,
     hash: &[u8; 32],
-    wanted: TokenKind,
+    accepted: &[TokenKind],
 ) -> Result<Principal, AuthFailure> {
     let found = store
         .token_by_hash(hash)
@@ -195,8 +200,8 @@ async fn check(
             token::TokenRejection::Revoked => AuthFailure::Unauthenticated("token revoked"),
             token::TokenRejection::Expired => AuthFailure::Unauthenticated("token expired"),
         })?;
-    if found.token.kind != wanted {
-        return Err(AuthFailure::WrongKind);
+    if !accepted.contains(&found.token.kind) {
+        return Err(AuthFailure::WrongKind(found.token.kind));
     }
     if auth.recently_touched.get(&found.token.id).is_none() {
         auth.recently_touched.insert(found.token.id, ());

@@ -219,6 +219,8 @@ fn bind_address(raw: &str) -> Result<SocketAddr, String> {
 pub enum TokenKindArg {
     Scim,
     Admin,
+    /// Read-only: `POST /api/v1/authz/check` and `GET /api/v1/authz/explain` only
+    Service,
 }
 
 impl From<TokenKindArg> for TokenKind {
@@ -226,6 +228,7 @@ impl From<TokenKindArg> for TokenKind {
         match k {
             TokenKindArg::Scim => TokenKind::Scim,
             TokenKindArg::Admin => TokenKind::Admin,
+            TokenKindArg::Service => TokenKind::Service,
         }
     }
 }

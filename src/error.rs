@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, SERVICE_TOKEN_ONLY};
+use crate::domain::token::TokenKind;
 use crate::store::StoreError;
 
 /// One invalid input: which field (a JSON path such as `environments[1].name`, or a query
@@ -134,6 +135,27 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error's JSON body, `{"error": {"code", "message", "fields"?}}`: the whole body of an
+    /// error response, or one item's answer in a batch that answers item by item.
+    pub fn body(&self) -> serde_json::Value {
+        let message = match self {
+            ApiError::Internal(detail) => {
+                // Logged inside the request span (with its request id), never echoed.
+                tracing::error!(%detail, "internal error");
+                "internal error".to_owned()
+            }
+            ApiError::Unauthorized(reason) => (*reason).to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        if let ApiError::Validation(fields) = self {
+            body["error"]["fields"] = json!(fields);
+        }
+        body
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -183,7 +205,8 @@ impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> Self {
         match f {
             AuthFailure::Unauthenticated(reason) => ApiError::Unauthorized(reason),
-            AuthFailure::WrongKind => ApiError::Forbidden("this token is not an admin token"),
+            AuthFailure::WrongKind(TokenKind::Service) => ApiError::Forbidden(SERVICE_TOKEN_ONLY),
+            AuthFailure::WrongKind(_) => ApiError::Forbidden("this token is not an admin token"),
             AuthFailure::RateLimited { retry_after_secs } => {
                 ApiError::TooManyRequests { retry_after_secs }
             }
@@ -195,20 +218,7 @@ impl From<AuthFailure> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = match &self {
-            ApiError::Internal(detail) => {
-                // Logged inside the request span (with its request id), never echoed.
-                tracing::error!(%detail, "internal error");
-                "internal error".to_owned()
-            }
-            ApiError::Unauthorized(reason) => (*reason).to_owned(),
-            other => other.to_string(),
-        };
-        let mut body = json!({ "error": { "code": self.code(), "message": message } });
-        if let ApiError::Validation(fields) = &self {
-            body["error"]["fields"] = json!(fields);
-        }
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(self.body())).into_response();
         match &self {
             ApiError::Unauthorized(_) => {
                 response

@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 12] = [
+const TAGS: [(&str, &str); 13] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -54,11 +54,17 @@ const TAGS: [(&str, &str); 12] = [
     ),
     (
         "tokens",
-        "Admin and SCIM tokens. A secret is shown once, when the token is created.",
+        "Admin, SCIM and service tokens. A secret is shown once, when the token is created.",
     ),
     (
         "idp-groups",
         "The groups an org's IdP pushed through its SCIM tokens, read-only.",
+    ),
+    (
+        "authz",
+        "Permission questions — may this user do this, and why — answered by the resolver \
+         every permission answer goes through. An admin token or a read-only service token \
+         (`rg_service_…`), which may call nothing else; either reaches its org's subtree.",
     ),
     ("audit", "The audit log, newest first."),
     ("meta", "This document."),
@@ -79,7 +85,8 @@ pub(super) fn document() -> OpenApi {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An admin token (`rg_admin_…`), issued by `rolegate token create` or \
-                         `POST /api/v1/tokens`.",
+                         `POST /api/v1/tokens`; on the `authz` operations, a service token \
+                         (`rg_service_…`) too.",
                     ))
                     .build(),
             ),
@@ -154,7 +161,7 @@ impl IntoResponses for AuthErrors {
             ),
             (
                 "403".into(),
-                error("The token is not an admin token (a SCIM token).")
+                error("The token is not of a kind this operation takes: a SCIM token, or a service token outside the `authz` operations.")
                     .build()
                     .into(),
             ),

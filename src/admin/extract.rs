@@ -175,6 +175,24 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
+/// A part of a JSON body already read (one item of a batch), as `T`. Errors name the field by
+/// its path in the whole body, `at` being the part's own path (`checks[3]`; empty: the body).
+pub(crate) fn parse_json_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    at: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut error = field_error(&e.path().to_string(), &e.inner().to_string(), "");
+        error.field = match (at, error.field.as_str()) {
+            ("", "") => "body".to_owned(),
+            (at, "") => at.to_owned(),
+            ("", field) => field.to_owned(),
+            (at, field) => format!("{at}.{field}"),
+        };
+        ApiError::Validation(vec![error])
+    })
+}
+
 /// serde_json's message without its " at line L column C": a field's path says where.
 fn without_position(error: &serde_json::Error) -> String {
     let text = error.to_string();
@@ -364,6 +382,23 @@ mod tests {
         assert_eq!(field, "environments[0].colour");
         let (field, _) = body_error("[]");
         assert_eq!(field, "body", "a wrong type at the top names the body");
+    }
+
+    #[test]
+    fn a_part_of_a_body_names_its_fields_by_their_path_in_the_whole_body() {
+        let part = |v: serde_json::Value, at: &str| {
+            fields(parse_json_value::<Env>(v, at).expect_err("invalid")).remove(0)
+        };
+        assert_eq!(
+            part(serde_json::json!({}), "checks[3]"),
+            ("checks[3].name".into(), "required".into())
+        );
+        assert_eq!(part(serde_json::json!({}), "").0, "name");
+        assert_eq!(part(serde_json::json!(7), "checks[0]").0, "checks[0]");
+        assert_eq!(part(serde_json::json!(7), "").0, "body");
+        let (field, message) = part(serde_json::json!({"name": "a", "colour": 1}), "checks[1]");
+        assert_eq!(field, "checks[1].colour");
+        assert!(message.starts_with("unknown field"), "{message}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! document.
 
 mod audit;
+mod authz;
 mod doc;
 mod extract;
 mod idp_groups;
@@ -53,7 +54,8 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(users::router())
         .merge(product_members::router())
-        .merge(idp_groups::router());
+        .merge(idp_groups::router())
+        .merge(authz::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();
@@ -107,7 +109,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = auth::authenticate(state, parts, TokenKind::Admin).await?;
+        let principal = auth::authenticate(state, parts, &[TokenKind::Admin]).await?;
         let actor = Actor::AdminToken {
             id: principal.token.id,
             name: principal.token.name.clone(),

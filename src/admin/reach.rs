@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::AdminAuth;
 use super::extract::ApiPath;
+use crate::auth::Principal;
 use crate::domain::invitation::Invitation;
 use crate::domain::org::{self, Org};
 use crate::domain::outbox::OutboxEntry;
@@ -165,13 +166,39 @@ impl AdminAuth {
 
     /// The orgs this caller reaches, for a list that shows only what is within reach.
     pub async fn reached_orgs(&self, state: &AppState) -> Result<ReachedOrgs, ApiError> {
-        let token = &self.principal.token;
-        if token.org_id == token.tenant_id {
-            return Ok(ReachedOrgs::Tenant);
-        }
-        let tree = state.store.list_orgs(self.tenant_id()).await?;
-        Ok(ReachedOrgs::Subtree(subtree(token.org_id, &tree)))
+        reached_by(state, &self.principal).await
     }
+}
+
+/// The orgs the token behind `principal` reaches — an admin token's, or a service token's,
+/// whose reach is the same: its org's subtree.
+pub(super) async fn reached_by(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<ReachedOrgs, ApiError> {
+    let token = &principal.token;
+    if token.org_id == token.tenant_id {
+        return Ok(ReachedOrgs::Tenant);
+    }
+    let tree = state.store.list_orgs(principal.tenant_id()).await?;
+    Ok(ReachedOrgs::Subtree(subtree(token.org_id, &tree)))
+}
+
+/// The orgs through which a person of `tenant_id` is reached: those they are a member of, and
+/// the one whose SCIM token holds them. A person with neither is counted as the tenant's (its
+/// root org's, whose id is the tenant's), so only a caller who reaches the whole tenant finds
+/// them.
+pub(super) fn person_orgs(
+    memberships: impl IntoIterator<Item = Uuid>,
+    scim_org_id: Option<Uuid>,
+    tenant_id: Uuid,
+) -> Vec<Uuid> {
+    let mut orgs: Vec<Uuid> = memberships.into_iter().collect();
+    orgs.extend(scim_org_id);
+    if orgs.is_empty() {
+        orgs.push(tenant_id);
+    }
+    orgs
 }
 
 /// The orgs a caller reaches.
@@ -340,12 +367,11 @@ impl Scoped for TenantUser {
     /// tenant's, so only a caller who reaches the whole tenant finds them (as an unheld
     /// [`HeldUser`]).
     fn org_ids(&self) -> Vec<Uuid> {
-        let mut orgs: Vec<Uuid> = self.memberships.iter().map(|m| m.org_id).collect();
-        orgs.extend(self.scim_org_id);
-        if orgs.is_empty() {
-            orgs.push(self.user.tenant_id);
-        }
-        orgs
+        person_orgs(
+            self.memberships.iter().map(|m| m.org_id),
+            self.scim_org_id,
+            self.user.tenant_id,
+        )
     }
 }
 

@@ -29,16 +29,35 @@ const MARK_LIFETIME: Duration = Duration::from_secs(600);
 
 type Key = (Uuid, Uuid);
 
-struct UserEntry {
+/// A user's cached snapshot, with the answers computed from it.
+pub struct UserEntry {
     /// The counter's value when the load began.
     loaded_at: u64,
     snapshot: UserSnapshot,
     answers: RwLock<HashMap<Uuid, Arc<Resolved>>>,
 }
 
-struct ProductEntry {
+/// A product's cached snapshot.
+pub struct ProductEntry {
     loaded_at: u64,
     snapshot: ProductSnapshot,
+}
+
+impl UserEntry {
+    pub fn snapshot(&self) -> &UserSnapshot {
+        &self.snapshot
+    }
+
+    /// The user's answer on `product`, computed once per entry.
+    pub fn answer(&self, product: &ProductEntry) -> Arc<Resolved> {
+        answer(self, product)
+    }
+}
+
+impl ProductEntry {
+    pub fn snapshot(&self) -> &ProductSnapshot {
+        &self.snapshot
+    }
 }
 
 /// Resolution with a cache in front, shared by every request of an instance.
@@ -145,8 +164,9 @@ impl Resolver {
         metrics::counter!(name).increment(1);
     }
 
-    /// The users' entries: cached ones, and the rest loaded in one snapshot read.
-    async fn user_entries(
+    /// The users' entries: cached ones, and the rest loaded in one snapshot read (users of
+    /// no tenant left out).
+    pub async fn user_entries(
         &self,
         tenant: Uuid,
         user_ids: &[Uuid],
@@ -183,7 +203,8 @@ impl Resolver {
         Ok(found)
     }
 
-    async fn product_entries(
+    /// The products' entries, as [`Resolver::user_entries`].
+    pub async fn product_entries(
         &self,
         tenant: Uuid,
         product_ids: &[Uuid],

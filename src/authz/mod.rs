@@ -5,6 +5,8 @@
 //! (The moka cache in front of it, with its cross-instance invalidation, comes next.)
 
 mod cache;
+pub mod check;
+pub mod explain;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,10 +14,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::permission::{Action, Capability, EnvAccess, Requirement};
-use crate::domain::resolve::{self, ProductSnapshot, Resolved, Standing};
-use crate::store::{Store, StoreError};
+use crate::domain::resolve::{Resolved, Standing};
 
-pub use cache::Resolver;
+pub use cache::{ProductEntry, Resolver, UserEntry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EffectivePermissions {
@@ -79,43 +80,6 @@ impl From<&Resolved> for EffectivePermissions {
     }
 }
 
-/// Each user's permissions on each product, resolved from one snapshot of the users and one of
-/// the products. A user who is not of the tenant is left out.
-pub async fn resolve_products(
-    store: &dyn Store,
-    tenant_id: Uuid,
-    user_ids: &[Uuid],
-    products: &[ProductSnapshot],
-) -> Result<Vec<Resolved>, StoreError> {
-    let users = store.user_snapshots(tenant_id, user_ids).await?;
-    Ok(users
-        .iter()
-        .flat_map(|u| products.iter().map(move |p| resolve::resolve_product(u, p)))
-        .collect())
-}
-
-/// One user's permissions on one product. `NotFound` when the user or the product is not the
-/// tenant's, or the user is not a member of the product's org.
-pub async fn product_permissions(
-    store: &dyn Store,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    product_id: Uuid,
-) -> Result<Resolved, StoreError> {
-    let products = store.product_snapshots(tenant_id, &[product_id]).await?;
-    if products.is_empty() {
-        return Err(StoreError::NotFound);
-    }
-    let resolved = resolve_products(store, tenant_id, &[user_id], &products)
-        .await?
-        .pop()
-        .ok_or(StoreError::NotFound)?;
-    if resolved.standing == Standing::NotMember {
-        return Err(StoreError::NotFound);
-    }
-    Ok(resolved)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +88,7 @@ mod tests {
     use crate::domain::org::OrgRole;
     use crate::domain::permission::Role;
     use crate::domain::resolve::{
-        EnvironmentFact, Membership, StoredGrant, UserSnapshot, resolve_product,
+        EnvironmentFact, Membership, ProductSnapshot, StoredGrant, UserSnapshot, resolve_product,
     };
 
     fn product() -> (ProductSnapshot, Uuid, Uuid) {

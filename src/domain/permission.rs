@@ -380,7 +380,7 @@ pub fn module_permissions(module: Module, level: ModuleLevel) -> PermissionSet {
 /// Seed 002's actions, split where its footnote splits them: in a restricted environment an
 /// Editor may create and edit flags, rules and experiments, but not launch, pause or change
 /// traffic allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// See flags, settings and values in an environment.

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Source;
@@ -49,6 +50,9 @@ pub struct StoredGrant {
 pub struct UserSnapshot {
     pub user_id: Uuid,
     pub active: bool,
+    /// The org whose SCIM token holds the user (`None`: nobody's). It decides no permission:
+    /// it is read here, in the same snapshot, for who may ask about the user (reach).
+    pub scim_org_id: Option<Uuid>,
     /// Every org of the tenant, with its parent.
     pub orgs: Vec<(Uuid, Option<Uuid>)>,
     pub memberships: Vec<Membership>,
@@ -84,7 +88,7 @@ pub struct ProductSnapshot {
 }
 
 /// How a path gave what it gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathKind {
     /// Effective Owner of the org: everything.
@@ -104,7 +108,7 @@ pub enum PathKind {
 }
 
 /// One reason for a permission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct GrantPath {
     pub kind: PathKind,
     /// The org the grant, role or rule belongs to.
@@ -112,19 +116,25 @@ pub struct GrantPath {
     /// The IdP group through which a rule matched (the nested group's name when through
     /// nesting).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub via_group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub permission_group: Option<String>,
     /// A product role (`editor`) or an org role (`owner`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub role: Option<String>,
     /// A module role, as `module:level`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub module: Option<String>,
     /// What this path gives in the environment it is listed under.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub access: Option<EnvAccess>,
 }
 
@@ -144,19 +154,19 @@ impl GrantPath {
 }
 
 /// The user's role in an org and the paths that decided it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RoleExplained {
     pub role: OrgRole,
     pub granted_by: Vec<GrantPath>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ModuleExplained {
     pub level: ModuleLevel,
     pub granted_by: Vec<GrantPath>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct EnvironmentExplained {
     pub name: String,
     pub access: EnvAccess,
@@ -167,7 +177,7 @@ pub struct EnvironmentExplained {
 }
 
 /// Why the answer is what it is, in one word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     Owner,

@@ -10,28 +10,30 @@ use uuid::Uuid;
 
 use super::name::{NameRule, at_most};
 
-/// What a token may call: SCIM provisioning or the admin API, never both.
+/// What a token may call: SCIM provisioning, the admin API, or only the permission questions
+/// (`authz/check`, `authz/explain`) — never more than one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     Scim,
     Admin,
+    /// Read-only: asks what a user may do (a flag backend's token), nothing else.
+    Service,
 }
 
 impl TokenKind {
+    pub const ALL: [TokenKind; 3] = [TokenKind::Scim, TokenKind::Admin, TokenKind::Service];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Scim => "scim",
             TokenKind::Admin => "admin",
+            TokenKind::Service => "service",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "scim" => Some(TokenKind::Scim),
-            "admin" => Some(TokenKind::Admin),
-            _ => None,
-        }
+        TokenKind::ALL.into_iter().find(|k| k.as_str() == value)
     }
 
     /// The secret's prefix. Distinct, greppable prefixes let secret scanners spot a leaked
@@ -40,6 +42,7 @@ impl TokenKind {
         match self {
             TokenKind::Scim => "rg_scim_",
             TokenKind::Admin => "rg_admin_",
+            TokenKind::Service => "rg_service_",
         }
     }
 }
@@ -83,7 +86,7 @@ fn hint(secret: &str) -> String {
 
 /// Which kind a presented secret claims to be, from its prefix; `None` for anything else.
 pub fn kind_of_secret(secret: &str) -> Option<TokenKind> {
-    [TokenKind::Scim, TokenKind::Admin]
+    TokenKind::ALL
         .into_iter()
         .find(|k| secret.starts_with(k.prefix()))
 }
@@ -174,6 +177,22 @@ mod tests {
         assert_eq!(kind_of_secret(&a.secret), Some(TokenKind::Admin));
         assert_eq!(kind_of_secret(&m.secret), Some(TokenKind::Scim));
         assert_eq!(kind_of_secret("Bearer xyz"), None);
+        let s = mint(TokenKind::Service, [7; SECRET_BYTES]);
+        assert!(s.secret.starts_with("rg_service_"));
+        assert!(s.hint.starts_with("rg_service_") && s.hint.ends_with('…'));
+        assert_eq!(kind_of_secret(&s.secret), Some(TokenKind::Service));
+    }
+
+    #[test]
+    fn kinds_round_trip_and_prefixes_are_distinct() {
+        for k in TokenKind::ALL {
+            assert_eq!(TokenKind::parse(k.as_str()), Some(k));
+            for other in TokenKind::ALL.into_iter().filter(|o| *o != k) {
+                // No prefix may start another's, or a secret's kind would be ambiguous.
+                assert!(!k.prefix().starts_with(other.prefix()), "{k:?} {other:?}");
+            }
+        }
+        assert_eq!(TokenKind::parse("root"), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
-use crate::auth::{self, AuthFailure, Principal};
+use crate::auth::{self, AuthFailure, Principal, SERVICE_TOKEN_ONLY};
 use crate::domain::audit::Actor;
 use crate::domain::provisioning::ScimScope;
 use crate::domain::token::TokenKind;
@@ -148,7 +148,10 @@ impl From<AuthFailure> for ScimError {
             AuthFailure::Unauthenticated(reason) => {
                 ScimError::new(StatusCode::UNAUTHORIZED, None, reason)
             }
-            AuthFailure::WrongKind => ScimError::new(
+            AuthFailure::WrongKind(TokenKind::Service) => {
+                ScimError::new(StatusCode::FORBIDDEN, None, SERVICE_TOKEN_ONLY)
+            }
+            AuthFailure::WrongKind(_) => ScimError::new(
                 StatusCode::FORBIDDEN,
                 None,
                 "this token is not a SCIM token",
@@ -365,7 +368,7 @@ impl FromRequestParts<AppState> for ScimClient {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = auth::authenticate(state, parts, TokenKind::Scim).await?;
+        let principal = auth::authenticate(state, parts, &[TokenKind::Scim]).await?;
         if let Some(slot) = parts.extensions.get::<edge::CallerSlot>() {
             slot.set(&principal);
         }

@@ -122,8 +122,16 @@ fn org_and_token_commands_print_json_and_fail_cleanly() {
             .expect("token")
             .starts_with("rg_admin_")
     );
+    let service = w.json(&["token", "create", "--org", org_id, "--kind", "service"]);
+    assert!(
+        service["token"]
+            .as_str()
+            .expect("token")
+            .starts_with("rg_service_")
+    );
+    assert_eq!(service["kind"], "service");
     let list = w.json(&["token", "list", "--org", org_id]);
-    assert_eq!(list.as_array().expect("array").len(), 2);
+    assert_eq!(list.as_array().expect("array").len(), 3);
     assert!(
         !list
             .to_string()
@@ -308,6 +316,11 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
         .to_owned();
     let admin = w.json(&["token", "create", "--org", &org_id, "--kind", "admin"]);
     let admin_secret = admin["token"].as_str().expect("t").to_owned();
+    let service = w.json(&["token", "create", "--org", &org_id, "--kind", "service"])["token"]
+        .as_str()
+        .expect("t")
+        .to_owned();
+    let owner_id = org["owner_user_id"].as_str().expect("owner").to_owned();
 
     // A relay nobody answers on: the start-up check must say so, and the start go on.
     let closed_port = {
@@ -395,9 +408,16 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
             get(org_url.clone(), admin_secret.clone()).await,
             get(spc.clone(), admin_secret.clone()).await,
             get(spc.clone(), "rg_scim_wrong".into()).await,
+            get(
+                format!("{base}/api/v1/authz/explain?user_id={owner_id}"),
+                service.clone(),
+            )
+            .await,
+            get(org_url.clone(), service.clone()).await,
+            get(spc.clone(), service.clone()).await,
         ]
     });
-    assert_eq!(statuses, [200, 200, 403, 200, 403, 401]);
+    assert_eq!(statuses, [200, 200, 403, 200, 403, 401, 200, 403, 403]);
 
     // Revoke through the CLI while the server runs (same SQLite file): refused at once.
     w.json(&["token", "revoke", "--id", admin["id"].as_str().expect("id")]);
@@ -434,7 +454,7 @@ fn serve_enforces_token_kinds_and_logs_no_secret() {
         logs.contains("SMTP relay check failed") && logs.contains(&closed_port.to_string()),
         "{logs}"
     );
-    for secret in [&scim, &admin_secret] {
+    for secret in [&scim, &admin_secret, &service] {
         assert!(
             !logs.contains(secret.as_str()),
             "a token secret reached the log"

@@ -58,6 +58,117 @@ async fn admin_token_opens_the_admin_api_and_is_forbidden_on_scim(backend: Backe
     scim_error(&refused, "403");
 }
 
+/// A service token asks permission questions and nothing else: 403 with a message saying what
+/// it may call, on the admin API (in its error shape) and on SCIM (in SCIM's).
+async fn service_token_asks_permission_questions_and_is_forbidden_elsewhere(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin_token),
+            Some(json!({ "kind": "service", "name": "flag backend" })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["kind"], "service");
+    let service = created.body["token_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert!(service.starts_with("rg_service_"), "{service}");
+    assert!(
+        created.body["hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("rg_service_")),
+        "{}",
+        created.text
+    );
+    let owner = app
+        .store
+        .find_user_by_email(app.org_id, "owner@acme.test")
+        .await
+        .expect("lookup")
+        .expect("owner");
+    let explained = app
+        .get(
+            &format!("/api/v1/authz/explain?user_id={}", owner.id),
+            &service,
+        )
+        .await;
+    assert_eq!(explained.status, StatusCode::OK, "{}", explained.text);
+    assert_eq!(explained.body["org_role"]["role"], "owner");
+    let checked = app
+        .call(
+            Method::POST,
+            "/api/v1/authz/check",
+            Some(&service),
+            Some(json!({ "user_id": owner.id, "capability": "manage_org_settings" })),
+        )
+        .await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+    assert_eq!(checked.body, json!({ "allowed": true, "reason": "owner" }));
+
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/orgs".to_owned(), None),
+        (Method::GET, format!("/api/v1/orgs/{}", app.org_id), None),
+        (Method::GET, "/api/v1/tokens".to_owned(), None),
+        (
+            Method::POST,
+            "/api/v1/tokens".to_owned(),
+            Some(json!({ "kind": "admin" })),
+        ),
+        (Method::GET, format!("/api/v1/users/{}", owner.id), None),
+    ] {
+        let refused = app.call(method.clone(), &path, Some(&service), body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(refused.body["error"]["code"], "forbidden");
+        let message = refused.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            message.contains("service token") && message.contains("/api/v1/authz/check"),
+            "{method} {path}: {message}"
+        );
+    }
+    for path in [SPC, "/scim/v2/Users"] {
+        let refused = app.get(path, &service).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        scim_error(&refused, "403");
+        assert!(
+            refused.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("service token")),
+            "{}",
+            refused.text
+        );
+    }
+    // The other kinds are refused on the permission questions as on the rest: SCIM's no
+    // further than before, the admin token's not at all.
+    let scim = app
+        .get(
+            &format!("/api/v1/authz/explain?user_id={}", owner.id),
+            &app.scim_token,
+        )
+        .await;
+    assert_eq!(scim.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        scim.body["error"]["message"], "this token is not an admin token",
+        "{}",
+        scim.text
+    );
+    let admin = app
+        .get(
+            &format!("/api/v1/authz/explain?user_id={}", owner.id),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(admin.status, StatusCode::OK);
+    // Nothing the service token did was a change.
+    let audit = app.get("/api/v1/audit?limit=1", &app.admin_token).await;
+    assert_eq!(audit.body["events"][0]["action"], "token.create");
+}
+
 async fn bad_revoked_and_expired_tokens_get_401_with_bearer_challenge(backend: Backend) {
     let app = TestApp::new(backend).await;
     let expired = {
@@ -486,6 +597,7 @@ crate::on_both_backends!(
     scim_token_opens_scim_and_is_forbidden_on_the_admin_api,
     admin_token_opens_the_admin_api_and_is_forbidden_on_scim,
     bad_revoked_and_expired_tokens_get_401_with_bearer_challenge,
+    service_token_asks_permission_questions_and_is_forbidden_elsewhere,
     admin_api_manages_tokens_and_shows_secrets_once,
     admin_api_rejects_bad_bodies_and_other_tenants_ids,
     repeated_failures_from_one_address_are_rate_limited,

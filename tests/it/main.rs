@@ -1,6 +1,7 @@
 //! The one integration-test binary. Storage and HTTP tests run on SQLite always and on
 //! PostgreSQL when `DATABASE_URL` is set.
 
+mod authz_api;
 mod cache;
 mod cli;
 mod common;

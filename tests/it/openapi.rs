@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 44] = [
+const OPERATIONS: [(&str, &str); 46] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
@@ -62,6 +62,8 @@ const OPERATIONS: [(&str, &str); 44] = [
     ("GET", "/api/v1/invitations/accept"),
     ("POST", "/api/v1/invitations/accept"),
     ("GET", "/api/v1/audit"),
+    ("POST", "/api/v1/authz/check"),
+    ("GET", "/api/v1/authz/explain"),
 ];
 
 /// Operations open to anyone: the invitee has a link, not a token; the document is documentation.

@@ -175,6 +175,45 @@ const CALLS: &[Call] = &[
         ..call("GET", "/audit", None)
     },
     call("GET", "/audit?org_id={org_id}", None),
+    // Permission questions: a foreign user on the caller's own product, the caller's own user
+    // on a foreign product or in a foreign org — each as if the id named nothing.
+    call(
+        "POST",
+        "/authz/check",
+        Some(
+            r#"{"user_id": "{user_id}", "product_id": "{own.product_id}", "action": "view", "environment_id": "{own.environment_id}"}"#,
+        ),
+    ),
+    call(
+        "POST",
+        "/authz/check",
+        Some(
+            r#"{"user_id": "{own.user_id}", "product_id": "{product_id}", "capability": "manage_members"}"#,
+        ),
+    ),
+    call(
+        "POST",
+        "/authz/check",
+        Some(
+            r#"{"user_id": "{own.user_id}", "org_id": "{org_id}", "capability": "manage_org_settings"}"#,
+        ),
+    ),
+    call("GET", "/authz/explain?user_id={user_id}", None),
+    call(
+        "GET",
+        "/authz/explain?user_id={user_id}&product_id={product_id}",
+        None,
+    ),
+    call(
+        "GET",
+        "/authz/explain?user_id={own.user_id}&product_id={product_id}",
+        None,
+    ),
+    call(
+        "GET",
+        "/authz/explain?user_id={own.user_id}&org_id={org_id}",
+        None,
+    ),
 ];
 
 /// An org's objects, each by the path parameter that names it.

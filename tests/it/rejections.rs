@@ -101,9 +101,17 @@ fn wrong_form(schema: &Value) -> Option<&'static str> {
     }
 }
 
-/// The fields the operation's JSON body requires, when its schema is an object that says.
+/// The fields the operation's JSON body requires, when its schema is an object that says —
+/// or, for a body of several forms (`oneOf`), the fields some form requires: `{}` is none of
+/// them, and the answer must name what one of them lacks.
 fn required_body_fields(doc: &Value, op: &Value) -> Option<Vec<String>> {
     let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    let mut required = Vec::new();
+    collect_required(doc, schema, &mut required);
+    (!required.is_empty()).then_some(required)
+}
+
+fn collect_required(doc: &Value, schema: &Value, out: &mut Vec<String>) {
     let schema = match schema["$ref"].as_str() {
         Some(r) => {
             let name = r.rsplit('/').next().unwrap_or_default();
@@ -111,12 +119,18 @@ fn required_body_fields(doc: &Value, op: &Value) -> Option<Vec<String>> {
         }
         None => schema,
     };
-    let required: Vec<String> = schema["required"]
-        .as_array()?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    (!required.is_empty()).then_some(required)
+    if let Some(forms) = schema["oneOf"].as_array() {
+        for form in forms {
+            collect_required(doc, form, out);
+        }
+    }
+    out.extend(
+        schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned)),
+    );
 }
 
 async fn send_raw(app: &TestApp, method: &Method, uri: &str, body: &'static str) -> Reply {

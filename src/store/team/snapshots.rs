@@ -51,6 +51,7 @@ struct ProductRow {
 struct ActiveRow {
     id: Uuid,
     active: bool,
+    scim_org_id: Option<Uuid>,
 }
 
 #[derive(FromRow)]
@@ -187,7 +188,7 @@ pub(super) async fn load_user_snapshots(
     let defaults = load_defaults(conn, tenant_id).await?;
     let mut out = Vec::new();
     for chunk in user_ids.chunks(ID_CHUNK) {
-        let mut b = SqlBuilder::new("SELECT id, active FROM users WHERE tenant_id = ");
+        let mut b = SqlBuilder::new("SELECT id, active, scim_org_id FROM users WHERE tenant_id = ");
         b.push_bind(tenant_id).push(" AND id IN (");
         push_list(&mut b, chunk);
         b.push(") ORDER BY id");
@@ -238,6 +239,7 @@ pub(super) async fn load_user_snapshots(
             let mut snapshot = UserSnapshot {
                 user_id: user.id,
                 active: user.active,
+                scim_org_id: user.scim_org_id,
                 orgs: orgs.clone(),
                 rules: rules.clone(),
                 defaults: defaults.clone(),
