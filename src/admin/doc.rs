@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 12] = [
+const TAGS: [(&str, &str); 13] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -59,6 +59,12 @@ const TAGS: [(&str, &str); 12] = [
     (
         "idp-groups",
         "The groups an org's IdP pushed through its SCIM tokens, read-only.",
+    ),
+    (
+        "mappings",
+        "An org's group mapping as one document: rules that turn its IdP groups into org \
+         roles, product roles, permission groups and module roles, and a default for members \
+         no rule matches. Read, replace whole (with `If-Match`), or preview a replacement.",
     ),
     ("audit", "The audit log, newest first."),
     ("meta", "This document."),

@@ -6,6 +6,7 @@ mod doc;
 mod extract;
 mod idp_groups;
 mod invitations;
+mod mappings;
 mod members;
 mod orgs;
 mod outbox;
@@ -53,7 +54,8 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(users::router())
         .merge(product_members::router())
-        .merge(idp_groups::router());
+        .merge(idp_groups::router())
+        .merge(mappings::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();
