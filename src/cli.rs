@@ -3,8 +3,12 @@
 use serde_json::{Value, json};
 
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
-use crate::config::{DatabaseUrl, OrgCommand, OutboxCommand, ScimCommand, TokenCommand};
+use crate::config::{
+    DatabaseUrl, DocumentFormat, MappingsCommand, OrgCommand, OutboxCommand, ScimCommand,
+    TokenCommand,
+};
 use crate::domain::audit::Actor;
+use crate::domain::mapping_document::{self, DocumentError};
 use crate::domain::outbox::redact_links;
 use crate::domain::{org, user};
 use crate::store::{Ctx, OutboxQuery, Store, StoreError};
@@ -23,6 +27,10 @@ pub enum CliError {
          --allow-duplicate-name to create another, or `rolegate org list` to see them"
     )]
     DuplicateName { name: String, org_id: uuid::Uuid },
+    #[error("cannot read {path}: {error}")]
+    File { path: String, error: std::io::Error },
+    #[error("cannot write the document: {0}")]
+    Output(String),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -229,6 +237,118 @@ pub async fn outbox(store: &dyn Store, command: OutboxCommand) -> Result<Value, 
                     })
                     .collect(),
             ))
+        }
+    }
+}
+
+/// What a command prints when that is more than one JSON value on stdout: a document, or a
+/// refusal whose detail is itself output (a document's errors, a preview that breaks a rule).
+#[derive(Debug)]
+pub struct Printed {
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit status: 0, or 1.
+    pub success: bool,
+}
+
+impl Printed {
+    fn ok(stdout: String) -> Self {
+        Printed {
+            stdout,
+            stderr: String::new(),
+            success: true,
+        }
+    }
+
+    /// A document's errors: a JSON array of `{"path", "message"}` on stderr, exit 1.
+    fn invalid(errors: &[DocumentError]) -> Self {
+        Printed {
+            stdout: String::new(),
+            stderr: format!("{}\n", json!(errors)),
+            success: false,
+        }
+    }
+}
+
+/// Pretty JSON with a trailing newline: a document meant to be kept in a file and diffed.
+fn pretty(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|text| text + "\n")
+        .map_err(|e| CliError::Output(e.to_string()))
+}
+
+pub async fn mappings(store: &dyn Store, command: MappingsCommand) -> Result<Printed, CliError> {
+    match command {
+        MappingsCommand::Export { org, format } => {
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let stored = store.get_mappings(found.tenant_id, found.id).await?;
+            let catalog = store.mapping_catalog(found.tenant_id, found.id).await?;
+            let document = mapping_document::export(&stored.mappings, &catalog);
+            let text = match format {
+                DocumentFormat::Json => pretty(&document)?,
+                DocumentFormat::Yaml => {
+                    mapping_document::to_yaml(&document).map_err(CliError::Output)?
+                }
+            };
+            Ok(Printed::ok(text))
+        }
+        MappingsCommand::Import { org, file, dry_run } => {
+            let text = std::fs::read(&file).map_err(|error| CliError::File {
+                path: file.display().to_string(),
+                error,
+            })?;
+            // The extension decides, as the stable interface says: a YAML file read as JSON
+            // would fail at its first character with a message about JSON.
+            let yaml = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+            let parsed = if yaml {
+                mapping_document::parse_yaml(&text)
+            } else {
+                mapping_document::parse_json(&text)
+            };
+            let document = match parsed {
+                Ok(document) => document,
+                Err(errors) => return Ok(Printed::invalid(&errors)),
+            };
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let catalog = store.mapping_catalog(found.tenant_id, found.id).await?;
+            let mappings = match mapping_document::validate(&document, &catalog) {
+                Ok(mappings) => mappings,
+                Err(errors) => return Ok(Printed::invalid(&errors)),
+            };
+            if dry_run {
+                // Every affected user on one page: an operator reads the whole change before
+                // applying it, and the domain computes all of it either way.
+                let preview = store
+                    .preview_mappings(found.tenant_id, found.id, &mappings, None, u32::MAX)
+                    .await?;
+                let success = preview.owner_rule_violations.is_empty();
+                return Ok(Printed {
+                    stdout: pretty(&preview)?,
+                    stderr: if success {
+                        String::new()
+                    } else {
+                        "error: owner_rule: applying this document would leave the orgs in \
+                         `owner_rule_violations` without an active Owner\n"
+                            .to_owned()
+                    },
+                    success,
+                });
+            }
+            let stored = store
+                .replace_mappings(&ctx(), found.tenant_id, found.id, &mappings, None)
+                .await?;
+            Ok(Printed::ok(format!(
+                "{}\n",
+                json!({
+                    "org_id": stored.org_id,
+                    "version": stored.version,
+                    "rules": stored.mappings.rules.len(),
+                    "default_grants": stored.mappings.default.as_ref().map(Vec::len),
+                })
+            )))
         }
     }
 }

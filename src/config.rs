@@ -65,6 +65,41 @@ pub enum Command {
     /// Read the mail outbox (invitation e-mails and how each went)
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Export and import an org's group mapping document (IdP groups → roles and permissions)
+    #[command(subcommand)]
+    Mappings(MappingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingsCommand {
+    /// Print the org's mapping document: pretty JSON, or YAML; `import` reads either back
+    Export {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+        #[arg(long, value_enum, default_value = "json")]
+        format: DocumentFormat,
+    },
+    /// Replace the org's whole mapping document with a file's (JSON, or YAML when it ends in
+    /// .yaml or .yml): every error is printed on stderr as a JSON array of {"path", "message"}
+    /// (exit 1) and nothing is applied; otherwise it is applied in one transaction and a JSON
+    /// summary is printed
+    Import {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+        /// The document
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Apply nothing: print what applying would change (the preview, every affected user)
+        /// and exit 1 if it would leave an org without an active Owner
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentFormat {
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]

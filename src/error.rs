@@ -32,8 +32,9 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `invitation_revoked`, `invitation_expired`, `invitation_replaced`, `validation_failed`,
-    /// `payload_too_large`, `too_many_requests`, `unavailable` or `internal`.
+    /// `method_not_allowed`, `conflict`, `precondition_failed`, `invitation_revoked`,
+    /// `invitation_expired`, `invitation_replaced`, `validation_failed`, `payload_too_large`,
+    /// `too_many_requests`, `unavailable` or `internal`.
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
@@ -72,6 +73,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// A conditional write's `If-Match` names a version that is no longer the stored one.
+    #[error("{0}")]
+    PreconditionFailed(&'static str),
     /// The thing existed but is no longer usable (a revoked or expired invitation).
     #[error("{1}")]
     Gone(&'static str, &'static str),
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Gone(..) => StatusCode::GONE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,6 +130,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::Gone(code, _) => code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -264,6 +270,7 @@ mod tests {
             ApiError::Forbidden("no"),
             ApiError::NotFound,
             ApiError::Conflict("x".into()),
+            ApiError::PreconditionFailed("changed"),
             ApiError::Gone("invitation_revoked", "revoked"),
             ApiError::invalid("name", "must not be empty"),
             ApiError::PayloadTooLarge,

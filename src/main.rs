@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
     rolegate::install_crypto_provider();
     telemetry::init(args.log_format);
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
@@ -29,7 +29,26 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Cli) -> Result<(), String> {
+/// The command's exit status; an error is printed by `main` as `error: …`, exit 1.
+async fn run(args: Cli) -> Result<ExitCode, String> {
+    if let Command::Mappings(command) = args.command {
+        let printed = on_store(&args.database_url, false, |store| async move {
+            cli::mappings(store.as_ref(), command).await
+        })
+        .await?;
+        print!("{}", printed.stdout);
+        eprint!("{}", printed.stderr);
+        // A refusal was already said on stderr, in the command's own form.
+        return Ok(if printed.success {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    run_json(args).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_json(args: Cli) -> Result<(), String> {
     let url = args.database_url.expose();
     match args.command {
         Command::Serve(mut serve) => {
@@ -99,6 +118,8 @@ async fn run(args: Cli) -> Result<(), String> {
             })
             .await
         }
+        // Handled by `run`: it prints documents, not one JSON value.
+        Command::Mappings(_) => Err("mappings: not a JSON command".into()),
     }
 }
 
@@ -108,6 +129,18 @@ async fn operator<F, Fut>(database: &DatabaseUrl, create: bool, command: F) -> R
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = Result<serde_json::Value, cli::CliError>>,
+{
+    let out = on_store(database, create, command).await?;
+    println!("{out}");
+    Ok(())
+}
+
+/// Runs one operator command on the store, closed either way; its failure as the message to
+/// print. Only a command that may `create` the database makes one that is not there.
+async fn on_store<F, Fut, T>(database: &DatabaseUrl, create: bool, command: F) -> Result<T, String>
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<T, cli::CliError>>,
 {
     let options = StoreOptions {
         create,
@@ -120,6 +153,5 @@ where
         .await
         .map_err(|e| cli::explain(e, database));
     store.close().await;
-    println!("{}", out?);
-    Ok(())
+    out
 }

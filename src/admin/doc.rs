@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 13] = [
+const TAGS: [(&str, &str); 14] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -65,6 +65,12 @@ const TAGS: [(&str, &str); 13] = [
         "Permission questions — may this user do this, and why — answered by the resolver \
          every permission answer goes through. An admin token or a read-only service token \
          (`rg_service_…`), which may call nothing else; either reaches its org's subtree.",
+    ),
+    (
+        "mappings",
+        "An org's group mapping as one document: rules that turn its IdP groups into org \
+         roles, product roles, permission groups and module roles, and a default for members \
+         no rule matches. Read, replace whole (with `If-Match`), or preview a replacement.",
     ),
     ("audit", "The audit log, newest first."),
     ("meta", "This document."),

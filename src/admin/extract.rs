@@ -118,18 +118,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::BadRequest(
-                "expected a JSON body sent with `Content-Type: application/json`".into(),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -138,6 +127,43 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// A JSON body left as bytes, for a handler that reads them with a parser of its own (the
+/// mapping document, whose errors are JSON Pointers, not `ApiJson`'s field paths). Rejected
+/// as `ApiJson` rejects: not sent as JSON, or not JSON at all, 400; too large, 413.
+#[derive(Debug, Clone)]
+pub struct RawJson(pub Bytes);
+
+impl<S> FromRequest<S> for RawJson
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = json_bytes(req, state).await?;
+        // Syntax only: what the value means is the handler's to judge, at its own paths.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        Ok(RawJson(bytes))
+    }
+}
+
+/// The body of a request sent as JSON; 400 when it is not sent so, 413 when too large.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::BadRequest(
+            "expected a JSON body sent with `Content-Type: application/json`".into(),
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
 }
 
 /// `application/json`, or a `+json` type of it, with any parameters.

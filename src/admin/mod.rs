@@ -7,6 +7,7 @@ mod doc;
 mod extract;
 mod idp_groups;
 mod invitations;
+mod mappings;
 mod members;
 mod orgs;
 mod outbox;
@@ -55,7 +56,8 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(product_members::router())
         .merge(idp_groups::router())
-        .merge(authz::router());
+        .merge(authz::router())
+        .merge(mappings::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();

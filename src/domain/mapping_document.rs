@@ -36,9 +36,10 @@ pub const VERSION: u32 = 1;
 pub const RULE_NAME: NameRule = at_most!(100);
 
 /// The document as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingDocument {
+    /// `1`: the one version this build reads and writes.
     pub version: u32,
     /// Grants for members whom no enabled rule of the org matches; `null`: nothing.
     #[serde(default)]
@@ -47,21 +48,27 @@ pub struct MappingDocument {
     pub rules: Vec<RuleDocument>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultDocument {
     pub grants: Vec<GrantDocument>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDocument {
+    /// 1 to 100 characters; unique in the org, case-insensitive.
     pub name: String,
+    /// A SCIM group's `displayName` or `externalId` (case-insensitive; nested groups count).
     pub idp_group: String,
+    /// `scim`, `any` (default) or `oidc:<connection id>` (once OIDC login exists): which of
+    /// the org's own IdP sources the group comes from.
     #[serde(default = "any_source")]
     pub source: String,
+    /// Orders the explanation; never takes a permission away. Default 0.
     #[serde(default)]
     pub priority: i32,
+    /// Default true.
     #[serde(default = "enabled")]
     pub enabled: bool,
     pub grants: Vec<GrantDocument>,
@@ -78,7 +85,7 @@ fn enabled() -> bool {
 /// One grant, in one of four forms: `{"org_role"}`, `{"product", "role"}`, `{"product",
 /// "permission_group"}`, `{"module_roles"}` — the org forms with an optional `"org"` (default:
 /// the mapping's org).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +157,11 @@ pub fn pointer(serde_path: &str) -> String {
     }
     let mut out = String::new();
     for segment in serde_path.split('.') {
+        // `?`: a map key the reader had not read yet (a syntax error inside an object); the
+        // error is at the object.
+        if segment == "?" {
+            break;
+        }
         let mut rest = segment;
         let name_end = rest.find('[').unwrap_or(rest.len());
         let (name, indexes) = rest.split_at(name_end);
@@ -435,6 +447,14 @@ pub fn parse_json(text: &[u8]) -> Result<MappingDocument, Vec<DocumentError>> {
     let document = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let inner = e.inner();
         let text = inner.to_string();
+        if !inner.is_data() {
+            // Not JSON (a syntax error, the end of the file): the line and column say where
+            // better than the pointer to what was being read.
+            return vec![DocumentError::new(
+                pointer(&e.path().to_string()),
+                format!("not a JSON document: {text}"),
+            )];
+        }
         let message = text
             .strip_suffix(&format!(
                 " at line {} column {}",
@@ -448,6 +468,31 @@ pub fn parse_json(text: &[u8]) -> Result<MappingDocument, Vec<DocumentError>> {
         .end()
         .map_err(|e| vec![DocumentError::new("", format!("not a JSON document: {e}"))])?;
     Ok(document)
+}
+
+/// Reads a YAML document (what `mappings export --format yaml` writes), in two steps so that
+/// its errors read like a JSON document's: the YAML is read into a JSON value first — a YAML
+/// error there (syntax, an unknown anchor, a key that is not a string) is reported at the
+/// pointer where the reader was, with the line and column YAML gives — and the value is then
+/// read as the document, every shape error at its JSON Pointer (`/rules/0/grants/1/product`).
+pub fn parse_yaml(text: &[u8]) -> Result<MappingDocument, Vec<DocumentError>> {
+    let deserializer = yaml_serde::Deserializer::from_slice(text);
+    let value: serde_json::Value = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        vec![DocumentError::new(
+            pointer(&e.path().to_string()),
+            format!("not a YAML document: {}", e.inner()),
+        )]
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // A JSON value carries no positions: serde's message alone, as `parse_json` gives it.
+        vec![serde_error(&e.path().to_string(), &e.inner().to_string())]
+    })
+}
+
+/// The document as YAML, for `mappings export --format yaml`; `parse_yaml` reads it back to
+/// the same document.
+pub fn to_yaml(document: &MappingDocument) -> Result<String, String> {
+    yaml_serde::to_string(document).map_err(|e| e.to_string())
 }
 
 /// A deserializer's complaint at `path`, as a document error: a missing or unknown field is
@@ -480,11 +525,7 @@ pub fn serde_error(path: &str, message: &str) -> DocumentError {
 /// those again the same bytes.
 pub fn export(mappings: &Mappings, catalog: &Catalog) -> MappingDocument {
     let mut rules: Vec<&RuleSpec> = mappings.rules.iter().collect();
-    rules.sort_by(|a, b| {
-        normalize(&a.name)
-            .cmp(&normalize(&b.name))
-            .then(a.name.cmp(&b.name))
-    });
+    rules.sort_by(|a, b| by_name(a, b));
     MappingDocument {
         version: VERSION,
         default: mappings.default.as_ref().map(|g| DefaultDocument {
@@ -502,6 +543,15 @@ pub fn export(mappings: &Mappings, catalog: &Catalog) -> MappingDocument {
             })
             .collect(),
     }
+}
+
+/// The order rules are listed in — exported, stored, audited: by name, case-insensitively
+/// (names are unique so), in this process rather than by a database collation, so that both
+/// backends list them alike.
+pub fn by_name(a: &RuleSpec, b: &RuleSpec) -> std::cmp::Ordering {
+    normalize(&a.name)
+        .cmp(&normalize(&b.name))
+        .then(a.name.cmp(&b.name))
 }
 
 fn export_grant(grant: &Grant, catalog: &Catalog) -> GrantDocument {

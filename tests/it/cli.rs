@@ -71,6 +71,9 @@ fn version_and_help_on_every_command() {
         vec!["scim", "release", "--help"],
         vec!["outbox", "--help"],
         vec!["outbox", "list", "--help"],
+        vec!["mappings", "--help"],
+        vec!["mappings", "export", "--help"],
+        vec!["mappings", "import", "--help"],
     ] {
         let out = w.run(&cmd);
         assert!(out.status.success(), "{cmd:?}");
@@ -493,6 +496,17 @@ fn commands_refuse_a_missing_database_and_name_the_one_they_used() {
         vec!["org", "add-owner", "--org", SOME_ID, "--email", "a@b.test"],
         vec!["scim", "release", "--user", SOME_ID],
         vec!["outbox", "list", "--org", SOME_ID],
+        vec!["mappings", "export", "--org", SOME_ID],
+        vec!["mappings", "import", "--org", SOME_ID, "--file", "m.json"],
+        vec![
+            "mappings",
+            "import",
+            "--org",
+            SOME_ID,
+            "--file",
+            "m.yaml",
+            "--dry-run",
+        ],
     ] {
         refused(&w, &args, &["no database at", &path, "rolegate migrate"]);
         assert!(
@@ -822,5 +836,272 @@ async fn outbox_list_shows_undelivered_mail_without_its_link() {
         &w,
         &["outbox", "list", "--org", SOME_ID],
         &["org not found in the database"],
+    );
+}
+
+/// `mappings export` and `import`, the stable interface: JSON and YAML exports that re-import
+/// to the same document byte for byte, every error of a bad file as `{path, message}` on
+/// stderr with nothing applied, and `--dry-run` that shows the change and applies nothing —
+/// exiting 1 when the change would leave an org without an Owner.
+#[test]
+fn mappings_export_and_import_round_trip_and_refuse_bad_documents() {
+    use rolegate::domain::audit::Actor;
+    use rolegate::store::{Ctx, NewEnvironment, StoreOptions};
+
+    let w = Workdir::new();
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "boss@acme.test",
+    ]);
+    let root: uuid::Uuid = org["org_id"].as_str().expect("id").parse().expect("uuid");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = format!("sqlite://{}", w.dir.path().join("rolegate.db").display());
+    runtime.block_on(async {
+        let store = rolegate::store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("store");
+        let ctx = Ctx::new(Actor::Cli);
+        let payments = store
+            .create_sub_org(&ctx, root, root, "Payments")
+            .await
+            .expect("sub-org");
+        // A member who is no Owner: what a default grant changes shows on them.
+        let ada = store
+            .ensure_user(
+                &ctx,
+                root,
+                "ada@acme.test",
+                rolegate::domain::Source::Manual,
+            )
+            .await
+            .expect("user");
+        store
+            .set_membership(
+                &ctx,
+                root,
+                root,
+                ada.id,
+                Some(rolegate::domain::org::OrgRole::Member),
+                rolegate::store::OwnerRule::Enforce,
+            )
+            .await
+            .expect("member");
+        for (org, name) in [(root, "Web"), (payments.id, "PayWeb")] {
+            store
+                .create_product(
+                    &ctx,
+                    root,
+                    org,
+                    name,
+                    &[NewEnvironment {
+                        name: "prod".into(),
+                        restricted: true,
+                    }],
+                )
+                .await
+                .expect("product");
+        }
+        store.close().await;
+    });
+    let root_s = root.to_string();
+    let file = |name: &str, content: &str| {
+        let path = w.dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        path.display().to_string()
+    };
+    let export = |format: &str| {
+        let out = w.run(&["mappings", "export", "--org", &root_s, "--format", format]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let empty = export("json");
+    assert_eq!(
+        empty, "{\n  \"version\": 1,\n  \"default\": null,\n  \"rules\": []\n}\n",
+        "pretty JSON with a trailing newline"
+    );
+    let document = serde_json::json!({
+        "version": 1,
+        "default": { "grants": [{ "product": "web", "role": "viewer" }] },
+        "rules": [
+            { "name": "owners", "idp_group": "Payments Owners", "source": "scim",
+              "grants": [{ "org": "Payments", "org_role": "owner" }] },
+            { "name": "eng", "idp_group": "Engineering", "priority": 10, "enabled": false,
+              "grants": [{ "product": "PayWeb", "permission_group": "Developer" },
+                         { "org": "payments", "module_roles": { "feature_flags": "write" } }] },
+        ],
+    });
+    let imported = w.json(&[
+        "mappings",
+        "import",
+        "--org",
+        &root_s,
+        "--file",
+        &file("m.json", &document.to_string()),
+    ]);
+    assert_eq!(
+        imported,
+        serde_json::json!({ "org_id": root_s, "version": 1, "rules": 2, "default_grants": 1 })
+    );
+    let json_export = export("json");
+    let yaml_export = export("yaml");
+    assert!(
+        yaml_export.contains("idp_group: Payments Owners"),
+        "{yaml_export}"
+    );
+    let again = w.json(&[
+        "mappings",
+        "import",
+        "--org",
+        &root_s,
+        "--file",
+        &file("exported.yml", &yaml_export),
+    ]);
+    assert_eq!(again["version"], 2);
+    assert_eq!(
+        export("json"),
+        json_export,
+        "JSON → YAML → JSON byte-identical"
+    );
+    assert_eq!(export("yaml"), yaml_export);
+
+    // Every error of a bad file, at its pointer, on stderr; nothing applied.
+    let bad = serde_json::json!({
+        "version": 1,
+        "rules": [{ "name": "eng", "idp_group": "Engineering",
+                    "grants": [{ "product": "Web", "role": "editor" },
+                               { "product": "Mobile", "role": "editor" }] },
+                  { "name": "x", "idp_group": "X", "source": "ldap", "grants": [] }],
+    });
+    let yaml_bad = "version: 1\nrules:\n  - name: eng\n    idp_group: Engineering\n    grants:\n      - product: Web\n        role: editor\n        expires: never\n";
+    for (name, content, pointers) in [
+        (
+            "bad.json",
+            bad.to_string(),
+            vec!["/rules/0/grants/1/product", "/rules/1/source"],
+        ),
+        (
+            "bad.yaml",
+            yaml_bad.to_owned(),
+            vec!["/rules/0/grants/0/expires"],
+        ),
+        ("broken.json", "{\"version\": 1,".to_owned(), vec![""]),
+    ] {
+        let path = file(name, &content);
+        for dry_run in [false, true] {
+            let mut args = vec!["mappings", "import", "--org", root_s.as_str(), "--file"];
+            args.push(&path);
+            if dry_run {
+                args.push("--dry-run");
+            }
+            let out = w.run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+            let errors: Vec<serde_json::Value> = serde_json::from_slice(&out.stderr)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{args:?}: stderr is no JSON array ({e}): {}",
+                        text(&out.stderr)
+                    )
+                });
+            let got: Vec<&str> = errors
+                .iter()
+                .map(|e| {
+                    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+                    e["path"].as_str().expect("path")
+                })
+                .collect();
+            assert_eq!(got, pointers, "{args:?}");
+        }
+    }
+    assert_eq!(export("json"), json_export, "nothing applied");
+
+    // The dry run shows who would gain what and applies nothing.
+    let preview = w.run(&[
+        "mappings",
+        "import",
+        "--org",
+        &root_s,
+        "--file",
+        &file(
+            "viewers.json",
+            r#"{"version": 1, "default": {"grants": [{"product": "Web", "role": "publisher"}]}}"#,
+        ),
+        "--dry-run",
+    ]);
+    assert!(preview.status.success(), "{}", text(&preview.stderr));
+    let preview: serde_json::Value = serde_json::from_slice(&preview.stdout).expect("preview");
+    assert_eq!(preview["summary"]["users_affected"], 1, "{preview}");
+    assert_eq!(preview["owner_rule_violations"], serde_json::json!([]));
+    assert_eq!(preview["next"], serde_json::Value::Null);
+    assert_eq!(export("json"), json_export, "a dry run applies nothing");
+
+    // A default that makes everyone unmatched an explicit `member` of Payments overrides
+    // boss's inherited Ownership there (the nearest level wins): Payments would have no Owner.
+    let orphaning = file(
+        "orphaning.json",
+        r#"{"version": 1, "default": {"grants": [{"org": "Payments", "org_role": "member"}]}}"#,
+    );
+    let out = w.run(&[
+        "mappings",
+        "import",
+        "--org",
+        &root_s,
+        "--file",
+        &orphaning,
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let preview: serde_json::Value = serde_json::from_slice(&out.stdout).expect("preview");
+    assert_eq!(
+        preview["owner_rule_violations"][0]["name"], "Payments",
+        "{preview}"
+    );
+    assert!(
+        text(&out.stderr).contains("owner_rule"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Applied for real, it is refused the same way.
+    refused_mappings(
+        &w,
+        &["mappings", "import", "--org", &root_s, "--file", &orphaning],
+    );
+    assert_eq!(export("json"), json_export, "nothing applied");
+
+    // Audited as the command line.
+    let events = runtime.block_on(async {
+        let store = rolegate::store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("store");
+        let query = rolegate::store::AuditQuery {
+            action: Some("mapping.replace".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let events = store.list_audit(root, &query).await.expect("audit");
+        store.close().await;
+        events
+    });
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.actor_kind == "cli"));
+    refused(
+        &w,
+        &["mappings", "export", "--org", SOME_ID],
+        &["org not found in the database"],
+    );
+}
+
+fn refused_mappings(w: &Workdir, args: &[&str]) {
+    let out = w.run(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("owner_rule") && stderr.contains("Payments"),
+        "{args:?}: {stderr}"
     );
 }

@@ -13,6 +13,7 @@ mod hardening_store;
 mod http_auth;
 mod invitations;
 mod mail;
+mod mappings;
 mod migrations;
 mod openapi;
 mod ops;

@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 46] = [
+const OPERATIONS: [(&str, &str); 49] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
@@ -35,6 +35,9 @@ const OPERATIONS: [(&str, &str); 46] = [
         "GET",
         "/api/v1/orgs/{org_id}/idp-groups/{idp_group_id}/members",
     ),
+    ("GET", "/api/v1/orgs/{org_id}/mappings"),
+    ("PUT", "/api/v1/orgs/{org_id}/mappings"),
+    ("POST", "/api/v1/orgs/{org_id}/mappings/preview"),
     ("GET", "/api/v1/orgs/{org_id}/products"),
     ("POST", "/api/v1/orgs/{org_id}/products"),
     ("GET", "/api/v1/products/{product_id}"),

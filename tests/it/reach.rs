@@ -21,6 +21,10 @@ enum Answer {
     NotFound,
     /// 2xx with the caller's own things only: none of the foreign org's ids in the body.
     OwnOnly,
+    /// 422: a foreign id in a mapping document of the caller's own org is no reference to
+    /// anything there (the document names what it maps by id or name, within the org's
+    /// subtree), reported at its pointer like any unknown name.
+    Unknown,
 }
 
 /// One call of the walk, below `/api/v1`. `{name}` is filled with the foreign org's object of
@@ -44,6 +48,10 @@ const fn call(method: &'static str, path: &'static str, body: Option<&'static st
 const PRODUCT_ACCESS: &str = r#"{"permission_groups": [], "role": "editor"}"#;
 const GROUP: &str = r#"{"name": "Taken", "default_access": "full"}"#;
 const RENAME: &str = r#"{"name": "Taken"}"#;
+const MAPPINGS: &str = r#"{"version": 1, "rules": []}"#;
+const FOREIGN_MAPPING: &str = r#"{"version": 1, "rules": [{"name": "x", "idp_group": "X",
+    "grants": [{"product": "{product_id}", "role": "administrator"},
+               {"org": "{org_id}", "org_role": "owner"}]}]}"#;
 
 /// Every documented operation, called with foreign ids wherever it takes one — in the path, or
 /// in the query or body where that is where the org or product is named — and a few calls that
@@ -112,6 +120,21 @@ const CALLS: &[Call] = &[
         "/users/{own.user_id}/scim-release",
         Some(r#"{"to_org_id": "{org_id}"}"#),
     ),
+    call("GET", "/orgs/{org_id}/mappings", None),
+    call("PUT", "/orgs/{org_id}/mappings", Some(MAPPINGS)),
+    call("POST", "/orgs/{org_id}/mappings/preview", Some(MAPPINGS)),
+    Call {
+        answer: Answer::Unknown,
+        ..call("PUT", "/orgs/{own.org_id}/mappings", Some(FOREIGN_MAPPING))
+    },
+    Call {
+        answer: Answer::Unknown,
+        ..call(
+            "POST",
+            "/orgs/{own.org_id}/mappings/preview",
+            Some(FOREIGN_MAPPING),
+        )
+    },
     call("GET", "/orgs/{org_id}/products", None),
     call("POST", "/orgs/{org_id}/products", Some(RENAME)),
     call("GET", "/products/{product_id}", None),
@@ -474,6 +497,24 @@ async fn a_sub_org_token_reaches_nothing_of_its_parent_or_sibling_on_any_route(b
                     "{what}: {}",
                     reply.text
                 ),
+                Answer::Unknown => {
+                    assert_eq!(
+                        reply.status,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "{what}: {}",
+                        reply.text
+                    );
+                    let fields: Vec<&str> = reply.body["error"]["fields"]
+                        .as_array()
+                        .map(|all| all.iter().filter_map(|f| f["field"].as_str()).collect())
+                        .unwrap_or_default();
+                    assert_eq!(
+                        fields,
+                        ["/rules/0/grants/0/product", "/rules/0/grants/1/org"],
+                        "{what}: {}",
+                        reply.text
+                    );
+                }
                 Answer::OwnOnly => {
                     assert!(reply.status.is_success(), "{what}: {}", reply.status);
                     // The root org's id is the tenant's, which every record carries

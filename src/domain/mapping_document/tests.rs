@@ -210,4 +210,57 @@ fn serde_paths_become_json_pointers() {
     );
     assert_eq!(pointer("default.grants[1]"), "/default/grants/1");
     assert_eq!(pointer("module_roles.a/b"), "/module_roles/a~1b");
+    assert_eq!(pointer("?"), "", "an unread key: the object");
+    assert_eq!(pointer("rules[0].?"), "/rules/0");
+}
+
+#[test]
+fn yaml_export_reads_back_to_the_same_mappings_and_bytes() {
+    let document = json!({
+        "version": 1,
+        "default": {"grants": [{"product": "Web", "role": "viewer"}]},
+        "rules": [
+            // Values YAML would read as something else unless quoted: a boolean, a number,
+            // null, and an id.
+            {"name": "yes", "idp_group": "123", "source": "scim", "priority": -3, "enabled": false,
+             "grants": [{"org": "payments", "module_roles": {"sdk_keys": "read"}},
+                        {"product": API.to_string(), "role": "viewer"}]},
+            {"name": "null", "idp_group": "Engineering: Platform #1", "grants": [{"org_role": "owner"}]}
+        ]
+    });
+    let mut mappings = read(document).expect("valid");
+    let yaml = to_yaml(&export(&mappings, &catalog())).expect("yaml");
+    let again = validate(&parse_yaml(yaml.as_bytes()).expect("parse"), &catalog()).expect("valid");
+    // The export orders rules by name; nothing else changes.
+    mappings.rules.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(again, mappings, "{yaml}");
+    assert_eq!(
+        to_yaml(&export(&again, &catalog())).expect("yaml"),
+        yaml,
+        "byte-identical"
+    );
+}
+
+#[test]
+fn yaml_errors_are_reported_at_their_pointer() {
+    let errors = parse_yaml(
+        b"version: 1\nrules:\n  - name: a\n    idp_group: A\n    grants:\n      - product: Web\n        role: viewer\n        expires: never\n",
+    )
+    .expect_err("unknown field");
+    assert_eq!(paths(&errors), ["/rules/0/grants/0/expires"]);
+    assert!(errors[0].message.starts_with("unknown field"), "{errors:?}");
+    let errors = parse_yaml(b"rules: []\n").expect_err("no version");
+    assert_eq!(
+        errors,
+        [DocumentError::new("/version", "required")],
+        "as JSON reports it"
+    );
+    let errors = parse_yaml(b"version: 1\nrules:\n  - name: [a\n").expect_err("syntax");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.starts_with("not a YAML document") && errors[0].message.contains("line"),
+        "{errors:?}"
+    );
+    let errors = parse_yaml(b"version: one\n").expect_err("type");
+    assert_eq!(paths(&errors), ["/version"]);
 }

@@ -13,7 +13,7 @@ use super::snapshots::{
 use super::tenant_tree;
 use crate::domain::audit::AuditRecord;
 use crate::domain::mapping::{Grant, Rule};
-use crate::domain::mapping_document::{Catalog, Mappings, RuleSpec};
+use crate::domain::mapping_document::{self, Catalog, Mappings, RuleSpec};
 use crate::domain::org::{self, Org};
 use crate::domain::preview::{self, Preview};
 use crate::domain::{normalize, now};
@@ -115,9 +115,9 @@ async fn read_mappings(
     tenant_id: Uuid,
     org_id: Uuid,
 ) -> Result<StoredMappings, StoreError> {
-    let rules = sql(
+    let mut rules = sql(
         "SELECT id, org_id, name, idp_group, source, priority, enabled, grants \
-         FROM mapping_rules WHERE tenant_id = $1 AND org_id = $2 ORDER BY name_norm, name",
+         FROM mapping_rules WHERE tenant_id = $1 AND org_id = $2",
     )
     .bind(tenant_id)
     .bind(org_id)
@@ -126,6 +126,9 @@ async fn read_mappings(
     .into_iter()
     .map(|row| row.into_rule().map(spec_of))
     .collect::<Result<Vec<_>, _>>()?;
+    // By name, in this process: a database collation may order names otherwise than the
+    // export does, and one backend otherwise than the other.
+    rules.sort_by(mapping_document::by_name);
     let set =
         sql("SELECT org_id, default_grants FROM mapping_sets WHERE tenant_id = $1 AND org_id = $2")
             .bind(tenant_id)
@@ -358,11 +361,13 @@ impl MappingStore for SqlStore {
         .bind(at)
         .execute(tx.conn())
         .await?;
-        let after = StoredMappings {
+        let mut after = StoredMappings {
             org_id,
             version,
             mappings: mappings.clone(),
         };
+        // As a read gives them back, so that the audit's before and after line up.
+        after.mappings.rules.sort_by(mapping_document::by_name);
         tx.audit(
             AuditRecord::new("mapping.replace", "org", org_id)
                 .org(org_id)
