@@ -17,6 +17,9 @@ use crate::scim_proto::schema::Schemas;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
+/// How long invalidation records are kept: every instance has read them long before.
+const INVALIDATIONS_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -86,6 +89,23 @@ impl AppState {
         let listening = resolver.clone();
         background.register("authz invalidation listener", move |stop| {
             listening.clone().run_listener(stop)
+        });
+        let pruned = store.clone();
+        background.register("invalidation pruning", move |mut stop| {
+            let store = pruned.clone();
+            async move {
+                loop {
+                    match store.prune_invalidations(INVALIDATIONS_KEPT).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(deleted = n, "old invalidation records pruned"),
+                        Err(error) => tracing::warn!(%error, "pruning invalidation records"),
+                    }
+                    tokio::select! {
+                        () = stop.requested() => return,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                    }
+                }
+            }
         });
         Ok(AppState {
             resolver,

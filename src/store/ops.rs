@@ -1,5 +1,7 @@
 //! Running the store: which backend, its pool, health, and the feed of cache invalidations.
 
+use std::collections::VecDeque;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -13,6 +15,58 @@ use super::{SqlStore, StoreError};
 
 /// The channel every write's `NOTIFY` goes to (see `WriteTx::commit`).
 const CHANNEL: &str = "rolegate_invalidation";
+
+/// SQLite has no `NOTIFY`, and one serving process; but the command line writes from processes
+/// of its own (`mappings import`, `token revoke`, `org add-owner`). Their invalidations are
+/// read back from the table every write appends to, by epoch.
+struct PollFeed {
+    pool: sqlx::SqlitePool,
+    last: i64,
+    pending: VecDeque<Invalidation>,
+}
+
+/// How often the SQLite feed looks for other processes' writes.
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[derive(FromRow)]
+struct InvalidationRow {
+    epoch: i64,
+    tenant_id: Uuid,
+    user_id: Option<Uuid>,
+}
+
+#[async_trait]
+impl InvalidationFeed for PollFeed {
+    async fn next(&mut self) -> Result<FeedEvent, StoreError> {
+        loop {
+            if let Some(invalidation) = self.pending.pop_front() {
+                return Ok(FeedEvent::Invalidated(invalidation));
+            }
+            tokio::time::sleep(POLL).await;
+            let mut conn = self.pool.acquire().await?;
+            let rows = sql(
+                "SELECT epoch, tenant_id, user_id FROM invalidations WHERE epoch > $1 \
+                 ORDER BY epoch LIMIT 1000",
+            )
+            .bind(self.last)
+            .fetch_all::<InvalidationRow>(super::db::Conn::Sqlite(&mut conn))
+            .await?;
+            for row in rows {
+                self.last = row.epoch;
+                self.pending.push_back(Invalidation {
+                    epoch: row.epoch,
+                    tenant_id: row.tenant_id,
+                    // One user is named; several are recorded as the whole tenant.
+                    users: row.user_id.map(|u| vec![u]),
+                });
+            }
+        }
+    }
+
+    fn session_pid(&self) -> Option<i32> {
+        None
+    }
+}
 
 struct PgFeed {
     listener: PgListener,
@@ -116,12 +170,15 @@ pub trait OpsStore {
     fn subscribe(&self) -> broadcast::Receiver<Invalidation>;
     /// Calls `sink` with every invalidation this instance commits, before the write returns.
     fn on_commit(&self, sink: InvalidationSink);
-    /// Every instance's invalidations, where the backend carries them between instances
-    /// (PostgreSQL); `None` on SQLite, where one process is the only writer.
+    /// Every process's invalidations: PostgreSQL's `NOTIFY` from every instance; on SQLite,
+    /// the command line's writes, read back from the invalidations table.
     async fn listen(&self) -> Result<Option<Box<dyn InvalidationFeed>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
     async fn latest_epoch(&self) -> Result<i64, StoreError>;
+    /// Deletes invalidation records older than `age` (they were delivered long ago); returns
+    /// how many. Epochs keep growing: the newest record is never deleted.
+    async fn prune_invalidations(&self, age: std::time::Duration) -> Result<u64, StoreError>;
 }
 
 #[derive(FromRow)]
@@ -159,8 +216,16 @@ impl OpsStore for SqlStore {
     }
 
     async fn listen(&self) -> Result<Option<Box<dyn InvalidationFeed>>, StoreError> {
-        let Pool::Postgres(pool) = &self.db.pool else {
-            return Ok(None);
+        let pool = match &self.db.pool {
+            Pool::Sqlite(pool) => {
+                let last = self.latest_epoch().await?;
+                return Ok(Some(Box::new(PollFeed {
+                    pool: pool.clone(),
+                    last,
+                    pending: VecDeque::new(),
+                })));
+            }
+            Pool::Postgres(pool) => pool,
         };
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
@@ -179,6 +244,18 @@ impl OpsStore for SqlStore {
 
     async fn close(&self) {
         self.db.pool.close().await;
+    }
+
+    async fn prune_invalidations(&self, age: std::time::Duration) -> Result<u64, StoreError> {
+        let cutoff = crate::domain::now()
+            - chrono::Duration::from_std(age).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut h = self.db.read().await?;
+        // Not a change of anyone's data (nothing to audit): the log of changes already made.
+        sql("DELETE FROM invalidations WHERE created_at < $1 \
+             AND epoch < (SELECT MAX(epoch) FROM invalidations)")
+        .bind(cutoff)
+        .execute(h.conn())
+        .await
     }
 
     async fn latest_epoch(&self) -> Result<i64, StoreError> {
