@@ -68,7 +68,8 @@ pub struct Resolver {
     counter: AtomicU64,
     /// The mark of the latest invalidation of each user, and of each whole tenant.
     user_marks: Cache<Key, u64>,
-    tenant_marks: Cache<Uuid, u64>,
+    /// Tenants are few and read on every answer: a plain map, never evicted.
+    tenant_marks: RwLock<HashMap<Uuid, u64>>,
     /// Everything loaded before this mark is stale (a lost listener connection).
     cleared_at: AtomicU64,
     /// Whether invalidations from other instances arrive (always, where there are none).
@@ -96,7 +97,7 @@ impl Resolver {
                 .max_capacity(CAPACITY * 10)
                 .time_to_live(MARK_LIFETIME)
                 .build(),
-            tenant_marks: Cache::builder().time_to_live(MARK_LIFETIME).build(),
+            tenant_marks: RwLock::default(),
             cleared_at: AtomicU64::new(0),
             listening: AtomicBool::new(listening),
             listener_pid: RwLock::new(None),
@@ -120,11 +121,17 @@ impl Resolver {
     }
 
     /// Whether something loaded when the counter read `loaded_at` is still good for
-    /// `tenant` (and `user`).
+    /// `tenant`, and for `user` when one is named. A cached user entry is checked without its
+    /// user: invalidating a user removes the entry itself; the user's mark is for loads in
+    /// flight.
     fn fresh(&self, tenant: Uuid, user: Option<Uuid>, loaded_at: u64) -> bool {
         let newer = |mark: Option<u64>| mark.is_some_and(|m| m >= loaded_at);
+        let tenant_mark = self
+            .tenant_marks
+            .read()
+            .map_or(Some(u64::MAX), |marks| marks.get(&tenant).copied());
         !(self.cleared_at.load(Ordering::SeqCst) >= loaded_at
-            || newer(self.tenant_marks.get(&tenant))
+            || newer(tenant_mark)
             || user.is_some_and(|u| newer(self.user_marks.get(&(tenant, u)))))
     }
 
@@ -140,7 +147,11 @@ impl Resolver {
                 }
             }
             // The tenant's products change with it (their environments, groups, org).
-            None => self.tenant_marks.insert(tenant, mark),
+            None => {
+                if let Ok(mut marks) = self.tenant_marks.write() {
+                    marks.insert(tenant, mark);
+                }
+            }
         }
         metrics::counter!("rolegate_authz_cache_invalidations_total",
             "scope" => if invalidation.users.is_some() { "users" } else { "tenant" })
@@ -175,7 +186,7 @@ impl Resolver {
         let mut missing = Vec::new();
         for user in user_ids {
             match self.users.get(&(tenant, *user)) {
-                Some(entry) if self.fresh(tenant, Some(*user), entry.loaded_at) => {
+                Some(entry) if self.fresh(tenant, None, entry.loaded_at) => {
                     self.hit(true);
                     found.push(entry);
                 }

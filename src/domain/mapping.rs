@@ -7,6 +7,7 @@
 //! rules — otherwise a sub-org could push a group named "Admins" and own the root.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +151,73 @@ impl Rule {
     }
 }
 
+/// A user's groups, indexed for matching many rules: each rule is one lookup instead of a
+/// scan of every group with a lower-casing per comparison.
+pub struct GroupIndex<'g> {
+    /// SCIM groups by (org, lower-cased `displayName` or `externalId`).
+    scim: HashMap<(Uuid, String), &'g IdpGroup>,
+    /// Claim values by (org, value), exact.
+    claims: HashMap<(Uuid, &'g str), Vec<&'g IdpGroup>>,
+}
+
+impl<'g> GroupIndex<'g> {
+    pub fn new(groups: &'g [IdpGroup]) -> Self {
+        let mut index = GroupIndex {
+            scim: HashMap::new(),
+            claims: HashMap::new(),
+        };
+        for g in groups {
+            match g.source {
+                GroupSource::Scim => {
+                    // The first group wins a shared key, as the scan in `Rule::matched_by` does.
+                    index
+                        .scim
+                        .entry((g.org_id, g.name.to_lowercase()))
+                        .or_insert(g);
+                    if let Some(external) = &g.external_id {
+                        index
+                            .scim
+                            .entry((g.org_id, external.to_lowercase()))
+                            .or_insert(g);
+                    }
+                }
+                GroupSource::Oidc(_) => index
+                    .claims
+                    .entry((g.org_id, g.name.as_str()))
+                    .or_default()
+                    .push(g),
+            }
+        }
+        index
+    }
+
+    /// The group `rule` matches, if any: what [`Rule::matched_by`] finds, by lookup.
+    pub fn matched(&self, rule: &Rule) -> Option<&'g IdpGroup> {
+        if !rule.enabled {
+            return None;
+        }
+        let scim = || {
+            self.scim
+                .get(&(rule.org_id, rule.idp_group.to_lowercase()))
+                .copied()
+        };
+        let claim = |connection: Option<Uuid>| {
+            self.claims
+                .get(&(rule.org_id, rule.idp_group.as_str()))
+                .and_then(|gs| {
+                    gs.iter()
+                        .find(|g| connection.is_none_or(|c| g.source == GroupSource::Oidc(c)))
+                        .copied()
+                })
+        };
+        match rule.source {
+            RuleSource::Scim => scim(),
+            RuleSource::Oidc(connection) => claim(Some(connection)),
+            RuleSource::Any => scim().or_else(|| claim(None)),
+        }
+    }
+}
+
 /// An org's grants for its members whom none of its enabled rules matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultGrants {
@@ -238,6 +306,51 @@ mod tests {
                 .matched_by(&[claim(other, "0f3c-Abc")])
                 .is_some()
         );
+    }
+
+    /// The index answers what the scan answers, for every kind of rule and group.
+    #[test]
+    fn the_index_agrees_with_the_scan() {
+        let (org, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (conn, conn2) = (Uuid::from_u128(5), Uuid::from_u128(6));
+        let claim = |o: Uuid, c: Uuid, v: &str| IdpGroup {
+            org_id: o,
+            source: GroupSource::Oidc(c),
+            name: v.into(),
+            external_id: None,
+            via: None,
+        };
+        let groups = vec![
+            scim(org, "Engineering", Some("ENG-1")),
+            scim(org, "ops", None),
+            scim(other, "Admins", None),
+            claim(org, conn, "0f3c-Abc"),
+            claim(org, conn2, "sales"),
+        ];
+        let index = GroupIndex::new(&groups);
+        for name in [
+            "engineering",
+            "eng-1",
+            "OPS",
+            "Admins",
+            "0f3c-Abc",
+            "0f3c-abc",
+            "sales",
+            "x",
+        ] {
+            for source in [
+                RuleSource::Scim,
+                RuleSource::Any,
+                RuleSource::Oidc(conn),
+                RuleSource::Oidc(conn2),
+            ] {
+                for enabled in [true, false] {
+                    let mut r = rule(org, name, source);
+                    r.enabled = enabled;
+                    assert_eq!(index.matched(&r), r.matched_by(&groups), "{name} {source}");
+                }
+            }
+        }
     }
 
     #[test]

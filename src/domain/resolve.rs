@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Source;
-use super::mapping::{DefaultGrants, Grant, IdpGroup, Rule};
+use super::mapping::{DefaultGrants, Grant, GroupIndex, IdpGroup, Rule};
 use super::org::{OrgRole, chain_to_root};
 use super::permission::{
     Capability, EnvAccess, EnvironmentRef, Module, ModuleLevel, PermissionSet, Role,
@@ -272,9 +272,10 @@ impl UserSnapshot {
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| a.id.cmp(&b.id))
         });
+        let index = GroupIndex::new(&self.groups);
         let mut matched_orgs = Vec::new();
         for rule in rules {
-            let Some(group) = rule.matched_by(&self.groups) else {
+            let Some(group) = index.matched(rule) else {
                 continue;
             };
             matched_orgs.push(rule.org_id);
