@@ -751,6 +751,10 @@ const CROSS_TENANT: [(&str, &str); 8] = [
         "the invalidation epoch is one sequence for all tenants",
     ),
     (
+        "prune_invalidations",
+        "maintenance of the one invalidation sequence, over every tenant's old records",
+    ),
+    (
         "invitation_by_token",
         "an invitation link is looked up before its tenant is known",
     ),
