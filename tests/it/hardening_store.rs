@@ -725,7 +725,7 @@ const SCOPED_BY_HELPER: [&str; 3] = [
     "scim_group_members_after",
 ];
 
-const CROSS_TENANT: [(&str, &str); 8] = [
+const CROSS_TENANT: [(&str, &str); 9] = [
     (
         "find_org",
         "the operator's command line names an org of any tenant",
