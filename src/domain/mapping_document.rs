@@ -142,6 +142,22 @@ pub struct RuleSpec {
     pub grants: Vec<Grant>,
 }
 
+impl RuleSpec {
+    /// The rule as `org_id` holds it, under `id`.
+    pub fn to_rule(&self, org_id: Uuid, id: Uuid) -> super::mapping::Rule {
+        super::mapping::Rule {
+            id,
+            org_id,
+            name: self.name.clone(),
+            idp_group: self.idp_group.clone(),
+            source: self.source,
+            priority: self.priority,
+            enabled: self.enabled,
+            grants: self.grants.clone(),
+        }
+    }
+}
+
 /// A valid document, ready to replace the org's rules and default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mappings {

@@ -84,17 +84,8 @@ pub fn with_mappings(
     let rules: Vec<Rule> = mappings
         .rules
         .iter()
-        .map(|r| Rule {
-            // Ids only tell rules apart; the name is unique in the org.
-            id: Uuid::new_v5(&org_id, r.name.as_bytes()),
-            org_id,
-            name: r.name.clone(),
-            idp_group: r.idp_group.clone(),
-            source: r.source,
-            priority: r.priority,
-            enabled: r.enabled,
-            grants: r.grants.clone(),
-        })
+        // Ids only tell rules apart; the name is unique in the org.
+        .map(|r| r.to_rule(org_id, Uuid::new_v5(&org_id, r.name.as_bytes())))
         .collect();
     users
         .iter()

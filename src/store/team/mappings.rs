@@ -316,16 +316,7 @@ impl MappingStore for SqlStore {
         let new_rules: Vec<Rule> = mappings
             .rules
             .iter()
-            .map(|r| Rule {
-                id: Uuid::now_v7(),
-                org_id,
-                name: r.name.clone(),
-                idp_group: r.idp_group.clone(),
-                source: r.source,
-                priority: r.priority,
-                enabled: r.enabled,
-                grants: r.grants.clone(),
-            })
+            .map(|r| r.to_rule(org_id, Uuid::now_v7()))
             .collect();
         for rule in &new_rules {
             sql(
