@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
+use tokio::sync::{Mutex, OwnedMutexGuard, broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{Invalidation, StoreError};
@@ -411,6 +411,79 @@ pub(crate) struct Db {
     sqlite_writer: Arc<Mutex<()>>,
     bus: broadcast::Sender<Invalidation>,
     sinks: Sinks,
+    notifier: Option<Notifier>,
+}
+
+/// Sends committed invalidations to every instance (`NOTIFY`), after the commit and coalesced.
+///
+/// PostgreSQL serialises the commits of transactions that `NOTIFY` (the notification queue's
+/// lock is held through the commit's flush), so a `NOTIFY` inside every write would make every
+/// write wait for every other. Sent here instead, by one task, many at a time, the writes
+/// commit independently. A writer that dies between its commit and this send leaves the
+/// invalidation row behind: every listener also reads those rows back on a short interval
+/// (`ops::PgFeed`), which bounds how long such a loss can keep an answer stale.
+#[derive(Clone)]
+pub(crate) struct Notifier {
+    send: mpsc::UnboundedSender<Invalidation>,
+    /// Invalidations handed over and not yet sent (a closing store waits for them).
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// At most this many notifications go in one statement.
+const NOTIFY_BATCH: usize = 500;
+
+impl Notifier {
+    fn start(pool: sqlx::PgPool) -> Self {
+        let (send, mut receive) = mpsc::unbounded_channel::<Invalidation>();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sent_count = pending.clone();
+        // Ends when the store (every sender) is gone.
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(NOTIFY_BATCH);
+            while receive.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
+                let count = batch.len();
+                let payloads: Vec<Value> = batch
+                    .drain(..)
+                    .filter_map(|i| serde_json::to_value(&i).ok())
+                    .collect();
+                let sent = sqlx::query(
+                    "SELECT pg_notify('rolegate_invalidation', payload::text) \
+                     FROM jsonb_array_elements($1) AS payload",
+                )
+                .bind(Value::Array(payloads))
+                .execute(&pool)
+                .await;
+                if let Err(error) = sent {
+                    // The listeners' read-back of the rows delivers them a little later.
+                    tracing::warn!(%error, "could not send invalidation notifications");
+                }
+                sent_count.fetch_sub(count, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Notifier { send, pending }
+    }
+
+    fn notify(&self, invalidation: Invalidation) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Only if the task is gone (the runtime shutting down) does this fail: the
+        // listeners' read-back of the row delivers it.
+        if self.send.send(invalidation).is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Waits (at most `limit`) until every invalidation handed over was sent: a command that
+    /// writes and exits must not take its notifications with it.
+    pub(crate) async fn flush(&self, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && started.elapsed() < limit
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// Called with every invalidation this instance commits, before the write returns: a read
@@ -425,11 +498,23 @@ const MAX_NAMED_USERS: usize = 100;
 impl Db {
     pub(crate) fn new(pool: Pool) -> Self {
         let (bus, _) = broadcast::channel(1024);
+        let notifier = match &pool {
+            Pool::Postgres(p) => Some(Notifier::start(p.clone())),
+            Pool::Sqlite(_) => None,
+        };
         Db {
             pool,
             sqlite_writer: Arc::new(Mutex::new(())),
             bus,
             sinks: Sinks::default(),
+            notifier,
+        }
+    }
+
+    /// Before the pool closes: the notifications of committed writes go out first.
+    pub(crate) async fn flush_notifications(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.flush(std::time::Duration::from_secs(2)).await;
         }
     }
 
@@ -490,6 +575,7 @@ impl Db {
             whole_tenant: false,
             bus: self.bus.clone(),
             sinks: self.sinks.clone(),
+            notifier: self.notifier.clone(),
         })
     }
 }
@@ -505,6 +591,7 @@ pub(crate) struct WriteTx {
     whole_tenant: bool,
     bus: broadcast::Sender<Invalidation>,
     sinks: Sinks,
+    notifier: Option<Notifier>,
 }
 
 #[derive(FromRow)]
@@ -605,8 +692,7 @@ impl WriteTx {
             b.push(")");
         }
         let epoch = if postgres {
-            // Delivered to every instance's listener when (and only if) the transaction
-            // commits; the payload is `Invalidation` as JSON.
+            // The notification goes after the commit (`Notifier`).
             b.push(
                 "), invalidated AS (INSERT INTO invalidations (tenant_id, user_id, created_at) \
                  VALUES (",
@@ -616,15 +702,7 @@ impl WriteTx {
             .push_bind(single_user)
             .push(", ")
             .push_bind(now)
-            .push(
-                ") RETURNING epoch) SELECT invalidated.epoch FROM invalidated CROSS JOIN LATERAL \
-                 (SELECT pg_notify('rolegate_invalidation', json_build_object('epoch', \
-                 invalidated.epoch, 'tenant_id', ",
-            )
-            .push_bind(self.tenant_id)
-            .push(", 'users', ")
-            .push_bind(serde_json::to_value(&users).map_err(|e| StoreError::Other(e.to_string()))?)
-            .push(")::text)) AS notified");
+            .push(") RETURNING epoch) SELECT epoch FROM invalidated");
             b.build().fetch_one::<EpochRow>(self.conn()).await?.epoch
         } else {
             b.build().execute(self.conn()).await?;
@@ -652,6 +730,9 @@ impl WriteTx {
             for sink in sinks.iter() {
                 sink(&invalidation);
             }
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(invalidation.clone());
         }
         // No subscriber is fine.
         let _ = self.bus.send(invalidation.clone());

@@ -1,6 +1,6 @@
 //! Running the store: which backend, its pool, health, and the feed of cache invalidations.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -68,9 +68,27 @@ impl InvalidationFeed for PollFeed {
     }
 }
 
+/// How often a PostgreSQL listener reads the invalidation rows back, and how far back: a
+/// notification lost (its writer died between commit and send) is caught up within a second;
+/// a transaction that took its epoch more than the window before committing is caught only
+/// by its notification.
+const READ_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const READ_BACK_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct PgFeed {
     listener: PgListener,
     pid: Option<i32>,
+    pool: sqlx::PgPool,
+    /// Epochs delivered (notified or read back) above `floor`: each is delivered once.
+    seen: BTreeSet<i64>,
+    /// Rows at or below it are older than the window: not read back again.
+    floor: i64,
+    /// When each read-back happened and the highest epoch seen by then: `floor` follows the
+    /// newest of them older than the window. Epochs are taken at insert, not at commit, so
+    /// "above the last one seen" would miss a slow transaction's row: the window overlaps.
+    history: VecDeque<(std::time::Instant, i64)>,
+    pending: VecDeque<Invalidation>,
+    next_read: tokio::time::Instant,
 }
 
 #[derive(FromRow)]
@@ -88,27 +106,79 @@ impl PgFeed {
                 .pid,
         )
     }
+
+    /// Whether `epoch` is news; remembers it.
+    fn first_time(&mut self, epoch: i64) -> bool {
+        epoch > self.floor && self.seen.insert(epoch)
+    }
+
+    async fn read_back(&mut self) -> Result<(), StoreError> {
+        let rows = sqlx::query_as::<_, InvalidationRow>(
+            "SELECT epoch, tenant_id, user_id FROM invalidations WHERE epoch > $1 \
+             ORDER BY epoch LIMIT 10000",
+        )
+        .bind(self.floor)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            if self.first_time(row.epoch) {
+                self.pending.push_back(Invalidation {
+                    epoch: row.epoch,
+                    tenant_id: row.tenant_id,
+                    users: row.user_id.map(|u| vec![u]),
+                });
+            }
+        }
+        let now = std::time::Instant::now();
+        let highest = self.seen.last().copied().unwrap_or(self.floor);
+        self.history.push_back((now, highest));
+        while let Some(&(at, epoch)) = self.history.front() {
+            if now.duration_since(at) < READ_BACK_WINDOW {
+                break;
+            }
+            self.floor = self.floor.max(epoch);
+            self.history.pop_front();
+        }
+        let floor = self.floor;
+        self.seen.retain(|e| *e > floor);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl InvalidationFeed for PgFeed {
     async fn next(&mut self) -> Result<FeedEvent, StoreError> {
         loop {
-            match self.listener.try_recv().await? {
-                Some(notification) => {
-                    match serde_json::from_str::<Invalidation>(notification.payload()) {
-                        Ok(invalidation) => return Ok(FeedEvent::Invalidated(invalidation)),
-                        // Not ours, or from a newer version: ignored rather than trusted.
-                        Err(error) => {
-                            tracing::warn!(%error, "unreadable invalidation notification");
+            if let Some(invalidation) = self.pending.pop_front() {
+                return Ok(FeedEvent::Invalidated(invalidation));
+            }
+            let read_at = self.next_read;
+            // `try_recv` is cancel-safe: a read-back that wins the race loses no notification.
+            tokio::select! {
+                received = self.listener.try_recv() => match received? {
+                    Some(notification) => {
+                        match serde_json::from_str::<Invalidation>(notification.payload()) {
+                            Ok(invalidation) => {
+                                if self.first_time(invalidation.epoch) {
+                                    return Ok(FeedEvent::Invalidated(invalidation));
+                                }
+                            }
+                            // Not ours, or from a newer version: ignored rather than trusted.
+                            Err(error) => {
+                                tracing::warn!(%error, "unreadable invalidation notification");
+                            }
                         }
                     }
-                }
-                None => {
-                    // `try_recv` reports a lost connection once; the query reconnects and
-                    // listens again before we say so.
-                    self.pid = Some(self.backend_pid().await?);
-                    return Ok(FeedEvent::Reconnected);
+                    None => {
+                        // `try_recv` reports a lost connection once; the query reconnects
+                        // and listens again before we say so.
+                        self.pid = Some(self.backend_pid().await?);
+                        return Ok(FeedEvent::Reconnected);
+                    }
+                },
+                () = tokio::time::sleep_until(read_at) => {
+                    self.next_read = tokio::time::Instant::now() + READ_BACK_EVERY;
+                    self.read_back().await?;
                 }
             }
         }
@@ -229,9 +299,16 @@ impl OpsStore for SqlStore {
         };
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
+        let floor = self.latest_epoch().await?;
         let mut feed = PgFeed {
             listener,
             pid: None,
+            pool: pool.clone(),
+            seen: BTreeSet::new(),
+            floor,
+            history: VecDeque::new(),
+            pending: VecDeque::new(),
+            next_read: tokio::time::Instant::now() + READ_BACK_EVERY,
         };
         feed.pid = feed.backend_pid().await.ok();
         Ok(Some(Box::new(feed)))
@@ -243,6 +320,7 @@ impl OpsStore for SqlStore {
     }
 
     async fn close(&self) {
+        self.db.flush_notifications().await;
         self.db.pool.close().await;
     }
 

@@ -334,6 +334,27 @@ async fn after_a_storm_of_writes_and_reads_no_cached_answer_is_stale(backend: Ba
     }
 }
 
+/// A write whose notification never went out (its writer died between commit and send, as a
+/// raw statement here does) is caught up by the listeners' read-back of the invalidation rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_whose_notification_was_lost_is_caught_up() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let f = fixture(&app).await;
+    let ada = member(&app, &f, "ada@acme.test").await;
+    set_role(&app, &f, ada, Some("editor")).await;
+    until_access(&app, &b, &f, ada, "full").await;
+    app.raw_execute(&format!(
+        "WITH deactivated AS (UPDATE users SET active = false WHERE id = '{ada}') \
+         INSERT INTO invalidations (tenant_id, user_id, created_at) VALUES ('{}', '{ada}', now())",
+        app.org_id
+    ))
+    .await
+    .expect("a write without its notification");
+    until_access(&app, &b, &f, ada, "none").await;
+}
+
 /// Old invalidation records go; the newest stays, so epochs keep growing.
 async fn old_invalidation_records_are_pruned(backend: Backend) {
     let app = TestApp::new(backend).await;
