@@ -653,8 +653,8 @@ impl WriteTx {
         let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
         let postgres = matches!(self.tx, Tx::Postgres(_));
         // The audit events, then the invalidation: one statement each on SQLite (in-process,
-        // statements are cheap), one statement for both and the NOTIFY on PostgreSQL (every
-        // statement is a round trip, and every write pays them).
+        // statements are cheap), one statement for both on PostgreSQL (every statement is a
+        // round trip, and every write pays them); its NOTIFY follows the commit.
         let mut b = SqlBuilder::new(if postgres {
             "WITH audited AS (INSERT INTO audit_events (id, tenant_id, org_id, product_id, \
              actor_kind, actor_id, actor_name, action, target_kind, target_id, before, after, \
