@@ -19,7 +19,7 @@ use moka::sync::Cache;
 use uuid::Uuid;
 
 use crate::background::Stop;
-use crate::domain::resolve::{self, ProductSnapshot, Resolved, UserSnapshot};
+use crate::domain::resolve::{self, ProductSnapshot, Resolved, TenantFacts, UserSnapshot};
 use crate::store::{FeedEvent, Invalidation, Store, StoreError};
 
 /// How many users and products are kept, each.
@@ -35,6 +35,12 @@ pub struct UserEntry {
     loaded_at: u64,
     snapshot: UserSnapshot,
     answers: RwLock<HashMap<Uuid, Arc<Resolved>>>,
+}
+
+/// A tenant's org tree, rules and defaults, shared by its users' loads.
+struct TenantEntry {
+    loaded_at: u64,
+    facts: TenantFacts,
 }
 
 /// A product's cached snapshot.
@@ -65,6 +71,7 @@ pub struct Resolver {
     store: Arc<dyn Store>,
     users: Cache<Key, Arc<UserEntry>>,
     products: Cache<Key, Arc<ProductEntry>>,
+    tenants: Cache<Uuid, Arc<TenantEntry>>,
     counter: AtomicU64,
     /// The mark of the latest invalidation of each user, and of each whole tenant.
     user_marks: Cache<Key, u64>,
@@ -89,6 +96,10 @@ impl Resolver {
                 .time_to_live(ttl)
                 .build(),
             products: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(ttl)
+                .build(),
+            tenants: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(ttl)
                 .build(),
@@ -164,6 +175,7 @@ impl Resolver {
         self.cleared_at.store(mark, Ordering::SeqCst);
         self.users.invalidate_all();
         self.products.invalidate_all();
+        self.tenants.invalidate_all();
     }
 
     fn hit(&self, hit: bool) {
@@ -198,7 +210,12 @@ impl Resolver {
         }
         if !missing.is_empty() {
             let loaded_at = self.mark();
-            for snapshot in self.store.user_snapshots(tenant, &missing).await? {
+            let shared = self.tenant_entry(tenant).await?;
+            for snapshot in self
+                .store
+                .user_snapshots_with(tenant, &missing, &shared.facts)
+                .await?
+            {
                 let user = snapshot.user_id;
                 let entry = Arc::new(UserEntry {
                     loaded_at,
@@ -212,6 +229,26 @@ impl Resolver {
             }
         }
         Ok(found)
+    }
+
+    /// The tenant's shared part: cached, or read (and kept if no invalidation came meanwhile).
+    /// A user's load uses it with their own part, read after it: whatever changed the tenant's
+    /// part since would have invalidated the whole tenant, and so this entry.
+    async fn tenant_entry(&self, tenant: Uuid) -> Result<Arc<TenantEntry>, StoreError> {
+        if let Some(entry) = self.tenants.get(&tenant)
+            && self.fresh(tenant, None, entry.loaded_at)
+        {
+            return Ok(entry);
+        }
+        let loaded_at = self.mark();
+        let entry = Arc::new(TenantEntry {
+            loaded_at,
+            facts: self.store.tenant_facts(tenant).await?,
+        });
+        if self.fresh(tenant, None, loaded_at) {
+            self.tenants.insert(tenant, entry.clone());
+        }
+        Ok(entry)
     }
 
     /// The products' entries, as [`Resolver::user_entries`].

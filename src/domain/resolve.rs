@@ -44,6 +44,15 @@ pub struct StoredGrant {
     pub grant: Grant,
 }
 
+/// What every user's snapshot of a tenant shares: the org tree, the mapping rules and the
+/// defaults. Changed only by writes that invalidate the whole tenant, so it can be kept apart.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFacts {
+    pub orgs: Vec<(Uuid, Option<Uuid>)>,
+    pub rules: Vec<Rule>,
+    pub defaults: Vec<DefaultGrants>,
+}
+
 /// Everything that decides one user's permissions in a tenant, read in one consistent
 /// snapshot.
 #[derive(Debug, Clone, Default)]

@@ -15,7 +15,7 @@ use crate::domain::mapping::{DefaultGrants, Grant, GroupSource, IdpGroup, Rule, 
 use crate::domain::permission::{Module, ModuleLevel, Role};
 use crate::domain::resolve::{
     self, EnvironmentFact, Membership, PermissionGroupFact, ProductSnapshot, StoredGrant,
-    UserSnapshot,
+    TenantFacts, UserSnapshot,
 };
 use crate::store::db::{AsConn, SqlBuilder, push_list, sql};
 use crate::store::{SqlStore, StoreError};
@@ -31,6 +31,16 @@ pub trait AuthzStore {
         &self,
         tenant_id: Uuid,
         user_ids: &[Uuid],
+    ) -> Result<Vec<UserSnapshot>, StoreError>;
+    /// What the tenant's users' snapshots share (the org tree, rules, defaults).
+    async fn tenant_facts(&self, tenant_id: Uuid) -> Result<TenantFacts, StoreError>;
+    /// The users' snapshots completed with `tenant` instead of reading it again: for a cache
+    /// that keeps the tenant's part, which only a whole-tenant invalidation changes.
+    async fn user_snapshots_with(
+        &self,
+        tenant_id: Uuid,
+        user_ids: &[Uuid],
+        tenant: &TenantFacts,
     ) -> Result<Vec<UserSnapshot>, StoreError>;
     /// Products with their environments and permission groups, in id order; ids of no
     /// product of the tenant are left out.
@@ -183,9 +193,29 @@ pub(super) async fn load_user_snapshots(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<Vec<UserSnapshot>, StoreError> {
-    let orgs = tenant_tree(conn.conn(), tenant_id).await?;
-    let rules = load_rules(conn, tenant_id).await?;
-    let defaults = load_defaults(conn, tenant_id).await?;
+    let tenant = load_tenant_facts(conn, tenant_id).await?;
+    load_user_parts(conn, tenant_id, user_ids, &tenant).await
+}
+
+/// What the tenant's users' snapshots share.
+pub(super) async fn load_tenant_facts(
+    conn: &mut impl AsConn,
+    tenant_id: Uuid,
+) -> Result<TenantFacts, StoreError> {
+    Ok(TenantFacts {
+        orgs: tenant_tree(conn.conn(), tenant_id).await?,
+        rules: load_rules(conn, tenant_id).await?,
+        defaults: load_defaults(conn, tenant_id).await?,
+    })
+}
+
+/// The users' own parts (active flag, memberships, grants, groups), completed with `tenant`.
+async fn load_user_parts(
+    conn: &mut impl AsConn,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+    tenant: &TenantFacts,
+) -> Result<Vec<UserSnapshot>, StoreError> {
     let mut out = Vec::new();
     for chunk in user_ids.chunks(ID_CHUNK) {
         let mut b = SqlBuilder::new("SELECT id, active, scim_org_id FROM users WHERE tenant_id = ");
@@ -240,9 +270,9 @@ pub(super) async fn load_user_snapshots(
                 user_id: user.id,
                 active: user.active,
                 scim_org_id: user.scim_org_id,
-                orgs: orgs.clone(),
-                rules: rules.clone(),
-                defaults: defaults.clone(),
+                orgs: tenant.orgs.clone(),
+                rules: tenant.rules.clone(),
+                defaults: tenant.defaults.clone(),
                 ..UserSnapshot::default()
             };
             for m in memberships.iter().filter(|m| m.user_id == user.id) {
@@ -397,6 +427,24 @@ impl AuthzStore for SqlStore {
     ) -> Result<Vec<UserSnapshot>, StoreError> {
         let mut read = self.db.read_snapshot().await?;
         load_user_snapshots(&mut read, tenant_id, user_ids).await
+    }
+
+    async fn tenant_facts(&self, tenant_id: Uuid) -> Result<TenantFacts, StoreError> {
+        let mut read = self.db.read_snapshot().await?;
+        load_tenant_facts(&mut read, tenant_id).await
+    }
+
+    async fn user_snapshots_with(
+        &self,
+        tenant_id: Uuid,
+        user_ids: &[Uuid],
+        tenant: &TenantFacts,
+    ) -> Result<Vec<UserSnapshot>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut read = self.db.read_snapshot().await?;
+        load_user_parts(&mut read, tenant_id, user_ids, tenant).await
     }
 
     async fn product_snapshots(
