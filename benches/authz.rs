@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 
 use rolegate::authz::Resolver;
 use rolegate::background::Background;
+use rolegate::config::ServeArgs;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::mapping::{Grant, RuleSource};
 use rolegate::domain::mapping_document::{Mappings, RuleSpec};
 use rolegate::domain::org::OrgRole;
 use rolegate::domain::permission::{EnvAccess, Role};
 use rolegate::domain::resolve::resolve_product;
+use rolegate::domain::token::TokenKind;
 use rolegate::domain::{Source, now};
+use rolegate::state::AppState;
 use rolegate::store::{
     self, Ctx, Invalidation, NewEnvironment, OwnerRule, ProductAccess, Store, StoreOptions,
 };
@@ -32,6 +35,8 @@ const HITS: usize = 200_000;
 const MISSES: usize = 300;
 const PURE: usize = 20_000;
 const PROPAGATIONS: usize = 50;
+const HTTP_CLIENTS: usize = 4;
+const HTTP_RUN: Duration = Duration::from_secs(3);
 
 fn ctx() -> Ctx {
     Ctx::new(Actor::Cli)
@@ -313,10 +318,97 @@ async fn run(label: &str, url: &str) {
         ms(batch_warm),
     );
 
+    http(label, &store, &w).await;
     if url.starts_with("postgres") {
         propagation(url, &store, &w).await;
     }
     store.close().await;
+}
+
+/// Permission checks over HTTP against the one authenticated route that does nothing else
+/// (`GET /api/v1/me`), served by this process on loopback: what answering a check adds to a
+/// request's cost. Both authenticate the same admin token.
+async fn http(label: &str, store: &Arc<dyn Store>, w: &World) {
+    let state = AppState::new(store.clone(), ServeArgs::for_tests()).expect("state");
+    let (_, secret) = rolegate::auth::issue_token(
+        store.as_ref(),
+        &ctx(),
+        w.tenant,
+        rolegate::auth::TokenRequest {
+            org_id: w.tenant,
+            kind: TokenKind::Admin,
+            name: Some("bench"),
+            expires_in_days: None,
+        },
+        rolegate::auth::Minter::Operator,
+    )
+    .await
+    .expect("token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rolegate::app::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let check = serde_json::json!({
+        "user_id": w.user, "product_id": w.product,
+        "action": "flag_edit", "environment_id": w.env,
+    });
+    let rate = |post: bool| {
+        let (client, base, secret, check) =
+            (client.clone(), base.clone(), secret.clone(), check.clone());
+        async move {
+            let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..HTTP_CLIENTS {
+                let (client, base, secret, check, done) = (
+                    client.clone(),
+                    base.clone(),
+                    secret.clone(),
+                    check.clone(),
+                    done.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    while started.elapsed() < HTTP_RUN {
+                        let request = if post {
+                            client.post(format!("{base}/authz/check")).json(&check)
+                        } else {
+                            client.get(format!("{base}/me"))
+                        };
+                        let reply = request.bearer_auth(&secret).send().await.expect("request");
+                        assert!(reply.status().is_success(), "{}", reply.status());
+                        if post {
+                            let body: serde_json::Value = reply.json().await.expect("json");
+                            assert_eq!(body["allowed"], true, "{body}");
+                        } else {
+                            reply.bytes().await.expect("body");
+                        }
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.expect("client");
+            }
+            done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        }
+    };
+    // Warm the token's bookkeeping, the connections and the cache.
+    rate(true).await;
+    let noop = rate(false).await;
+    let checks = rate(true).await;
+    println!(
+        "{label:<8} HTTP ({HTTP_CLIENTS} clients, keep-alive, {:.0} s each): checks/s {checks:>6.0} | \
+         GET /me/s {noop:>6.0} | checks / no-op {:>3.0} % (target >= 70 %)",
+        HTTP_RUN.as_secs_f64(),
+        checks / noop * 100.0
+    );
+    let _ = stop.send(());
+    server.await.expect("server").expect("serve");
 }
 
 /// A write through one store (instance A) until another instance's cache (B, its own pool,

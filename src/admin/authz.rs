@@ -275,7 +275,7 @@ async fn explain(
     question.validate()?;
     let facts = Facts::load_subjects(&state, &asker.principal, &[question]).await?;
     let resolved = facts.resolve(&question)?;
-    Ok(ApiJson(Explanation::from(&resolved)))
+    Ok(ApiJson(Explanation::from(resolved.as_ref())))
 }
 
 /// Whom a question is about, and where.
@@ -446,20 +446,28 @@ impl Facts {
             .ok_or(ApiError::NotFound)
     }
 
-    /// The subject's permissions: on the product, or in the org asked about.
-    fn resolve(&self, subject: &Subject) -> Result<Resolved, ApiError> {
+    /// The subject's permissions: on the product (the cached answer), or in the org asked
+    /// about.
+    fn resolve(&self, subject: &Subject) -> Result<Arc<Resolved>, ApiError> {
         // The product first: an unknown product is reported whoever the user is.
         let product = subject.product_id.map(|id| self.product(id)).transpose()?;
         let user = self.user(subject.user_id)?;
         Ok(match product {
-            Some(product) => resolve::resolve_product(user, product),
+            Some(product) => {
+                let entry = |id: Uuid| self.users.iter().find(|u| u.snapshot().user_id == id);
+                let product_entry = self.products.iter().find(|p| p.snapshot().id == product.id);
+                match (entry(user.user_id), product_entry) {
+                    (Some(u), Some(p)) => u.answer(p),
+                    _ => Arc::new(resolve::resolve_product(user, product)),
+                }
+            }
             None => {
                 let org = subject.org_id.unwrap_or(self.token_org);
                 // The snapshot lists every org of the tenant: another tenant's is unknown.
                 if !user.orgs.iter().any(|(o, _)| *o == org) || !self.reached.contains(org) {
                     return Err(ApiError::NotFound);
                 }
-                resolve::resolve_org(user, org)
+                Arc::new(resolve::resolve_org(user, org))
             }
         })
     }

@@ -73,7 +73,7 @@ const TAGS: [(&str, &str); 14] = [
          no rule matches. Read, replace whole (with `If-Match`), or preview a replacement.",
     ),
     ("audit", "The audit log, newest first."),
-    ("meta", "This document."),
+    ("meta", "This document, and who is calling."),
 ];
 
 /// The document's frame; `admin::router()` adds the operations and their schemas.

@@ -8,6 +8,7 @@ mod extract;
 mod idp_groups;
 mod invitations;
 mod mappings;
+mod me;
 mod members;
 mod orgs;
 mod outbox;
@@ -57,7 +58,8 @@ pub fn router() -> Router<AppState> {
         .merge(product_members::router())
         .merge(idp_groups::router())
         .merge(authz::router())
-        .merge(mappings::router());
+        .merge(mappings::router())
+        .merge(me::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();

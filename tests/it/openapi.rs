@@ -14,8 +14,9 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 49] = [
+const OPERATIONS: [(&str, &str); 50] = [
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/me"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
     ("GET", "/api/v1/orgs/{org_id}"),

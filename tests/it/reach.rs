@@ -63,6 +63,10 @@ const CALLS: &[Call] = &[
     },
     Call {
         answer: Answer::OwnOnly,
+        ..call("GET", "/me", None)
+    },
+    Call {
+        answer: Answer::OwnOnly,
         ..call("GET", "/orgs", None)
     },
     call(
