@@ -8,6 +8,7 @@
 //! with one snapshot read for all the users it lacks and one for all the products.
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
@@ -27,7 +28,7 @@ use crate::authz::check::{Ask, Decision, decide};
 use crate::authz::explain::Explanation;
 use crate::authz::{ProductEntry, UserEntry};
 use crate::domain::permission::{Action, Capability};
-use crate::domain::resolve::{self, ProductSnapshot, Resolved, UserSnapshot};
+use crate::domain::resolve::{self, Resolved};
 use crate::domain::token::TokenKind;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
@@ -367,8 +368,8 @@ struct Facts {
     tenant_id: Uuid,
     token_org: Uuid,
     reached: ReachedOrgs,
-    users: Vec<Arc<UserEntry>>,
-    products: Vec<Arc<ProductEntry>>,
+    users: HashMap<Uuid, Arc<UserEntry>>,
+    products: HashMap<Uuid, Arc<ProductEntry>>,
 }
 
 impl Facts {
@@ -403,11 +404,20 @@ impl Facts {
             .collect();
         let reached = reached_by(state, principal).await?;
         // From the cache: what it lacks is loaded in one snapshot read each.
-        let users = state.resolver.user_entries(tenant_id, &user_ids).await?;
+        let users = state
+            .resolver
+            .user_entries(tenant_id, &user_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.snapshot().user_id, u))
+            .collect();
         let products = state
             .resolver
             .product_entries(tenant_id, &product_ids)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|p| (p.snapshot().id, p))
+            .collect();
         Ok(Facts {
             tenant_id,
             token_org: principal.org_id(),
@@ -419,12 +429,11 @@ impl Facts {
 
     /// The user, if the caller reaches them: through an org they are a member of, or whose
     /// SCIM token holds them (as `GET /users/{user_id}` reaches them).
-    fn user(&self, id: Uuid) -> Result<&UserSnapshot, ApiError> {
+    fn user(&self, id: Uuid) -> Result<&Arc<UserEntry>, ApiError> {
         self.users
-            .iter()
-            .map(|u| u.snapshot())
-            .find(|u| u.user_id == id)
-            .filter(|u| {
+            .get(&id)
+            .filter(|entry| {
+                let u = entry.snapshot();
                 person_orgs(
                     u.memberships.iter().map(|m| m.org_id),
                     u.scim_org_id,
@@ -437,12 +446,10 @@ impl Facts {
     }
 
     /// The product, if its org is within reach.
-    fn product(&self, id: Uuid) -> Result<&ProductSnapshot, ApiError> {
+    fn product(&self, id: Uuid) -> Result<&Arc<ProductEntry>, ApiError> {
         self.products
-            .iter()
-            .map(|p| p.snapshot())
-            .find(|p| p.id == id)
-            .filter(|p| self.reached.contains(p.org_id))
+            .get(&id)
+            .filter(|p| self.reached.contains(p.snapshot().org_id))
             .ok_or(ApiError::NotFound)
     }
 
@@ -453,21 +460,16 @@ impl Facts {
         let product = subject.product_id.map(|id| self.product(id)).transpose()?;
         let user = self.user(subject.user_id)?;
         Ok(match product {
-            Some(product) => {
-                let entry = |id: Uuid| self.users.iter().find(|u| u.snapshot().user_id == id);
-                let product_entry = self.products.iter().find(|p| p.snapshot().id == product.id);
-                match (entry(user.user_id), product_entry) {
-                    (Some(u), Some(p)) => u.answer(p),
-                    _ => Arc::new(resolve::resolve_product(user, product)),
-                }
-            }
+            Some(product) => user.answer(product),
             None => {
                 let org = subject.org_id.unwrap_or(self.token_org);
                 // The snapshot lists every org of the tenant: another tenant's is unknown.
-                if !user.orgs.iter().any(|(o, _)| *o == org) || !self.reached.contains(org) {
+                if !user.snapshot().orgs.iter().any(|(o, _)| *o == org)
+                    || !self.reached.contains(org)
+                {
                     return Err(ApiError::NotFound);
                 }
-                Arc::new(resolve::resolve_org(user, org))
+                Arc::new(resolve::resolve_org(user.snapshot(), org))
             }
         })
     }

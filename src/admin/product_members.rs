@@ -103,14 +103,16 @@ async fn list_product_members(
     let resolved = state
         .resolver
         .products(admin.tenant_id(), &ids, &[product_id])
-        .await?;
+        .await?
+        .into_iter()
+        .map(|r| (r.user_id, r))
+        .collect::<std::collections::HashMap<_, _>>();
     let members = members
         .into_iter()
         // A person deleted between the two reads has no answer: left out of the page.
         .filter_map(|m| {
             let permissions = resolved
-                .iter()
-                .find(|r| r.user_id == m.member.user.id)
+                .get(&m.member.user.id)
                 .map(|r| EffectivePermissions::from(r.as_ref()))?;
             Some(ProductMemberEntry {
                 has_access: permissions.any_access(),

@@ -290,18 +290,27 @@ impl Resolver {
         user_ids: &[Uuid],
         product_ids: &[Uuid],
     ) -> Result<Vec<Arc<Resolved>>, StoreError> {
-        let products = self.product_entries(tenant, product_ids).await?;
-        let users = self.user_entries(tenant, user_ids).await?;
+        let products: HashMap<Uuid, Arc<ProductEntry>> = self
+            .product_entries(tenant, product_ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.snapshot.id, p))
+            .collect();
+        let users: HashMap<Uuid, Arc<UserEntry>> = self
+            .user_entries(tenant, user_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.snapshot.user_id, u))
+            .collect();
         let mut out = Vec::with_capacity(users.len() * products.len());
         for user in user_ids {
-            let Some(entry) = users.iter().find(|e| e.snapshot.user_id == *user) else {
+            let Some(entry) = users.get(user) else {
                 continue;
             };
             for product_id in product_ids {
-                let Some(product) = products.iter().find(|p| p.snapshot.id == *product_id) else {
-                    continue;
-                };
-                out.push(answer(entry, product));
+                if let Some(product) = products.get(product_id) {
+                    out.push(answer(entry, product));
+                }
             }
         }
         Ok(out)

@@ -72,9 +72,6 @@ pub struct IdpGroup {
     pub name: String,
     /// A SCIM group's `externalId`.
     pub external_id: Option<String>,
-    /// The group the user is a direct member of, when membership of this one is through
-    /// nesting.
-    pub via: Option<String>,
 }
 
 /// What a rule or an org's default gives. Stored as JSON in this form (references by id); the
@@ -248,7 +245,6 @@ mod tests {
             source: GroupSource::Scim,
             name: name.into(),
             external_id: external.map(str::to_owned),
-            via: None,
         }
     }
 
@@ -290,7 +286,6 @@ mod tests {
             source: GroupSource::Oidc(c),
             name: v.into(),
             external_id: None,
-            via: None,
         };
         let r = rule(org, "0f3c-Abc", RuleSource::Oidc(conn));
         assert!(r.matched_by(&[claim(conn, "0f3c-Abc")]).is_some());
@@ -318,7 +313,6 @@ mod tests {
             source: GroupSource::Oidc(c),
             name: v.into(),
             external_id: None,
-            via: None,
         };
         let groups = vec![
             scim(org, "Engineering", Some("ENG-1")),

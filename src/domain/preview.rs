@@ -302,7 +302,6 @@ mod tests {
                     source: GroupSource::Scim,
                     name: g.into(),
                     external_id: None,
-                    via: None,
                 })
                 .into_iter()
                 .collect(),

@@ -122,8 +122,7 @@ pub struct GrantPath {
     pub kind: PathKind,
     /// The org the grant, role or rule belongs to.
     pub org_id: Uuid,
-    /// The IdP group through which a rule matched (the nested group's name when through
-    /// nesting).
+    /// The IdP group a rule matched (the user may be in it through nested groups).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub via_group: Option<String>,
@@ -294,7 +293,7 @@ impl UserSnapshot {
                 }
                 let mut path = GrantPath::new(PathKind::Mapped, rule.org_id);
                 path.rule = Some(rule.name.clone());
-                path.via_group = Some(group.via.clone().unwrap_or_else(|| group.name.clone()));
+                path.via_group = Some(group.name.clone());
                 out.push(Applied {
                     grant: grant.clone(),
                     path,

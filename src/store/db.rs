@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard, broadcast, mpsc};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use uuid::Uuid;
 
 use super::{Invalidation, StoreError};
@@ -409,7 +409,6 @@ pub(crate) struct Db {
     /// SQLite allows one writer at a time. Queueing writers here, in the process, means they
     /// never meet `SQLITE_BUSY`; `BEGIN IMMEDIATE` plus the busy timeout covers other processes.
     sqlite_writer: Arc<Mutex<()>>,
-    bus: broadcast::Sender<Invalidation>,
     sinks: Sinks,
     notifier: Option<Notifier>,
 }
@@ -497,7 +496,6 @@ const MAX_NAMED_USERS: usize = 100;
 
 impl Db {
     pub(crate) fn new(pool: Pool) -> Self {
-        let (bus, _) = broadcast::channel(1024);
         let notifier = match &pool {
             Pool::Postgres(p) => Some(Notifier::start(p.clone())),
             Pool::Sqlite(_) => None,
@@ -505,7 +503,6 @@ impl Db {
         Db {
             pool,
             sqlite_writer: Arc::new(Mutex::new(())),
-            bus,
             sinks: Sinks::default(),
             notifier,
         }
@@ -522,10 +519,6 @@ impl Db {
         if let Ok(mut sinks) = self.sinks.write() {
             sinks.push(sink);
         }
-    }
-
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
-        self.bus.subscribe()
     }
 
     pub(crate) async fn read(&self) -> Result<Handle, StoreError> {
@@ -573,7 +566,6 @@ impl Db {
             audit: Vec::new(),
             users: Vec::new(),
             whole_tenant: false,
-            bus: self.bus.clone(),
             sinks: self.sinks.clone(),
             notifier: self.notifier.clone(),
         })
@@ -589,7 +581,6 @@ pub(crate) struct WriteTx {
     audit: Vec<AuditRecord>,
     users: Vec<Uuid>,
     whole_tenant: bool,
-    bus: broadcast::Sender<Invalidation>,
     sinks: Sinks,
     notifier: Option<Notifier>,
 }
@@ -734,8 +725,6 @@ impl WriteTx {
         if let Some(notifier) = &self.notifier {
             notifier.notify(invalidation.clone());
         }
-        // No subscriber is fine.
-        let _ = self.bus.send(invalidation.clone());
         Ok(invalidation)
     }
 }

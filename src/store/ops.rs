@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, VecDeque};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use sqlx::postgres::PgListener;
@@ -236,8 +235,6 @@ pub trait InvalidationFeed: Send {
 pub trait OpsStore {
     fn backend(&self) -> Backend;
     fn pool_stats(&self) -> PoolStats;
-    /// Invalidations committed by this instance, delivered asynchronously.
-    fn subscribe(&self) -> broadcast::Receiver<Invalidation>;
     /// Calls `sink` with every invalidation this instance commits, before the write returns.
     fn on_commit(&self, sink: InvalidationSink);
     /// Every process's invalidations: PostgreSQL's `NOTIFY` from every instance; on SQLite,
@@ -275,10 +272,6 @@ impl OpsStore for SqlStore {
             open,
             idle: u32::try_from(idle).unwrap_or(u32::MAX),
         }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
-        self.db.subscribe()
     }
 
     fn on_commit(&self, sink: InvalidationSink) {

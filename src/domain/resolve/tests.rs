@@ -89,7 +89,6 @@ fn scim_group(org: Uuid, name: &str) -> IdpGroup {
         source: GroupSource::Scim,
         name: name.into(),
         external_id: None,
-        via: None,
     }
 }
 

@@ -299,7 +299,6 @@ async fn load_user_parts(
                     source: GroupSource::Scim,
                     name: g.display_name.clone(),
                     external_id: g.external_id.clone(),
-                    via: None,
                 })
                 .collect();
             out.push(snapshot);
