@@ -99,8 +99,11 @@ pub struct Resolver {
     listener_pid: RwLock<Option<i32>>,
     /// Run between a load's read and its keep: where a test lets an invalidation overtake it.
     #[cfg(test)]
-    overtake: std::sync::Mutex<Option<Box<dyn Fn(&Resolver) + Send + Sync>>>,
+    overtake: std::sync::Mutex<Option<Overtake>>,
 }
+
+#[cfg(test)]
+type Overtake = Box<dyn Fn(&Resolver) + Send + Sync>;
 
 impl Resolver {
     /// `ttl`: how long an entry may live without any invalidation — a safety net, not the
@@ -521,9 +524,8 @@ mod tests {
     }
 
     fn overtake_with(resolver: &Resolver, invalidation: Option<Invalidation>) {
-        *resolver.overtake.lock().expect("hook") = invalidation.map(|i| {
-            Box::new(move |r: &Resolver| r.apply(&i)) as Box<dyn Fn(&Resolver) + Send + Sync>
-        });
+        *resolver.overtake.lock().expect("hook") =
+            invalidation.map(|i| Box::new(move |r: &Resolver| r.apply(&i)) as Overtake);
     }
 
     fn of_users(tenant: Uuid, users: Option<Vec<Uuid>>) -> Invalidation {
