@@ -27,6 +27,7 @@ pub mod rate_limit;
 pub mod request;
 pub mod scim;
 pub mod scim_proto;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;

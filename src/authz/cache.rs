@@ -31,7 +31,7 @@ const CAPACITY: u64 = 100_000;
 /// How many bearer tokens are kept: every tenant's few SCIM, admin and service tokens.
 const TOKEN_CAPACITY: u64 = 10_000;
 /// How long an invalidation mark is kept: far longer than any load takes.
-const MARK_LIFETIME: Duration = Duration::from_secs(600);
+pub(crate) const MARK_LIFETIME: Duration = Duration::from_secs(600);
 
 type Key = (Uuid, Uuid);
 
@@ -181,6 +181,20 @@ impl Resolver {
         !(self.cleared_at.load(Ordering::SeqCst) >= loaded_at
             || newer(tenant_mark)
             || user.is_some_and(|u| newer(self.user_marks.get(&(tenant, u)))))
+    }
+
+    /// The mark a load of something of `(tenant, user)` takes as it begins, for
+    /// [`Resolver::still_fresh`]: how the session cache (`authz::sessions`) follows the same
+    /// invalidations as the permission answers.
+    pub fn begin_load(&self) -> u64 {
+        self.mark()
+    }
+
+    /// Whether something of `user` in `tenant`, loaded at `loaded_at`, has seen no
+    /// invalidation since. Only for entries that live less than [`MARK_LIFETIME`]: a user's
+    /// mark is forgotten after it.
+    pub fn still_fresh(&self, tenant: Uuid, user: Uuid, loaded_at: u64) -> bool {
+        self.listening() && self.fresh(tenant, Some(user), loaded_at)
     }
 
     /// Forgets what `invalidation` says changed.

@@ -13,6 +13,7 @@ pub mod preview;
 pub mod product;
 pub mod provisioning;
 pub mod resolve;
+pub mod session;
 pub mod token;
 pub mod user;
 
