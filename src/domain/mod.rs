@@ -6,6 +6,7 @@ pub mod invitation;
 pub mod mapping;
 pub mod mapping_document;
 pub mod name;
+pub mod oidc;
 pub mod org;
 pub mod outbox;
 pub mod permission;
@@ -13,6 +14,7 @@ pub mod preview;
 pub mod product;
 pub mod provisioning;
 pub mod resolve;
+pub mod secret;
 pub mod token;
 pub mod user;
 
