@@ -4,13 +4,16 @@ use serde_json::{Value, json};
 
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::config::{
-    DatabaseUrl, DocumentFormat, MappingsCommand, OrgCommand, OutboxCommand, ScimCommand,
-    TokenCommand,
+    DatabaseUrl, DocumentFormat, KeysCommand, MappingsCommand, OidcCommand, OidcSettings,
+    OrgCommand, OutboxCommand, ScimCommand, TokenCommand,
 };
 use crate::domain::audit::Actor;
 use crate::domain::mapping_document::{self, DocumentError};
 use crate::domain::outbox::redact_links;
+use crate::domain::secret::Keyring;
 use crate::domain::{org, user};
+use crate::idp::Idp;
+use crate::idp::connections::{self, ConnectionError, Settings};
 use crate::store::{Ctx, OutboxQuery, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,18 @@ pub enum CliError {
     Output(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Connection(String),
+}
+
+impl From<ConnectionError> for CliError {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Store(StoreError::NotFound) => CliError::NotFound("connection"),
+            ConnectionError::Store(e) => CliError::Store(e),
+            other => CliError::Connection(other.to_string()),
+        }
+    }
 }
 
 /// The message for a failed command. "Not found" names the database it looked in: the usual
@@ -350,5 +365,127 @@ pub async fn mappings(store: &dyn Store, command: MappingsCommand) -> Result<Pri
                 })
             )))
         }
+    }
+}
+
+/// The settings of `oidc add|update`, the secret read from its file if given so.
+fn oidc_settings(s: OidcSettings) -> Result<Settings, CliError> {
+    let client_secret = match (s.client_secret, s.client_secret_file) {
+        (Some(secret), _) => Some(secret.expose().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|error| CliError::File {
+                    path: path.display().to_string(),
+                    error,
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(Settings {
+        client_secret,
+        groups_claim: s.groups_claim,
+        scopes: s.scopes,
+        provisioning: s.provisioning.map(Into::into),
+        domains: s.domains,
+        require_mfa: s.require_mfa,
+        client_auth: s.client_auth.map(Into::into),
+        allowed_tenants: s.allowed_tenants,
+    })
+}
+
+pub async fn oidc(
+    store: &dyn Store,
+    keyring: &Keyring,
+    command: OidcCommand,
+) -> Result<Value, CliError> {
+    let idp = Idp::new();
+    match command {
+        OidcCommand::Add {
+            org,
+            issuer,
+            client_id,
+            settings,
+            public_url,
+        } => {
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let connection = connections::add(
+                store,
+                &idp,
+                keyring,
+                &ctx(),
+                found.tenant_id,
+                connections::NewInput {
+                    org_id: found.id,
+                    issuer,
+                    client_id,
+                    settings: oidc_settings(settings)?,
+                },
+            )
+            .await?;
+            let public = public_url.unwrap_or_else(crate::config::default_public_url);
+            let mut out = json!(connection);
+            out["connection_id"] = json!(connection.id);
+            out["redirect_uri"] = json!(connections::redirect_uri(&public, connection.id));
+            Ok(out)
+        }
+        OidcCommand::List { org } => {
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            Ok(json!(
+                store
+                    .list_oidc_connections(found.tenant_id, Some(&[found.id]))
+                    .await?
+            ))
+        }
+        OidcCommand::Update {
+            id,
+            client_id,
+            settings,
+        } => {
+            let found = store
+                .find_oidc_connection(id)
+                .await
+                .map_err(not_found("connection"))?;
+            let tenant = found.connection.tenant_id;
+            Ok(json!(
+                connections::update(
+                    store,
+                    &idp,
+                    keyring,
+                    &ctx(),
+                    tenant,
+                    id,
+                    connections::Change {
+                        client_id,
+                        settings: oidc_settings(settings)?
+                    }
+                )
+                .await?
+            ))
+        }
+        OidcCommand::Remove { id } => {
+            let found = store
+                .find_oidc_connection(id)
+                .await
+                .map_err(not_found("connection"))?;
+            Ok(json!(
+                store
+                    .delete_oidc_connection(&ctx(), found.connection.tenant_id, id)
+                    .await?
+            ))
+        }
+    }
+}
+
+pub async fn keys(
+    store: &dyn Store,
+    keyring: &Keyring,
+    command: KeysCommand,
+) -> Result<Value, CliError> {
+    match command {
+        KeysCommand::Rotate => crate::secrets::rotate(store, keyring, &ctx())
+            .await
+            .map_err(CliError::Connection),
     }
 }

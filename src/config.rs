@@ -41,8 +41,39 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The keys that seal OIDC client secrets and signing keys at rest (AES-256-GCM).
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyArgs {
+    /// Base64 of 32 random bytes (`openssl rand -base64 32`): seals new secrets, opens old ones
+    #[arg(
+        long,
+        env = "ROLEGATE_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key: Option<Secret>,
+
+    /// A file holding the key (instead of ROLEGATE_SECRET_KEY)
+    #[arg(long, env = "ROLEGATE_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<std::path::PathBuf>,
+
+    /// Earlier keys, comma-separated: still open what they sealed, during a rotation
+    /// (`rolegate keys rotate` reseals everything under ROLEGATE_SECRET_KEY)
+    #[arg(
+        long,
+        env = "ROLEGATE_SECRET_KEY_OLD",
+        global = true,
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub secret_key_old: Vec<Secret>,
 }
 
 // Parsed once at start-up: the size difference between variants costs nothing.
@@ -68,6 +99,136 @@ pub enum Command {
     /// Export and import an org's group mapping document (IdP groups → roles and permissions)
     #[command(subcommand)]
     Mappings(MappingsCommand),
+    /// Manage an org's OIDC connections (single sign-on through an OpenID Provider)
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+    /// Manage the keys that seal secrets at rest
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Reseal every stored secret under ROLEGATE_SECRET_KEY, opening those sealed under an
+    /// older key with ROLEGATE_SECRET_KEY_OLD; prints JSON with how many were resealed
+    Rotate,
+}
+
+/// What `oidc add` and `oidc update` may set.
+#[derive(Debug, Clone, Args)]
+pub struct OidcSettings {
+    /// The client secret (or --client-secret-file); required for client_secret_basic/post
+    #[arg(long, hide_env_values = true)]
+    pub client_secret: Option<Secret>,
+    /// A file holding the client secret
+    #[arg(long, conflicts_with = "client_secret")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// The claim that carries group names or ids (default: groups)
+    #[arg(long)]
+    pub groups_claim: Option<String>,
+    /// Scopes to ask for, space-separated (default: "openid email profile"; openid is always
+    /// asked for)
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// Who a first login may become (default: hybrid)
+    #[arg(long, value_enum)]
+    pub provisioning: Option<ProvisioningArg>,
+    /// E-mail domains routed here by GET /auth/oidc/discover, comma-separated; a domain is
+    /// claimed by one connection only
+    #[arg(long, value_delimiter = ',')]
+    pub domains: Option<Vec<String>>,
+    /// Require a second factor: the ID token's amr must name one (`--require-mfa false` turns
+    /// it off again)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_mfa: Option<bool>,
+    /// How rolegate authenticates to the token endpoint (default: client_secret_basic)
+    #[arg(long, value_enum)]
+    pub client_auth: Option<ClientAuthArg>,
+    /// Entra ID multi-tenant issuers ({tenantid}): the tenant ids let in, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_tenants: Option<Vec<String>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OidcCommand {
+    /// Add a connection: fetches the provider's discovery document at once (exit 1 with the
+    /// reason if it fails); prints JSON with connection_id and the redirect_uri to register
+    Add {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+        #[arg(long)]
+        issuer: Url,
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        settings: OidcSettings,
+        /// This service's external base URL, for the redirect URI
+        #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
+        public_url: Option<Url>,
+    },
+    /// List an org's connections (never their secrets); prints a JSON array
+    List {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+    },
+    /// Change a connection; --client-secret rotates the secret; the discovery document is
+    /// fetched anew
+    Update {
+        #[arg(long, value_parser = connection_id)]
+        id: Uuid,
+        #[arg(long)]
+        client_id: Option<String>,
+        #[command(flatten)]
+        settings: OidcSettings,
+    },
+    /// Remove a connection (refused while mapping rules use it)
+    Remove {
+        #[arg(long, value_parser = connection_id)]
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProvisioningArg {
+    Hybrid,
+    Jit,
+    ScimOnly,
+}
+
+impl From<ProvisioningArg> for crate::domain::oidc::Provisioning {
+    fn from(p: ProvisioningArg) -> Self {
+        match p {
+            ProvisioningArg::Hybrid => Self::Hybrid,
+            ProvisioningArg::Jit => Self::Jit,
+            ProvisioningArg::ScimOnly => Self::ScimOnly,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
+pub enum ClientAuthArg {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl From<ClientAuthArg> for crate::domain::oidc::ClientAuth {
+    fn from(a: ClientAuthArg) -> Self {
+        match a {
+            ClientAuthArg::ClientSecretBasic => Self::ClientSecretBasic,
+            ClientAuthArg::ClientSecretPost => Self::ClientSecretPost,
+            ClientAuthArg::PrivateKeyJwt => Self::PrivateKeyJwt,
+        }
+    }
+}
+
+fn connection_id(raw: &str) -> Result<Uuid, String> {
+    parse_id(
+        raw,
+        "a connection id",
+        "`rolegate oidc add` or `rolegate oidc list`",
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +592,11 @@ impl ServeArgs {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
     }
+}
+
+/// The public URL a command assumes when `ROLEGATE_PUBLIC_URL` is not set: the default bind.
+pub fn default_public_url() -> Url {
+    bind_url(SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
 /// `http://BIND/`, the public URL when none is configured.

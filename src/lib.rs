@@ -19,14 +19,17 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod idp;
 #[cfg(test)]
 mod import_rules;
 pub mod mail;
+pub mod oidc;
 pub mod ops;
 pub mod rate_limit;
 pub mod request;
 pub mod scim;
 pub mod scim_proto;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod store;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use rolegate::config::{Cli, Command, DatabaseUrl, OrgCommand};
 use rolegate::store::{self, Store, StoreOptions};
-use rolegate::{app, cli, state, telemetry};
+use rolegate::{app, cli, secrets, state, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -69,7 +69,13 @@ async fn run_json(args: Cli) -> Result<(), String> {
             // The default public URL is the address actually bound (`--bind 127.0.0.1:0` picks a
             // port only now).
             serve.bind = local;
-            let state = state::AppState::new(store.clone(), serve).map_err(|e| e.to_string())?;
+            let keyring = secrets::keyring(&args.keys)?;
+            // Before serving anything: a service that cannot open its secrets says why now,
+            // not at the first login.
+            secrets::check_store(store.as_ref(), &keyring).await?;
+            let state = state::AppState::new(store.clone(), serve)
+                .map_err(|e| e.to_string())?
+                .with_keyring(keyring);
             let config = &state.config;
             tracing::info!(
                 addr = %local,
@@ -115,6 +121,23 @@ async fn run_json(args: Cli) -> Result<(), String> {
         Command::Outbox(command) => {
             operator(&args.database_url, false, |store| async move {
                 cli::outbox(store.as_ref(), command).await
+            })
+            .await
+        }
+        Command::Oidc(command) => {
+            let keyring = secrets::keyring(&args.keys)?;
+            operator(&args.database_url, false, |store| async move {
+                secrets::check_store(store.as_ref(), &keyring)
+                    .await
+                    .map_err(cli::CliError::Connection)?;
+                cli::oidc(store.as_ref(), &keyring, command).await
+            })
+            .await
+        }
+        Command::Keys(command) => {
+            let keyring = secrets::keyring(&args.keys)?;
+            operator(&args.database_url, false, |store| async move {
+                cli::keys(store.as_ref(), &keyring, command).await
             })
             .await
         }

@@ -12,6 +12,8 @@ use crate::authz::Resolver;
 use crate::authz::sessions::Sessions;
 use crate::background::Background;
 use crate::config::ServeArgs;
+use crate::domain::secret::Keyring;
+use crate::idp::Idp;
 use crate::mail::{MailError, Mailer};
 use crate::rate_limit::ScimRateLimiter;
 use crate::scim_proto::schema::Schemas;
@@ -38,6 +40,10 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// What runs beside the server while it serves (`app::serve` starts and stops it).
     pub background: Background,
+    /// The OpenID Providers' side of SSO: discovery, keys, token and userinfo endpoints.
+    pub idp: Arc<Idp>,
+    /// The keys that open OIDC secrets sealed at rest (none until `with_keyring`).
+    pub keyring: Arc<Keyring>,
 }
 
 /// Why the service cannot start with this configuration.
@@ -127,7 +133,16 @@ impl AppState {
             scim_rate,
             scim_schemas: Arc::new(scim_schemas),
             background,
+            idp: Arc::new(Idp::new()),
+            keyring: Arc::new(Keyring::default()),
         })
+    }
+
+    /// The keys that seal and open secrets at rest (`secrets::keyring` reads them from the
+    /// configuration; `secrets::check_store` has checked they open what the store holds).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Arc::new(keyring);
+        self
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::ErrorBody;
 /// The security scheme every authenticated operation names: an admin token as a bearer token.
 pub(super) const BEARER: &str = "bearer";
 
-const TAGS: [(&str, &str); 14] = [
+const TAGS: [(&str, &str); 15] = [
     (
         "orgs",
         "The org tree: the root org (the tenant) and its sub-orgs. A token reaches its own org \
@@ -71,6 +71,11 @@ const TAGS: [(&str, &str); 14] = [
         "An org's group mapping as one document: rules that turn its IdP groups into org \
          roles, product roles, permission groups and module roles, and a default for members \
          no rule matches. Read, replace whole (with `If-Match`), or preview a replacement.",
+    ),
+    (
+        "oidc-connections",
+        "An org's connections to OpenID Providers for single sign-on. The client secret is \
+         write-only: sealed at rest, never returned.",
     ),
     ("audit", "The audit log, newest first."),
     ("meta", "This document, and who is calling."),

@@ -10,6 +10,7 @@ mod invitations;
 mod mappings;
 mod me;
 mod members;
+mod oidc_connections;
 mod orgs;
 mod outbox;
 mod page;
@@ -59,7 +60,8 @@ pub fn router() -> Router<AppState> {
         .merge(idp_groups::router())
         .merge(authz::router())
         .merge(mappings::router())
-        .merge(me::router());
+        .merge(me::router())
+        .merge(oidc_connections::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
         .split_for_parts();

@@ -113,6 +113,9 @@ pub struct Catalog {
     pub products: Vec<(Uuid, Uuid, String)>,
     /// Permission groups of those products: `(id, product id, name)`.
     pub permission_groups: Vec<(Uuid, Uuid, String)>,
+    /// The OIDC connections of the mapping's org itself: what `oidc:<id>` may name (a rule
+    /// matches the group claims of its own org's connections only).
+    pub oidc_connections: Vec<Uuid>,
 }
 
 /// One problem in a document, at its JSON Pointer (RFC 6901).
@@ -319,10 +322,12 @@ pub fn validate(
             ));
         }
         let source = match RuleSource::parse(rule.source.trim()) {
-            Ok(RuleSource::Oidc(_)) => {
+            Ok(RuleSource::Oidc(id)) if !catalog.oidc_connections.contains(&id) => {
                 errors.push(DocumentError::new(
                     format!("{at}/source"),
-                    "OIDC connections come with SSO login; until then use `scim` or `any`",
+                    format!(
+                        "no OIDC connection {id} in this org (`rolegate oidc list` names them)"
+                    ),
                 ));
                 RuleSource::Any
             }

@@ -216,9 +216,78 @@ pub fn link_decision(
     }
 }
 
+/// The link rule for a first OIDC login by verified e-mail (the SCIM rule above, seen from a
+/// connection of `connection_org`): the one person the address names may become this identity
+/// only if every org where they are a member or hold a grant is `connection_org` or below it,
+/// they have at least one, and no SCIM scope outside that subtree holds them. Otherwise a
+/// sub-org's IdP could assert the root Owner's address and sign in as them. `scim_only`
+/// connections also want the person to be held by a SCIM scope of that subtree.
+pub fn oidc_email_link(
+    tree: &[(Uuid, Option<Uuid>)],
+    connection_org: Uuid,
+    candidates: &[LinkCandidate],
+    scim_only: bool,
+) -> Result<Option<Uuid>, LinkRefusal> {
+    let Some(first) = candidates.first() else {
+        return Ok(None);
+    };
+    if candidates.iter().any(|c| c.user_id != first.user_id) {
+        return Err(LinkRefusal::NotLinkable);
+    }
+    let parents: std::collections::HashMap<Uuid, Option<Uuid>> = tree.iter().copied().collect();
+    let in_subtree = |org: Uuid| {
+        super::org::chain_to_root(org, |o| parents.get(&o).copied()).contains(&connection_org)
+    };
+    let held_ok = match first.held_by {
+        None => !scim_only,
+        Some(holder) => in_subtree(holder),
+    };
+    if held_ok && !first.orgs.is_empty() && first.orgs.iter().all(|o| in_subtree(*o)) {
+        Ok(Some(first.user_id))
+    } else {
+        Err(LinkRefusal::NotLinkable)
+    }
+}
+
 #[cfg(test)]
 mod link_tests {
     use super::*;
+
+    #[test]
+    fn an_oidc_login_links_by_email_only_within_the_connections_subtree() {
+        let (tree, [root, a, a1, b]) = tree();
+        let member_of = |orgs: &[Uuid]| person(None, orgs);
+        assert_eq!(
+            oidc_email_link(&tree, a, &[member_of(&[a1])], false),
+            Ok(Some(Uuid::from_u128(99)))
+        );
+        // The root's Owner (a member of root) cannot be claimed by a sub-org's connection.
+        for orgs in [vec![root], vec![a, b], vec![]] {
+            assert_eq!(
+                oidc_email_link(&tree, a, &[member_of(&orgs)], false),
+                Err(LinkRefusal::NotLinkable),
+                "{orgs:?}"
+            );
+        }
+        assert_eq!(
+            oidc_email_link(&tree, root, &[member_of(&[a, b])], false),
+            Ok(Some(Uuid::from_u128(99)))
+        );
+        // scim_only: held by a SCIM scope of the subtree, and by nobody outside it.
+        assert_eq!(
+            oidc_email_link(&tree, a, &[member_of(&[a])], true),
+            Err(LinkRefusal::NotLinkable)
+        );
+        assert_eq!(
+            oidc_email_link(&tree, a, &[person(Some(a1), &[a1])], true),
+            Ok(Some(Uuid::from_u128(99)))
+        );
+        assert_eq!(
+            oidc_email_link(&tree, a, &[person(Some(b), &[a])], false),
+            Err(LinkRefusal::NotLinkable)
+        );
+        assert_eq!(oidc_email_link(&tree, a, &[], false), Ok(None));
+    }
 
     /// root ─┬─ a ── a1
     ///       └─ b

@@ -13,6 +13,7 @@
 mod audit;
 mod db;
 mod invitations;
+mod oidc;
 mod ops;
 mod postgres;
 mod scim;
@@ -32,6 +33,10 @@ pub use db::InvalidationSink;
 pub use invitations::{
     AcceptOutcome, InvitationStore, InvitationTarget, InviteOutcome, NewInvitation, OutboxMail,
     OutboxQuery,
+};
+pub use oidc::{
+    ClientMaterial, ConnectionUpdate, LinkedBy, NewConnection, NewSealed, OidcSignIn, OidcStore,
+    PendingLogin, SignInOutcome, SignInRefusal, StoredSealed,
 };
 pub use ops::{Backend, FeedEvent, Invalidation, InvalidationFeed, OpsStore, PoolStats};
 pub use scim::{
@@ -172,6 +177,7 @@ store_of_capabilities! {
     MappingStore,
     AuthzStore,
     SessionStore,
+    OidcStore,
 }
 
 /// The store over either backend's pool: every capability trait is implemented on it, each in

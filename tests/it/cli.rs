@@ -29,6 +29,23 @@ impl Workdir {
             .expect("binary runs")
     }
 
+    /// Runs the binary with these environment variables set (and the secret key ones
+    /// cleared unless given).
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ROLEGATE_DATABASE_URL")
+            .env_remove("ROLEGATE_SECRET_KEY")
+            .env_remove("ROLEGATE_SECRET_KEY_FILE")
+            .env_remove("ROLEGATE_SECRET_KEY_OLD");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("binary runs")
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
@@ -74,6 +91,13 @@ fn version_and_help_on_every_command() {
         vec!["mappings", "--help"],
         vec!["mappings", "export", "--help"],
         vec!["mappings", "import", "--help"],
+        vec!["oidc", "--help"],
+        vec!["oidc", "add", "--help"],
+        vec!["oidc", "list", "--help"],
+        vec!["oidc", "update", "--help"],
+        vec!["oidc", "remove", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "rotate", "--help"],
     ] {
         let out = w.run(&cmd);
         assert!(out.status.success(), "{cmd:?}");
@@ -1117,4 +1141,148 @@ fn refused_mappings(w: &Workdir, args: &[&str]) {
         stderr.contains("owner_rule") && stderr.contains("Payments"),
         "{args:?}: {stderr}"
     );
+}
+
+fn json_of(out: &Output, what: &str) -> Value {
+    assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[test]
+fn oidc_commands_seal_the_client_secret_and_keys_rotate_reseals_it() {
+    use crate::common::oidc::{CLIENT_SECRET, Provider};
+    let op = Provider::start(&["http://127.0.0.1:1/cb".to_owned()], serde_json::json!({}));
+    let w = Workdir::new();
+    let org = w.json(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        "owner@acme.test",
+    ]);
+    let org = org["org_id"].as_str().expect("org_id").to_owned();
+    let add = [
+        "oidc",
+        "add",
+        "--org",
+        &org,
+        "--issuer",
+        &op.issuer,
+        "--client-id",
+        "rolegate",
+        "--client-secret",
+        CLIENT_SECRET,
+        "--domains",
+        "acme.test",
+        "--provisioning",
+        "jit",
+    ];
+    // Without a key nothing can be sealed: refused, saying what to set.
+    let refused = w.run_env(&add, &[]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("ROLEGATE_SECRET_KEY"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let old_key = crate::common::oidc::test_key_base64();
+    let added = json_of(
+        &w.run_env(&add, &[("ROLEGATE_SECRET_KEY", &old_key)]),
+        "oidc add",
+    );
+    let id = added["connection_id"]
+        .as_str()
+        .expect("connection_id")
+        .to_owned();
+    assert_eq!(
+        added["redirect_uri"],
+        serde_json::json!(format!("http://127.0.0.1:8080/auth/oidc/{id}/callback"))
+    );
+    assert_eq!(added["provisioning"], serde_json::json!("jit"));
+    assert!(!added.to_string().contains(CLIENT_SECRET));
+    let db = std::fs::read(w.dir.path().join("rolegate.db")).expect("database file");
+    assert!(
+        !db.windows(CLIENT_SECRET.len())
+            .any(|w| w == CLIENT_SECRET.as_bytes()),
+        "the secret is not in the database in the clear"
+    );
+
+    // Discovery that fails stops the command with the reason.
+    let unreachable = w.run_env(
+        &[
+            "oidc",
+            "add",
+            "--org",
+            &org,
+            "--issuer",
+            "http://127.0.0.1:1",
+            "--client-id",
+            "x",
+            "--client-secret",
+            "y",
+        ],
+        &[("ROLEGATE_SECRET_KEY", &old_key)],
+    );
+    assert!(!unreachable.status.success());
+    assert!(
+        text(&unreachable.stderr).contains("discovery failed"),
+        "{}",
+        text(&unreachable.stderr)
+    );
+
+    // Sealed secrets exist: a start or a command without the key is refused, and says why.
+    for args in [
+        vec!["oidc", "list", "--org", &org],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let out = w.run_env(&args, &[]);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("encrypted"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let new_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let rotated = json_of(
+        &w.run_env(
+            &["keys", "rotate"],
+            &[
+                ("ROLEGATE_SECRET_KEY", &new_key),
+                ("ROLEGATE_SECRET_KEY_OLD", &old_key),
+            ],
+        ),
+        "keys rotate",
+    );
+    assert_eq!(rotated["resealed"], serde_json::json!(1));
+    // After the rotation the old key alone no longer opens anything; the new one does.
+    let stale = w.run_env(
+        &["oidc", "list", "--org", &org],
+        &[("ROLEGATE_SECRET_KEY", &old_key)],
+    );
+    assert!(!stale.status.success());
+    assert!(
+        text(&stale.stderr).contains("neither"),
+        "{}",
+        text(&stale.stderr)
+    );
+    let listed = json_of(
+        &w.run_env(
+            &["oidc", "list", "--org", &org],
+            &[("ROLEGATE_SECRET_KEY", &new_key)],
+        ),
+        "oidc list",
+    );
+    assert_eq!(listed[0]["id"], serde_json::json!(id));
+    let removed = json_of(
+        &w.run_env(
+            &["oidc", "remove", "--id", &id],
+            &[("ROLEGATE_SECRET_KEY", &new_key)],
+        ),
+        "oidc remove",
+    );
+    assert_eq!(removed["id"], serde_json::json!(id));
 }

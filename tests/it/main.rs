@@ -15,6 +15,7 @@ mod invitations;
 mod mail;
 mod mappings;
 mod migrations;
+mod oidc;
 mod openapi;
 mod ops;
 mod outbox;

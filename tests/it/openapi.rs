@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 50] = [
+const OPERATIONS: [(&str, &str); 55] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/me"),
     ("GET", "/api/v1/orgs"),
@@ -39,6 +39,11 @@ const OPERATIONS: [(&str, &str); 50] = [
     ("GET", "/api/v1/orgs/{org_id}/mappings"),
     ("PUT", "/api/v1/orgs/{org_id}/mappings"),
     ("POST", "/api/v1/orgs/{org_id}/mappings/preview"),
+    ("GET", "/api/v1/orgs/{org_id}/oidc-connections"),
+    ("POST", "/api/v1/orgs/{org_id}/oidc-connections"),
+    ("GET", "/api/v1/oidc-connections/{connection_id}"),
+    ("PATCH", "/api/v1/oidc-connections/{connection_id}"),
+    ("DELETE", "/api/v1/oidc-connections/{connection_id}"),
     ("GET", "/api/v1/orgs/{org_id}/products"),
     ("POST", "/api/v1/orgs/{org_id}/products"),
     ("GET", "/api/v1/products/{product_id}"),

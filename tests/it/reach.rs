@@ -49,6 +49,9 @@ const PRODUCT_ACCESS: &str = r#"{"permission_groups": [], "role": "editor"}"#;
 const GROUP: &str = r#"{"name": "Taken", "default_access": "full"}"#;
 const RENAME: &str = r#"{"name": "Taken"}"#;
 const MAPPINGS: &str = r#"{"version": 1, "rules": []}"#;
+const CONNECTION: &str =
+    r#"{"issuer": "https://idp.invalid", "client_id": "x", "client_secret": "y"}"#;
+const CONNECTION_CHANGE: &str = r#"{"client_id": "taken-over"}"#;
 const FOREIGN_MAPPING: &str = r#"{"version": 1, "rules": [{"name": "x", "idp_group": "X",
     "grants": [{"product": "{product_id}", "role": "administrator"},
                {"org": "{org_id}", "org_role": "owner"}]}]}"#;
@@ -139,6 +142,15 @@ const CALLS: &[Call] = &[
             Some(FOREIGN_MAPPING),
         )
     },
+    call("GET", "/orgs/{org_id}/oidc-connections", None),
+    call("POST", "/orgs/{org_id}/oidc-connections", Some(CONNECTION)),
+    call("GET", "/oidc-connections/{connection_id}", None),
+    call(
+        "PATCH",
+        "/oidc-connections/{connection_id}",
+        Some(CONNECTION_CHANGE),
+    ),
+    call("DELETE", "/oidc-connections/{connection_id}", None),
     call("GET", "/orgs/{org_id}/products", None),
     call("POST", "/orgs/{org_id}/products", Some(RENAME)),
     call("GET", "/products/{product_id}", None),
@@ -309,6 +321,11 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
             Some(json!({ "name": format!("{tag} group"), "default_access": "read_only" })),
         )
         .await;
+    // An OIDC connection: its provider serves discovery while it is added, then may go.
+    let connection_id = {
+        let provider = crate::oidc::provider();
+        id_of(&crate::oidc::add_connection(app, org, &provider.issuer, json!({})).await)
+    };
     let invited = app
         .ok(
             Method::POST,
@@ -333,6 +350,7 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
                 .to_owned(),
         ),
         ("idp_group_id", id_of(&idp_group.body)),
+        ("connection_id", connection_id),
     ]))
 }
 
@@ -416,9 +434,12 @@ async fn snapshot(app: &TestApp) -> Value {
         let outbox = app
             .ok(Method::GET, &format!("/orgs/{org}/outbox?status=all"), None)
             .await;
+        let connections = app
+            .ok(Method::GET, &format!("/orgs/{org}/oidc-connections"), None)
+            .await;
         seen.insert(
             org,
-            json!({ "products": details, "tokens": tokens, "members": members, "invitations": invitations, "outbox": outbox }),
+            json!({ "products": details, "tokens": tokens, "members": members, "invitations": invitations, "outbox": outbox, "connections": connections }),
         );
     }
     let audit = app.ok(Method::GET, "/audit?limit=1000", None).await;

@@ -21,7 +21,28 @@ fn catalog() -> Catalog {
             (API_TOO, PAYMENTS, "api".into()),
         ],
         permission_groups: vec![(DEVELOPERS, WEB, "Developers".into())],
+        oidc_connections: vec![CONNECTION],
     }
+}
+
+const CONNECTION: Uuid = Uuid::from_u128(30);
+
+#[test]
+fn an_oidc_source_names_a_connection_of_the_mappings_org() {
+    let mappings = read(json!({"version": 1, "rules": [
+        {"name": "eng", "idp_group": "eng", "source": format!("oidc:{CONNECTION}"), "grants": []}
+    ]}))
+    .expect("a connection of the org");
+    assert_eq!(mappings.rules[0].source, RuleSource::Oidc(CONNECTION));
+    let errors = read(json!({"version": 1, "rules": [
+        {"name": "eng", "idp_group": "eng", "source": format!("oidc:{}", Uuid::from_u128(31)), "grants": []}
+    ]}))
+    .expect_err("another org's, or nobody's");
+    assert_eq!(paths(&errors), ["/rules/0/source"]);
+    assert!(
+        errors[0].message.contains("no OIDC connection"),
+        "{errors:?}"
+    );
 }
 
 fn read(value: serde_json::Value) -> Result<Mappings, Vec<DocumentError>> {

@@ -17,7 +17,9 @@ use crate::domain::mapping_document::{self, Catalog, Mappings, RuleSpec};
 use crate::domain::org::{self, Org};
 use crate::domain::preview::{self, Preview};
 use crate::domain::{normalize, now};
-use crate::store::db::{AsConn, OrgLock, SqlBuilder, load_in_tenant, lock_org, push_list, sql};
+use crate::store::db::{
+    AsConn, IdRow, OrgLock, SqlBuilder, load_in_tenant, lock_org, push_list, sql,
+};
 use crate::store::{SqlStore, StoreError};
 
 /// An org's mappings and the version an `If-Match` names (0: never written).
@@ -193,6 +195,15 @@ async fn read_catalog(
         b.push(") ORDER BY id");
         b.build().fetch_all::<NamedRow>(conn.conn()).await?
     };
+    let oidc_connections =
+        sql("SELECT id FROM oidc_connections WHERE tenant_id = $1 AND org_id = $2 ORDER BY id")
+            .bind(tenant_id)
+            .bind(org_id)
+            .fetch_all::<IdRow>(conn.conn())
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
     Ok(Catalog {
         org_id,
         orgs: orgs.into_iter().map(|o| (o.id, o.name)).collect(),
@@ -204,6 +215,7 @@ async fn read_catalog(
             .into_iter()
             .map(|g| (g.id, g.owner_id, g.name))
             .collect(),
+        oidc_connections,
     })
 }
 

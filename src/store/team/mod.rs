@@ -143,7 +143,7 @@ struct MembershipRoleRow {
     role: Option<String>,
 }
 
-pub(super) async fn tenant_tree(
+pub(in crate::store) async fn tenant_tree(
     conn: Conn<'_>,
     tenant_id: Uuid,
 ) -> Result<Vec<(Uuid, Option<Uuid>)>, StoreError> {

@@ -84,6 +84,14 @@ struct GrantRow {
 }
 
 #[derive(FromRow)]
+struct ClaimRow {
+    user_id: Uuid,
+    org_id: Uuid,
+    connection_id: Uuid,
+    value: String,
+}
+
+#[derive(FromRow)]
 struct GroupRow {
     user_id: Uuid,
     org_id: Uuid,
@@ -265,6 +273,17 @@ async fn load_user_parts(
         );
         let groups = b.build().fetch_all::<GroupRow>(conn.conn()).await?;
 
+        // The group claims of each user's last login through each OIDC connection, seen by
+        // the rules of the connection's org.
+        let mut b = SqlBuilder::new(
+            "SELECT gc.user_id, c.org_id, gc.connection_id, gc.value FROM oidc_group_claims gc \
+             JOIN oidc_connections c ON c.id = gc.connection_id WHERE gc.tenant_id = ",
+        );
+        b.push_bind(tenant_id).push(" AND gc.user_id IN (");
+        push_list(&mut b, chunk);
+        b.push(") ORDER BY gc.user_id, gc.value");
+        let claims = b.build().fetch_all::<ClaimRow>(conn.conn()).await?;
+
         for user in users {
             let mut snapshot = UserSnapshot {
                 user_id: user.id,
@@ -300,6 +319,17 @@ async fn load_user_parts(
                     name: g.display_name.clone(),
                     external_id: g.external_id.clone(),
                 })
+                .chain(
+                    claims
+                        .iter()
+                        .filter(|c| c.user_id == user.id)
+                        .map(|c| IdpGroup {
+                            org_id: c.org_id,
+                            source: GroupSource::Oidc(c.connection_id),
+                            name: c.value.clone(),
+                            external_id: None,
+                        }),
+                )
                 .collect();
             out.push(snapshot);
         }

@@ -48,7 +48,9 @@ impl TestApp {
     pub async fn with_config(backend: Backend, config: ServeArgs) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
-        let state = AppState::new(store.clone(), config).expect("state");
+        let state = AppState::new(store.clone(), config)
+            .expect("state")
+            .with_keyring(super::oidc::test_keyring());
         let router = rolegate::app::app(state.clone());
         let background = state.background.start();
         // Ready as a served instance is: listening for other instances' invalidations.
@@ -212,7 +214,9 @@ pub struct Instance {
 impl TestApp {
     pub async fn second_instance(&self) -> Instance {
         let store = self._db.store().await;
-        let state = AppState::new(store, ServeArgs::for_tests()).expect("state");
+        let state = AppState::new(store, ServeArgs::for_tests())
+            .expect("state")
+            .with_keyring(super::oidc::test_keyring());
         let router = rolegate::app::app(state.clone());
         let background = state.background.start();
         let listening = tokio::time::timeout(std::time::Duration::from_secs(10), async {

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod http;
+pub mod oidc;
 pub mod smtp;
 
 pub use db::{Backend, TestDb};

@@ -1,0 +1,142 @@
+//! A real OpenID Provider for the OIDC tests: `tests/oidc-provider/provider.mjs` (the npm
+//! package oidc-provider, pinned by its lockfile and installed by `scripts/oidc-provider-setup`),
+//! one per test, on a free loopback port, killed when dropped. Its login is headless: the
+//! `login_hint` names the account, and the browser's redirects go straight to the callback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+use rolegate::domain::secret::{Keyring, SecretKey};
+use serde_json::{Value, json};
+
+/// The key every test app seals with (one key, so two instances of one test open each other's
+/// secrets).
+pub const TEST_KEY: [u8; 32] = [42; 32];
+
+pub fn test_keyring() -> Keyring {
+    Keyring::new(Some(SecretKey::from_bytes(TEST_KEY)), Vec::new())
+}
+
+pub fn test_key_base64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(TEST_KEY)
+}
+
+/// The provider script, installed (or checked) once per process; the setup script holds a file
+/// lock while it installs, so parallel test processes wait for one install.
+fn provider_script() -> &'static Path {
+    static SCRIPT: OnceLock<PathBuf> = OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/oidc-provider-setup"))
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/oidc-provider-setup");
+        assert!(
+            out.status.success(),
+            "scripts/oidc-provider-setup failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    })
+}
+
+pub const CLIENT_ID: &str = "rolegate-test";
+pub const CLIENT_SECRET: &str = "a-long-client-secret-for-the-test-provider";
+
+#[allow(dead_code)] // The login tests' (next).
+/// A test account of the provider (its `sub` is also the `login_hint` that logs it in).
+pub fn account(email: &str, verified: bool, groups: &[&str]) -> Value {
+    json!({ "email": email, "email_verified": verified, "groups": groups })
+}
+
+/// The loopback provider.
+#[allow(dead_code)] // `config`: the login tests' (next).
+pub struct Provider {
+    child: Child,
+    pub issuer: String,
+    config: Value,
+}
+
+#[allow(dead_code)] // `restarted`, `backchannel_logout`: the login tests' (next).
+impl Provider {
+    /// Starts a provider with one confidential client and these accounts (`{sub: account}`);
+    /// `redirect_uris` are the client's.
+    pub fn start(redirect_uris: &[String], accounts: Value) -> Provider {
+        Self::start_with(json!({
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": redirect_uris,
+                "token_endpoint_auth_method": "client_secret_basic",
+            }],
+            "accounts": accounts,
+        }))
+    }
+
+    /// Starts a provider from its whole configuration (see provider.mjs).
+    pub fn start_with(config: Value) -> Provider {
+        let mut child = Command::new("node")
+            .arg(provider_script())
+            .env("OIDC_TEST_CONFIG", config.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs the provider");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = send.send(line);
+            }
+            // Keep draining, so the provider never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = receive
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the provider says where it listens");
+        let issuer = line
+            .strip_prefix("listening ")
+            .expect("listening <issuer>")
+            .to_owned();
+        Provider {
+            child,
+            issuer,
+            config,
+        }
+    }
+
+    /// Stops it and starts it again on a new port with the same configuration: it signs with a
+    /// new key from now on (and has forgotten its sessions).
+    pub fn restarted(self) -> Provider {
+        let config = self.config.clone();
+        drop(self);
+        Self::start_with(config)
+    }
+
+    /// Makes the provider send a back-channel logout token for `sub` to every client that has a
+    /// `backchannel_logout_uri`.
+    pub async fn backchannel_logout(&self, sub: &str) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/test/backchannel-logout?sub={sub}", self.issuer))
+            .send()
+            .await
+            .expect("provider")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
