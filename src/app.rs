@@ -18,7 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{admin, ops, scim};
+use crate::{admin, ops, scim, session};
 
 /// The whole HTTP surface. `main` and the tests build the service from this one function.
 pub fn app(state: AppState) -> Router {
@@ -30,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         // Mounted at `admin::BASE_PATH` (`/api/v1`) by `admin::router()` itself, so that its
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
+        .merge(session::routes::router())
         .fallback(unmatched)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -18,6 +18,63 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(list_orgs, create_org))
         .routes(routes!(get_org, rename_org, delete_org))
+        .routes(routes!(get_settings, put_settings))
+}
+
+/// An org's settings.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OrgSettings {
+    /// E-mail sign-in is off for members of this org and the orgs below it: they sign in
+    /// through the org's identity provider (Owners keep `rolegate console login-link`).
+    require_sso: bool,
+}
+
+/// The org's settings.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/settings",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The settings.", body = OrgSettings),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
+async fn get_settings(
+    State(state): State<AppState>,
+    InReach { admin, item, .. }: OrgInReach,
+) -> Result<ApiJson<OrgSettings>, ApiError> {
+    let require_sso = state.store.require_sso(admin.tenant_id(), item.id).await?;
+    Ok(ApiJson(OrgSettings { require_sso }))
+}
+
+/// Replaces the org's settings.
+#[utoipa::path(
+    put,
+    path = "/orgs/{org_id}/settings",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    request_body = OrgSettings,
+    responses(
+        (status = 200, description = "The settings.", body = OrgSettings),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
+async fn put_settings(
+    State(state): State<AppState>,
+    InReach { admin, item, .. }: OrgInReach,
+    ApiJson(body): ApiJson<OrgSettings>,
+) -> Result<ApiJson<OrgSettings>, ApiError> {
+    let require_sso = state
+        .store
+        .set_require_sso(&admin.ctx, admin.tenant_id(), item.id, body.require_sso)
+        .await?;
+    Ok(ApiJson(OrgSettings { require_sso }))
 }
 
 #[derive(Serialize, ToSchema)]

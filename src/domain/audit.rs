@@ -63,7 +63,7 @@ impl Actor {
 
 /// Every action the audit log records, the vocabulary of its `action` filter. A record of an
 /// action not listed here fails in debug builds (every test), so the list cannot fall behind.
-pub const ACTIONS: [&str; 39] = [
+pub const ACTIONS: [&str; 42] = [
     "environment.create",
     "environment.delete",
     "environment.update",
@@ -82,6 +82,7 @@ pub const ACTIONS: [&str; 39] = [
     "org.delete",
     "org.owner_rule_broken",
     "org.rename",
+    "org.set_settings",
     "permission_group.create",
     "permission_group.delete",
     "permission_group.update",
@@ -100,6 +101,8 @@ pub const ACTIONS: [&str; 39] = [
     "scim.user.replace",
     "session.end",
     "session.start",
+    "sign_in_link.create",
+    "sign_in_link.use",
     "token.create",
     "token.revoke",
     "user.create",
