@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::ApiJson;
-use super::reach::{self, InReach, OrgInReach};
+use super::reach::{InReach, OrgInReach};
 use crate::domain::org::{self, Org};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -95,12 +95,8 @@ async fn list_orgs(
     admin: AdminAuth,
 ) -> Result<ApiJson<OrgList>, ApiError> {
     let all = state.store.list_orgs(admin.tenant_id()).await?;
-    let reach = admin.principal.org_id();
-    let orgs = all
-        .iter()
-        .filter(|o| reach::reaches(reach, &all, o.id))
-        .cloned()
-        .collect();
+    let reach = admin.reached_orgs(&state).await?;
+    let orgs = all.into_iter().filter(|o| reach.contains(o.id)).collect();
     Ok(ApiJson(OrgList { orgs }))
 }
 

@@ -32,6 +32,7 @@ mod scim_managed;
 mod scim_okta;
 mod scim_resources;
 mod session;
+mod session_caller;
 mod session_signin;
 mod store;
 mod takeover;
