@@ -37,6 +37,7 @@ struct Me {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MeParams {
     /// Only this org (and its products).
