@@ -18,7 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{admin, oidc, ops, scim};
+use crate::{admin, oidc, ops, scim, session};
 
 /// The whole HTTP surface. `main` and the tests build the service from this one function.
 pub fn app(state: AppState) -> Router {
@@ -31,7 +31,8 @@ pub fn app(state: AppState) -> Router {
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
         .merge(oidc::router())
-        .merge(crate::session::token::router())
+        .merge(session::token::router())
+        .merge(session::routes::router())
         .fallback(unmatched)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

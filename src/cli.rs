@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::config::{
-    DatabaseUrl, DocumentFormat, KeysCommand, MappingsCommand, OidcCommand, OidcSettings,
-    OrgCommand, OutboxCommand, ScimCommand, TokenCommand,
+    ConsoleCommand, DatabaseUrl, DocumentFormat, KeysCommand, MappingsCommand, OidcCommand,
+    OidcSettings, OrgCommand, OutboxCommand, ScimCommand, TokenCommand,
 };
 use crate::domain::audit::Actor;
 use crate::domain::mapping_document::{self, DocumentError};
@@ -34,6 +34,8 @@ pub enum CliError {
     File { path: String, error: std::io::Error },
     #[error("cannot write the document: {0}")]
     Output(String),
+    #[error("refused: {0}")]
+    Refused(&'static str),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -142,6 +144,53 @@ pub async fn org(store: &dyn Store, command: OrgCommand) -> Result<Value, CliErr
             Ok(
                 json!({ "org_id": found.id, "user_id": user.id, "email": user.email, "role": "owner" }),
             )
+        }
+    }
+}
+
+pub async fn console(store: &dyn Store, command: ConsoleCommand) -> Result<Value, CliError> {
+    match command {
+        ConsoleCommand::LoginLink {
+            org,
+            email,
+            public_url,
+        } => {
+            let email = user::validate_email(&email).map_err(|message| CliError::Invalid {
+                field: "email",
+                message,
+            })?;
+            let found = store.find_org(org).await.map_err(not_found("org"))?;
+            let user = store
+                .find_user_by_email(found.tenant_id, &email)
+                .await
+                .map_err(not_found("user"))?
+                .ok_or(CliError::NotFound("user"))?;
+            let facts = store.tenant_facts(found.tenant_id).await?;
+            let owner = store
+                .user_snapshots_with(found.tenant_id, &[user.id], &facts)
+                .await?
+                .first()
+                .is_some_and(|snapshot| {
+                    crate::domain::resolve::resolve_org(snapshot, found.id).standing
+                        == crate::domain::resolve::Standing::Owner
+                });
+            if !owner {
+                return Err(CliError::Refused(
+                    "a login link is only for an active Owner of the organization",
+                ));
+            }
+            let (url, link) = crate::session::routes::mint_link(
+                store,
+                &public_url,
+                &ctx(),
+                found.tenant_id,
+                user.id,
+                found.id,
+                "login_link",
+            )
+            .await
+            .map_err(|e| CliError::Store(StoreError::Other(e.to_string())))?;
+            Ok(json!({ "url": url, "expires_at": link.expires_at }))
         }
     }
 }

@@ -96,6 +96,9 @@ pub enum Command {
     /// Read the mail outbox (invitation e-mails and how each went)
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// The admin console: break-glass sign-in
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// Export and import an org's group mapping document (IdP groups → roles and permissions)
     #[command(subcommand)]
     Mappings(MappingsCommand),
@@ -229,6 +232,25 @@ fn connection_id(raw: &str) -> Result<Uuid, String> {
         "a connection id",
         "`rolegate oidc add` or `rolegate oidc list`",
     )
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a one-time, 10-minute console sign-in link for an Owner of the org (also when
+    /// the org requires SSO): {"url", "expires_at"}. Its page asks to confirm; the POST signs in
+    LoginLink {
+        #[arg(long, value_parser = org_id)]
+        org: Uuid,
+        #[arg(long)]
+        email: String,
+        /// The service's external base URL, which the link starts with
+        #[arg(
+            long,
+            env = "ROLEGATE_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080/"
+        )]
+        public_url: Url,
+    },
 }
 
 #[derive(Debug, Subcommand)]

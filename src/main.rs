@@ -141,6 +141,12 @@ async fn run_json(args: Cli) -> Result<(), String> {
             })
             .await
         }
+        Command::Console(command) => {
+            operator(&args.database_url, false, |store| async move {
+                cli::console(store.as_ref(), command).await
+            })
+            .await
+        }
         // Handled by `run`: it prints documents, not one JSON value.
         Command::Mappings(_) => Err("mappings: not a JSON command".into()),
     }

@@ -77,6 +77,34 @@ impl ScimRateLimiter {
     }
 }
 
+/// E-mail sign-in links sent per address: at most `per_window` in `window`, per instance. An
+/// address over it is answered 429 whether or not anyone has it, so the limit tells nothing.
+pub struct SignInMailLimiter {
+    per_window: u32,
+    sent: Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+}
+
+impl SignInMailLimiter {
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        SignInMailLimiter {
+            per_window,
+            sent: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
+        }
+    }
+
+    /// Counts one request for `address` (normalized); `false` once over the limit.
+    pub fn allow(&self, address: &str) -> bool {
+        let count = self
+            .sent
+            .get_with(address.to_owned(), || Arc::new(0.into()))
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count < self.per_window
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,13 +15,16 @@ use crate::config::ServeArgs;
 use crate::domain::secret::Keyring;
 use crate::idp::Idp;
 use crate::mail::{MailError, Mailer};
-use crate::rate_limit::ScimRateLimiter;
+use crate::rate_limit::{ScimRateLimiter, SignInMailLimiter};
 use crate::scim_proto::schema::Schemas;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// How long invalidation records are kept: every instance has read them long before.
 const INVALIDATIONS_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// E-mail sign-in links one address may be sent per ten minutes (per instance).
+const SIGN_IN_MAILS_PER_WINDOW: u32 = 5;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -32,6 +35,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     pub mailer: Arc<Mailer>,
     pub scim_rate: Arc<ScimRateLimiter>,
+    /// E-mail sign-in links per address (`POST /auth/email`).
+    pub sign_in_mail: Arc<SignInMailLimiter>,
     /// The SCIM schemas this service serves: built-in plus configured extensions.
     pub scim_schemas: Arc<Schemas>,
     /// Every permission answer, cached and invalidated on every instance.
@@ -131,6 +136,10 @@ impl AppState {
             lifecycle: Lifecycle::default(),
             mailer,
             scim_rate,
+            sign_in_mail: Arc::new(SignInMailLimiter::new(
+                SIGN_IN_MAILS_PER_WINDOW,
+                std::time::Duration::from_secs(600),
+            )),
             scim_schemas: Arc::new(scim_schemas),
             background,
             idp: Arc::new(Idp::new()),

@@ -74,7 +74,13 @@ async fn list_audit(
             admin.org(&state, org).await?;
             Some(org)
         }
-        None if admin.principal.org_id() != admin.tenant_id() => Some(admin.principal.org_id()),
+        // A signed-in user's need (the audit log) is checked on an org: their own.
+        None if admin.home_org() != admin.tenant_id()
+            || matches!(admin.caller, super::Caller::User(_)) =>
+        {
+            admin.org(&state, admin.home_org()).await?;
+            Some(admin.home_org())
+        }
         None => None,
     };
     let query = AuditQuery {

@@ -96,15 +96,59 @@ impl IntoResponseParts for NoStore {
     }
 }
 
-/// An admin caller: the token, and the write context its changes are audited under.
+/// Who calls the admin API: an admin token, or a signed-in user (the session cookie).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Token(Principal),
+    User(SignedInUser),
+}
+
+/// A signed-in user calling the admin API, and what the route asks of them.
+#[derive(Debug, Clone)]
+pub struct SignedInUser {
+    pub session: Arc<crate::domain::session::Session>,
+    /// The orgs the user is a direct member of: their reach is these and the orgs below.
+    pub member_of: Vec<Uuid>,
+    /// What this route requires of a user (see [`reach::user_need`]).
+    pub need: reach::UserNeed,
+}
+
+/// An admin caller, and the write context its changes are audited under.
 pub struct AdminAuth {
-    pub principal: Principal,
+    pub caller: Caller,
     pub ctx: Ctx,
 }
 
 impl AdminAuth {
     pub fn tenant_id(&self) -> Uuid {
-        self.principal.tenant_id()
+        match &self.caller {
+            Caller::Token(p) => p.tenant_id(),
+            Caller::User(u) => u.session.tenant_id,
+        }
+    }
+
+    /// The org a request that names none is about: the token's, or the user's highest
+    /// membership (the tenant's root when they are a member there).
+    pub fn home_org(&self) -> Uuid {
+        match &self.caller {
+            Caller::Token(p) => p.org_id(),
+            Caller::User(u) => {
+                let tenant = u.session.tenant_id;
+                if u.member_of.contains(&tenant) {
+                    tenant
+                } else {
+                    u.member_of.first().copied().unwrap_or(tenant)
+                }
+            }
+        }
+    }
+
+    /// The admin token behind the request, if a token is the caller.
+    pub fn token(&self) -> Option<&crate::domain::token::Token> {
+        match &self.caller {
+            Caller::Token(p) => Some(&p.token),
+            Caller::User(_) => None,
+        }
     }
 }
 
@@ -115,14 +159,69 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A bearer token decides when there is one; otherwise the session cookie.
+        let mode = state.config.cookie_mode();
+        if auth::bearer(parts).is_none()
+            && let Some(secret) = crate::session::presented(&parts.headers, mode)
+        {
+            return signed_in(parts, state, secret.to_owned()).await;
+        }
         let principal = auth::authenticate(state, parts, &[TokenKind::Admin]).await?;
         let actor = Actor::AdminToken {
             id: principal.token.id,
             name: principal.token.name.clone(),
         };
         Ok(AdminAuth {
-            principal,
+            caller: Caller::Token(principal),
             ctx: crate::request::audit_ctx(&parts.extensions, actor),
         })
     }
+}
+
+/// The signed-in user behind a session cookie: the session checked (a cache read), and — for
+/// anything but a read — the request shown not to come from another site.
+async fn signed_in(parts: &Parts, state: &AppState, secret: String) -> Result<AdminAuth, ApiError> {
+    let hash = crate::domain::session::hash_secret(&secret);
+    let session = state
+        .sessions
+        .check(&hash)
+        .await
+        .map_err(|refusal| match refusal {
+            crate::authz::sessions::SessionRefusal::Store(e) => ApiError::from(e),
+            other => ApiError::Unauthorized(other.reason()),
+        })?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        crate::session::check_csrf(state, &parts.headers, &secret, None)
+            .map_err(|refusal| ApiError::Forbidden(refusal.message()))?;
+    }
+    let user = state
+        .store
+        .get_user(session.tenant_id, session.user_id)
+        .await?;
+    let matched = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let need = reach::user_need(&parts.method, &matched);
+    let actor = Actor::User {
+        id: user.user.id,
+        email: user
+            .user
+            .email
+            .clone()
+            .unwrap_or(user.user.user_name.clone()),
+    };
+    Ok(AdminAuth {
+        caller: Caller::User(SignedInUser {
+            session,
+            member_of: user.memberships.iter().map(|m| m.org_id).collect(),
+            need,
+        }),
+        ctx: crate::request::audit_ctx(&parts.extensions, actor),
+    })
 }

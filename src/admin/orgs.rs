@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AdminAuth;
 use super::doc::{AuthErrors, BadBody, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::ApiJson;
-use super::reach::{self, InReach, OrgInReach};
+use super::reach::{InReach, OrgInReach};
 use crate::domain::org::{self, Org};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -18,6 +18,63 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(list_orgs, create_org))
         .routes(routes!(get_org, rename_org, delete_org))
+        .routes(routes!(get_settings, put_settings))
+}
+
+/// An org's settings.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OrgSettings {
+    /// E-mail sign-in is off for members of this org and the orgs below it: they sign in
+    /// through the org's identity provider (Owners keep `rolegate console login-link`).
+    require_sso: bool,
+}
+
+/// The org's settings.
+#[utoipa::path(
+    get,
+    path = "/orgs/{org_id}/settings",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The settings.", body = OrgSettings),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadParams, ServerErrors
+    )
+)]
+async fn get_settings(
+    State(state): State<AppState>,
+    InReach { admin, item, .. }: OrgInReach,
+) -> Result<ApiJson<OrgSettings>, ApiError> {
+    let require_sso = state.store.require_sso(admin.tenant_id(), item.id).await?;
+    Ok(ApiJson(OrgSettings { require_sso }))
+}
+
+/// Replaces the org's settings.
+#[utoipa::path(
+    put,
+    path = "/orgs/{org_id}/settings",
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org_id" = Uuid, Path)),
+    request_body = OrgSettings,
+    responses(
+        (status = 200, description = "The settings.", body = OrgSettings),
+        (status = 404, description = "No such org within reach.", body = ErrorBody),
+        AuthErrors, BadBodyOrParams, ServerErrors
+    )
+)]
+async fn put_settings(
+    State(state): State<AppState>,
+    InReach { admin, item, .. }: OrgInReach,
+    ApiJson(body): ApiJson<OrgSettings>,
+) -> Result<ApiJson<OrgSettings>, ApiError> {
+    let require_sso = state
+        .store
+        .set_require_sso(&admin.ctx, admin.tenant_id(), item.id, body.require_sso)
+        .await?;
+    Ok(ApiJson(OrgSettings { require_sso }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,12 +95,8 @@ async fn list_orgs(
     admin: AdminAuth,
 ) -> Result<ApiJson<OrgList>, ApiError> {
     let all = state.store.list_orgs(admin.tenant_id()).await?;
-    let reach = admin.principal.org_id();
-    let orgs = all
-        .iter()
-        .filter(|o| reach::reaches(reach, &all, o.id))
-        .cloned()
-        .collect();
+    let reach = admin.reached_orgs(&state).await?;
+    let orgs = all.into_iter().filter(|o| reach.contains(o.id)).collect();
     Ok(ApiJson(OrgList { orgs }))
 }
 

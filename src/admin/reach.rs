@@ -15,8 +15,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::AdminAuth;
 use super::extract::ApiPath;
+use super::{AdminAuth, Caller, SignedInUser};
 use crate::auth::Principal;
 use crate::domain::invitation::Invitation;
 use crate::domain::org::{self, Org};
@@ -69,6 +69,110 @@ pub trait Scoped: Sized + Send {
     fn org_ids(&self) -> Vec<Uuid> {
         vec![self.org_id()]
     }
+
+    /// The product it is or belongs to, where a signed-in user's right is the product's
+    /// (`manage_members` on it) rather than the org's.
+    fn product_id(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+/// What a route requires of a signed-in user, beyond the org being in their reach (the orgs
+/// they are a member of and those below). Tokens are unaffected: an admin token may do
+/// everything within its reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNeed {
+    /// Reads of the team model: a member of the org.
+    Member,
+    /// Inviting members and changing members and their access: `manage_members` on the
+    /// product (or, on an org, the `members: write` module role), or Owner.
+    ManageMembers,
+    /// Org settings: seed 002's Administrator (`manage_org_settings`) or Owner.
+    OrgSettings,
+    /// The audit log: `manage_members`, the `audit_log: read` module role, or Owner.
+    AuditLog,
+    /// Mappings, connections, tokens, org structure: Owner.
+    Owner,
+}
+
+/// Every route's requirement of a signed-in user, said once: `(method, route)` as the router
+/// matched it. A route not listed needs [`UserNeed::Member`] to read and
+/// [`UserNeed::Owner`] to change anything — so a new route is closed until it is listed.
+const USER_NEEDS: &[(&str, &str, UserNeed)] = &[
+    (
+        "PUT",
+        "/api/v1/orgs/{org_id}/members/{user_id}",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org_id}/members/{user_id}",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "PUT",
+        "/api/v1/orgs/{org_id}/members/{user_id}/modules",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "PUT",
+        "/api/v1/products/{product_id}/members/{user_id}",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org_id}/invitations",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "POST",
+        "/api/v1/invitations/{invitation_id}/resend",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "POST",
+        "/api/v1/invitations/{invitation_id}/revoke",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "DELETE",
+        "/api/v1/invitations/{invitation_id}",
+        UserNeed::ManageMembers,
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org_id}/invitations",
+        UserNeed::ManageMembers,
+    ),
+    ("PATCH", "/api/v1/orgs/{org_id}", UserNeed::OrgSettings),
+    (
+        "PUT",
+        "/api/v1/orgs/{org_id}/settings",
+        UserNeed::OrgSettings,
+    ),
+    ("GET", "/api/v1/audit", UserNeed::AuditLog),
+    ("GET", "/api/v1/orgs/{org_id}/mappings", UserNeed::Owner),
+    ("GET", "/api/v1/tokens", UserNeed::Owner),
+    (
+        "GET",
+        "/api/v1/orgs/{org_id}/outbox",
+        UserNeed::ManageMembers,
+    ),
+];
+
+/// What `method` on the matched `route` requires of a signed-in user.
+pub fn user_need(method: &axum::http::Method, route: &str) -> UserNeed {
+    USER_NEEDS
+        .iter()
+        .find(|(m, r, _)| *m == method.as_str() && *r == route)
+        .map_or(
+            if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+                UserNeed::Member
+            } else {
+                UserNeed::Owner
+            },
+            |(_, _, need)| *need,
+        )
 }
 
 /// `T`, named by the route's path, which the caller may act on under `R`; rejected with 404 —
@@ -127,6 +231,9 @@ impl AdminAuth {
     ) -> Result<T, ApiError> {
         let item = T::load(state, self.tenant_id(), id).await?;
         self.meets(state, &item.org_ids(), need).await?;
+        if let Caller::User(user) = &self.caller {
+            user_may(state, user, &item.org_ids(), item.product_id()).await?;
+        }
         Ok(item)
     }
 
@@ -148,9 +255,19 @@ impl AdminAuth {
     /// the root org reaches the whole tenant; a sub-org's token its own org and the orgs below
     /// it.
     async fn meets(&self, state: &AppState, org_ids: &[Uuid], need: Need) -> Result<(), ApiError> {
+        let token = match &self.caller {
+            Caller::Token(principal) => &principal.token,
+            Caller::User(user) => {
+                let reached = user_reach(state, user).await?;
+                return if org_ids.iter().any(|o| reached.contains(*o)) {
+                    Ok(())
+                } else {
+                    Err(ApiError::NotFound)
+                };
+            }
+        };
         match need {
             Need::Reach => {
-                let token = &self.principal.token;
                 if token.org_id == token.tenant_id || org_ids.contains(&token.org_id) {
                     return Ok(());
                 }
@@ -166,8 +283,91 @@ impl AdminAuth {
 
     /// The orgs this caller reaches, for a list that shows only what is within reach.
     pub async fn reached_orgs(&self, state: &AppState) -> Result<ReachedOrgs, ApiError> {
-        reached_by(state, &self.principal).await
+        match &self.caller {
+            Caller::Token(principal) => reached_by(state, principal).await,
+            Caller::User(user) => user_reach(state, user).await,
+        }
     }
+}
+
+/// A signed-in user's reach: the orgs they are a direct member of and every org below them.
+async fn user_reach(state: &AppState, user: &SignedInUser) -> Result<ReachedOrgs, ApiError> {
+    let tenant = user.session.tenant_id;
+    if user.member_of.contains(&tenant) {
+        return Ok(ReachedOrgs::Tenant);
+    }
+    let tree = state.store.list_orgs(tenant).await?;
+    let mut orgs: Vec<Uuid> = user
+        .member_of
+        .iter()
+        .flat_map(|top| subtree(*top, &tree))
+        .collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    Ok(ReachedOrgs::Subtree(orgs))
+}
+
+/// Whether the signed-in user meets the route's [`UserNeed`] on one of `org_ids` (or on
+/// `product`), asked of the cached resolver. Within reach but not allowed: 403.
+async fn user_may(
+    state: &AppState,
+    user: &SignedInUser,
+    org_ids: &[Uuid],
+    product: Option<Uuid>,
+) -> Result<(), ApiError> {
+    use crate::domain::permission::Capability;
+    use crate::domain::resolve::Standing;
+    if user.need == UserNeed::Member {
+        return Ok(());
+    }
+    let (tenant, user_id) = (user.session.tenant_id, user.session.user_id);
+    for org in org_ids {
+        let at_org = state.resolver.org(tenant, user_id, *org).await?;
+        if at_org.standing == Standing::Owner {
+            return Ok(());
+        }
+        let allowed = match user.need {
+            UserNeed::Member => true,
+            UserNeed::Owner => false,
+            UserNeed::ManageMembers => {
+                at_org.has(Capability::ManageMembers)
+                    || at_org
+                        .modules
+                        .get(&crate::domain::permission::Module::Members)
+                        .is_some_and(|m| m.level == crate::domain::permission::ModuleLevel::Write)
+            }
+            UserNeed::AuditLog => {
+                at_org.has(Capability::ManageMembers)
+                    || at_org
+                        .modules
+                        .get(&crate::domain::permission::Module::AuditLog)
+                        .is_some_and(|m| m.level != crate::domain::permission::ModuleLevel::None)
+            }
+            UserNeed::OrgSettings => at_org.has(Capability::ManageOrgSettings),
+        };
+        if allowed {
+            return Ok(());
+        }
+    }
+    if let Some(product) = product
+        && matches!(
+            user.need,
+            UserNeed::ManageMembers | UserNeed::OrgSettings | UserNeed::AuditLog
+        )
+    {
+        let on_product = state.resolver.product(tenant, user_id, product).await;
+        let capability = if user.need == UserNeed::OrgSettings {
+            Capability::ManageOrgSettings
+        } else {
+            Capability::ManageMembers
+        };
+        if on_product.is_ok_and(|r| r.has(capability)) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Forbidden(
+        "your role does not allow this here (ask an Owner of the organization)",
+    ))
 }
 
 /// The orgs the token behind `principal` reaches — an admin token's, or a service token's,
@@ -265,6 +465,10 @@ impl Scoped for ProductDetail {
 
     fn org_id(&self) -> Uuid {
         self.product.org_id
+    }
+
+    fn product_id(&self) -> Option<Uuid> {
+        Some(self.product.id)
     }
 }
 

@@ -54,7 +54,7 @@ async fn list_tokens(
     admin: AdminAuth,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<TokenList>, ApiError> {
-    let org_id = params.org_id.unwrap_or(admin.principal.org_id());
+    let org_id = params.org_id.unwrap_or(admin.home_org());
     admin.org(&state, org_id).await?;
     let tokens = state
         .store
@@ -103,7 +103,7 @@ async fn create_token(
     admin: AdminAuth,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, NoStore, ApiJson<CreatedToken>), ApiError> {
-    let org_id = body.org_id.unwrap_or(admin.principal.org_id());
+    let org_id = body.org_id.unwrap_or(admin.home_org());
     admin.org(&state, org_id).await?;
     if let Some(days) = body.expires_in_days
         && !(1..=3650).contains(&days)
@@ -123,7 +123,7 @@ async fn create_token(
             name: body.name.as_deref(),
             expires_in_days: body.expires_in_days,
         },
-        Minter::Token(&admin.principal.token),
+        admin.token().map_or(Minter::Operator, Minter::Token),
     )
     .await
     .map_err(|e| match e {

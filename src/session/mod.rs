@@ -2,6 +2,7 @@
 //! cookie back, ending sessions. The rules are `domain::session`'s, the rows the store's
 //! (`SessionStore`), the cached check `authz::sessions`'.
 
+pub mod routes;
 pub mod token;
 
 use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE, USER_AGENT};
@@ -200,6 +201,86 @@ pub async fn end_by_oidc(
         .store
         .end_oidc_sessions(&ctx, issuer, subject, sid)
         .await?)
+}
+
+/// The signed-in user as the audit log names them.
+pub async fn actor_of(state: &AppState, session: &Session) -> Result<Actor, SessionError> {
+    let user = state
+        .store
+        .get_user(session.tenant_id, session.user_id)
+        .await?
+        .user;
+    Ok(Actor::User {
+        id: user.id,
+        email: user.email.unwrap_or(user.user_name),
+    })
+}
+
+/// Whether the request comes from a page of this service: its `Origin`, or failing that its
+/// `Referer`, has the public URL's origin. Neither header: not shown to come from here.
+pub fn same_origin(headers: &HeaderMap, public: &url::Url) -> bool {
+    let ours = public.origin();
+    let named = |name: axum::http::header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url::Url::parse(v).ok())
+            .map(|u| u.origin())
+    };
+    match named(axum::http::header::ORIGIN).or_else(|| named(axum::http::header::REFERER)) {
+        Some(origin) => origin == ours,
+        None => false,
+    }
+}
+
+/// Why a cookie-authenticated write was refused as a possible cross-site request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfRefusal {
+    /// Neither `Origin` nor `Referer` names this service.
+    Origin,
+    /// No `X-CSRF-Token` header (or `csrf` form field) matching the session's token.
+    Token,
+}
+
+impl CsrfRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            CsrfRefusal::Origin => {
+                "cross-site request refused: the Origin (or Referer) header must name this service"
+            }
+            CsrfRefusal::Token => {
+                "cross-site request refused: send the rolegate_csrf cookie's value in the \
+                 X-CSRF-Token header (or a csrf form field)"
+            }
+        }
+    }
+}
+
+impl IntoResponse for CsrfRefusal {
+    fn into_response(self) -> Response {
+        page(StatusCode::FORBIDDEN, "Request refused", self.message())
+    }
+}
+
+/// The CSRF check of a write authenticated by the session cookie: both the origin and the
+/// double-submitted token (header, or `form_token` from a form body).
+pub fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    secret: &str,
+    form_token: Option<&str>,
+) -> Result<(), CsrfRefusal> {
+    if !same_origin(headers, &state.config.public_url()) {
+        return Err(CsrfRefusal::Origin);
+    }
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .or(form_token);
+    match token {
+        Some(t) if session::csrf_matches(secret, t) => Ok(()),
+        _ => Err(CsrfRefusal::Token),
+    }
 }
 
 /// A minimal HTML page (sign-in confirmations and refusals); `text` is ours, never input.

@@ -43,7 +43,7 @@ pub use scim::{
     MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite, ScimListQuery,
     ScimPage, ScimUserStore,
 };
-pub use sessions::{NewSessionRow, SessionStore, StartRefused};
+pub use sessions::{NewSessionRow, SessionStore, SignInCandidate, SignInLink, StartRefused};
 pub use team::{
     AccessStore, AuthzStore, GrantedGroup, MappingStore, MemberQuery, MemberStore, NewEnvironment,
     OrgMember, OrgStore, OwnerRule, ProductAccess, ProductMember, ProductStore, ScimHeld,

@@ -94,6 +94,134 @@ pub trait SessionStore {
         tenant_id: Uuid,
         user_id: Uuid,
     ) -> Result<Vec<Session>, StoreError>;
+    /// Users of any tenant who may be sent an e-mail sign-in link for `email` (matched on
+    /// e-mail or userName, case-insensitively): active, a member somewhere, and no org of
+    /// theirs (or above it) requiring SSO. Each with the org the link is for (their first
+    /// membership's).
+    async fn email_sign_in_candidates(
+        &self,
+        email: &str,
+    ) -> Result<Vec<SignInCandidate>, StoreError>;
+    /// Whether an org of the user's (or one above it) requires SSO.
+    async fn sso_required_for(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool, StoreError>;
+    /// Stores a one-time sign-in link (its secret's hash), audited.
+    async fn create_sign_in_link(
+        &self,
+        ctx: &Ctx,
+        link: &SignInLink,
+        secret_hash: &[u8; 32],
+    ) -> Result<(), StoreError>;
+    /// The link whose secret hashes to this, used or not, in any tenant.
+    async fn sign_in_link(&self, secret_hash: &[u8; 32]) -> Result<Option<SignInLink>, StoreError>;
+    /// Uses a link once: `None` when it is unknown, used or expired. Audited.
+    async fn use_sign_in_link(
+        &self,
+        request_id: Option<String>,
+        secret_hash: &[u8; 32],
+    ) -> Result<Option<SignInLink>, StoreError>;
+    /// Sets whether the org requires SSO (e-mail sign-in off for its members and those below).
+    async fn set_require_sso(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        require_sso: bool,
+    ) -> Result<bool, StoreError>;
+    async fn require_sso(&self, tenant_id: Uuid, org_id: Uuid) -> Result<bool, StoreError>;
+}
+
+/// Someone an e-mail sign-in link may go to.
+#[derive(Debug, Clone)]
+pub struct SignInCandidate {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+}
+
+/// A one-time sign-in link (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignInLink {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    /// `email` or `login_link`.
+    pub purpose: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct SignInLinkRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    org_id: Uuid,
+    purpose: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+}
+
+impl From<SignInLinkRow> for SignInLink {
+    fn from(r: SignInLinkRow) -> Self {
+        SignInLink {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            purpose: r.purpose,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct CandidateRow {
+    tenant_id: Uuid,
+    user_id: Uuid,
+    email: Option<String>,
+    user_name: String,
+}
+
+#[derive(FromRow)]
+struct OrgSsoRow {
+    id: Uuid,
+    parent_id: Option<Uuid>,
+    require_sso: bool,
+}
+
+#[derive(FromRow)]
+struct MemberOrgRow {
+    org_id: Uuid,
+}
+
+#[derive(FromRow)]
+struct RequireSsoRow {
+    require_sso: bool,
+}
+
+/// The user's membership orgs, first first, and whether one of them or an org above requires
+/// SSO.
+fn sso_standing(conn_orgs: Vec<OrgSsoRow>, member_of: &[Uuid]) -> bool {
+    let orgs: std::collections::HashMap<Uuid, &OrgSsoRow> =
+        conn_orgs.iter().map(|o| (o.id, o)).collect();
+    member_of.iter().any(|start| {
+        let mut at = orgs.get(start).copied();
+        // The tree has no cycles (a CHECK and the parent rule); the bound is a guard.
+        for _ in 0..orgs.len() {
+            match at {
+                Some(org) if org.require_sso => return true,
+                Some(org) => at = org.parent_id.and_then(|p| orgs.get(&p).copied()),
+                None => break,
+            }
+        }
+        false
+    })
 }
 
 macro_rules! session_columns {
@@ -499,5 +627,188 @@ impl SessionStore for SqlStore {
         .into_iter()
         .map(Session::from)
         .collect())
+    }
+
+    async fn email_sign_in_candidates(
+        &self,
+        email: &str,
+    ) -> Result<Vec<SignInCandidate>, StoreError> {
+        let norm = crate::domain::normalize(email);
+        let users = {
+            let mut h = self.db.read().await?;
+            sql(
+                "SELECT tenant_id, id AS user_id, email, user_name FROM users \
+                 WHERE (email_norm = $1 OR user_name_norm = $1) AND active ORDER BY id",
+            )
+            .bind(norm)
+            .fetch_all::<CandidateRow>(h.conn())
+            .await?
+        };
+        let mut out = Vec::new();
+        for user in users {
+            let (member_of, blocked) = self.membership_sso(user.tenant_id, user.user_id).await?;
+            if let (Some(org_id), false) = (member_of.first(), blocked) {
+                out.push(SignInCandidate {
+                    tenant_id: user.tenant_id,
+                    user_id: user.user_id,
+                    org_id: *org_id,
+                    email: user.email.unwrap_or(user.user_name),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sso_required_for(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.membership_sso(tenant_id, user_id).await?.1)
+    }
+
+    async fn create_sign_in_link(
+        &self,
+        ctx: &Ctx,
+        link: &SignInLink,
+        secret_hash: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write(ctx, link.tenant_id).await?;
+        sql(
+            "INSERT INTO sign_in_links (id, tenant_id, user_id, org_id, purpose, secret_hash, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(link.id)
+        .bind(link.tenant_id)
+        .bind(link.user_id)
+        .bind(link.org_id)
+        .bind(link.purpose.as_str())
+        .bind(secret_hash.as_slice())
+        .bind(link.created_at)
+        .bind(link.expires_at)
+        .execute(tx.conn())
+        .await?;
+        tx.audit(
+            AuditRecord::new("sign_in_link.create", "user", link.user_id)
+                .org(link.org_id)
+                .after(link),
+        );
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn sign_in_link(&self, secret_hash: &[u8; 32]) -> Result<Option<SignInLink>, StoreError> {
+        let mut h = self.db.read().await?;
+        Ok(sql(concat!(
+            "SELECT id, tenant_id, user_id, org_id, purpose, created_at, expires_at, used_at",
+            " FROM sign_in_links WHERE secret_hash = $1"
+        ))
+        .bind(secret_hash.as_slice())
+        .fetch_optional::<SignInLinkRow>(h.conn())
+        .await?
+        .map(SignInLink::from))
+    }
+
+    async fn use_sign_in_link(
+        &self,
+        request_id: Option<String>,
+        secret_hash: &[u8; 32],
+    ) -> Result<Option<SignInLink>, StoreError> {
+        let Some(link) = self.sign_in_link(secret_hash).await? else {
+            return Ok(None);
+        };
+        let ctx = Ctx::new(Actor::System).with_request_id(request_id);
+        let mut tx = self.db.begin_write(&ctx, link.tenant_id).await?;
+        let at = now();
+        // One statement decides: of two concurrent uses, one updates the row, the other nothing.
+        let used = sql("UPDATE sign_in_links SET used_at = $1 \
+                        WHERE id = $2 AND used_at IS NULL AND expires_at > $1")
+        .bind(at)
+        .bind(link.id)
+        .execute(tx.conn())
+        .await?;
+        if used == 0 {
+            return Ok(None);
+        }
+        let used = SignInLink {
+            used_at: Some(at),
+            ..link
+        };
+        tx.audit(
+            AuditRecord::new("sign_in_link.use", "user", used.user_id)
+                .org(used.org_id)
+                .after(&used),
+        );
+        tx.commit().await?;
+        Ok(Some(used))
+    }
+
+    async fn set_require_sso(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        org_id: Uuid,
+        require_sso: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write(ctx, tenant_id).await?;
+        let before = sql("SELECT require_sso FROM orgs WHERE id = $1 AND tenant_id = $2")
+            .bind(org_id)
+            .bind(tenant_id)
+            .fetch_one::<RequireSsoRow>(tx.conn())
+            .await?
+            .require_sso;
+        if before == require_sso {
+            return Ok(require_sso);
+        }
+        sql("UPDATE orgs SET require_sso = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(require_sso)
+            .bind(org_id)
+            .bind(tenant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.audit(
+            AuditRecord::new("org.set_settings", "org", org_id)
+                .org(org_id)
+                .before(serde_json::json!({ "require_sso": before }))
+                .after(serde_json::json!({ "require_sso": require_sso })),
+        );
+        tx.commit().await?;
+        Ok(require_sso)
+    }
+
+    async fn require_sso(&self, tenant_id: Uuid, org_id: Uuid) -> Result<bool, StoreError> {
+        let mut h = self.db.read().await?;
+        Ok(
+            sql("SELECT require_sso FROM orgs WHERE id = $1 AND tenant_id = $2")
+                .bind(org_id)
+                .bind(tenant_id)
+                .fetch_one::<RequireSsoRow>(h.conn())
+                .await?
+                .require_sso,
+        )
+    }
+}
+
+impl SqlStore {
+    /// The user's membership orgs (oldest first), and whether SSO is required for them.
+    async fn membership_sso(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<(Vec<Uuid>, bool), StoreError> {
+        let mut h = self.db.read().await?;
+        let member_of: Vec<Uuid> = sql(
+            "SELECT org_id FROM memberships WHERE tenant_id = $1 AND user_id = $2 \
+             ORDER BY created_at, org_id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all::<MemberOrgRow>(h.conn())
+        .await?
+        .into_iter()
+        .map(|r| r.org_id)
+        .collect();
+        let orgs = sql("SELECT id, parent_id, require_sso FROM orgs WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_all::<OrgSsoRow>(h.conn())
+            .await?;
+        let blocked = sso_standing(orgs, &member_of);
+        Ok((member_of, blocked))
     }
 }

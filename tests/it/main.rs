@@ -33,6 +33,8 @@ mod scim_managed;
 mod scim_okta;
 mod scim_resources;
 mod session;
+mod session_caller;
+mod session_signin;
 mod session_token;
 mod store;
 mod takeover;

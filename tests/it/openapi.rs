@@ -14,7 +14,7 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 55] = [
+const OPERATIONS: [(&str, &str); 57] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/me"),
     ("GET", "/api/v1/orgs"),
@@ -22,6 +22,8 @@ const OPERATIONS: [(&str, &str); 55] = [
     ("GET", "/api/v1/orgs/{org_id}"),
     ("PATCH", "/api/v1/orgs/{org_id}"),
     ("DELETE", "/api/v1/orgs/{org_id}"),
+    ("GET", "/api/v1/orgs/{org_id}/settings"),
+    ("PUT", "/api/v1/orgs/{org_id}/settings"),
     ("GET", "/api/v1/orgs/{org_id}/members"),
     ("PUT", "/api/v1/orgs/{org_id}/members/{user_id}"),
     ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}"),

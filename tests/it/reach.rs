@@ -80,6 +80,12 @@ const CALLS: &[Call] = &[
     call("GET", "/orgs/{org_id}", None),
     call("PATCH", "/orgs/{org_id}", Some(RENAME)),
     call("DELETE", "/orgs/{org_id}", None),
+    call("GET", "/orgs/{org_id}/settings", None),
+    call(
+        "PUT",
+        "/orgs/{org_id}/settings",
+        Some(r#"{"require_sso": true}"#),
+    ),
     call("GET", "/orgs/{org_id}/members", None),
     call(
         "PUT",

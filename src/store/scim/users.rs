@@ -2,6 +2,8 @@
 //! tenant's existing person where the link rule allows (one person, one user), and released
 //! from a token's hold on purpose.
 
+use crate::domain::session::EndReason;
+use crate::store::sessions::end_sessions_in;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -587,6 +589,7 @@ impl ScimUserStore for SqlStore {
         if !user.active {
             let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
+            end_sessions_in(&mut tx, scope.tenant_id, id, EndReason::UserDeactivated).await?;
         }
         tx.invalidate_user(id);
         tx.commit().await?;
@@ -670,6 +673,9 @@ impl ScimUserStore for SqlStore {
         if before.active && !user.active {
             let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
+            // Deactivated users have no sessions: ended here, in the same transaction, and the
+            // invalidation naming the user reaches every instance's session check.
+            end_sessions_in(&mut tx, scope.tenant_id, id, EndReason::UserDeactivated).await?;
         }
         tx.invalidate_user(id);
         tx.commit().await?;
@@ -695,6 +701,8 @@ impl ScimUserStore for SqlStore {
         check_version(expected_version, before.version)?;
         let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
         let grants = forget_everywhere(&mut tx, scope.tenant_id, MemberKind::User, id).await?;
+        // Ended (and audited) before the row takes them with it (ON DELETE CASCADE).
+        end_sessions_in(&mut tx, scope.tenant_id, id, EndReason::UserDeleted).await?;
         // Memberships and identities go with the row (ON DELETE CASCADE).
         sql("DELETE FROM users WHERE id = $1 AND tenant_id = $2")
             .bind(id)

@@ -1,6 +1,9 @@
 //! Users and their memberships of orgs: who is a member where, with which role, under the
 //! Owner rule.
 
+use crate::domain::session::EndReason;
+use crate::store::db::CountRow;
+use crate::store::sessions::end_sessions_in;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::json;
@@ -479,6 +482,18 @@ impl MemberStore for SqlStore {
         }
         tx.audit(record);
         tx.invalidate_user(user_id);
+        // A person an admin removed from every org of the tenant (or deactivated, forced) keeps
+        // no session; one still a member elsewhere keeps theirs, with the access that is left.
+        let remaining =
+            sql("SELECT COUNT(*) AS n FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .fetch_one::<CountRow>(tx.conn())
+                .await?
+                .n;
+        if remaining == 0 || forced.as_ref().is_some_and(|f| f.deactivated) {
+            end_sessions_in(&mut tx, tenant_id, user_id, EndReason::MembershipRemoved).await?;
+        }
         check_owner_rule(&mut tx, tenant_id, org_id, rule).await?;
         if forced.as_ref().is_some_and(|f| f.deactivated) {
             // An inactive Owner counts for no org: every org they own must keep another.

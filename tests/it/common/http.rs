@@ -198,6 +198,11 @@ impl TestApp {
         self._db.raw_execute(statement).await
     }
 
+    /// The database this app runs on (for the command line).
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn backend(&self) -> Backend {
         self._db.backend
     }
