@@ -159,12 +159,20 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // A bearer token decides when there is one; otherwise the session cookie.
+        // A bearer token decides when there is one — one of ours (`rg_…`) or a session token
+        // (a JWT); otherwise the session cookie.
         let mode = state.config.cookie_mode();
-        if auth::bearer(parts).is_none()
-            && let Some(secret) = crate::session::presented(&parts.headers, mode)
-        {
-            return signed_in(parts, state, secret.to_owned()).await;
+        match auth::bearer(parts) {
+            None => {
+                if let Some(secret) = crate::session::presented(&parts.headers, mode) {
+                    return signed_in(parts, state, secret.to_owned()).await;
+                }
+            }
+            Some(bearer) if crate::domain::session_token::looks_like_one(bearer) => {
+                let bearer = bearer.to_owned();
+                return by_session_token(parts, state, &bearer).await;
+            }
+            Some(_) => {}
         }
         let principal = auth::authenticate(state, parts, &[TokenKind::Admin]).await?;
         let actor = Actor::AdminToken {
@@ -178,18 +186,18 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
+fn session_refused(refusal: crate::authz::sessions::SessionRefusal) -> ApiError {
+    match refusal {
+        crate::authz::sessions::SessionRefusal::Store(e) => ApiError::from(e),
+        other => ApiError::Unauthorized(other.reason()),
+    }
+}
+
 /// The signed-in user behind a session cookie: the session checked (a cache read), and — for
 /// anything but a read — the request shown not to come from another site.
 async fn signed_in(parts: &Parts, state: &AppState, secret: String) -> Result<AdminAuth, ApiError> {
     let hash = crate::domain::session::hash_secret(&secret);
-    let session = state
-        .sessions
-        .check(&hash)
-        .await
-        .map_err(|refusal| match refusal {
-            crate::authz::sessions::SessionRefusal::Store(e) => ApiError::from(e),
-            other => ApiError::Unauthorized(other.reason()),
-        })?;
+    let session = state.sessions.check(&hash).await.map_err(session_refused)?;
     let safe = matches!(
         parts.method,
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
@@ -198,6 +206,40 @@ async fn signed_in(parts: &Parts, state: &AppState, secret: String) -> Result<Ad
         crate::session::check_csrf(state, &parts.headers, &secret, None)
             .map_err(|refusal| ApiError::Forbidden(refusal.message()))?;
     }
+    as_user(parts, state, session).await
+}
+
+/// The signed-in user behind a session token (`POST /auth/token`): its signature, issuer and
+/// lifetime checked, then the session it names — still live, still this user's — like a
+/// cookie's. No CSRF check: a bearer header is never sent by a browser on its own.
+async fn by_session_token(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<AdminAuth, ApiError> {
+    let keys = crate::domain::session_token::SigningKeys::from_keyring(&state.keyring)
+        .map_err(|_| ApiError::Unauthorized("invalid session token"))?;
+    let issuer = state.config.public_url();
+    let claims = keys
+        .verify(token, issuer.as_str().trim_end_matches('/'))
+        .map_err(|_| ApiError::Unauthorized("invalid session token"))?;
+    let session = state
+        .sessions
+        .check_id(claims.tid, claims.sid)
+        .await
+        .map_err(session_refused)?;
+    if session.user_id != claims.sub {
+        return Err(ApiError::Unauthorized("invalid session token"));
+    }
+    as_user(parts, state, session).await
+}
+
+/// The caller a live session makes, with what this route asks of a user.
+async fn as_user(
+    parts: &Parts,
+    state: &AppState,
+    session: Arc<crate::domain::session::Session>,
+) -> Result<AdminAuth, ApiError> {
     let user = state
         .store
         .get_user(session.tenant_id, session.user_id)

@@ -68,7 +68,15 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     resolver: Arc<Resolver>,
     policy: SessionPolicy,
-    cache: Cache<[u8; 32], Arc<Cached>>,
+    cache: Cache<SessionKey, Arc<Cached>>,
+}
+
+/// How a request names its session: the cookie's secret (by hash), or a session token's `sid`
+/// (the public id, within the token's tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SessionKey {
+    Secret([u8; 32]),
+    Id(uuid::Uuid, uuid::Uuid),
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -98,8 +106,22 @@ impl Sessions {
 
     /// The live session whose id hashes to `hash`, its use recorded (at most once a minute).
     pub async fn check(&self, hash: &[u8; 32]) -> Result<Arc<Session>, SessionRefusal> {
+        self.checked(SessionKey::Secret(*hash)).await
+    }
+
+    /// The live session of `tenant` with this public id: what a session token names. Its use
+    /// counts as the session's use, like the cookie's.
+    pub async fn check_id(
+        &self,
+        tenant: uuid::Uuid,
+        session_id: uuid::Uuid,
+    ) -> Result<Arc<Session>, SessionRefusal> {
+        self.checked(SessionKey::Id(tenant, session_id)).await
+    }
+
+    async fn checked(&self, key: SessionKey) -> Result<Arc<Session>, SessionRefusal> {
         let now = now();
-        if let Some(cached) = self.cache.get(hash) {
+        if let Some(cached) = self.cache.get(&key) {
             let s = &cached.session;
             if self
                 .resolver
@@ -114,7 +136,11 @@ impl Sessions {
             }
         }
         let loaded_at = self.resolver.begin_load();
-        let Some((session, user_active)) = self.store.session_by_hash(hash).await? else {
+        let loaded = match key {
+            SessionKey::Secret(hash) => self.store.session_by_hash(&hash).await?,
+            SessionKey::Id(tenant, id) => self.store.session_by_id(tenant, id).await?,
+        };
+        let Some((session, user_active)) = loaded else {
             return Err(SessionRefusal::Unknown);
         };
         let cached = Arc::new(Cached {
@@ -128,7 +154,7 @@ impl Sessions {
             .resolver
             .still_fresh(cached.session.tenant_id, cached.session.user_id, loaded_at)
         {
-            self.cache.insert(*hash, cached.clone());
+            self.cache.insert(key, cached.clone());
         }
         self.verdict(&cached, now)?;
         self.used(&cached, now).await
@@ -173,6 +199,6 @@ impl Sessions {
     /// Forgets a session at once on this instance (its end is also an invalidation, which
     /// reaches every instance; this spares the next check here the database read).
     pub fn forget(&self, hash: &[u8; 32]) {
-        self.cache.invalidate(hash);
+        self.cache.invalidate(&SessionKey::Secret(*hash));
     }
 }

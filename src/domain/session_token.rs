@@ -28,6 +28,12 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
+/// Whether a bearer credential is shaped like a session token (a compact JWS) rather than one
+/// of the service's own `rg_…` tokens.
+pub fn looks_like_one(bearer: &str) -> bool {
+    !bearer.starts_with("rg_") && bearer.split('.').count() == 3
+}
+
 /// What a session token asserts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {

@@ -54,6 +54,13 @@ pub trait SessionStore {
         &self,
         secret_hash: &[u8; 32],
     ) -> Result<Option<(Session, bool)>, StoreError>;
+    /// The tenant's session with this public id (a session token's `sid`), and whether its user
+    /// is active.
+    async fn session_by_id(
+        &self,
+        tenant_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<(Session, bool)>, StoreError>;
     /// Records use of a live session. Not audited, not an invalidation: bookkeeping.
     async fn touch_session(
         &self,
@@ -497,6 +504,27 @@ impl SessionStore for SqlStore {
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = $1",
         )
         .bind(secret_hash.as_slice())
+        .fetch_optional::<SessionWithUserRow>(h.conn())
+        .await?
+        .map(|r| (r.session.into(), r.user_active)))
+    }
+
+    async fn session_by_id(
+        &self,
+        tenant_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<(Session, bool)>, StoreError> {
+        let mut h = self.db.read().await?;
+        Ok(sql(
+            "SELECT s.id, s.tenant_id, s.user_id, s.method, s.oidc_connection_id, \
+             s.oidc_issuer, s.oidc_subject, s.oidc_sid, s.user_agent, s.client_addr, \
+             s.created_at, s.last_seen_at, s.idle_expires_at, s.expires_at, s.ended_at, \
+             s.end_reason, u.active AS user_active \
+             FROM sessions s JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id \
+             WHERE s.tenant_id = $1 AND s.id = $2",
+        )
+        .bind(tenant_id)
+        .bind(session_id)
         .fetch_optional::<SessionWithUserRow>(h.conn())
         .await?
         .map(|r| (r.session.into(), r.user_active)))

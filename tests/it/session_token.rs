@@ -99,7 +99,21 @@ async fn a_session_becomes_a_token_that_verifies_offline_until_the_session_ends(
         assert!(claims.get(permission_claim).is_none(), "{claims}");
     }
 
-    // The session ends: no new token.
+    // The token is also a caller of the admin API: the signed-in user, no cookie needed.
+    let me = app.call(Method::GET, "/api/v1/me", Some(token), None).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["user"]["id"], user.to_string(), "{}", me.text);
+    // Another signature: its first character changed (never a no-op, unlike the last one's
+    // padding bits).
+    let (signed, signature) = token.rsplit_once('.').expect("a JWS");
+    let first = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{signed}.{first}{}", &signature[1..]);
+    let refused = app
+        .call(Method::GET, "/api/v1/me", Some(&forged), None)
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+
+    // The session ends: no new token, and the one minted before names a dead session.
     app.state
         .store
         .end_session(
@@ -113,4 +127,6 @@ async fn a_session_becomes_a_token_that_verifies_offline_until_the_session_ends(
         .expect("ended");
     let after = app.send(mint_request(Some(&secret), Some(&csrf))).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text);
+    let me = app.call(Method::GET, "/api/v1/me", Some(token), None).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{}", me.text);
 }
