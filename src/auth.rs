@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use moka::sync::Cache;
 use uuid::Uuid;
 
+use crate::authz::Resolver;
 use crate::domain::token::{self, Token, TokenKind};
 use crate::store::{Store, StoreError};
 
@@ -155,6 +156,7 @@ pub async fn authenticate<S>(
 where
     Arc<TokenAuth>: FromRef<S>,
     Arc<dyn Store>: FromRef<S>,
+    Arc<Resolver>: FromRef<S>,
 {
     let addr = crate::request::client_addr(&parts.extensions);
     let auth = Arc::<TokenAuth>::from_ref(state);
@@ -170,7 +172,8 @@ where
         (Some(_), None) => "invalid token",
         (Some(_), Some(hash)) => {
             let store = Arc::<dyn Store>::from_ref(state);
-            match check(store.as_ref(), &auth, &hash, accepted).await {
+            let resolver = Arc::<Resolver>::from_ref(state);
+            match check(store.as_ref(), &resolver, &auth, &hash, accepted).await {
                 Err(AuthFailure::Unauthenticated(reason)) => reason,
                 other => return other,
             }
@@ -181,11 +184,12 @@ where
 
 async fn check(
     store: &dyn Store,
+    resolver: &Resolver,
     auth: &TokenAuth,
     hash: &[u8; 32],
     accepted: &[TokenKind],
 ) -> Result<Principal, AuthFailure> {
-    let found = store
+    let found = resolver
         .token_by_hash(hash)
         .await
         .map_err(AuthFailure::Store)?;

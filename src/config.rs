@@ -476,6 +476,14 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLEGATE_AUTHZ_CACHE_TTL", default_value_t = 300)]
     pub authz_cache_ttl: u64,
 
+    /// Seconds a session may go unused before it ends (sign in again)
+    #[arg(long, env = "ROLEGATE_SESSION_IDLE_TIMEOUT", default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_timeout: u64,
+
+    /// Seconds a session lasts at most after sign-in, however much it is used
+    #[arg(long, env = "ROLEGATE_SESSION_MAX_AGE", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_max_age: u64,
+
     /// SCIM requests per second allowed per token (bursts up to twice that), per instance; 0
     /// disables the limit. Over it: 429 with Retry-After
     #[arg(long, env = "ROLEGATE_SCIM_RATE_LIMIT", default_value_t = 100)]
@@ -546,6 +554,8 @@ impl ServeArgs {
             auth_failures_per_minute: 20,
             scim_rate_limit: 100,
             authz_cache_ttl: 300,
+            session_idle_timeout: 8 * 3600,
+            session_max_age: 7 * 24 * 3600,
             smtp_url: None,
             smtp_from: crate::mail::DEFAULT_FROM.to_owned(),
             invitation_ttl_days: 7,
@@ -562,6 +572,21 @@ impl ServeArgs {
         self.public_url
             .clone()
             .unwrap_or_else(|| bind_url(self.bind))
+    }
+
+    /// How long sessions live (`--session-idle-timeout`, `--session-max-age`).
+    pub fn session_policy(&self) -> crate::domain::session::SessionPolicy {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        crate::domain::session::SessionPolicy {
+            idle: secs(self.session_idle_timeout.max(1)),
+            absolute: secs(self.session_max_age.max(1)),
+        }
+    }
+
+    /// What the session cookie is called and whether it is `Secure`, from the public URL.
+    pub fn cookie_mode(&self) -> crate::domain::session::CookieMode {
+        let url = self.public_url();
+        crate::domain::session::CookieMode::for_public_url(url.scheme(), url.host_str())
     }
 
     pub fn request_timeout(&self) -> Duration {

@@ -30,6 +30,7 @@ pub mod request;
 pub mod scim;
 pub mod scim_proto;
 pub mod secrets;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 
 use crate::auth::TokenAuth;
 use crate::authz::Resolver;
+use crate::authz::sessions::Sessions;
 use crate::background::Background;
 use crate::config::ServeArgs;
 use crate::domain::secret::Keyring;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub scim_schemas: Arc<Schemas>,
     /// Every permission answer, cached and invalidated on every instance.
     pub resolver: Arc<Resolver>,
+    /// Every session check, cached and invalidated with the resolver.
+    pub sessions: Arc<Sessions>,
     /// What runs beside the server while it serves (`app::serve` starts and stops it).
     pub background: Background,
     /// The OpenID Providers' side of SSO: discovery, keys, token and userinfo endpoints.
@@ -92,6 +95,11 @@ impl AppState {
             store.clone(),
             std::time::Duration::from_secs(config.authz_cache_ttl.max(1)),
         );
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            resolver.clone(),
+            config.session_policy(),
+        ));
         let listening = resolver.clone();
         background.register("authz invalidation listener", move |stop| {
             listening.clone().run_listener(stop)
@@ -115,6 +123,7 @@ impl AppState {
         });
         Ok(AppState {
             resolver,
+            sessions,
             store,
             config: Arc::new(config),
             auth,

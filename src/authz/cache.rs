@@ -9,6 +9,10 @@
 //! A load that began before an invalidation must not put back what the invalidation removed:
 //! every invalidation takes a mark from one counter, every load the counter's value when it
 //! started, and a load older than a mark that covers it is answered but not kept.
+//!
+//! Bearer tokens are looked up through the same marks: revoking a token is a write of its
+//! tenant, so a revoked token is refused on every instance as soon as that instance would see a
+//! permission change — without a database round trip on every request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,12 +24,14 @@ use uuid::Uuid;
 
 use crate::background::Stop;
 use crate::domain::resolve::{self, ProductSnapshot, Resolved, TenantFacts, UserSnapshot};
-use crate::store::{FeedEvent, Invalidation, Store, StoreError};
+use crate::store::{FeedEvent, Invalidation, Store, StoreError, TokenMatch};
 
 /// How many users and products are kept, each.
 const CAPACITY: u64 = 100_000;
+/// How many bearer tokens are kept: every tenant's few SCIM, admin and service tokens.
+const TOKEN_CAPACITY: u64 = 10_000;
 /// How long an invalidation mark is kept: far longer than any load takes.
-const MARK_LIFETIME: Duration = Duration::from_secs(600);
+pub(crate) const MARK_LIFETIME: Duration = Duration::from_secs(600);
 
 type Key = (Uuid, Uuid);
 
@@ -41,6 +47,12 @@ pub struct UserEntry {
 struct TenantEntry {
     loaded_at: u64,
     facts: TenantFacts,
+}
+
+/// A bearer token as read by its secret's hash.
+struct TokenEntry {
+    loaded_at: u64,
+    found: TokenMatch,
 }
 
 /// A product's cached snapshot.
@@ -72,6 +84,9 @@ pub struct Resolver {
     users: Cache<Key, Arc<UserEntry>>,
     products: Cache<Key, Arc<ProductEntry>>,
     tenants: Cache<Uuid, Arc<TenantEntry>>,
+    /// Known tokens by their secret's hash; unknown secrets are never kept (the failure
+    /// limiter answers repeats of those).
+    tokens: Cache<[u8; 32], Arc<TokenEntry>>,
     counter: AtomicU64,
     /// The mark of the latest invalidation of each user, and of each whole tenant.
     user_marks: Cache<Key, u64>,
@@ -82,7 +97,13 @@ pub struct Resolver {
     /// Whether invalidations from other instances arrive (always, where there are none).
     listening: AtomicBool,
     listener_pid: RwLock<Option<i32>>,
+    /// Run between a load's read and its keep: where a test lets an invalidation overtake it.
+    #[cfg(test)]
+    overtake: std::sync::Mutex<Option<Overtake>>,
 }
+
+#[cfg(test)]
+type Overtake = Box<dyn Fn(&Resolver) + Send + Sync>;
 
 impl Resolver {
     /// `ttl`: how long an entry may live without any invalidation — a safety net, not the
@@ -103,6 +124,10 @@ impl Resolver {
                 .max_capacity(CAPACITY)
                 .time_to_live(ttl)
                 .build(),
+            tokens: Cache::builder()
+                .max_capacity(TOKEN_CAPACITY)
+                .time_to_live(ttl)
+                .build(),
             counter: AtomicU64::new(1),
             user_marks: Cache::builder()
                 .max_capacity(CAPACITY * 10)
@@ -112,6 +137,8 @@ impl Resolver {
             cleared_at: AtomicU64::new(0),
             listening: AtomicBool::new(listening),
             listener_pid: RwLock::new(None),
+            #[cfg(test)]
+            overtake: std::sync::Mutex::default(),
         });
         let weak = Arc::downgrade(&resolver);
         store.on_commit(Arc::new(move |invalidation| {
@@ -131,6 +158,16 @@ impl Resolver {
         self.counter.fetch_add(1, Ordering::SeqCst)
     }
 
+    /// Between a load's read and the check that decides whether it is kept.
+    fn loaded(&self) {
+        #[cfg(test)]
+        if let Ok(hook) = self.overtake.lock()
+            && let Some(hook) = hook.as_ref()
+        {
+            hook(self);
+        }
+    }
+
     /// Whether something loaded when the counter read `loaded_at` is still good for
     /// `tenant`, and for `user` when one is named. A cached user entry is checked without its
     /// user: invalidating a user removes the entry itself; the user's mark is for loads in
@@ -144,6 +181,20 @@ impl Resolver {
         !(self.cleared_at.load(Ordering::SeqCst) >= loaded_at
             || newer(tenant_mark)
             || user.is_some_and(|u| newer(self.user_marks.get(&(tenant, u)))))
+    }
+
+    /// The mark a load of something of `(tenant, user)` takes as it begins, for
+    /// [`Resolver::still_fresh`]: how the session cache (`authz::sessions`) follows the same
+    /// invalidations as the permission answers.
+    pub fn begin_load(&self) -> u64 {
+        self.mark()
+    }
+
+    /// Whether something of `user` in `tenant`, loaded at `loaded_at`, has seen no
+    /// invalidation since. Only for entries that live less than [`MARK_LIFETIME`]: a user's
+    /// mark is forgotten after it.
+    pub fn still_fresh(&self, tenant: Uuid, user: Uuid, loaded_at: u64) -> bool {
+        self.listening() && self.fresh(tenant, Some(user), loaded_at)
     }
 
     /// Forgets what `invalidation` says changed.
@@ -176,6 +227,7 @@ impl Resolver {
         self.users.invalidate_all();
         self.products.invalidate_all();
         self.tenants.invalidate_all();
+        self.tokens.invalidate_all();
     }
 
     fn hit(&self, hit: bool) {
@@ -211,11 +263,12 @@ impl Resolver {
         if !missing.is_empty() {
             let loaded_at = self.mark();
             let shared = self.tenant_entry(tenant).await?;
-            for snapshot in self
+            let snapshots = self
                 .store
                 .user_snapshots_with(tenant, &missing, &shared.facts)
-                .await?
-            {
+                .await?;
+            self.loaded();
+            for snapshot in snapshots {
                 let user = snapshot.user_id;
                 let entry = Arc::new(UserEntry {
                     loaded_at,
@@ -245,10 +298,37 @@ impl Resolver {
             loaded_at,
             facts: self.store.tenant_facts(tenant).await?,
         });
+        self.loaded();
         if self.fresh(tenant, None, loaded_at) {
             self.tenants.insert(tenant, entry.clone());
         }
         Ok(entry)
+    }
+
+    /// The token whose secret hashes to `hash`: from memory unless its tenant changed since it
+    /// was read (revocation and expiry changes are writes of the tenant), else from the store.
+    /// The caller still compares the hashes and checks revocation and expiry.
+    pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenMatch>, StoreError> {
+        if let Some(entry) = self.tokens.get(hash)
+            && self.fresh(entry.found.token.tenant_id, None, entry.loaded_at)
+        {
+            return Ok(Some(entry.found.clone()));
+        }
+        let loaded_at = self.mark();
+        let found = self.store.token_by_hash(hash).await?;
+        self.loaded();
+        if let Some(found) = &found
+            && self.fresh(found.token.tenant_id, None, loaded_at)
+        {
+            self.tokens.insert(
+                *hash,
+                Arc::new(TokenEntry {
+                    loaded_at,
+                    found: found.clone(),
+                }),
+            );
+        }
+        Ok(found)
     }
 
     /// The products' entries, as [`Resolver::user_entries`].
@@ -267,7 +347,9 @@ impl Resolver {
         }
         if !missing.is_empty() {
             let loaded_at = self.mark();
-            for snapshot in self.store.product_snapshots(tenant, &missing).await? {
+            let snapshots = self.store.product_snapshots(tenant, &missing).await?;
+            self.loaded();
+            for snapshot in snapshots {
                 let entry = Arc::new(ProductEntry {
                     loaded_at,
                     snapshot,
@@ -415,4 +497,137 @@ fn answer(user: &UserEntry, product: &ProductEntry) -> Arc<Resolved> {
         answers.insert(id, resolved.clone());
     }
     resolved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::Actor;
+    use crate::domain::token::{self, TokenKind};
+    use crate::store::{Ctx, NewToken, StoreOptions};
+
+    struct Fixture {
+        resolver: Arc<Resolver>,
+        store: Arc<dyn Store>,
+        tenant: Uuid,
+        owner: Uuid,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = StoreOptions {
+            max_connections: 2,
+            migrate: true,
+            statement_timeout: None,
+            create: true,
+        };
+        let store = crate::store::connect(&url, &options).await.expect("store");
+        let (org, owner) = store
+            .create_org(&Ctx::new(Actor::Cli), "Acme", "owner@acme.test")
+            .await
+            .expect("org");
+        Fixture {
+            resolver: Resolver::new(store.clone(), Duration::from_secs(300)),
+            store,
+            tenant: org.tenant_id,
+            owner: owner.id,
+            _dir: dir,
+        }
+    }
+
+    fn overtake_with(resolver: &Resolver, invalidation: Option<Invalidation>) {
+        *resolver.overtake.lock().expect("hook") =
+            invalidation.map(|i| Box::new(move |r: &Resolver| r.apply(&i)) as Overtake);
+    }
+
+    fn of_users(tenant: Uuid, users: Option<Vec<Uuid>>) -> Invalidation {
+        Invalidation {
+            epoch: 0,
+            tenant_id: tenant,
+            users,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_load_overtaken_by_an_invalidation_is_answered_but_not_kept() {
+        let f = fixture().await;
+        let key = (f.tenant, f.owner);
+        for overtaking in [Some(vec![f.owner]), None] {
+            overtake_with(&f.resolver, Some(of_users(f.tenant, overtaking.clone())));
+            let answered = f.resolver.user_entries(f.tenant, &[f.owner]).await;
+            assert_eq!(answered.expect("answered").len(), 1);
+            assert!(
+                f.resolver.users.get(&key).is_none(),
+                "kept after {overtaking:?} overtook it"
+            );
+        }
+        // Another user's invalidation does not stop it; nor does one that came before it began.
+        overtake_with(
+            &f.resolver,
+            Some(of_users(f.tenant, Some(vec![Uuid::now_v7()]))),
+        );
+        f.resolver
+            .user_entries(f.tenant, &[f.owner])
+            .await
+            .expect("answered");
+        assert!(f.resolver.users.get(&key).is_some(), "kept");
+        overtake_with(&f.resolver, None);
+        f.resolver.apply(&of_users(f.tenant, Some(vec![f.owner])));
+        assert!(f.resolver.users.get(&key).is_none(), "dropped");
+        f.resolver
+            .user_entries(f.tenant, &[f.owner])
+            .await
+            .expect("answered");
+        assert!(
+            f.resolver.users.get(&key).is_some(),
+            "a load after the mark is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_read_overtaken_by_its_tenants_invalidation_is_not_kept() {
+        let f = fixture().await;
+        let minted = token::mint(TokenKind::Admin, [7; token::SECRET_BYTES]);
+        let new = NewToken::from_minted(f.tenant, TokenKind::Admin, "t".into(), &minted, None);
+        f.store
+            .create_token(&Ctx::new(Actor::Cli), f.tenant, new)
+            .await
+            .expect("token");
+        let hash = minted.hash;
+        overtake_with(&f.resolver, Some(of_users(f.tenant, None)));
+        assert!(
+            f.resolver
+                .token_by_hash(&hash)
+                .await
+                .expect("read")
+                .is_some()
+        );
+        assert!(f.resolver.tokens.get(&hash).is_none(), "not kept");
+        // A user's invalidation leaves tokens alone.
+        overtake_with(&f.resolver, Some(of_users(f.tenant, Some(vec![f.owner]))));
+        assert!(
+            f.resolver
+                .token_by_hash(&hash)
+                .await
+                .expect("read")
+                .is_some()
+        );
+        assert!(f.resolver.tokens.get(&hash).is_some(), "kept");
+        overtake_with(&f.resolver, None);
+        // A later whole-tenant invalidation makes the kept one stale: read again.
+        f.resolver.apply(&of_users(f.tenant, None));
+        let entry = f.resolver.tokens.get(&hash).expect("still in the map");
+        assert!(!f.resolver.fresh(f.tenant, None, entry.loaded_at));
+        assert!(
+            f.resolver
+                .token_by_hash(&hash)
+                .await
+                .expect("read")
+                .is_some()
+        );
+        let again = f.resolver.tokens.get(&hash).expect("kept again");
+        assert!(f.resolver.fresh(f.tenant, None, again.loaded_at));
+    }
 }

@@ -7,6 +7,7 @@
 mod cache;
 pub mod check;
 pub mod explain;
+pub mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -112,6 +112,8 @@ pub const ACTIONS: &[&str] = &[
     "scim.user.release",
     "scim.user.replace",
     "secret.rotate",
+    "session.end",
+    "session.start",
     "token.create",
     "token.revoke",
     "user.create",

@@ -15,6 +15,7 @@ pub mod product;
 pub mod provisioning;
 pub mod resolve;
 pub mod secret;
+pub mod session;
 pub mod token;
 pub mod user;
 

@@ -343,6 +343,20 @@ impl Scim<'_> {
         })
     }
 
+    /// The reply to a create that made a new person, whose `groups` are known to be empty.
+    pub(crate) fn reply_new_user(&self, user: &ScimUser, projection: &Projection) -> ScimReply {
+        let groups = projection.returns("groups").then_some(&[][..]);
+        let mut body = resource::render_user(self.schemas(), user, groups, &self.base);
+        projection.apply(&mut body);
+        ScimReply {
+            status: StatusCode::CREATED,
+            body: Some(body),
+            location: Some(resource::location(&self.base, ResourceType::User, user.id)),
+            etag: Some(resource::etag(user.version)),
+            members: None,
+        }
+    }
+
     /// A read of one resource: `304` when `If-None-Match` names its current version (the
     /// client's copy is fresh, RFC 7232 §3.2), else the resource.
     pub(crate) async fn read_reply<R: Rendered>(

@@ -35,6 +35,10 @@ impl Scim<'_> {
             .store
             .scim_create_user(&self.client.ctx, self.client.scope, &input)
             .await?;
+        if created.version == 1 {
+            // A new person is in no group yet: no need to ask the store.
+            return Ok(self.reply_new_user(&created, &projection));
+        }
         self.reply(StatusCode::CREATED, &created, &projection).await
     }
 

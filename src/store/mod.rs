@@ -2,8 +2,8 @@
 //!
 //! The contract is split by capability, one trait per module, each declared once and
 //! implemented once on `SqlStore` (the same SQL for both backends): `ops` (the store
-//! itself), `team` (orgs, members, products, access), `tokens`, `invitations`, `audit` and
-//! `scim` (Users, Groups). [`Store`] is their sum, so callers hold one `Arc<dyn Store>`; a
+//! itself), `team` (orgs, members, products, access), `tokens`, `invitations`, `audit`,
+//! `scim` (Users, Groups) and `sessions`. [`Store`] is their sum, so callers hold one `Arc<dyn Store>`; a
 //! trait object (like a `T: Store` bound) offers its supertraits' methods without importing
 //! them, so callers import nothing more.
 //!
@@ -17,6 +17,7 @@ mod oidc;
 mod ops;
 mod postgres;
 mod scim;
+mod sessions;
 mod sqlite;
 mod team;
 mod tokens;
@@ -42,6 +43,7 @@ pub use scim::{
     MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite, ScimListQuery,
     ScimPage, ScimUserStore,
 };
+pub use sessions::{NewSessionRow, SessionStore, StartRefused};
 pub use team::{
     AccessStore, AuthzStore, GrantedGroup, MappingStore, MemberQuery, MemberStore, NewEnvironment,
     OrgMember, OrgStore, OwnerRule, ProductAccess, ProductMember, ProductStore, ScimHeld,
@@ -175,6 +177,7 @@ store_of_capabilities! {
     MappingStore,
     AuthzStore,
     OidcStore,
+    SessionStore,
 }
 
 /// The store over either backend's pool: every capability trait is implemented on it, each in

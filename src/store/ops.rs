@@ -25,7 +25,7 @@ struct PollFeed {
 }
 
 /// How often the SQLite feed looks for other processes' writes.
-const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(FromRow)]
 struct InvalidationRow {

@@ -32,6 +32,7 @@ mod scim_large;
 mod scim_managed;
 mod scim_okta;
 mod scim_resources;
+mod session;
 mod store;
 mod takeover;
 mod team;

@@ -33,7 +33,8 @@ use crate::store::{SqlStore, StoreError};
 pub trait ScimUserStore {
     /// Creates a SCIM User in the scope's org, or makes the tenant's not-yet-provisioned user
     /// with that userName or e-mail this SCIM User (one person, one user). A taken userName or
-    /// externalId is `Conflict` naming the attribute, and changes nothing.
+    /// externalId is `Conflict` naming the attribute, and changes nothing. The answer's version
+    /// is 1 exactly when this call made a new person (a linked one was at 1 or more already).
     async fn scim_create_user(
         &self,
         ctx: &Ctx,

@@ -1,0 +1,232 @@
+//! Browser sessions, the HTTP edge: starting one at sign-in (the cookie, rotated), reading the
+//! cookie back, ending sessions. The rules are `domain::session`'s, the rows the store's
+//! (`SessionStore`), the cached check `authz::sessions`'.
+
+use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use crate::domain::audit::Actor;
+pub use crate::domain::session::SignInMethod;
+use crate::domain::session::{self, CookieMode, Session};
+use crate::request::REQUEST_ID_HEADER;
+use crate::state::AppState;
+use crate::store::{Ctx, NewSessionRow, StartRefused, StoreError};
+
+/// A session to start for a user who just proved who they are.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user_id: Uuid,
+    pub method: SignInMethod,
+}
+
+/// Why a session could not start or end.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no such user")]
+    NoUser,
+    #[error("the user is deactivated")]
+    Inactive,
+    #[error("no randomness: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<StartRefused> for SessionError {
+    fn from(e: StartRefused) -> Self {
+        match e {
+            StartRefused::NoUser => SessionError::NoUser,
+            StartRefused::Inactive => SessionError::Inactive,
+            StartRefused::Store(e) => SessionError::Store(e),
+        }
+    }
+}
+
+/// A sign-in page's answer when no session could start: a short page, never a database's
+/// words.
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let (status, text) = match &self {
+            SessionError::NoUser | SessionError::Inactive => (
+                StatusCode::FORBIDDEN,
+                "This account cannot sign in (it is deactivated or no longer exists).",
+            ),
+            SessionError::Store(StoreError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable; try again.",
+            ),
+            SessionError::Random(_) | SessionError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "session could not start");
+        }
+        crate::session::page(status, "Sign-in failed", text)
+    }
+}
+
+/// A session just started: what the response to the sign-in needs.
+#[derive(Debug)]
+pub struct Started {
+    session: Session,
+    secret: session::SessionSecret,
+    mode: CookieMode,
+    max_age: chrono::Duration,
+}
+
+impl Started {
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The `Set-Cookie` values: the session and its CSRF token.
+    pub fn cookies(&self) -> [String; 2] {
+        [
+            self.mode.set_session(&self.secret.secret, self.max_age),
+            self.mode
+                .set_csrf(&session::csrf_token(&self.secret.secret), self.max_age),
+        ]
+    }
+
+    /// 303 to `path` (a path of this service; anything else goes to `/`) with the session
+    /// cookie set.
+    pub fn redirect_to(self, path: &str) -> Response {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        let headers = response.headers_mut();
+        headers.insert(LOCATION, local_location(path));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for cookie in self.cookies() {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                headers.append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+}
+
+/// `path` when it is one of this service's own (`/…`, not `//host…` or `/\host…`, which
+/// browsers read as another host), otherwise `/`.
+fn local_location(path: &str) -> HeaderValue {
+    let own = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.chars().any(char::is_control);
+    let path = if own { path } else { "/" };
+    HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/"))
+}
+
+/// The session id the request's cookies carry, under this service's cookie name.
+pub fn presented(headers: &HeaderMap, mode: CookieMode) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| session::cookie_value(h, mode.session_cookie()))
+        .filter(|v| !v.is_empty())
+}
+
+/// Creates a session for the user (ending any session the request's cookie carried: rotation at
+/// sign-in), records the audit event, and gives what the response needs.
+pub async fn start(
+    state: &AppState,
+    request_headers: &HeaderMap,
+    new: NewSession,
+) -> Result<Started, SessionError> {
+    start_from(state, request_headers, None, new).await
+}
+
+/// [`start`], recording the client address (which headers alone do not give).
+pub async fn start_from(
+    state: &AppState,
+    request_headers: &HeaderMap,
+    client_addr: Option<std::net::IpAddr>,
+    new: NewSession,
+) -> Result<Started, SessionError> {
+    let mode = state.config.cookie_mode();
+    let policy = state.sessions.policy();
+    let mut random = [0u8; session::SECRET_BYTES];
+    getrandom::fill(&mut random).map_err(|e| SessionError::Random(e.to_string()))?;
+    let secret = session::mint(random);
+    let replaces = presented(request_headers, mode).map(session::hash_secret);
+    let (idle_expires_at, expires_at) = policy.expiries(crate::domain::now());
+    let header = |name| {
+        request_headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    let (session, _user) = state
+        .store
+        .start_session(
+            header(REQUEST_ID_HEADER),
+            client_addr.map(|a| a.to_string()),
+            NewSessionRow {
+                user_id: new.user_id,
+                method: new.method,
+                secret_hash: secret.hash,
+                user_agent: header(USER_AGENT.as_str()),
+                idle_expires_at,
+                expires_at,
+                replaces,
+            },
+        )
+        .await?;
+    if let Some(old) = replaces {
+        state.sessions.forget(&old);
+    }
+    Ok(Started {
+        session,
+        secret,
+        mode,
+        max_age: policy.absolute,
+    })
+}
+
+/// Ends every live session matching an OpenID Back-Channel Logout (iss + sub and/or sid);
+/// returns how many ended. Invalidation reaches every instance.
+pub async fn end_by_oidc(
+    state: &AppState,
+    issuer: &str,
+    subject: Option<&str>,
+    sid: Option<&str>,
+) -> Result<u64, SessionError> {
+    let ctx = Ctx::new(Actor::System);
+    Ok(state
+        .store
+        .end_oidc_sessions(&ctx, issuer, subject, sid)
+        .await?)
+}
+
+/// A minimal HTML page (sign-in confirmations and refusals); `text` is ours, never input.
+pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{text}</p></body></html>"
+    );
+    (
+        status,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_stay_on_this_service() {
+        assert_eq!(local_location("/console/"), "/console/");
+        assert_eq!(local_location("//evil.example/"), "/");
+        assert_eq!(local_location("/\\evil.example/"), "/");
+        assert_eq!(local_location("https://evil.example/"), "/");
+        assert_eq!(local_location("/a\nb"), "/");
+    }
+}
