@@ -16,6 +16,7 @@ mod mail;
 mod mappings;
 mod migrations;
 mod oidc;
+mod oidc_login;
 mod openapi;
 mod ops;
 mod outbox;
