@@ -17,6 +17,7 @@ mod mappings;
 mod migrations;
 mod oidc;
 mod oidc_login;
+mod oidc_tokens;
 mod openapi;
 mod ops;
 mod outbox;
