@@ -23,6 +23,7 @@ on_both_backends!(
     the_providers_answer_must_name_its_issuer_and_carry_the_right_verifier,
     require_mfa_refuses_a_single_factor_and_overage_signs_in_without_groups,
     a_provider_error_is_a_page_with_its_code,
+    the_providers_back_channel_logout_ends_the_session_once,
 );
 
 pub const PUBLIC_URL: &str = "http://127.0.0.1:8080/";
@@ -538,4 +539,74 @@ async fn a_provider_error_is_a_page_with_its_code(backend: Backend) {
         )
         .await;
     assert_refused(&reply, StatusCode::BAD_REQUEST, "missing_state");
+}
+
+/// The session id a sign-in set, checked the way every request checks it.
+async fn session_valid(app: &TestApp, reply: &Reply) -> bool {
+    let cookie = set_cookies(&reply.headers)
+        .into_iter()
+        .find(|c| c.contains("session") && !c.contains("csrf"))
+        .expect("session cookie");
+    let (_, value) = cookie.split_once('=').expect("name=value");
+    let hash = rolegate::domain::session::hash_secret(value);
+    app.state.sessions.check(&hash).await.is_ok()
+}
+
+async fn the_providers_back_channel_logout_ends_the_session_once(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.public_url = Some(Url::parse(PUBLIC_URL).expect("url"));
+    let app = TestApp::with_config(backend, config).await;
+    // The provider posts its logout_token over real HTTP.
+    let served = crate::common::http::Served::start(app.state.clone()).await;
+    let mut op = Provider::start_with(json!({
+        "clients": [{
+            "client_id": crate::common::oidc::CLIENT_ID,
+            "client_secret": crate::common::oidc::CLIENT_SECRET,
+            "redirect_uris": [format!("{PUBLIC_URL}placeholder")],
+            "backchannel_logout_uri": format!("{}/auth/oidc/backchannel-logout", served.base()),
+        }],
+        "accounts": {"alice": account("alice@acme.test", true, &[])},
+    }));
+    let org = app.org_id.to_string();
+    let created = add_connection(&app, &org, &op.issuer, json!({})).await;
+    op.allow_redirect_uri(created["redirect_uri"].as_str().expect("uri"))
+        .await;
+    let s = Sso {
+        app,
+        op,
+        id: created["id"].as_str().expect("id").to_owned(),
+    };
+    let reply = s.sign_in("alice").await;
+    assert_signed_in(&reply, "/console/");
+    assert!(session_valid(&s.app, &reply).await);
+
+    let sent = s.op.backchannel_logout("alice").await;
+    assert_eq!(
+        sent["sent"],
+        json!([crate::common::oidc::CLIENT_ID]),
+        "{sent}"
+    );
+    assert!(
+        !session_valid(&s.app, &reply).await,
+        "ended by the provider's logout"
+    );
+
+    // The same logout_token again: its jti was seen.
+    let replay = reqwest::Client::new()
+        .post(format!("{}/auth/oidc/backchannel-logout", served.base()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(sent["body"].as_str().expect("the form sent").to_owned())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(replay.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: Value = replay.json().await.expect("json");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jti"),
+        "{body}"
+    );
+    served.stopped().await;
 }

@@ -24,6 +24,7 @@ on_both_backends!(
     minted_tokens_with_a_bad_signature_alg_or_key_are_refused,
     minted_tokens_with_wrong_claims_are_refused,
     an_entra_multi_tenant_issuer_lets_in_only_allowed_tenants,
+    logout_tokens_are_checked_per_back_channel_logout,
 );
 
 const ENTRA_TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
@@ -311,4 +312,95 @@ async fn an_entra_multi_tenant_issuer_lets_in_only_allowed_tenants(backend: Back
         })
         .await;
     assert_refused(&reply, StatusCode::FORBIDDEN, "tenant_not_allowed");
+}
+
+async fn logout_tokens_are_checked_per_back_channel_logout(backend: Backend) {
+    let m = minted(backend, None, json!({})).await;
+    let event = "http://schemas.openid.net/event/backchannel-logout";
+    let good = |i: &Issuer| {
+        json!({
+            "iss": i.issuer, "aud": CLIENT_ID, "iat": chrono::Utc::now().timestamp(),
+            "jti": uuid::Uuid::new_v4().to_string(), "sub": "minted-1",
+            "events": { event: {} },
+        })
+    };
+    let sign = |i: &Issuer, claims: &Value, typ: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(i.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&i.key)).expect("sign")
+    };
+    let post = |token: String| {
+        let app = &m.app;
+        async move {
+            let mut req = request(
+                Method::POST,
+                "/auth/oidc/backchannel-logout",
+                None,
+                None,
+                None,
+            );
+            *req.body_mut() = axum::body::Body::from(format!("logout_token={token}"));
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded".parse().expect("type"),
+            );
+            app.send(req).await
+        }
+    };
+    let token = sign(&m.issuer, &good(&m.issuer), "logout+jwt");
+    let reply = post(token.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["ended"], json!(0));
+    let replayed = post(token).await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
+    assert!(replayed.text.contains("jti"), "{}", replayed.text);
+
+    let i = &m.issuer;
+    let without = |key: &str| {
+        let mut c = good(i);
+        c.as_object_mut().expect("object").remove(key);
+        c
+    };
+    let mut no_subject = without("sub");
+    no_subject.as_object_mut().expect("object").remove("sid");
+    for (token, says) in [
+        (
+            sign(i, &with(good(i), "nonce", json!("n")), "logout+jwt"),
+            "nonce",
+        ),
+        (sign(i, &without("events"), "logout+jwt"), "event"),
+        (
+            sign(
+                i,
+                &with(good(i), "events", json!({"other": {}})),
+                "logout+jwt",
+            ),
+            "event",
+        ),
+        (sign(i, &no_subject, "logout+jwt"), "neither sub nor sid"),
+        (sign(i, &good(i), "JWT"), "typ"),
+        (
+            sign(
+                i,
+                &with(good(i), "aud", json!("someone-else")),
+                "logout+jwt",
+            ),
+            "audience",
+        ),
+        (
+            sign(i, &with(good(i), "iat", json!(0)), "logout+jwt"),
+            "iat",
+        ),
+        ("not-a-jwt".to_owned(), "not a JWT"),
+    ] {
+        let reply = post(token).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{says}: {}",
+            reply.text
+        );
+        assert!(reply.text.contains(says), "{says}: {}", reply.text);
+    }
 }
