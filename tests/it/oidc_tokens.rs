@@ -25,6 +25,7 @@ on_both_backends!(
     minted_tokens_with_wrong_claims_are_refused,
     an_entra_multi_tenant_issuer_lets_in_only_allowed_tenants,
     logout_tokens_are_checked_per_back_channel_logout,
+    private_key_jwt_signs_the_token_request_with_the_key_rolegate_keeps,
 );
 
 const ENTRA_TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
@@ -38,7 +39,30 @@ struct Issuer {
     key: Vec<u8>,
     kid: String,
     next: Arc<Mutex<String>>,
+    /// The public key a `private_key_jwt` client registered: the token endpoint then wants a
+    /// client assertion it verifies.
+    client_key: Arc<Mutex<Option<Value>>>,
     _server: tokio::task::JoinHandle<()>,
+}
+
+/// RFC 7523 §3: a client assertion signed by the registered key, for this token endpoint.
+fn assertion_ok(form: &str, key: &Value, token_endpoint: &str) -> bool {
+    let Some(assertion) = url::form_urlencoded::parse(form.as_bytes())
+        .find(|(k, _)| k == "client_assertion")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return false;
+    };
+    let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone()) else {
+        return false;
+    };
+    let Ok(decoding) = jsonwebtoken::DecodingKey::from_jwk(&jwk) else {
+        return false;
+    };
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_audience(&[token_endpoint]);
+    validation.set_issuer(&[CLIENT_ID]);
+    jsonwebtoken::decode::<Value>(&assertion, &decoding, &validation).is_ok()
 }
 
 impl Issuer {
@@ -62,6 +86,9 @@ impl Issuer {
         });
         let jwks = json!({ "keys": [jwk] });
         let served = next.clone();
+        let client_key: Arc<Mutex<Option<Value>>> = Arc::default();
+        let registered = client_key.clone();
+        let token_endpoint = format!("{base}/token");
         let router = Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -79,12 +106,23 @@ impl Issuer {
             )
             .route(
                 "/token",
-                post(move || {
+                post(move |form: String| {
                     let token = served.lock().expect("lock").clone();
+                    let key = registered.lock().expect("lock").clone();
+                    let refused = key.is_some_and(|k| !assertion_ok(&form, &k, &token_endpoint));
                     async move {
-                        axum::Json(json!({
-                            "id_token": token, "access_token": "at-1", "token_type": "Bearer",
-                        }))
+                        if refused {
+                            return (
+                                StatusCode::UNAUTHORIZED,
+                                axum::Json(json!({"error": "invalid_client"})),
+                            );
+                        }
+                        (
+                            StatusCode::OK,
+                            axum::Json(json!({
+                                "id_token": token, "access_token": "at-1", "token_type": "Bearer",
+                            })),
+                        )
                     }
                 }),
             );
@@ -97,6 +135,7 @@ impl Issuer {
             key,
             kid,
             next,
+            client_key,
             _server: server,
         }
     }
@@ -403,4 +442,28 @@ async fn logout_tokens_are_checked_per_back_channel_logout(backend: Backend) {
         );
         assert!(reply.text.contains(says), "{says}: {}", reply.text);
     }
+}
+
+async fn private_key_jwt_signs_the_token_request_with_the_key_rolegate_keeps(backend: Backend) {
+    let m = minted(backend, None, json!({"client_auth": "private_key_jwt"})).await;
+    let connection = m
+        .app
+        .ok(Method::GET, &format!("/oidc-connections/{}", m.id), None)
+        .await;
+    assert_eq!(connection["has_client_secret"], json!(false));
+    let public = connection["public_jwk"].clone();
+    assert_eq!(public["kty"], json!("EC"));
+    assert!(public.get("d").is_none(), "only the public part is shown");
+    // Registered at the provider: the token request's assertion verifies, the login completes.
+    *m.issuer.client_key.lock().expect("lock") = Some(public);
+    assert_signed_in(
+        &m.sign_in_with(|i, n| i.sign(&i.claims(n))).await,
+        "/console/",
+    );
+    // Another key registered: the provider refuses the client.
+    let (_, other) = rolegate::idp::generate_signing_key().expect("key");
+    *m.issuer.client_key.lock().expect("lock") = Some(other);
+    let reply = m.sign_in_with(|i, n| i.sign(&i.claims(n))).await;
+    assert_refused(&reply, StatusCode::BAD_REQUEST, "token_exchange_failed");
+    assert!(reply.text.contains("invalid_client"), "{}", reply.text);
 }
