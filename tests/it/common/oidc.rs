@@ -96,7 +96,8 @@ impl Provider {
             for _ in lines {}
         });
         let line = receive
-            .recv_timeout(Duration::from_secs(30))
+            // Generous: a loaded machine starting node for several tests at once is slow.
+            .recv_timeout(Duration::from_secs(120))
             .expect("the provider says where it listens");
         let issuer = line
             .strip_prefix("listening ")
