@@ -24,6 +24,7 @@ on_both_backends!(
     require_mfa_refuses_a_single_factor_and_overage_signs_in_without_groups,
     a_provider_error_is_a_page_with_its_code,
     the_providers_back_channel_logout_ends_the_session_once,
+    an_owner_mapped_from_a_group_claim_counts_for_the_owner_rule,
 );
 
 pub const PUBLIC_URL: &str = "http://127.0.0.1:8080/";
@@ -609,4 +610,46 @@ async fn the_providers_back_channel_logout_ends_the_session_once(backend: Backen
         "{body}"
     );
     served.stopped().await;
+}
+
+async fn an_owner_mapped_from_a_group_claim_counts_for_the_owner_rule(backend: Backend) {
+    let s = sso(
+        backend,
+        json!({"alice": account("alice@acme.test", true, &["admins"])}),
+        json!({"provisioning": "jit"}),
+    )
+    .await;
+    let org = s.app.org_id.to_string();
+    s.app
+        .ok(
+            Method::PUT,
+            &format!("/orgs/{org}/mappings"),
+            Some(json!({"version": 1, "rules": [
+                {"name": "Admins", "idp_group": "admins", "source": format!("oidc:{}", s.id),
+                 "grants": [{"org_role": "owner"}]}
+            ]})),
+        )
+        .await;
+    let owner = s.user_id("owner@acme.test").await.expect("the first Owner");
+    // The only Owner: removing them is refused.
+    let refused = s
+        .app
+        .admin(
+            Method::DELETE,
+            &format!("/orgs/{org}/members/{owner}"),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    // Alice's group claim makes her an Owner through the rule: now the first one may go.
+    assert_signed_in(&s.sign_in("alice").await, "/console/");
+    let removed = s
+        .app
+        .admin(
+            Method::DELETE,
+            &format!("/orgs/{org}/members/{owner}"),
+            None,
+        )
+        .await;
+    assert!(removed.status.is_success(), "{}", removed.text);
 }
