@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         // OpenAPI document's paths are the full ones.
         .merge(admin::router())
         .merge(oidc::router())
+        .merge(crate::session::token::router())
         .fallback(unmatched)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

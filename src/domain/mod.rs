@@ -16,6 +16,7 @@ pub mod provisioning;
 pub mod resolve;
 pub mod secret;
 pub mod session;
+pub mod session_token;
 pub mod token;
 pub mod user;
 

@@ -71,6 +71,16 @@ impl SecretKey {
         &self.id
     }
 
+    /// 32 bytes for one purpose, named by `label`, derived from this key (HMAC-SHA256 as a
+    /// PRF: the single-block HKDF-Expand). Nothing else derived or sealed with the key tells
+    /// anything about them.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::hmac::sign(&key, label).as_ref());
+        out
+    }
+
     fn aead(&self) -> Result<LessSafeKey, SecretError> {
         UnboundKey::new(&AES_256_GCM, &self.bytes)
             .map(LessSafeKey::new)
@@ -104,6 +114,11 @@ impl Keyring {
 
     pub fn current_id(&self) -> Option<&str> {
         self.current.as_ref().map(SecretKey::id)
+    }
+
+    /// Every key: the current one first, then the old ones.
+    pub fn keys(&self) -> impl Iterator<Item = &SecretKey> {
+        self.current.iter().chain(self.old.iter())
     }
 
     /// Whether a secret sealed under `key_id` can be opened.

@@ -2,6 +2,8 @@
 //! cookie back, ending sessions. The rules are `domain::session`'s, the rows the store's
 //! (`SessionStore`), the cached check `authz::sessions`'.
 
+pub mod token;
+
 use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -176,8 +176,8 @@ store_of_capabilities! {
     ScimGroupStore,
     MappingStore,
     AuthzStore,
-    OidcStore,
     SessionStore,
+    OidcStore,
 }
 
 /// The store over either backend's pool: every capability trait is implemented on it, each in

@@ -35,6 +35,7 @@ mod scim_managed;
 mod scim_okta;
 mod scim_resources;
 mod session;
+mod session_token;
 mod store;
 mod takeover;
 mod team;
