@@ -190,7 +190,7 @@ pub async fn console(store: &dyn Store, command: ConsoleCommand) -> Result<Value
             )
             .await
             .map_err(|e| CliError::Store(StoreError::Other(e.to_string())))?;
-            Ok(json!({ "url": url, "expires_at": link.expires_at }))
+            Ok(json!({ "url": url.as_str(), "expires_at": link.expires_at }))
         }
     }
 }

@@ -301,6 +301,16 @@ pub fn at_hash(alg: &str, access_token: &str) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2]))
 }
 
+/// A member that is a list, its strings (other items skipped); `None` when it is no list.
+pub fn strings(object: &Value, name: &str) -> Option<Vec<String>> {
+    object.get(name).and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 fn str_claim(claims: &Value, name: &str) -> Option<String> {
     claims.get(name).and_then(Value::as_str).map(str::to_owned)
 }
@@ -363,16 +373,7 @@ pub fn check_id_token(claims: &Value, expected: &Expected<'_>) -> Result<Verifie
     let subject = str_claim(claims, "sub")
         .filter(|s| !s.is_empty())
         .ok_or(TokenRefusal::MissingClaim("sub"))?;
-    let amr: Vec<String> = claims
-        .get("amr")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let amr = strings(claims, "amr").unwrap_or_default();
     if expected.require_mfa && !amr_has_second_factor(&amr) {
         return Err(TokenRefusal::MfaRequired);
     }

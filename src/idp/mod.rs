@@ -19,7 +19,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
-use crate::domain::oidc::ENTRA_TENANT_PLACEHOLDER;
+use crate::domain::oidc::{ENTRA_TENANT_PLACEHOLDER, strings};
 
 /// The key under which a stored discovery document keeps the URL it was fetched from.
 pub const DISCOVERED_AT: &str = "rolegate_discovered_at";
@@ -138,15 +138,7 @@ pub fn discovery_url(issuer: &str) -> String {
 /// none, the spec's default), never `none`, never HMAC (a client secret is not a signing key
 /// we accept for identity).
 pub fn allowed_algs(metadata: &Value) -> Vec<String> {
-    let listed: Vec<String> = metadata
-        .get("id_token_signing_alg_values_supported")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
+    let listed = strings(metadata, "id_token_signing_alg_values_supported")
         .unwrap_or_else(|| vec!["RS256".to_owned()]);
     listed
         .into_iter()

@@ -6,7 +6,6 @@
 //! for policy, each with a stable code.
 
 mod page;
-mod sessions;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -372,8 +371,28 @@ async fn callback(
             ));
         }
     };
-    let started =
-        sessions::start(&state, request_headers, user_id, connection.id, &verified).await?;
+    let started = crate::session::start_from(
+        &state,
+        request_headers,
+        Some(crate::request::client_addr(&parts.extensions)),
+        crate::session::NewSession {
+            user_id,
+            method: crate::session::SignInMethod::Oidc {
+                connection_id: connection.id,
+                issuer: verified.issuer.clone(),
+                subject: verified.subject.clone(),
+                sid: verified.sid.clone(),
+            },
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        crate::session::SessionError::Inactive => Refusal::forbidden(
+            "user_inactive",
+            page::sign_in_refusal(crate::store::SignInRefusal::Inactive),
+        ),
+        other => Refusal::internal(other.to_string()),
+    })?;
     let mut response = started.redirect_to(&pending.return_to);
     // The login is over: the browser binding goes.
     let (name, secure) = binding_cookie(&state);
@@ -566,7 +585,7 @@ async fn end_sessions(state: &AppState, token: &str) -> Result<u64, (&'static st
     if !fresh {
         return Err(invalid("this logout_token was used already (jti replayed)"));
     }
-    sessions::end_by_oidc(state, issuer, subject, sid)
+    crate::session::end_by_oidc(state, issuer, subject, sid)
         .await
-        .map_err(|e| ("temporarily_unavailable", e))
+        .map_err(|e| ("temporarily_unavailable", e.to_string()))
 }

@@ -470,7 +470,7 @@ async fn resolve_person(
     let postgres = matches!(tx.conn(), Conn::Postgres(_));
     let found = sql(
         "SELECT i.user_id, u.active, u.scim_org_id FROM identities i \
-         JOIN users u ON u.id = i.user_id \
+         JOIN users u ON u.id = i.user_id AND u.tenant_id = $1 \
          WHERE i.tenant_id = $1 AND i.issuer = $2 AND i.subject = $3",
     )
     .bind(tenant_id)
@@ -542,7 +542,8 @@ async fn resolve_person(
     let ids: Vec<Uuid> = people.iter().map(|p| p.id).collect();
     if postgres {
         // Lock the people, so a membership added meanwhile is seen or waits (as SCIM does).
-        let mut b = SqlBuilder::new("SELECT id FROM users WHERE id IN (");
+        let mut b = SqlBuilder::new("SELECT id FROM users WHERE tenant_id = ");
+        b.push_bind(tenant_id).push(" AND id IN (");
         push_list(&mut b, &ids);
         b.push(") FOR UPDATE");
         b.build().fetch_all::<IdRow>(tx.conn()).await?;

@@ -16,6 +16,8 @@ mod mail;
 mod mappings;
 mod migrations;
 mod oidc;
+mod oidc_login;
+mod oidc_tokens;
 mod openapi;
 mod ops;
 mod outbox;

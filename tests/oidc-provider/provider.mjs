@@ -15,12 +15,13 @@
 //
 // `POST /test/backchannel-logout?sub=…&sid=…` makes the provider send its signed logout_token to
 // every client with a `backchannel_logout_uri` (what RP-initiated logout would do, without a
-// browser's confirm form).
+// browser's confirm form), and answers with the clients reached and the last form body sent.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const config = JSON.parse(process.env.OIDC_TEST_CONFIG ?? '{}');
+let lastSent;
 const accounts = config.accounts ?? {};
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -53,9 +54,13 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: true },
   },
-  // The back-channel logout request goes to a loopback client: the default fetch refuses
-  // private addresses.
-  fetch: (url, options) => fetch(url, options),
+  // The back-channel logout request goes to a loopback client: oidc-provider's fetch passes an
+  // undici dispatcher that refuses special-use addresses (127.0.0.1 among them), so it is left
+  // out. The last body sent is kept, so a test can replay it.
+  fetch: (url, { dispatcher, ...options }) => {
+    lastSent = options.body?.toString();
+    return fetch(url, options);
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
     const account = accounts[sub];
@@ -112,7 +117,7 @@ async function backchannelLogout(req, res, url) {
     sent.push(c.client_id);
   }
   res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ sent }));
+  res.end(JSON.stringify({ sent, body: lastSent }));
 }
 
 // A client's redirect URI names the connection rolegate made for it, known only once the

@@ -338,8 +338,8 @@ async fn load_user_parts(
 }
 
 /// The users who may own some org: everyone with an Owner membership, and everyone in a group
-/// (nested included) of an org whose stored rules map an Owner, or of one of `also_orgs` (whose
-/// rules are about to).
+/// (nested included) or with an OIDC group claim of an org whose stored rules map an Owner, or
+/// of one of `also_orgs` (whose rules are about to).
 pub(super) async fn owner_candidates(
     tx: &mut impl AsConn,
     tenant_id: Uuid,
@@ -382,6 +382,22 @@ pub(super) async fn owner_candidates(
         );
         b.push_bind(tenant_id)
             .push(") SELECT DISTINCT member_id AS user_id FROM down WHERE member_kind = 'user'");
+        ids.extend(
+            b.build()
+                .fetch_all::<UserIdRow>(tx.conn())
+                .await?
+                .into_iter()
+                .map(|r| r.user_id),
+        );
+        // And whoever holds a group claim of one of those orgs' OIDC connections.
+        let mut b = SqlBuilder::new(
+            "SELECT DISTINCT gc.user_id FROM oidc_group_claims gc \
+             JOIN oidc_connections c ON c.id = gc.connection_id AND c.tenant_id = gc.tenant_id \
+             WHERE gc.tenant_id = ",
+        );
+        b.push_bind(tenant_id).push(" AND c.org_id IN (");
+        push_list(&mut b, &owner_rule_orgs);
+        b.push(")");
         ids.extend(
             b.build()
                 .fetch_all::<UserIdRow>(tx.conn())

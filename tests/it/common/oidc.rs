@@ -48,21 +48,18 @@ fn provider_script() -> &'static Path {
 pub const CLIENT_ID: &str = "rolegate-test";
 pub const CLIENT_SECRET: &str = "a-long-client-secret-for-the-test-provider";
 
-#[allow(dead_code)] // The login tests' (next).
 /// A test account of the provider (its `sub` is also the `login_hint` that logs it in).
 pub fn account(email: &str, verified: bool, groups: &[&str]) -> Value {
     json!({ "email": email, "email_verified": verified, "groups": groups })
 }
 
 /// The loopback provider.
-#[allow(dead_code)] // `config`: the login tests' (next).
 pub struct Provider {
     child: Child,
     pub issuer: String,
     config: Value,
 }
 
-#[allow(dead_code)] // `restarted`, `backchannel_logout`: the login tests' (next).
 impl Provider {
     /// Starts a provider with one confidential client and these accounts (`{sub: account}`);
     /// `redirect_uris` are the client's.
@@ -99,7 +96,8 @@ impl Provider {
             for _ in lines {}
         });
         let line = receive
-            .recv_timeout(Duration::from_secs(30))
+            // Generous: a loaded machine starting node for several tests at once is slow.
+            .recv_timeout(Duration::from_secs(120))
             .expect("the provider says where it listens");
         let issuer = line
             .strip_prefix("listening ")
@@ -112,25 +110,55 @@ impl Provider {
         }
     }
 
-    /// Stops it and starts it again on a new port with the same configuration: it signs with a
-    /// new key from now on (and has forgotten its sessions).
-    pub fn restarted(self) -> Provider {
-        let config = self.config.clone();
-        drop(self);
-        Self::start_with(config)
+    /// Stops it and starts it again on the same port (so with the same issuer) with these
+    /// accounts and the redirect URIs added meanwhile: it signs with a new key from now on.
+    pub fn restart_with(&mut self, accounts: Value) {
+        let mut config = self.config.clone();
+        config["accounts"] = accounts;
+        config["port"] = json!(self.port());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::start_with(config);
+    }
+
+    fn port(&self) -> u16 {
+        self.issuer
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("issuer port")
+    }
+
+    /// Lets the test client redirect to `uri` (a connection's callback, known only once the
+    /// connection exists).
+    pub async fn allow_redirect_uri(&mut self, uri: &str) {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/test/redirect-uri", self.issuer))
+            .query(&[("client_id", CLIENT_ID), ("uri", uri)])
+            .send()
+            .await
+            .expect("provider");
+        assert!(reply.status().is_success(), "{}", reply.status());
+        if let Some(clients) = self.config["clients"].as_array_mut() {
+            for client in clients {
+                if let Some(uris) = client["redirect_uris"].as_array_mut() {
+                    uris.push(json!(uri));
+                }
+            }
+        }
     }
 
     /// Makes the provider send a back-channel logout token for `sub` to every client that has a
-    /// `backchannel_logout_uri`.
+    /// `backchannel_logout_uri`: `{"sent": [client ids reached], "body": the form sent}` (a
+    /// client that did not answer 200 makes it fail).
     pub async fn backchannel_logout(&self, sub: &str) -> Value {
-        reqwest::Client::new()
+        let reply = reqwest::Client::new()
             .post(format!("{}/test/backchannel-logout?sub={sub}", self.issuer))
             .send()
             .await
-            .expect("provider")
-            .json()
-            .await
-            .expect("json")
+            .expect("provider");
+        let text = reply.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 }
 
@@ -138,5 +166,93 @@ impl Drop for Provider {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A browser without JavaScript: follows the provider's redirects with its cookies, and stops
+/// at the first redirect back to rolegate.
+pub struct Browser {
+    http: reqwest::Client,
+    jar: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            jar: Default::default(),
+        }
+    }
+}
+
+/// Where the provider sent the browser back: the callback's path and query, and the cookie
+/// rolegate's login set (`name=value`).
+#[derive(Debug, Clone)]
+pub struct Returned {
+    pub callback: String,
+    pub binding_cookie: String,
+}
+
+/// The `name=value` part of each `Set-Cookie`.
+pub fn set_cookies(headers: &axum::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(axum::http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Browser {
+    /// From rolegate's 303 to the provider (`location`) to the provider's redirect back to
+    /// `public_url`: the callback path and query.
+    pub async fn through_provider(&mut self, location: &str, public_url: &str) -> String {
+        let mut url = location.to_owned();
+        for _ in 0..10 {
+            if let Some(path) = url.strip_prefix(public_url.trim_end_matches('/')) {
+                return path.to_owned();
+            }
+            let cookie: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let response = self
+                .http
+                .get(&url)
+                .header("cookie", cookie.join("; "))
+                .send()
+                .await
+                .expect("provider answers");
+            for set in response.headers().get_all("set-cookie") {
+                if let Some((name, value)) = set
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.split(';').next())
+                    .and_then(|p| p.split_once('='))
+                {
+                    self.jar.insert(name.to_owned(), value.to_owned());
+                }
+            }
+            let status = response.status();
+            let next = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+            let Some(next) = next else {
+                panic!(
+                    "the provider stopped at {url}: {status} {}",
+                    response.text().await.unwrap_or_default()
+                );
+            };
+            url = if next.starts_with('/') {
+                let base = url::Url::parse(&url).expect("url");
+                base.join(&next).expect("join").to_string()
+            } else {
+                next
+            };
+        }
+        panic!("too many redirects from {location}");
     }
 }
