@@ -13,7 +13,7 @@ use crate::common::{Backend, TestApp};
 use crate::session_signin::{COOKIE_NAME, ORIGIN, app_with_sink, signed_in_by_mail};
 
 /// A cookie-authenticated call; `origin` and `csrf` say which protections it carries.
-async fn as_user(
+pub(crate) async fn as_user(
     app: &TestApp,
     secret: &str,
     method: Method,
