@@ -67,7 +67,7 @@ const CALLS: &[Call] = &[
         ..call("GET", "/openapi.json", None)
     },
     Call {
-        answer: Answer::OwnOnly,
+        answer: Answer::UsersOnly,
         ..call("GET", "/me", None)
     },
     Call {
