@@ -156,14 +156,6 @@ impl AdminAuth {
             Caller::Token(_) => Err(ApiError::Forbidden(USERS_ONLY)),
         }
     }
-
-    /// The admin token behind the request, if a token is the caller.
-    pub fn token(&self) -> Option<&crate::domain::token::Token> {
-        match &self.caller {
-            Caller::Token(p) => Some(&p.token),
-            Caller::User(_) => None,
-        }
-    }
 }
 
 impl FromRequestParts<AppState> for AdminAuth {

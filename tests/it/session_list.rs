@@ -322,7 +322,243 @@ async fn an_admin_ends_a_members_sessions_on_every_instance(backend: Backend) {
     assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.text);
 }
 
+
+/// An admin token a signed-in Owner mints records them and lives as long as asked — while they
+/// stay an Owner of its org. A role change or a removal revokes it in the same write (audited
+/// with the reason); the operator's token, and the SCIM and service tokens the Owner minted,
+/// belong to the org and survive.
+async fn admin_tokens_a_user_minted_go_when_they_stop_being_an_owner(backend: Backend) {
+    let (app, _sink) = app_with_sink(backend).await;
+    let root = app.org_id.to_string();
+    let payments = app.sub_org(&root, "Payments").await;
+    let lead = member(&app, &payments, "lead@acme.test", "owner").await;
+    let second = member(&app, &payments, "second@acme.test", "owner").await;
+    let operators = app
+        .token(
+            payments.parse().expect("uuid"),
+            rolegate::domain::token::TokenKind::Admin,
+        )
+        .await;
+    let mint = |secret: String, kind: &'static str| {
+        let app = &app;
+        let payments = payments.clone();
+        async move {
+            let reply = as_user(
+                app,
+                &secret,
+                Method::POST,
+                "/tokens",
+                Some(json!({ "kind": kind, "org_id": payments, "expires_in_days": 365 })),
+                true,
+                true,
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.body
+        }
+    };
+    let lead_session = signed_in(&app, &lead).await;
+    let minted = mint(lead_session.clone(), "admin").await;
+    let service = mint(lead_session.clone(), "service").await;
+    let scim = mint(lead_session.clone(), "scim").await;
+    assert_eq!(minted["created_by_user_id"], lead.as_str());
+    let expires: chrono::DateTime<chrono::Utc> = minted["expires_at"]
+        .as_str()
+        .expect("expiry")
+        .parse()
+        .expect("time");
+    assert!(
+        expires > chrono::Utc::now() + chrono::Duration::days(364),
+        "the requested expiry, not the session's: {expires}"
+    );
+    let secret = minted["token_secret"].as_str().expect("secret").to_owned();
+    let org_path = format!("/api/v1/orgs/{payments}");
+    assert_eq!(app.get(&org_path, &secret).await.status, StatusCode::OK);
+
+    // The lead becomes a plain member: their admin token goes in the same write.
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{payments}/members/{lead}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    let refused = app.get(&org_path, &secret).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(app.get(&org_path, &operators).await.status, StatusCode::OK);
+    let listed = app
+        .ok(Method::GET, &format!("/tokens?org_id={payments}"), None)
+        .await;
+    let revoked = |id: &Value| {
+        listed["tokens"]
+            .as_array()
+            .expect("tokens")
+            .iter()
+            .find(|t| t["id"] == *id)
+            .map(|t| !t["revoked_at"].is_null())
+            .expect("listed")
+    };
+    assert!(revoked(&minted["id"]));
+    assert!(!revoked(&service["id"]), "service tokens belong to the org");
+    assert!(!revoked(&scim["id"]), "SCIM tokens belong to the org");
+    let audit = app
+        .ok(Method::GET, "/audit?action=token.revoke", None)
+        .await;
+    let event = &audit["events"][0];
+    assert_eq!(event["target_id"], minted["id"], "{audit}");
+    assert!(
+        event["after"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("creator_not_owner")),
+        "{audit}"
+    );
+    assert_eq!(event["actor_kind"], "admin_token", "{audit}");
+
+    // Removal from the org does the same.
+    let second_session = signed_in(&app, &second).await;
+    let minted = mint(second_session, "admin").await;
+    let secret = minted["token_secret"].as_str().expect("secret").to_owned();
+    assert_eq!(app.get(&org_path, &secret).await.status, StatusCode::OK);
+    let removed = app
+        .admin(
+            Method::DELETE,
+            &format!("/orgs/{payments}/members/{second}"),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert_eq!(
+        app.get(&org_path, &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.get(&org_path, &operators).await.status, StatusCode::OK);
+}
+
+/// A mapping that made a person an Owner goes: the admin token they minted as that Owner goes
+/// with it; SCIM deactivation of another Owner does the same to theirs.
+async fn a_mapped_owners_token_goes_with_the_mapping_and_with_deactivation(backend: Backend) {
+    let (app, _sink) = app_with_sink(backend).await;
+    let root = app.org_id.to_string();
+    let create = |email: &'static str| {
+        let app = &app;
+        async move {
+            let created = app
+                .scim(
+                    Method::POST,
+                    "/Users",
+                    Some(json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": email,
+                        "emails": [{ "value": email, "primary": true }],
+                    })),
+                )
+                .await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+            created.body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let mapped = create("mapped@acme.test").await;
+    let owner = create("boss@acme.test").await;
+    let group = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "admins",
+                "members": [{ "value": mapped }],
+            })),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{root}/members/{mapped}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{root}/members/{owner}"),
+        Some(json!({ "role": "owner" })),
+    )
+    .await;
+    let mapping = |rules: Value| json!({ "version": 1, "rules": rules });
+    let put = app
+        .admin(
+            Method::PUT,
+            &format!("/orgs/{root}/mappings"),
+            Some(mapping(json!([{ "name": "admins", "idp_group": "admins",
+                "grants": [{ "org": root, "org_role": "owner" }] }]))),
+        )
+        .await;
+    assert!(put.status.is_success(), "{}", put.text);
+    let mint = |user: String| {
+        let app = &app;
+        let root = root.clone();
+        async move {
+            let session = signed_in(app, &user).await;
+            let reply = as_user(
+                app,
+                &session,
+                Method::POST,
+                "/tokens",
+                Some(json!({ "kind": "admin", "org_id": root })),
+                true,
+                true,
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.body["token_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned()
+        }
+    };
+    let by_mapping = mint(mapped.clone()).await;
+    let by_owner = mint(owner.clone()).await;
+    let org_path = format!("/api/v1/orgs/{root}");
+    assert_eq!(app.get(&org_path, &by_mapping).await.status, StatusCode::OK);
+
+    let put = app
+        .admin(
+            Method::PUT,
+            &format!("/orgs/{root}/mappings"),
+            Some(mapping(json!([]))),
+        )
+        .await;
+    assert!(put.status.is_success(), "{}", put.text);
+    assert_eq!(
+        app.get(&org_path, &by_mapping).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the mapped Owner's token went with the mapping"
+    );
+    assert_eq!(app.get(&org_path, &by_owner).await.status, StatusCode::OK);
+
+    let patched = app
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{owner}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "value": { "active": false } }]
+            })),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(
+        app.get(&org_path, &by_owner).await.status,
+        StatusCode::UNAUTHORIZED,
+        "deactivated: their token went"
+    );
+    assert_eq!(
+        app.get(&org_path, &app.admin_token).await.status,
+        StatusCode::OK
+    );
+}
+
 crate::on_both_backends!(
     a_user_lists_their_sessions_and_ends_one_of_their_own_only,
     an_admin_ends_a_members_sessions_on_every_instance,
+    admin_tokens_a_user_minted_go_when_they_stop_being_an_owner,
+    a_mapped_owners_token_goes_with_the_mapping_and_with_deactivation,
 );
