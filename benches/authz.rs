@@ -325,9 +325,10 @@ async fn run(label: &str, url: &str) {
     store.close().await;
 }
 
-/// Permission checks over HTTP against the one authenticated route that does nothing else
-/// (`GET /api/v1/me`), served by this process on loopback: what answering a check adds to a
-/// request's cost. Both authenticate the same admin token.
+/// Permission checks over HTTP against a cheap authenticated route (`GET /api/v1/orgs/{org}`:
+/// the token's reach and one org read; `/me` is for signed-in users), served by this process
+/// on loopback: what answering a check adds to a request's cost. Both authenticate the same
+/// admin token.
 async fn http(label: &str, store: &Arc<dyn Store>, w: &World) {
     let state = AppState::new(store.clone(), ServeArgs::for_tests()).expect("state");
     let (_, secret) = rolegate::auth::issue_token(
@@ -357,6 +358,7 @@ async fn http(label: &str, store: &Arc<dyn Store>, w: &World) {
         "user_id": w.user, "product_id": w.product,
         "action": "flag_edit", "environment_id": w.env,
     });
+    let org = w.tenant;
     let rate = |post: bool| {
         let (client, base, secret, check) =
             (client.clone(), base.clone(), secret.clone(), check.clone());
@@ -377,7 +379,7 @@ async fn http(label: &str, store: &Arc<dyn Store>, w: &World) {
                         let request = if post {
                             client.post(format!("{base}/authz/check")).json(&check)
                         } else {
-                            client.get(format!("{base}/me"))
+                            client.get(format!("{base}/orgs/{org}"))
                         };
                         let reply = request.bearer_auth(&secret).send().await.expect("request");
                         assert!(reply.status().is_success(), "{}", reply.status());
@@ -403,7 +405,7 @@ async fn http(label: &str, store: &Arc<dyn Store>, w: &World) {
     let checks = rate(true).await;
     println!(
         "{label:<8} HTTP ({HTTP_CLIENTS} clients, keep-alive, {:.0} s each): checks/s {checks:>6.0} | \
-         GET /me/s {noop:>6.0} | checks / no-op {:>3.0} % (target >= 70 %)",
+         GET /orgs/{{org}}/s {noop:>6.0} | checks / org read {:>3.0} % (target >= 70 %)",
         HTTP_RUN.as_secs_f64(),
         checks / noop * 100.0
     );

@@ -272,12 +272,15 @@ mod tests {
     }
 }
 
-/// Who asks for a token to be minted: the operator, or the caller behind an admin token (whose
-/// expiry caps the new one's, and whose id the new one records).
+/// Who asks for a token to be minted: the operator, the caller behind an admin token (whose
+/// expiry caps the new one's, and whose id the new one records), or a signed-in user (whose id
+/// the new one records: an admin token they mint lives as long as they are an Owner of its
+/// org, however long it was asked to).
 #[derive(Debug, Clone, Copy)]
 pub enum Minter<'a> {
     Operator,
     Token(&'a Token),
+    User(Uuid),
 }
 
 /// What a new token is for and how long it lives.
@@ -310,12 +313,18 @@ pub async fn issue_token(
     let requested = request
         .expires_in_days
         .map(|d| crate::domain::now() + chrono::Duration::days(i64::from(d)));
-    let (expires_at, created_by) = match minter {
-        Minter::Operator => (requested, None),
-        Minter::Token(by) => (token::capped_expiry(requested, by.expires_at), Some(by.id)),
+    let (expires_at, created_by, created_by_user) = match minter {
+        Minter::Operator => (requested, None, None),
+        Minter::Token(by) => (
+            token::capped_expiry(requested, by.expires_at),
+            Some(by.id),
+            None,
+        ),
+        Minter::User(user_id) => (requested, None, Some(user_id)),
     };
     let new = crate::store::NewToken::from_minted(request.org_id, kind, name, &minted, expires_at)
-        .minted_by(created_by);
+        .minted_by(created_by)
+        .minted_by_user(created_by_user);
     let stored = store
         .create_token(ctx, tenant_id, new)
         .await

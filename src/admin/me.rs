@@ -1,9 +1,6 @@
-//! Who is calling: the caller's own identity, read from its credential alone. What a client
-//! checks its token with — and, doing no other work, the authenticated route the authz bench
-//! measures permission checks against.
+//! The signed-in user: who they are, their role in each org they reach and their effective
+//! permissions. A token is no person: `/me` refuses tokens (403), as it refuses SCIM tokens.
 
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,26 +11,16 @@ use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use super::AdminAuth;
 use super::doc::AuthErrors;
-use super::extract::{ApiJson, ApiQuery};
-use super::{AdminAuth, Caller};
+use super::extract::ApiQuery;
 use crate::authz::EffectivePermissions;
 use crate::domain::resolve::Standing;
-use crate::domain::token::Token;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default().routes(routes!(me))
-}
-
-#[derive(Serialize, ToSchema)]
-struct Me {
-    /// What authenticated the request: `admin_token` (signed-in users get the other shape:
-    /// `user`, `orgs`, `permissions`).
-    kind: &'static str,
-    /// The token, without its secret: its org, expiry and when it was last used.
-    token: Token,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -48,10 +35,10 @@ struct MeParams {
     explain: Option<u8>,
 }
 
-/// The caller.
+/// The signed-in user.
 ///
-/// For an admin token, the token; for a signed-in user, who they are, their role in each org
-/// they reach and their effective permissions on each product there.
+/// Who they are, their role in each org they reach and their effective permissions on each
+/// product there. Tokens (admin and service) are refused (403): `/me` is a person's.
 #[utoipa::path(
     get,
     path = "/me",
@@ -59,8 +46,9 @@ struct MeParams {
     security(("bearer" = [])),
     params(MeParams),
     responses(
-        (status = 200, description = "The caller's identity (a token), or the signed-in user with their orgs and permissions.", body = Object),
-        AuthErrors
+        (status = 200, description = "The signed-in user with their orgs and permissions.", body = Object),
+        AuthErrors,
+        (status = 403, description = "A token, not a signed-in user.", body = ErrorBody)
     )
 )]
 async fn me(
@@ -68,16 +56,7 @@ async fn me(
     admin: AdminAuth,
     ApiQuery(params): ApiQuery<MeParams>,
 ) -> Result<Response, ApiError> {
-    let user = match &admin.caller {
-        Caller::Token(principal) => {
-            return Ok(ApiJson(Me {
-                kind: "admin_token",
-                token: principal.token.clone(),
-            })
-            .into_response());
-        }
-        Caller::User(user) => user.clone(),
-    };
+    let user = admin.signed_in_user()?.clone();
     let (tenant, user_id) = (user.session.tenant_id, user.session.user_id);
     let person = state.store.get_user(tenant, user_id).await?.user;
     let reached = admin.reached_orgs(&state).await?;

@@ -17,6 +17,7 @@ mod page;
 mod product_members;
 mod products;
 mod reach;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -61,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .merge(authz::router())
         .merge(mappings::router())
         .merge(me::router())
+        .merge(sessions::router())
         .merge(oidc_connections::router());
     let (router, document) = OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
@@ -95,6 +97,9 @@ impl IntoResponseParts for NoStore {
         Ok(res)
     }
 }
+
+/// Why a token is refused what only a signed-in user has.
+pub(crate) const USERS_ONLY: &str = "for signed-in users only: a token is not a person";
 
 /// Who calls the admin API: an admin token, or a signed-in user (the session cookie).
 #[derive(Debug, Clone)]
@@ -143,11 +148,12 @@ impl AdminAuth {
         }
     }
 
-    /// The admin token behind the request, if a token is the caller.
-    pub fn token(&self) -> Option<&crate::domain::token::Token> {
+    /// The signed-in user behind the request; a token is refused (403): what is asked is the
+    /// person's own (`/me`, their sessions), and a token is nobody.
+    pub fn signed_in_user(&self) -> Result<&SignedInUser, ApiError> {
         match &self.caller {
-            Caller::Token(p) => Some(&p.token),
-            Caller::User(_) => None,
+            Caller::User(user) => Ok(user),
+            Caller::Token(_) => Err(ApiError::Forbidden(USERS_ONLY)),
         }
     }
 }

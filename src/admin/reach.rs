@@ -144,6 +144,17 @@ const USER_NEEDS: &[(&str, &str, UserNeed)] = &[
         "/api/v1/orgs/{org_id}/invitations",
         UserNeed::ManageMembers,
     ),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org_id}/members/{user_id}/sessions",
+        UserNeed::ManageMembers,
+    ),
+    // The user's own sessions: anyone signed in (the handler keeps to their own).
+    (
+        "DELETE",
+        "/api/v1/me/sessions/{session_id}",
+        UserNeed::Member,
+    ),
     ("PATCH", "/api/v1/orgs/{org_id}", UserNeed::OrgSettings),
     (
         "PUT",

@@ -10,7 +10,7 @@ use super::doc::{AuthErrors, BadBody, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiQuery};
 use super::page::PageSize;
 use super::reach::InReach;
-use super::{AdminAuth, NoStore};
+use super::{AdminAuth, Caller, NoStore};
 use crate::auth::{IssueError, Minter, TokenRequest, issue_token};
 use crate::domain::provisioning::ScimRequestError;
 use crate::domain::token::{Token, TokenKind};
@@ -123,7 +123,10 @@ async fn create_token(
             name: body.name.as_deref(),
             expires_in_days: body.expires_in_days,
         },
-        admin.token().map_or(Minter::Operator, Minter::Token),
+        match &admin.caller {
+            Caller::Token(principal) => Minter::Token(&principal.token),
+            Caller::User(user) => Minter::User(user.session.user_id),
+        },
     )
     .await
     .map_err(|e| match e {

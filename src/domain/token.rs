@@ -107,6 +107,9 @@ pub struct Token {
     /// The token that minted this one through the admin API; `null` when the operator did
     /// (`rolegate token create`).
     pub created_by_token_id: Option<Uuid>,
+    /// The signed-in user who minted this one through the admin API. An admin token they
+    /// minted is revoked when they stop being an Owner of its org: it carried their right.
+    pub created_by_user_id: Option<Uuid>,
 }
 
 /// The expiry of a token minted by a caller whose own token expires at `minter`: what was asked
@@ -237,6 +240,7 @@ mod tests {
             last_used_at: None,
             revoked_at: None,
             created_by_token_id: None,
+            created_by_user_id: None,
         };
         assert_eq!(t.check_usable(now), Ok(()));
         t.expires_at = Some(now + Duration::seconds(1));

@@ -623,11 +623,27 @@ impl WriteTx {
         self.whole_tenant = true;
     }
 
+    pub(crate) fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+
+    /// The users this change may have changed the standing of: those it names, or `None` for
+    /// anyone of the tenant.
+    pub(crate) fn affected_users(&self) -> Option<Vec<Uuid>> {
+        (!self.whole_tenant && !self.users.is_empty() && self.users.len() <= MAX_NAMED_USERS)
+            .then(|| self.users.clone())
+    }
+
     pub(crate) async fn commit(mut self) -> Result<Invalidation, StoreError> {
         if self.audit.is_empty() {
             // A change nobody can trace is a bug in the caller, not something to let through.
             return Err(StoreError::Other("write without an audit record".into()));
         }
+        // Whatever took a user's Owner standing away also takes the admin tokens they minted
+        // with it, in this transaction: checked here, at the one door every write goes through,
+        // so no path that changes standing (a role, a removal, SCIM, a group, a mapping) can
+        // forget it.
+        super::team::revoke_unentitled_tokens(&mut self).await?;
         let now = crate::domain::now();
         let records = std::mem::take(&mut self.audit);
         let (actor_kind, actor_id, actor_name) = (

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::db::{Ctx, SqlBuilder, TenantResource, load_in_tenant, sql};
+use super::db::{Conn, Ctx, SqlBuilder, TenantResource, WriteTx, load_in_tenant, push_list, sql};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::AuditRecord;
 use crate::domain::now;
@@ -23,6 +23,8 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// The token whose caller minted this one (through the admin API); `None` for the operator.
     pub created_by_token_id: Option<Uuid>,
+    /// The signed-in user who minted this one (through the admin API).
+    pub created_by_user_id: Option<Uuid>,
 }
 
 impl NewToken {
@@ -42,12 +44,19 @@ impl NewToken {
             secret_hint: minted.hint.clone(),
             expires_at,
             created_by_token_id: None,
+            created_by_user_id: None,
         }
     }
 
     /// Records the token whose caller minted this one.
     pub fn minted_by(mut self, token_id: Option<Uuid>) -> Self {
         self.created_by_token_id = token_id;
+        self
+    }
+
+    /// Records the signed-in user who minted this one.
+    pub fn minted_by_user(mut self, user_id: Option<Uuid>) -> Self {
+        self.created_by_user_id = user_id;
         self
     }
 }
@@ -90,7 +99,7 @@ pub trait TokenStore {
 macro_rules! token_columns {
     () => {
         "id, tenant_id, org_id, kind, name, secret_hash, secret_hint, created_at, expires_at, \
-         last_used_at, revoked_at, created_by_token_id"
+         last_used_at, revoked_at, created_by_token_id, created_by_user_id"
     };
 }
 
@@ -108,6 +117,7 @@ pub(crate) struct TokenRow {
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     created_by_token_id: Option<Uuid>,
+    created_by_user_id: Option<Uuid>,
 }
 
 impl TokenRow {
@@ -127,6 +137,7 @@ impl TokenRow {
                 last_used_at: self.last_used_at,
                 revoked_at: self.revoked_at,
                 created_by_token_id: self.created_by_token_id,
+                created_by_user_id: self.created_by_user_id,
             },
             secret_hash: self.secret_hash,
         })
@@ -168,11 +179,12 @@ impl TokenStore for SqlStore {
             last_used_at: None,
             revoked_at: None,
             created_by_token_id: new.created_by_token_id,
+            created_by_user_id: new.created_by_user_id,
         };
         sql(
             "INSERT INTO api_tokens (id, tenant_id, org_id, kind, name, secret_hash, secret_hint, \
-             created_at, expires_at, created_by_token_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             created_at, expires_at, created_by_token_id, created_by_user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(token.id)
         .bind(tenant_id)
@@ -184,6 +196,7 @@ impl TokenStore for SqlStore {
         .bind(token.created_at)
         .bind(token.expires_at)
         .bind(token.created_by_token_id)
+        .bind(token.created_by_user_id)
         .execute(tx.conn())
         .await?;
         tx.audit(
@@ -244,23 +257,7 @@ impl TokenStore for SqlStore {
             // Already revoked: a retried request changes nothing and records nothing.
             return Ok(token);
         }
-        let at = now();
-        sql("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3")
-            .bind(at)
-            .bind(token_id)
-            .bind(tenant_id)
-            .execute(tx.conn())
-            .await?;
-        let revoked = Token {
-            revoked_at: Some(at),
-            ..token.clone()
-        };
-        tx.audit(
-            AuditRecord::new("token.revoke", "token", token_id)
-                .org(token.org_id)
-                .before(&token)
-                .after(&revoked),
-        );
+        let revoked = revoke_in(&mut tx, &token, None).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -294,4 +291,71 @@ impl TokenStore for SqlStore {
         .await?;
         Ok(())
     }
+}
+
+/// Revokes a live token inside a write already open, audited (`token.revoke`, with `reason`
+/// in its `after` when the revocation is the service's, not a caller's request).
+pub(crate) async fn revoke_in(
+    tx: &mut WriteTx,
+    token: &Token,
+    reason: Option<&str>,
+) -> Result<Token, StoreError> {
+    let at = now();
+    sql("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3")
+        .bind(at)
+        .bind(token.id)
+        .bind(token.tenant_id)
+        .execute(tx.conn())
+        .await?;
+    let revoked = Token {
+        revoked_at: Some(at),
+        ..token.clone()
+    };
+    let mut after = serde_json::to_value(&revoked).map_err(|e| StoreError::Other(e.to_string()))?;
+    if let (Some(reason), Some(fields)) = (reason, after.as_object_mut()) {
+        fields.insert("reason".into(), reason.into());
+    }
+    tx.audit(
+        AuditRecord::new("token.revoke", "token", token.id)
+            .org(token.org_id)
+            .before(token)
+            .after(after),
+    );
+    // Tokens are cached per tenant (`Resolver::token_by_hash`): the whole tenant's entry goes.
+    tx.invalidate_tenant();
+    Ok(revoked)
+}
+
+/// The live admin tokens of the tenant that signed-in users minted — of `creators` only, when
+/// given.
+pub(crate) async fn user_minted_admin_tokens(
+    conn: Conn<'_>,
+    tenant_id: Uuid,
+    creators: Option<&[Uuid]>,
+) -> Result<Vec<Token>, StoreError> {
+    let mut b = SqlBuilder::new(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM api_tokens WHERE kind = 'admin' AND revoked_at IS NULL \
+         AND created_by_user_id IS NOT NULL AND tenant_id = "
+    ));
+    b.push_bind(tenant_id)
+        .push(" AND (expires_at IS NULL OR expires_at > ")
+        .push_bind(now())
+        .push(")");
+    if let Some(creators) = creators {
+        if creators.is_empty() {
+            return Ok(Vec::new());
+        }
+        b.push(" AND created_by_user_id IN (");
+        push_list(&mut b, creators);
+        b.push(")");
+    }
+    b.push(" ORDER BY id");
+    b.build()
+        .fetch_all::<TokenRow>(conn)
+        .await?
+        .into_iter()
+        .map(TokenRow::into_token)
+        .collect()
 }

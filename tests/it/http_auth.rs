@@ -58,21 +58,16 @@ async fn admin_token_opens_the_admin_api_and_is_forbidden_on_scim(backend: Backe
     scim_error(&refused, "403");
 }
 
-/// `GET /me` names the calling admin token (never its secret); other kinds and no token are
-/// refused as everywhere on the admin API.
-async fn me_names_the_calling_admin_token(backend: Backend) {
+/// `GET /me` is the signed-in user's: every kind of token is refused (403, in the error
+/// shape), no token is 401.
+async fn me_refuses_tokens(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let me = app.get("/api/v1/me", &app.admin_token).await;
-    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
-    assert_eq!(me.body["kind"], "admin_token");
-    assert_eq!(me.body["token"]["org_id"], app.org_id.to_string());
-    assert_eq!(me.body["token"]["kind"], "admin");
-    assert!(
-        !me.text.contains(&app.admin_token),
-        "the secret is never shown"
-    );
-    let scim = app.get("/api/v1/me", &app.scim_token).await;
-    assert_eq!(scim.status, StatusCode::FORBIDDEN);
+    let service = app.token(app.org_id, TokenKind::Service).await;
+    for token in [&app.admin_token, &app.scim_token, &service] {
+        let refused = app.get("/api/v1/me", token).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert_eq!(refused.body["error"]["code"], "forbidden");
+    }
     let nobody = app.call(Method::GET, "/api/v1/me", None, None).await;
     assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
     assert_eq!(nobody.body["error"]["code"], "unauthorized");
@@ -623,5 +618,5 @@ crate::on_both_backends!(
     repeated_failures_from_one_address_are_rate_limited,
     valid_tokens_pass_from_an_address_locked_out_by_bad_ones,
     token_use_updates_last_used,
-    me_names_the_calling_admin_token,
+    me_refuses_tokens,
 );

@@ -36,6 +36,7 @@ mod scim_okta;
 mod scim_resources;
 mod session;
 mod session_caller;
+mod session_list;
 mod session_signin;
 mod session_token;
 mod store;

@@ -14,9 +14,11 @@ use crate::common::{Backend, TestApp};
 
 /// Every operation of the admin API, read off `src/admin`. A route added without
 /// `#[utoipa::path]` + `routes!` is missing from the document, and fails here.
-const OPERATIONS: [(&str, &str); 57] = [
+const OPERATIONS: [(&str, &str); 60] = [
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/me/sessions"),
+    ("DELETE", "/api/v1/me/sessions/{session_id}"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
     ("GET", "/api/v1/orgs/{org_id}"),
@@ -28,6 +30,7 @@ const OPERATIONS: [(&str, &str); 57] = [
     ("PUT", "/api/v1/orgs/{org_id}/members/{user_id}"),
     ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}"),
     ("PUT", "/api/v1/orgs/{org_id}/members/{user_id}/modules"),
+    ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}/sessions"),
     ("GET", "/api/v1/orgs/{org_id}/members/{user_id}/permissions"),
     ("POST", "/api/v1/users/{user_id}/scim-release"),
     ("GET", "/api/v1/users"),

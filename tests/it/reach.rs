@@ -21,6 +21,8 @@ enum Answer {
     NotFound,
     /// 2xx with the caller's own things only: none of the foreign org's ids in the body.
     OwnOnly,
+    /// 403: the route is a signed-in user's own (`/me`, their sessions); a token is nobody.
+    UsersOnly,
     /// 422: a foreign id in a mapping document of the caller's own org is no reference to
     /// anything there (the document names what it maps by id or name, within the org's
     /// subtree), reported at its pointer like any unknown name.
@@ -65,8 +67,16 @@ const CALLS: &[Call] = &[
         ..call("GET", "/openapi.json", None)
     },
     Call {
-        answer: Answer::OwnOnly,
+        answer: Answer::UsersOnly,
         ..call("GET", "/me", None)
+    },
+    Call {
+        answer: Answer::UsersOnly,
+        ..call("GET", "/me/sessions", None)
+    },
+    Call {
+        answer: Answer::UsersOnly,
+        ..call("DELETE", "/me/sessions/{session_id}", None)
     },
     Call {
         answer: Answer::OwnOnly,
@@ -87,6 +97,13 @@ const CALLS: &[Call] = &[
         Some(r#"{"require_sso": true}"#),
     ),
     call("GET", "/orgs/{org_id}/members", None),
+    call("DELETE", "/orgs/{org_id}/members/{user_id}/sessions", None),
+    // A foreign person is no member of the caller's own org.
+    call(
+        "DELETE",
+        "/orgs/{own.org_id}/members/{user_id}/sessions",
+        None,
+    ),
     call(
         "PUT",
         "/orgs/{org_id}/members/{user_id}",
@@ -332,6 +349,20 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         let provider = crate::oidc::provider();
         id_of(&crate::oidc::add_connection(app, org, &provider.issuer, json!({})).await)
     };
+    // The person signed in: a session to name.
+    let session_id = rolegate::session::start(
+        &app.state,
+        &axum::http::HeaderMap::new(),
+        rolegate::session::NewSession {
+            user_id: id_of(&user.body).parse().expect("uuid"),
+            method: rolegate::session::SignInMethod::EmailLink,
+        },
+    )
+    .await
+    .expect("session")
+    .session()
+    .id
+    .to_string();
     let invited = app
         .ok(
             Method::POST,
@@ -357,6 +388,7 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         ),
         ("idp_group_id", id_of(&idp_group.body)),
         ("connection_id", connection_id),
+        ("session_id", session_id),
     ]))
 }
 
@@ -545,6 +577,15 @@ async fn a_sub_org_token_reaches_nothing_of_its_parent_or_sibling_on_any_route(b
                         "{what}: {}",
                         reply.text
                     );
+                }
+                Answer::UsersOnly => {
+                    assert_eq!(
+                        reply.status,
+                        StatusCode::FORBIDDEN,
+                        "{what}: {}",
+                        reply.text
+                    );
+                    assert_eq!(reply.body["error"]["code"], "forbidden", "{what}");
                 }
                 Answer::OwnOnly => {
                     assert!(reply.status.is_success(), "{what}: {}", reply.status);

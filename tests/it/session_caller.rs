@@ -13,7 +13,7 @@ use crate::common::{Backend, TestApp};
 use crate::session_signin::{COOKIE_NAME, ORIGIN, app_with_sink, signed_in_by_mail};
 
 /// A cookie-authenticated call; `origin` and `csrf` say which protections it carries.
-async fn as_user(
+pub(crate) async fn as_user(
     app: &TestApp,
     secret: &str,
     method: Method,
@@ -145,10 +145,16 @@ async fn a_member_is_refused_member_changes_an_owner_is_not(backend: Backend) {
         .filter_map(|e| e["actor_kind"].as_str())
         .collect();
     assert!(actors.contains(&"user"), "{audit}");
-    // Tokens work as before.
+    // Tokens work as before; `/me` is a person's, not a token's.
     assert_eq!(
-        app.admin(Method::GET, "/me", None).await.body["kind"],
-        "admin_token"
+        app.admin(Method::GET, &format!("/orgs/{org}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.admin(Method::GET, "/me", None).await.status,
+        StatusCode::FORBIDDEN
     );
 }
 

@@ -703,6 +703,7 @@ impl ScimUserStore for SqlStore {
         let grants = forget_everywhere(&mut tx, scope.tenant_id, MemberKind::User, id).await?;
         // Ended (and audited) before the row takes them with it (ON DELETE CASCADE).
         end_sessions_in(&mut tx, scope.tenant_id, id, EndReason::UserDeleted).await?;
+        crate::store::team::revoke_tokens_of_deleted(&mut tx, scope.tenant_id, id).await?;
         // Memberships and identities go with the row (ON DELETE CASCADE).
         sql("DELETE FROM users WHERE id = $1 AND tenant_id = $2")
             .bind(id)

@@ -351,3 +351,52 @@ pub(super) async fn ensure_user(
     tx.audit(AuditRecord::new("user.create", "user", user.id).after(&user));
     Ok(user)
 }
+
+/// Why a user-minted admin token is revoked when its creator stops being an Owner of its org.
+const CREATOR_NOT_OWNER: &str =
+    "creator_not_owner: the user who minted it is no longer an active Owner of its org";
+/// Why a user-minted admin token is revoked when its creator is deleted.
+const CREATOR_DELETED: &str = "creator_deleted: the user who minted it was deleted";
+
+/// Revokes, inside the write, each admin token a signed-in user minted whose creator this
+/// change may have affected and who is no longer an effective, active Owner of the token's org
+/// — the same evaluation as the Owner rule's, on what the transaction sees. SCIM and service
+/// tokens belong to the org and are never revoked here; nor are the operator's or a token's.
+pub(crate) async fn revoke_unentitled_tokens(tx: &mut WriteTx) -> Result<(), StoreError> {
+    let tenant_id = tx.tenant_id();
+    let affected = tx.affected_users();
+    let tokens =
+        super::tokens::user_minted_admin_tokens(tx.conn(), tenant_id, affected.as_deref()).await?;
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let mut creators: Vec<Uuid> = tokens.iter().filter_map(|t| t.created_by_user_id).collect();
+    creators.sort_unstable();
+    creators.dedup();
+    let users = snapshots::load_user_snapshots(tx, tenant_id, &creators).await?;
+    for token in tokens {
+        let entitled = users
+            .iter()
+            .find(|u| Some(u.user_id) == token.created_by_user_id)
+            .is_some_and(|u| crate::domain::resolve::is_owner(u, token.org_id));
+        if !entitled {
+            super::tokens::revoke_in(tx, &token, Some(CREATOR_NOT_OWNER)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Revokes the admin tokens `user_id` minted, before their row goes (which would forget who
+/// minted them).
+pub(crate) async fn revoke_tokens_of_deleted(
+    tx: &mut WriteTx,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    let tokens =
+        super::tokens::user_minted_admin_tokens(tx.conn(), tenant_id, Some(&[user_id])).await?;
+    for token in tokens {
+        super::tokens::revoke_in(tx, &token, Some(CREATOR_DELETED)).await?;
+    }
+    Ok(())
+}
