@@ -75,39 +75,53 @@ impl Provider {
         }))
     }
 
-    /// Starts a provider from its whole configuration (see provider.mjs).
+    /// Starts a provider from its whole configuration (see provider.mjs). A provider that has
+    /// not said where it listens within 30 s is stopped and started again (twice at most): in
+    /// full suite runs a node process now and then never got as far as listening, while a
+    /// second one started at once; what it printed on stderr is in the panic if all fail.
     pub fn start_with(config: Value) -> Provider {
-        let mut child = Command::new("node")
-            .arg(provider_script())
-            .env("OIDC_TEST_CONFIG", config.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs the provider");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, receive) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = send.send(line);
+        let mut stderr_seen = String::new();
+        for _attempt in 0..3 {
+            let log = tempfile::NamedTempFile::new().expect("provider log");
+            let mut child = Command::new("node")
+                .arg(provider_script())
+                .env("OIDC_TEST_CONFIG", config.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log.reopen().expect("log")))
+                .spawn()
+                .expect("node runs the provider");
+            let stdout = child.stdout.take().expect("stdout");
+            let (send, receive) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = send.send(line);
+                }
+                // Keep draining, so the provider never blocks on a full pipe.
+                for _ in lines {}
+            });
+            match receive.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    let issuer = line
+                        .strip_prefix("listening ")
+                        .expect("listening <issuer>")
+                        .to_owned();
+                    return Provider {
+                        child,
+                        issuer,
+                        config,
+                    };
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    stderr_seen = std::fs::read_to_string(log.path()).unwrap_or_default();
+                    eprintln!("the provider did not start; again (stderr: {stderr_seen})");
+                }
             }
-            // Keep draining, so the provider never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = receive
-            // Generous: a loaded machine starting node for several tests at once is slow.
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the provider says where it listens");
-        let issuer = line
-            .strip_prefix("listening ")
-            .expect("listening <issuer>")
-            .to_owned();
-        Provider {
-            child,
-            issuer,
-            config,
         }
+        panic!("the provider never said where it listens; its stderr:\n{stderr_seen}");
     }
 
     /// Stops it and starts it again on the same port (so with the same issuer) with these
