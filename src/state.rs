@@ -49,6 +49,8 @@ pub struct AppState {
     pub idp: Arc<Idp>,
     /// The keys that open OIDC secrets sealed at rest (none until `with_keyring`).
     pub keyring: Arc<Keyring>,
+    /// The session-token keys derived from `keyring`, once, not on every request.
+    pub signing_keys: Arc<crate::domain::session_token::SigningKeys>,
 }
 
 /// Why the service cannot start with this configuration.
@@ -144,12 +146,21 @@ impl AppState {
             background,
             idp: Arc::new(Idp::new()),
             keyring: Arc::new(Keyring::default()),
+            signing_keys: Arc::new(crate::domain::session_token::SigningKeys::none()),
         })
     }
 
     /// The keys that seal and open secrets at rest (`secrets::keyring` reads them from the
     /// configuration; `secrets::check_store` has checked they open what the store holds).
     pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.signing_keys = Arc::new(
+            crate::domain::session_token::SigningKeys::from_keyring(&keyring).unwrap_or_else(
+                |error| {
+                    tracing::error!(%error, "no session token keys");
+                    crate::domain::session_token::SigningKeys::none()
+                },
+            ),
+        );
         self.keyring = Arc::new(keyring);
         self
     }

@@ -223,8 +223,7 @@ async fn by_session_token(
     state: &AppState,
     token: &str,
 ) -> Result<AdminAuth, ApiError> {
-    let keys = crate::domain::session_token::SigningKeys::from_keyring(&state.keyring)
-        .map_err(|_| ApiError::Unauthorized("invalid session token"))?;
+    let keys = &state.signing_keys;
     let issuer = state.config.public_url();
     let claims = keys
         .verify(token, issuer.as_str().trim_end_matches('/'))

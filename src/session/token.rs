@@ -64,12 +64,8 @@ impl IntoResponse for Refused {
     }
 }
 
-/// The signing keys of the state's keyring (derived each time: a few microseconds, and a
-/// keyring swapped by a restart is followed without bookkeeping).
 fn signing_keys(state: &AppState) -> Result<Arc<SigningKeys>, Refused> {
-    SigningKeys::from_keyring(&state.keyring)
-        .map(Arc::new)
-        .map_err(Refused::Tokens)
+    Ok(state.signing_keys.clone())
 }
 
 /// The live session the request's cookie names, with the CSRF token echoed: minting is only
