@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod common;
 mod concurrency;
+mod console;
 mod crash;
 mod edge;
 mod fuzz;
