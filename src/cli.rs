@@ -349,7 +349,9 @@ pub async fn mappings(store: &dyn Store, command: MappingsCommand) -> Result<Pri
             let catalog = store.mapping_catalog(found.tenant_id, found.id).await?;
             let document = mapping_document::export(&stored.mappings, &catalog);
             let text = match format {
-                DocumentFormat::Json => pretty(&document)?,
+                DocumentFormat::Json => {
+                    mapping_document::to_json(&document).map_err(CliError::Output)?
+                }
                 DocumentFormat::Yaml => {
                     mapping_document::to_yaml(&document).map_err(CliError::Output)?
                 }

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiQuery, RawJson};
 use super::page::{Page, PageSize};
@@ -39,7 +40,7 @@ fn invalid(errors: Vec<DocumentError>) -> ApiError {
 }
 
 /// The body read as a mapping document of `org_id` and checked against what that org may name.
-async fn read_document(
+pub(crate) async fn read_document(
     state: &AppState,
     tenant_id: Uuid,
     org_id: Uuid,
@@ -50,17 +51,26 @@ async fn read_document(
     mapping_document::validate(&document, &catalog).map_err(invalid)
 }
 
+/// The stored mappings as their document, as `GET …/mappings` and `mappings export` write it.
+pub(crate) async fn as_document(
+    state: &AppState,
+    tenant_id: Uuid,
+    stored: &StoredMappings,
+) -> Result<MappingDocument, ApiError> {
+    let catalog = state
+        .store
+        .mapping_catalog(tenant_id, stored.org_id)
+        .await?;
+    Ok(mapping_document::export(&stored.mappings, &catalog))
+}
+
 /// The stored mappings as their document, with the version as a strong `ETag` for `If-Match`.
 async fn document_response(
     state: &AppState,
     tenant_id: Uuid,
     stored: &StoredMappings,
 ) -> Result<Response, ApiError> {
-    let catalog = state
-        .store
-        .mapping_catalog(tenant_id, stored.org_id)
-        .await?;
-    let document = mapping_document::export(&stored.mappings, &catalog);
+    let document = as_document(state, tenant_id, stored).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", stored.version))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::ETAG, etag)], ApiJson(document)).into_response())
@@ -158,20 +168,32 @@ async fn put_mappings(
     headers: HeaderMap,
     RawJson(body): RawJson,
 ) -> Result<Response, ApiError> {
-    let tenant = admin.tenant_id();
     let version = if_match(&headers)?;
-    let mappings = read_document(&state, tenant, item.id, &body).await?;
-    let stored = state
+    let stored = replace(&state, &admin, item.id, &body, version).await?;
+    document_response(&state, admin.tenant_id(), &stored).await
+}
+
+/// Replaces the org's mappings with the document in `body`, if they are still at `version`
+/// (`None`: whatever they are): `PUT …/mappings` and the console's "Apply".
+pub(crate) async fn replace(
+    state: &AppState,
+    admin: &AdminAuth,
+    org_id: Uuid,
+    body: &[u8],
+    version: Option<i64>,
+) -> Result<StoredMappings, ApiError> {
+    let tenant = admin.tenant_id();
+    let mappings = read_document(state, tenant, org_id, body).await?;
+    state
         .store
-        .replace_mappings(&admin.ctx, tenant, item.id, &mappings, version)
+        .replace_mappings(&admin.ctx, tenant, org_id, &mappings, version)
         .await
         .map_err(|e| match e {
             StoreError::Precondition => ApiError::PreconditionFailed(
                 "the mappings have changed since the version in If-Match; GET them again",
             ),
             other => other.into(),
-        })?;
-    document_response(&state, tenant, &stored).await
+        })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -212,11 +234,31 @@ async fn preview_mappings(
     RawJson(body): RawJson,
 ) -> Result<ApiJson<Preview>, ApiError> {
     let page = Page::new(PageSize::LIST, p.after, p.limit)?;
-    let tenant = admin.tenant_id();
-    let mappings = read_document(&state, tenant, item.id, &body).await?;
-    let preview = state
-        .store
-        .preview_mappings(tenant, item.id, &mappings, page.cursor, page.limit)
-        .await?;
+    let preview = preview(
+        &state,
+        admin.tenant_id(),
+        item.id,
+        &body,
+        page.cursor,
+        page.limit,
+    )
+    .await?;
     Ok(ApiJson(preview))
+}
+
+/// What replacing the org's mappings with the document in `body` would change, one page of
+/// users: `POST …/mappings/preview` and the console's preview page.
+pub(crate) async fn preview(
+    state: &AppState,
+    tenant_id: Uuid,
+    org_id: Uuid,
+    body: &[u8],
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Preview, ApiError> {
+    let mappings = read_document(state, tenant_id, org_id, body).await?;
+    Ok(state
+        .store
+        .preview_mappings(tenant_id, org_id, &mappings, after, limit)
+        .await?)
 }

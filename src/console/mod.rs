@@ -34,6 +34,7 @@ pub mod assets;
 mod home;
 mod invitations;
 pub mod layout;
+mod mappings;
 mod members;
 mod orgs;
 mod sign_in;
@@ -95,6 +96,13 @@ pub fn router() -> Router<AppState> {
             "/console/orgs/{org}/members/invitations/{invitation}/revoke",
             post(members::revoke),
         )
+        .route("/console/orgs/{org}/mappings", get(mappings::page))
+        .route(
+            "/console/orgs/{org}/mappings/preview",
+            post(mappings::preview),
+        )
+        .route("/console/orgs/{org}/mappings/apply", post(mappings::apply))
+        .route("/console/orgs/{org}/mappings/export", get(mappings::export))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))
 }

@@ -510,6 +510,14 @@ pub fn parse_yaml(text: &[u8]) -> Result<MappingDocument, Vec<DocumentError>> {
     })
 }
 
+/// The document as pretty JSON with a trailing newline, for `mappings export` and the
+/// console's download: a file meant to be kept and diffed.
+pub fn to_json(document: &MappingDocument) -> Result<String, String> {
+    serde_json::to_string_pretty(document)
+        .map(|text| text + "\n")
+        .map_err(|e| e.to_string())
+}
+
 /// The document as YAML, for `mappings export --format yaml`; `parse_yaml` reads it back to
 /// the same document.
 pub fn to_yaml(document: &MappingDocument) -> Result<String, String> {

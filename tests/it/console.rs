@@ -19,7 +19,7 @@ use crate::common::{Backend, TestApp};
 use crate::session::session_cookie;
 
 const PUBLIC_URL: &str = "https://rolegate.acme.example/";
-const ORIGIN: &str = "https://rolegate.acme.example";
+pub const ORIGIN: &str = "https://rolegate.acme.example";
 const COOKIE_NAME: &str = "__Host-rolegate_session";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -115,7 +115,7 @@ async fn anonymous_get(app: &TestApp, path: &str) -> Reply {
 }
 
 /// A member of the root org with only the built-in Viewer role on a product.
-async fn viewer(app: &TestApp) -> (Browser, String) {
+pub async fn viewer(app: &TestApp) -> (Browser, String) {
     let org = app.org_id.to_string();
     let user = app.user("viewer@acme.test").await;
     app.ok(
@@ -137,7 +137,7 @@ async fn viewer(app: &TestApp) -> (Browser, String) {
 
 /// What every console page keeps: the policy, no framing, not cached, and markup with no
 /// inline script, style or event handler.
-fn assert_console_page(reply: &Reply) {
+pub fn assert_console_page(reply: &Reply) {
     assert_eq!(reply.headers["content-security-policy"], CSP);
     assert_eq!(reply.headers["x-frame-options"], "DENY");
     assert_eq!(reply.headers["referrer-policy"], "same-origin");
