@@ -162,6 +162,23 @@ const USER_NEEDS: &[(&str, &str, UserNeed)] = &[
         UserNeed::OrgSettings,
     ),
     ("GET", "/api/v1/audit", UserNeed::AuditLog),
+    (
+        "GET",
+        "/api/v1/products/{product_id}/audit",
+        UserNeed::AuditLog,
+    ),
+    // SCIM request errors name the filters an IdP sent (e-mail addresses among them).
+    ("GET", "/api/v1/tokens/{token_id}/errors", UserNeed::Owner),
+    (
+        "GET",
+        "/api/v1/orgs/{org_id}/oidc-connections",
+        UserNeed::Owner,
+    ),
+    (
+        "GET",
+        "/api/v1/oidc-connections/{connection_id}",
+        UserNeed::Owner,
+    ),
     ("GET", "/api/v1/orgs/{org_id}/mappings", UserNeed::Owner),
     ("GET", "/api/v1/tokens", UserNeed::Owner),
     (

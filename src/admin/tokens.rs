@@ -55,26 +55,35 @@ async fn list_tokens(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<TokenList>, ApiError> {
     let org_id = params.org_id.unwrap_or(admin.home_org());
-    admin.org(&state, org_id).await?;
-    let tokens = state
+    let tokens = list(&state, &admin, org_id).await?;
+    Ok(ApiJson(TokenList { tokens }))
+}
+
+/// The tokens of `org_id`, if it is within the caller's reach: `GET /tokens` and the console.
+pub(crate) async fn list(
+    state: &AppState,
+    admin: &AdminAuth,
+    org_id: Uuid,
+) -> Result<Vec<Token>, ApiError> {
+    admin.org(state, org_id).await?;
+    Ok(state
         .store
         .list_tokens(admin.tenant_id(), Some(org_id))
-        .await?;
-    Ok(ApiJson(TokenList { tokens }))
+        .await?)
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
-    kind: TokenKind,
+pub(crate) struct CreateToken {
+    pub(crate) kind: TokenKind,
     /// 1 to 100 characters, trimmed; a default is chosen when absent.
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Default: the caller's own org.
-    org_id: Option<Uuid>,
+    pub(crate) org_id: Option<Uuid>,
     /// 1 to 3650; default: never expires. Never later than the calling token's own expiry:
     /// a token minted by an expiring token expires with it at the latest.
     #[schema(minimum = 1, maximum = 3650)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -103,8 +112,26 @@ async fn create_token(
     admin: AdminAuth,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, NoStore, ApiJson<CreatedToken>), ApiError> {
+    let (token, secret) = create(&state, &admin, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        NoStore,
+        ApiJson(CreatedToken {
+            token,
+            token_secret: secret,
+        }),
+    ))
+}
+
+/// Issues the token `body` describes, for an org within the caller's reach; returns it with
+/// its secret (to be shown once): `POST /tokens` and the console.
+pub(crate) async fn create(
+    state: &AppState,
+    admin: &AdminAuth,
+    body: CreateToken,
+) -> Result<(Token, String), ApiError> {
     let org_id = body.org_id.unwrap_or(admin.home_org());
-    admin.org(&state, org_id).await?;
+    admin.org(state, org_id).await?;
     if let Some(days) = body.expires_in_days
         && !(1..=3650).contains(&days)
     {
@@ -113,7 +140,7 @@ async fn create_token(
             "must be between 1 and 3650",
         ));
     }
-    let (token, secret) = issue_token(
+    issue_token(
         state.store.as_ref(),
         &admin.ctx,
         admin.tenant_id(),
@@ -132,15 +159,7 @@ async fn create_token(
     .map_err(|e| match e {
         IssueError::InvalidName(msg) => ApiError::invalid("name", msg),
         IssueError::Store(e) => e.into(),
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        NoStore,
-        ApiJson(CreatedToken {
-            token,
-            token_secret: secret,
-        }),
-    ))
+    })
 }
 
 /// Revokes a token at once; revoking it again changes nothing.

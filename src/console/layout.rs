@@ -16,6 +16,7 @@ pub const ORG_SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
     ("/members", "Members"),
     ("/mappings", "IdP mappings"),
+    ("/tokens", "SCIM tokens"),
 ];
 
 /// The whole page: skip link, header with navigation and the signed-in user (with sign-out),

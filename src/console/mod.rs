@@ -38,6 +38,7 @@ mod mappings;
 mod members;
 mod orgs;
 mod sign_in;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -103,6 +104,15 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/orgs/{org}/mappings/apply", post(mappings::apply))
         .route("/console/orgs/{org}/mappings/export", get(mappings::export))
+        .route(
+            "/console/orgs/{org}/tokens",
+            get(tokens::page).post(tokens::create),
+        )
+        .route(
+            "/console/tokens/{token}/revoke",
+            get(tokens::confirm_revoke).post(tokens::revoke),
+        )
+        .route("/console/tokens/{token}/errors", get(tokens::errors))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))
 }

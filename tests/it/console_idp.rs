@@ -437,10 +437,171 @@ async fn a_member_cannot_see_or_change_the_mappings(backend: Backend) {
     );
 }
 
+/// The text of the element with `id`, up to its closing tag.
+fn element_text(html: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {html}"))
+        + marker.len();
+    let end = html[at..].find('<').expect("end of element") + at;
+    html[at..end].to_owned()
+}
+
+/// An Owner creates a SCIM token: its secret is shown once with the SCIM base URL and works;
+/// its failed requests show on its error page; revoking (after the confirmation page) stops it.
+async fn an_owner_creates_a_scim_token_sees_its_errors_and_revokes_it(backend: Backend) {
+    let app = console_app(backend).await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let path = format!("/console/orgs/{}/tokens", app.org_id);
+    let page = owner.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    assert!(page.text.contains("id=\"tokens\""), "{}", page.text);
+    assert!(page.text.contains("<td>scim</td>") && page.text.contains("<td>admin</td>"));
+    assert!(page.text.contains("Create SCIM token"));
+
+    let created = owner
+        .post(
+            &app,
+            &path,
+            &[("name", "Okta provisioning"), ("expires_in_days", "30")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_console_page(&created);
+    let secret = element_text(&created.text, "token-secret");
+    assert!(!secret.is_empty());
+    assert!(
+        created.text.contains(&format!("data-copy=\"{secret}\"")),
+        "a copy button"
+    );
+    assert_eq!(
+        element_text(&created.text, "scim-base-url"),
+        "https://rolegate.acme.example/scim/v2"
+    );
+    let works = app.scim_as(&secret, Method::GET, "/Users", None, &[]).await;
+    assert_eq!(works.status, StatusCode::OK, "{}", works.text);
+    let again = owner.get(&app, &path).await;
+    assert!(again.text.contains("Okta provisioning"));
+    assert!(
+        !again.text.contains(&secret),
+        "the secret is never shown again"
+    );
+
+    let listed = app.ok(Method::GET, "/tokens", None).await;
+    let token = listed["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == "Okta provisioning")
+        .expect("the new token")
+        .clone();
+    assert_eq!(token["kind"], "scim");
+    assert!(token["expires_at"].is_string());
+    let id = token["id"].as_str().expect("id");
+
+    let bad = app
+        .scim_as(
+            &secret,
+            Method::POST,
+            "/Users",
+            Some(json!({ "schemas": [USER] })),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    let errors = owner
+        .get(&app, &format!("/console/tokens/{id}/errors"))
+        .await;
+    assert_eq!(errors.status, StatusCode::OK, "{}", errors.text);
+    assert_console_page(&errors);
+    assert!(
+        errors.text.contains("POST /scim/v2/Users"),
+        "{}",
+        errors.text
+    );
+    assert!(errors.text.contains("<td>400"), "{}", errors.text);
+
+    let confirm = owner
+        .get(&app, &format!("/console/tokens/{id}/revoke"))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm.text.contains("Revoke Okta provisioning?"),
+        "{}",
+        confirm.text
+    );
+    let revoked = owner
+        .post(&app, &format!("/console/tokens/{id}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.text);
+    assert_eq!(
+        flash(&revoked),
+        ("done".into(), "Revoked Okta provisioning.".into())
+    );
+    let refused = app.scim_as(&secret, Method::GET, "/Users", None, &[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let page = owner.get(&app, &path).await;
+    assert!(page.text.contains("revoked "), "{}", page.text);
+}
+
+/// A member who is no Owner gets no token pages, and forged creates and revokes are refused;
+/// so is a revoke without the CSRF token.
+async fn a_member_cannot_see_create_or_revoke_tokens(backend: Backend) {
+    let app = console_app(backend).await;
+    let (viewer, _) = viewer(&app).await;
+    let path = format!("/console/orgs/{}/tokens", app.org_id);
+    let page = viewer.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert!(!page.text.contains("Create SCIM token"));
+    let forged = viewer.post(&app, &path, &[("name", "mine")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    let token = app.scim_token_id().await;
+    let forged = viewer
+        .post(&app, &format!("/console/tokens/{token}/revoke"), &[])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    let errors = viewer
+        .get(&app, &format!("/console/tokens/{token}/errors"))
+        .await;
+    assert_eq!(errors.status, StatusCode::FORBIDDEN);
+    // As the API answers the same user: the error log is the Owner's, like the tokens.
+    let api = viewer
+        .get(&app, &format!("/api/v1/tokens/{token}/errors"))
+        .await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text);
+
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let no_token = owner
+        .post_with(
+            &app,
+            &format!("/console/tokens/{token}/revoke"),
+            &[],
+            false,
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let listed = app.ok(Method::GET, "/tokens", None).await;
+    assert!(
+        listed["tokens"]
+            .as_array()
+            .expect("tokens")
+            .iter()
+            .all(|t| t["revoked_at"].is_null() && t["name"] != "mine"),
+        "{listed}"
+    );
+    let works = app.scim(Method::GET, "/Users", None).await;
+    assert_eq!(works.status, StatusCode::OK);
+}
+
 crate::on_both_backends!(
     a_rule_added_on_the_mappings_page_is_previewed_then_applied,
     an_invalid_document_is_shown_with_its_errors,
     the_owner_rule_is_flagged_on_the_preview_and_apply_refused,
     export_downloads_the_document_and_import_previews_it,
     a_member_cannot_see_or_change_the_mappings,
+    an_owner_creates_a_scim_token_sees_its_errors_and_revokes_it,
+    a_member_cannot_see_create_or_revoke_tokens,
 );
