@@ -17,6 +17,7 @@ pub const ORG_SECTIONS: &[(&str, &str)] = &[
     ("/members", "Members"),
     ("/mappings", "IdP mappings"),
     ("/tokens", "SCIM tokens"),
+    ("/connections", "SSO connections"),
 ];
 
 /// The whole page: skip link, header with navigation and the signed-in user (with sign-out),

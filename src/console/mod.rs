@@ -31,6 +31,7 @@
 //! pages are `no-store`; assets are immutable under their hashed names.
 
 pub mod assets;
+mod connections;
 mod home;
 mod invitations;
 pub mod layout;
@@ -113,6 +114,18 @@ pub fn router() -> Router<AppState> {
             get(tokens::confirm_revoke).post(tokens::revoke),
         )
         .route("/console/tokens/{token}/errors", get(tokens::errors))
+        .route(
+            "/console/orgs/{org}/connections",
+            get(connections::page).post(connections::add),
+        )
+        .route(
+            "/console/connections/{connection}/update",
+            post(connections::update),
+        )
+        .route(
+            "/console/connections/{connection}/delete",
+            post(connections::remove),
+        )
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))
 }

@@ -596,6 +596,202 @@ async fn a_member_cannot_see_create_or_revoke_tokens(backend: Backend) {
     assert_eq!(works.status, StatusCode::OK);
 }
 
+/// An Owner adds a connection (discovery fetched at once; its failure shown), sees the URIs to
+/// register with copy buttons and never the secret, changes it keeping the stored secret, and
+/// removes it — refused, naming the rules, while a mapping rule uses it.
+async fn an_owner_adds_changes_and_removes_an_sso_connection(backend: Backend) {
+    use crate::common::oidc::{CLIENT_ID, CLIENT_SECRET};
+    let app = console_app(backend).await;
+    let op = crate::oidc::provider();
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let org = app.org_id;
+    let path = format!("/console/orgs/{org}/connections");
+    let page = owner.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    assert!(page.text.contains("No connections."));
+    assert!(
+        page.text
+            .contains("https://rolegate.acme.example/auth/oidc/backchannel-logout")
+    );
+    assert!(page.text.contains("id=\"post-logout-uri\""));
+
+    let unreachable = owner
+        .post(
+            &app,
+            &path,
+            &[
+                ("issuer", "http://127.0.0.1:1"),
+                ("client_id", "x"),
+                ("client_secret", "y"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        unreachable.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unreachable.text
+    );
+    assert_console_page(&unreachable);
+    assert!(
+        unreachable.text.contains("cannot reach"),
+        "{}",
+        unreachable.text
+    );
+
+    let added = owner
+        .post(
+            &app,
+            &path,
+            &[
+                ("issuer", &op.issuer),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("groups_claim", "roles"),
+                ("scopes", "openid email"),
+                ("provisioning", "jit"),
+                ("domains", "acme.test, acme.example"),
+                ("require_mfa", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
+    assert_eq!(flash(&added).0, "done");
+    let listed = app
+        .ok(Method::GET, &format!("/orgs/{org}/oidc-connections"), None)
+        .await;
+    let c = &listed["connections"][0];
+    let id = c["id"].as_str().expect("id").to_owned();
+    assert_eq!(c["groups_claim"], "roles");
+    assert_eq!(c["provisioning"], "jit");
+    assert_eq!(c["domains"], json!(["acme.example", "acme.test"]));
+    assert_eq!(c["require_mfa"], true);
+    assert_eq!(c["has_client_secret"], true);
+
+    let page = owner.get(&app, &path).await;
+    let redirect = format!("https://rolegate.acme.example/auth/oidc/{id}/callback");
+    assert!(
+        page.text.contains(&format!("data-copy=\"{redirect}\"")),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("acme.example, acme.test"));
+    assert!(
+        !page.text.contains(CLIENT_SECRET),
+        "the secret is never shown"
+    );
+    assert!(
+        page.text
+            .contains("type=\"password\" name=\"client_secret\"")
+    );
+
+    let saved = owner
+        .post(
+            &app,
+            &format!("/console/connections/{id}/update"),
+            &[
+                ("client_id", CLIENT_ID),
+                ("client_secret", ""),
+                ("groups_claim", "groups"),
+                ("scopes", "openid email profile"),
+                ("provisioning", "hybrid"),
+                ("domains", "acme.test"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text);
+    let c = app
+        .ok(Method::GET, &format!("/oidc-connections/{id}"), None)
+        .await;
+    assert_eq!(c["provisioning"], "hybrid");
+    assert_eq!(c["require_mfa"], false, "an unticked box turns it off");
+    assert_eq!(c["domains"], json!(["acme.test"]));
+    assert_eq!(
+        c["has_client_secret"], true,
+        "an empty secret keeps the stored one"
+    );
+
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{org}/mappings"),
+        Some(
+            json!({ "version": 1, "rules": [{ "name": "Engineers", "idp_group": "eng",
+            "source": format!("oidc:{id}"), "grants": [{ "org_role": "member" }] }] }),
+        ),
+    )
+    .await;
+    let refused = owner
+        .post(&app, &format!("/console/connections/{id}/delete"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_console_page(&refused);
+    assert!(refused.text.contains("Engineers"), "{}", refused.text);
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{org}/mappings"),
+        Some(json!({ "version": 1, "rules": [] })),
+    )
+    .await;
+    let removed = owner
+        .post(&app, &format!("/console/connections/{id}/delete"), &[])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.text);
+    let listed = app
+        .ok(Method::GET, &format!("/orgs/{org}/oidc-connections"), None)
+        .await;
+    assert_eq!(listed["connections"], json!([]));
+}
+
+/// A member who is no Owner gets no connections page; forged adds, changes and removals are
+/// refused.
+async fn a_member_cannot_see_or_change_sso_connections(backend: Backend) {
+    let app = console_app(backend).await;
+    let op = crate::oidc::provider();
+    let created =
+        crate::oidc::add_connection(&app, &app.org_id.to_string(), &op.issuer, json!({})).await;
+    let id = created["id"].as_str().expect("id");
+    let (viewer, _) = viewer(&app).await;
+    let path = format!("/console/orgs/{}/connections", app.org_id);
+    let page = viewer.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert!(!page.text.contains("client_secret"));
+    let forged = viewer
+        .post(&app, &path, &[("issuer", &op.issuer), ("client_id", "x")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    for action in ["update", "delete"] {
+        let forged = viewer
+            .post(
+                &app,
+                &format!("/console/connections/{id}/{action}"),
+                &[("client_id", "evil")],
+            )
+            .await;
+        assert_eq!(
+            forged.status,
+            StatusCode::FORBIDDEN,
+            "{action}: {}",
+            forged.text
+        );
+    }
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let no_token = owner
+        .post_with(
+            &app,
+            &format!("/console/connections/{id}/delete"),
+            &[],
+            false,
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let c = app
+        .ok(Method::GET, &format!("/oidc-connections/{id}"), None)
+        .await;
+    assert_ne!(c["client_id"], "evil", "nothing changed");
+}
+
 crate::on_both_backends!(
     a_rule_added_on_the_mappings_page_is_previewed_then_applied,
     an_invalid_document_is_shown_with_its_errors,
@@ -604,4 +800,6 @@ crate::on_both_backends!(
     a_member_cannot_see_or_change_the_mappings,
     an_owner_creates_a_scim_token_sees_its_errors_and_revokes_it,
     a_member_cannot_see_create_or_revoke_tokens,
+    an_owner_adds_changes_and_removes_an_sso_connection,
+    a_member_cannot_see_or_change_sso_connections,
 );
