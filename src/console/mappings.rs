@@ -220,7 +220,7 @@ async fn render(
                 div { button type="submit" { "Preview" } }
             }))
             h2 { "Import" }
-            p class="note" { "Paste a document exported from here or by " code { "rolegate mappings export" } "; it replaces the current one after the preview." }
+            p class="note" { "Paste (or choose the file of) a document exported from here or by " code { "rolegate mappings export" } "; it replaces the current one after the preview." }
             (post_form(console, &preview, "stack", html! {
                 input type="hidden" name="op" value="import";
                 input type="hidden" name="etag" value=(stored.version);
@@ -230,6 +230,11 @@ async fn render(
                         option value="json" { "JSON" }
                         option value="yaml" { "YAML" }
                     }
+                }
+                div class="field" {
+                    label for="import-file" hidden { "File" }
+                    input id="import-file" type="file" accept=".json,.yaml,.yml,application/json,application/yaml"
+                        data-load-into="import-document" data-format="import-format" hidden;
                 }
                 div class="field" {
                     label for="import-document" { "Document" }

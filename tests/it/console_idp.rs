@@ -341,6 +341,10 @@ async fn export_downloads_the_document_and_import_previews_it(backend: Backend) 
         page.text.contains("role viewer on product Checkout"),
         "the default"
     );
+    assert!(
+        page.text.contains("data-load-into=\"import-document\""),
+        "a file picker for the import, filled in by the console's script"
+    );
     assert!(page.text.contains("org role member in this org"));
 
     let json_file = owner.get(&app, &format!("{path}/export?format=json")).await;

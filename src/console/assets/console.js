@@ -35,4 +35,22 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
+
+  // File pickers: <input type="file" data-load-into="ID" data-format="SELECT"> reads the
+  // chosen file into the textarea #ID (the mapping import), and picks YAML in #SELECT for a
+  // .yaml/.yml file as the CLI does. Hidden until this script runs: pasting works without it.
+  for (const input of document.querySelectorAll("input[type=file][data-load-into]")) {
+    const target = document.getElementById(input.dataset.loadInto);
+    if (!target) continue;
+    input.hidden = false;
+    const label = document.querySelector(`label[for="${input.id}"]`);
+    if (label) label.hidden = false;
+    input.addEventListener("change", async () => {
+      const file = input.files && input.files[0];
+      if (!file) return;
+      target.value = await file.text();
+      const format = document.getElementById(input.dataset.format || "");
+      if (format) format.value = /\.ya?ml$/i.test(file.name) ? "yaml" : "json";
+    });
+  }
 });
