@@ -600,6 +600,11 @@ async fn preview_body(
         @if rows.is_empty() {
             p { "No user's permissions change." }
         } @else {
+            div class="field" {
+                label for="changes-filter" hidden { "Filter the changes (user, product, capability)" }
+                input id="changes-filter" type="search" data-filter="changes" hidden;
+                span id="changes-count" class="note" aria-live="polite" {}
+            }
             div class="table-wrap" {
                 table id="changes" {
                     caption class="visually-hidden" { "Who gains and loses what" }

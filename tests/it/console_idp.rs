@@ -124,6 +124,10 @@ async fn a_rule_added_on_the_mappings_page_is_previewed_then_applied(backend: Ba
         preview.text.contains("manage resources"),
         "the gained capability"
     );
+    assert!(
+        preview.text.contains("data-filter=\"changes\""),
+        "a live filter on the changes"
+    );
     assert!(!preview.text.contains("id=\"owner-rule\""), "no violation");
     assert_eq!(hidden(&preview.text, "etag"), "0");
     assert_eq!(

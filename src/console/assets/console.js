@@ -8,6 +8,11 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const input of document.querySelectorAll("input[data-filter]")) {
     const table = document.getElementById(input.dataset.filter);
     if (!table) continue;
+    // A filter with no server-side search behind it (the mapping preview's changes) is
+    // hidden, with its label, until this script runs.
+    input.hidden = false;
+    const label = document.querySelector(`label[for="${input.id}"]`);
+    if (label) label.hidden = false;
     const status = document.getElementById(input.dataset.filter + "-count");
     input.addEventListener("input", () => {
       const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
