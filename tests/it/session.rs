@@ -42,6 +42,7 @@ async fn sign_in(app: &TestApp, headers: &HeaderMap, user: Uuid) -> axum::respon
         NewSession {
             user_id: user,
             method: SignInMethod::EmailLink,
+            id_token: None,
         },
     )
     .await
@@ -192,6 +193,7 @@ async fn back_channel_logout_ends_matching_oidc_sessions(backend: Backend) {
             NewSession {
                 user_id: user,
                 method,
+                id_token: None,
             },
         )
         .await
