@@ -174,7 +174,9 @@ struct SetMember {
     role: Option<OrgRole>,
 }
 
-/// Adds an existing user of the tenant to the org, or changes their role there.
+/// Adds an existing user of the tenant to the org, or changes their role there. The user must
+/// belong only to orgs within the caller's reach (a sub-org cannot enlist, or re-role, a
+/// member of an org above or beside it); giving or taking `owner` needs an Owner.
 #[utoipa::path(
     put,
     path = "/orgs/{org_id}/members/{user_id}",
@@ -184,7 +186,8 @@ struct SetMember {
     request_body = SetMember,
     responses(
         (status = 200, description = "The membership and the member's effective permissions on the org's products; `warnings` when the user is inactive.", body = MemberChange),
-        (status = 404, description = "No such org within reach, or no such user in the tenant.", body = ErrorBody),
+        (status = 403, description = "A signed-in user who is not an Owner of the org giving or taking the Owner role.", body = ErrorBody),
+        (status = 404, description = "No such org within reach, or no such user in the tenant, or a user who belongs to an org out of the caller's reach.", body = ErrorBody),
         (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
     )
@@ -195,6 +198,15 @@ async fn set_member(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<SetMember>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
+    let person = state.store.get_user(admin.tenant_id(), user_id).await?;
+    admin.require_whole_person(&state, &person).await?;
+    let owner_now = person
+        .memberships
+        .iter()
+        .any(|m| m.org_id == item.id && m.role == Some(OrgRole::Owner));
+    if owner_now || body.role == Some(OrgRole::Owner) {
+        admin.require_owner_of(&state, item.id).await?;
+    }
     state
         .store
         .set_membership(
@@ -262,6 +274,18 @@ async fn remove_member(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> Result<StatusCode, ApiError> {
+    let person = state.store.get_user(admin.tenant_id(), user_id).await?;
+    if params.force {
+        // Forced, the person is deactivated everywhere in the tenant: a whole-person act.
+        admin.require_whole_person(&state, &person).await?;
+    }
+    if person
+        .memberships
+        .iter()
+        .any(|m| m.org_id == item.id && m.role == Some(OrgRole::Owner))
+    {
+        admin.require_owner_of(&state, item.id).await?;
+    }
     let held = if params.force {
         ScimHeld::Deactivate
     } else {

@@ -422,6 +422,23 @@ pub fn check_id_token(claims: &Value, expected: &Expected<'_>) -> Result<Verifie
     })
 }
 
+/// Whether a token of `issuer` may come from this connection: its issuer, or — for an Entra
+/// multi-tenant connection — its template filled with an allowed tenant.
+pub fn connection_issues(connection: &Connection, issuer: &str) -> bool {
+    let expected = Expected {
+        issuer: &connection.issuer,
+        allowed_tenants: &connection.allowed_tenants,
+        client_id: &connection.client_id,
+        nonce: "",
+        now: crate::domain::now(),
+        access_token: None,
+        alg: "",
+        require_mfa: false,
+        groups_claim: "",
+    };
+    check_issuer(issuer, &expected).is_ok()
+}
+
 fn check_issuer(issuer: &str, expected: &Expected<'_>) -> Result<(), TokenRefusal> {
     let Some((before, after)) = expected.issuer.split_once(ENTRA_TENANT_PLACEHOLDER) else {
         return if issuer == expected.issuer {

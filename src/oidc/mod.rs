@@ -582,7 +582,10 @@ async fn end_sessions(state: &AppState, token: &str) -> Result<u64, (&'static st
         .map_err(|e| ("temporarily_unavailable", e.to_string()))?;
     let material = connections
         .into_iter()
-        .find(|m| audiences.contains(&m.connection.client_id.as_str()))
+        .find(|m| {
+            rules::connection_issues(&m.connection, issuer)
+                && audiences.contains(&m.connection.client_id.as_str())
+        })
         .ok_or_else(|| invalid("no connection of this issuer and audience"))?;
     let (claims, _) = state
         .idp
@@ -631,7 +634,7 @@ async fn end_sessions(state: &AppState, token: &str) -> Result<u64, (&'static st
     if !fresh {
         return Err(invalid("this logout_token was used already (jti replayed)"));
     }
-    crate::session::end_by_oidc(state, issuer, subject, sid)
+    crate::session::end_by_oidc(state, material.connection.id, issuer, subject, sid)
         .await
         .map_err(|e| ("temporarily_unavailable", e.to_string()))
 }

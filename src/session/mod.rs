@@ -202,10 +202,13 @@ pub async fn start_from(
     })
 }
 
-/// Ends every live session matching an OpenID Back-Channel Logout (iss + sub and/or sid);
-/// returns how many ended. Invalidation reaches every instance.
+/// Ends every live session matching an OpenID Back-Channel Logout (iss + sub and/or sid) that
+/// began through `connection_id` — the connection the logout token is addressed to, never
+/// another (another tenant's, or another org's, on the same provider); returns how many
+/// ended. Invalidation reaches every instance.
 pub async fn end_by_oidc(
     state: &AppState,
+    connection_id: Uuid,
     issuer: &str,
     subject: Option<&str>,
     sid: Option<&str>,
@@ -213,7 +216,7 @@ pub async fn end_by_oidc(
     let ctx = Ctx::new(Actor::System);
     Ok(state
         .store
-        .end_oidc_sessions(&ctx, issuer, subject, sid)
+        .end_oidc_sessions(&ctx, connection_id, issuer, subject, sid)
         .await?)
 }
 

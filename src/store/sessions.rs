@@ -96,11 +96,12 @@ pub trait SessionStore {
         user_id: Uuid,
         reason: EndReason,
     ) -> Result<u64, StoreError>;
-    /// Ends the live OIDC sessions of `issuer` matching `subject` and/or `sid` (at least one
-    /// is given), in whichever tenants they are; returns how many.
+    /// Ends the live OIDC sessions begun through `connection_id` with `issuer` matching
+    /// `subject` and/or `sid` (at least one is given); returns how many.
     async fn end_oidc_sessions(
         &self,
         ctx: &Ctx,
+        connection_id: Uuid,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
@@ -634,6 +635,7 @@ impl SessionStore for SqlStore {
     async fn end_oidc_sessions(
         &self,
         ctx: &Ctx,
+        connection_id: Uuid,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
@@ -644,12 +646,13 @@ impl SessionStore for SqlStore {
         let found = {
             let mut h = self.db.read().await?;
             sql("SELECT id, tenant_id, user_id FROM sessions \
-                 WHERE oidc_issuer = $1 AND ended_at IS NULL \
+                 WHERE oidc_issuer = $1 AND oidc_connection_id = $4 AND ended_at IS NULL \
                  AND ($2 IS NULL OR oidc_subject = $2) AND ($3 IS NULL OR oidc_sid = $3) \
                  ORDER BY tenant_id, id")
             .bind(issuer)
             .bind(subject)
             .bind(sid)
+            .bind(connection_id)
             .fetch_all::<EndedRow>(h.conn())
             .await?
         };

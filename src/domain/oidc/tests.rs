@@ -239,3 +239,37 @@ fn the_end_session_url_carries_the_hint_the_client_and_where_to_return() {
     );
     assert_eq!(end_session_url("not a url", "c", None, "https://r/x"), None);
 }
+
+#[test]
+fn a_connection_issues_its_issuer_or_its_allowed_entra_tenants() {
+    let mut c = Connection {
+        id: uuid::Uuid::nil(),
+        tenant_id: uuid::Uuid::nil(),
+        org_id: uuid::Uuid::nil(),
+        issuer: "https://login.microsoftonline.com/{tenantid}/v2.0".into(),
+        client_id: "c".into(),
+        client_auth: ClientAuth::ClientSecretBasic,
+        has_client_secret: true,
+        public_jwk: None,
+        groups_claim: "groups".into(),
+        scopes: vec!["openid".into()],
+        provisioning: Provisioning::Hybrid,
+        require_mfa: false,
+        domains: Vec::new(),
+        allowed_tenants: vec!["T1".into()],
+        created_at: crate::domain::now(),
+        updated_at: crate::domain::now(),
+    };
+    assert!(connection_issues(
+        &c,
+        "https://login.microsoftonline.com/t1/v2.0"
+    ));
+    assert!(!connection_issues(
+        &c,
+        "https://login.microsoftonline.com/t2/v2.0"
+    ));
+    assert!(!connection_issues(&c, "https://evil.example/t1/v2.0"));
+    c.issuer = "https://idp.example".into();
+    assert!(connection_issues(&c, "https://idp.example"));
+    assert!(!connection_issues(&c, "https://idp.example/other"));
+}
