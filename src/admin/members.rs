@@ -174,8 +174,9 @@ struct SetMember {
     role: Option<OrgRole>,
 }
 
-/// Adds an existing user of the tenant to the org, or changes their role there. The user must
-/// belong only to orgs within the caller's reach (a sub-org cannot enlist, or re-role, a
+/// Adds an existing user of the tenant to the org, or changes their role there.
+///
+/// The user must belong only to orgs within the caller's reach (a sub-org cannot enlist, or re-role, a
 /// member of an org above or beside it); giving or taking `owner` needs an Owner.
 #[utoipa::path(
     put,

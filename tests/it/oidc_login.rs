@@ -25,6 +25,7 @@ on_both_backends!(
     a_provider_error_is_a_page_with_its_code,
     the_providers_back_channel_logout_ends_the_session_once,
     signing_out_ends_the_providers_session_too,
+    private_key_jwt_is_what_the_real_provider_takes,
     an_owner_mapped_from_a_group_claim_counts_for_the_owner_rule,
 );
 
@@ -682,6 +683,37 @@ async fn signing_out_ends_the_providers_session_too(backend: Backend) {
     // the provider.
     let again = s.app.send(logout()).await;
     assert_eq!(again.headers[header::LOCATION], "/auth/signed-out");
+}
+
+/// `private_key_jwt` against oidc-provider itself: the connection's public key is registered
+/// for the client (as an admin pastes it into Okta or Entra), the client secret is not, and the
+/// provider — which checks the assertion's signature, `iss`/`sub`, `aud`, `exp` and `jti` — hands
+/// out the tokens only for a good assertion: the sign-in completes.
+async fn private_key_jwt_is_what_the_real_provider_takes(backend: Backend) {
+    let mut s = sso(
+        backend,
+        json!({"alice": account("alice@acme.test", true, &[])}),
+        json!({"client_auth": "private_key_jwt", "provisioning": "jit"}),
+    )
+    .await;
+    let shown = s
+        .app
+        .ok(Method::GET, &format!("/oidc-connections/{}", s.id), None)
+        .await;
+    let public_jwk = shown["public_jwk"].clone();
+    assert_eq!(public_jwk["kty"], "EC", "{shown}");
+    assert!(public_jwk.get("d").is_none(), "never the private part");
+    s.op.restart_changed(|config| {
+        let client = &mut config["clients"][0];
+        client["token_endpoint_auth_method"] = json!("private_key_jwt");
+        client["jwks"] = json!({ "keys": [public_jwk] });
+        if let Some(fields) = client.as_object_mut() {
+            fields.remove("client_secret");
+        }
+    });
+    let reply = s.sign_in("alice").await;
+    assert_signed_in(&reply, "/console/");
+    assert!(s.user_id("alice@acme.test").await.is_some());
 }
 
 /// `POST /auth/logout` with the session cookie (`name=value`) and its CSRF token.

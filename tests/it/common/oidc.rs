@@ -129,6 +129,18 @@ impl Provider {
     pub fn restart_with(&mut self, accounts: Value) {
         let mut config = self.config.clone();
         config["accounts"] = accounts;
+        self.restart_as(config);
+    }
+
+    /// Stops it and starts it again on the same port with `change` applied to its
+    /// configuration (what a client registered meanwhile at a real provider, say).
+    pub fn restart_changed(&mut self, change: impl FnOnce(&mut Value)) {
+        let mut config = self.config.clone();
+        change(&mut config);
+        self.restart_as(config);
+    }
+
+    fn restart_as(&mut self, mut config: Value) {
         config["port"] = json!(self.port());
         let _ = self.child.kill();
         let _ = self.child.wait();
