@@ -117,7 +117,8 @@ async fn render(
             button type="submit" class="secondary" { "Search" }
             span id="members-count" class="note" aria-live="polite" {}
         }
-        div class="table-wrap" {
+        // Focusable and named: keyboard users scroll it sideways on a narrow screen.
+        div class="table-wrap" role="region" aria-label="Members" tabindex="0" {
             table id="members" {
                 caption class="visually-hidden" { "Members of " (org.name) }
                 thead { tr {
@@ -186,7 +187,7 @@ async fn render(
             @if pending.is_empty() {
                 p { "None." }
             } @else {
-                div class="table-wrap" {
+                div class="table-wrap" role="region" aria-label="Pending invitations" tabindex="0" {
                     table {
                         caption class="visually-hidden" { "Pending invitations" }
                         thead { tr {

@@ -64,6 +64,8 @@ use crate::state::AppState;
 /// Every console route. A page added later is one line here.
 pub fn router() -> Router<AppState> {
     Router::new()
+        // The service's front door is the console (sign-out lands here too).
+        .route("/", get(|| async { redirect("/console/") }))
         .route("/console", get(|| async { redirect("/console/") }))
         .route("/console/", get(home::home))
         .route("/console/sign-in", get(sign_in::page))

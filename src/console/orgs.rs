@@ -156,7 +156,7 @@ async fn render(
         }
         h2 { "Members" }
         p { a href=(format!("/console/orgs/{}/members", org.id)) { "Manage members and invitations" } }
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Members" tabindex="0" {
             table {
                 caption class="visually-hidden" { "Members of " (org.name) }
                 thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } } }
