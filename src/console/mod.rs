@@ -53,7 +53,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::admin::AdminAuth;
-use crate::admin::reach::Need;
+use crate::admin::reach::{Need, Scoped};
 use crate::authz::sessions::SessionRefusal;
 use crate::domain::org::Org;
 use crate::domain::session::{self, Session};
@@ -84,6 +84,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/orgs/{org}/members/{user}/role",
             post(members::set_role),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/access",
+            post(members::set_access),
         )
         .route(
             "/console/orgs/{org}/members/{user}/remove",
@@ -281,14 +285,23 @@ impl Console {
         .await
     }
 
-    /// Whether this user may call the API's `method` on `route` for `org_id`: whether a page
-    /// shows the form for it.
+    /// Whether this user may call the API's `method` on `route` for the org `org_id`: whether
+    /// a page shows the form for it.
     pub async fn may(&self, state: &AppState, method: Method, route: &str, org_id: Uuid) -> bool {
+        self.may_on::<Org>(state, method, route, org_id).await
+    }
+
+    /// [`Console::may`] for what `route` names by id — a product, an invitation, … (`T`, as
+    /// the API's `InReach<T>` loads it).
+    pub async fn may_on<T: Scoped>(
+        &self,
+        state: &AppState,
+        method: Method,
+        route: &str,
+        id: Uuid,
+    ) -> bool {
         match self.acting_as(state, method, route).await {
-            Ok(admin) => admin
-                .require::<Org>(state, org_id, Need::Reach)
-                .await
-                .is_ok(),
+            Ok(admin) => admin.require::<T>(state, id, Need::Reach).await.is_ok(),
             Err(_) => false,
         }
     }

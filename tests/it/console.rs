@@ -689,7 +689,89 @@ async fn under_require_sso_the_invitee_is_sent_to_the_orgs_sso(backend: Backend)
     );
 }
 
+async fn an_owner_changes_a_members_permission_group_on_a_product(backend: Backend) {
+    let app = console_app(backend).await;
+    let (viewer, user) = viewer(&app).await;
+    let org = app.org_id;
+    let products = app
+        .ok(Method::GET, &format!("/orgs/{org}/products"), None)
+        .await;
+    let product = products["products"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let groups = app
+        .ok(
+            Method::GET,
+            &format!("/products/{product}/permission-groups"),
+            None,
+        )
+        .await;
+    let developer = groups["permission_groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "Developer")
+        .expect("the Developer preset")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/console/orgs/{org}/members");
+    // The Viewer sees their grant, and no form to change it.
+    let seen = viewer.get(&app, &path).await;
+    assert!(
+        seen.text.contains("Permission group on Checkout"),
+        "{}",
+        seen.text
+    );
+    assert!(
+        !seen.text.contains("/access\""),
+        "no access forms for a viewer"
+    );
+    let forged = viewer
+        .post(
+            &app,
+            &format!("{path}/{user}/access"),
+            &[("product", &product), ("group", &developer)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let page = owner.get(&app, &path).await;
+    assert!(
+        page.text.contains(&format!("{path}/{user}/access")),
+        "{}",
+        page.text
+    );
+    let changed = owner
+        .post(
+            &app,
+            &format!("{path}/{user}/access"),
+            &[("product", &product), ("group", &developer)],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.text);
+    assert_eq!(
+        changed.headers[LOCATION],
+        format!("{path}?product={product}")
+    );
+    let permissions = app
+        .ok(
+            Method::GET,
+            &format!("/orgs/{org}/members/{user}/permissions?product={product}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        permissions["capabilities"],
+        json!(["manage_resources"]),
+        "{permissions}"
+    );
+}
+
 crate::on_both_backends!(
+    an_owner_changes_a_members_permission_group_on_a_product,
     signed_out_pages_redirect_to_sign_in,
     sso_sign_in_goes_to_the_domains_connection,
     pages_carry_the_csp_and_no_inline_script,
