@@ -14,7 +14,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{org_tabs, post_form};
-use super::orgs::{member_label, org_for, role_text};
+use super::orgs::{explained_roles, member_label, org_for, role_text};
 use super::{Console, ConsoleForm, Flash, PageError, redirect_with};
 use crate::admin::invitations::{AddressResult, InviteRequest};
 use crate::admin::reach::Need;
@@ -95,6 +95,7 @@ async fn render(
     let more = members.len() > PAGE as usize;
     members.truncate(PAGE as usize);
     let next = more.then(|| members.last().map(|m| m.user.id)).flatten();
+    let roles = explained_roles(state, admin.tenant_id(), org.id, &members).await?;
     let may_manage = console.may(state, Method::PUT, MEMBER, org.id).await;
     let may_invite = console.may(state, Method::POST, INVITE, org.id).await;
     let invitations = if console.may(state, Method::GET, INVITE, org.id).await {
@@ -128,6 +129,7 @@ async fn render(
         h1 { (org.name) ": members" }
         (org_tabs(org.id, "/members"))
         form method="get" action=(path) class="inline" role="search" {
+            @if let Some(product) = params.product { input type="hidden" name="product" value=(product); }
             div class="field" {
                 label for="q" { "Search by e-mail" }
                 input id="q" type="search" name="q" value=(search.unwrap_or("")) data-filter="members";
@@ -165,7 +167,7 @@ async fn render(
                     @for member in &members {
                         tr {
                             td { (member_label(member)) }
-                            td { (role_text(&member.effective, org.id, &all)) }
+                            td { (role_text(member, roles.get(&member.user.id), org.id, &all)) }
                             @if let Some(access) = &product_access {
                                 td { (access.cell(console, &org, member.user.id)) }
                             }

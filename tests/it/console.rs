@@ -770,7 +770,62 @@ async fn an_owner_changes_a_members_permission_group_on_a_product(backend: Backe
     );
 }
 
+async fn a_mapped_owner_is_shown_with_the_idp_group_behind_the_role(backend: Backend) {
+    let app = console_app(backend).await;
+    let root = app.org_id.to_string();
+    let payments = app.sub_org(&root, "Payments").await;
+    let carol = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "carol@acme.test",
+                "emails": [{ "value": "carol@acme.test", "primary": true }],
+            })),
+        )
+        .await;
+    let carol = carol.body["id"].as_str().expect("id").to_owned();
+    let group = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Payments Owners",
+                "members": [{ "value": carol }],
+            })),
+        )
+        .await;
+    assert!(group.status.is_success(), "{}", group.text);
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{root}/mappings"),
+        Some(json!({
+            "version": 1,
+            "rules": [{ "name": "payments-owners", "idp_group": "Payments Owners",
+                        "grants": [{ "org": "Payments", "org_role": "owner" }] }],
+        })),
+    )
+    .await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let page = owner.get(&app, &format!("/console/orgs/{payments}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains("Owner, mapped from IdP group Payments Owners"),
+        "the resolver's explanation, not the membership row's: {}",
+        page.text
+    );
+    assert!(
+        page.text.contains("Owner, inherited from Acme"),
+        "{}",
+        page.text
+    );
+}
+
 crate::on_both_backends!(
+    a_mapped_owner_is_shown_with_the_idp_group_behind_the_role,
     an_owner_changes_a_members_permission_group_on_a_product,
     signed_out_pages_redirect_to_sign_in,
     sso_sign_in_goes_to_the_domains_connection,
