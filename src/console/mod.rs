@@ -8,14 +8,18 @@
 //!
 //! # Writing a page
 //! A page is one file, `src/console/<page>.rs`, with its handlers, and one `.route(…)` line in
-//! [`router`]. Its pieces:
+//! [`router`]; its link is one line in `layout::NAV` (a tenant-wide section) or
+//! `layout::ORG_SECTIONS` (a tab on every org's pages, under `/console/orgs/{org}/…`). Its
+//! pieces:
 //! - **Who**: take [`Console`] as an extractor. No (live) session: a GET is answered 303 to
 //!   `/console/sign-in?return_to=<path>` before the handler runs.
 //! - **Rights**: `console.acting_as(&state, Method::PUT, "/api/v1/orgs/{org_id}/members/{user_id}")`
 //!   gives the `AdminAuth` the API route would have; then `admin.require::<Org>(&state, id,
-//!   Need::Reach)` (or `admin.org(…)`) checks it on an org. [`Console::may`] asks the same
-//!   question as a yes/no for showing or hiding a form.
-//! - **Render**: `console.page(&state, title, body_markup)` wraps the body in [`layout::layout`]
+//!   Need::Reach)` (or `admin.org(…)`) checks it on an org; `orgs::org_for` does both for a
+//!   page under `/console/orgs/{org}`. [`Console::may`] (on an org) and [`Console::may_on`]
+//!   (on a product, an invitation, …) ask the same question as a yes/no for showing or hiding
+//!   a form.
+//! - **Render**: `console.page(title, body_markup)` wraps the body in [`layout::layout`]
 //!   (header, nav, signed-in user and sign-out, flash area, footer) and answers 200 with the
 //!   console's headers. [`Console::page_with`] takes a status and flash messages (a refusal
 //!   shown on the re-rendered page, e.g. the Owner rule's 409).
