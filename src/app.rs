@@ -18,7 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{admin, oidc, ops, scim, session};
+use crate::{admin, console, oidc, ops, scim, session};
 
 /// The whole HTTP surface. `main` and the tests build the service from this one function.
 pub fn app(state: AppState) -> Router {
@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .merge(oidc::router())
         .merge(session::token::router())
         .merge(session::routes::router())
+        .merge(console::router())
         .fallback(unmatched)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -105,7 +105,8 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn status(&self) -> StatusCode {
+    /// The status this error answers with: the API's, and the console's pages'.
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -164,6 +165,24 @@ impl ApiError {
             body["error"]["fields"] = json!(fields);
         }
         body
+    }
+}
+
+impl ApiError {
+    /// The message for a person reading a page (the console): the body's message, each invalid
+    /// field named after it. A server error says only "internal error" (logged, never shown).
+    pub fn message_for_people(&self) -> String {
+        let body = self.body();
+        let mut text = body["error"]["message"]
+            .as_str()
+            .unwrap_or("error")
+            .to_owned();
+        if let ApiError::Validation(fields) = self {
+            for field in fields {
+                text.push_str(&format!("; {}: {}", field.field, field.message));
+            }
+        }
+        text
     }
 }
 

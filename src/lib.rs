@@ -17,6 +17,7 @@ pub mod authz;
 pub mod background;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod idp;

@@ -70,32 +70,32 @@ impl AddressList {
 
 /// What became of one listed address.
 #[derive(Serialize, ToSchema)]
-pub(super) struct AddressResult {
-    email: String,
+pub(crate) struct AddressResult {
+    pub(crate) email: String,
     /// invited | resent | already_member | duplicate | invalid
     #[schema(examples("invited", "resent", "already_member", "duplicate", "invalid"))]
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// Why a `duplicate` or `invalid` address was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    error: Option<&'static str>,
+    pub(crate) error: Option<&'static str>,
     /// With `invited` and `resent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    invitation: Option<Invitation>,
+    pub(crate) invitation: Option<Invitation>,
     /// How the e-mail went: sent | logged (no SMTP configured) | failed
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, examples("sent", "logged", "failed"))]
-    delivery: Option<&'static str>,
+    pub(crate) delivery: Option<&'static str>,
     /// With `delivery: failed`: why, e.g. the relay refused STARTTLS or did not answer. The
     /// invitation exists; fix the relay and retry the mail (`POST /outbox/{mail_id}/retry`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    delivery_error: Option<String>,
+    pub(crate) delivery_error: Option<String>,
     /// With `delivery`: the outbox's copy of the e-mail.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    mail_id: Option<Uuid>,
+    pub(crate) mail_id: Option<Uuid>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,12 +129,14 @@ pub(super) fn expiry(state: &AppState) -> DateTime<Utc> {
     crate::domain::now() + chrono::Duration::days(i64::from(state.config.invitation_ttl_days))
 }
 
-/// Builds the link from `ROLEGATE_PUBLIC_URL`, never from the request's Host header.
+/// Builds the link from `ROLEGATE_PUBLIC_URL`, never from the request's Host header. It opens
+/// the console's invitation page (a person follows it); API clients accept the same token at
+/// `/api/v1/invitations/accept`.
 fn accept_link(state: &AppState, secret: &str) -> Result<url::Url, ApiError> {
     let mut link = state
         .config
         .public_url()
-        .join("api/v1/invitations/accept")
+        .join("console/invitations/accept")
         .map_err(|e| ApiError::Internal(format!("bad public URL: {e}")))?;
     link.query_pairs_mut().append_pair("token", secret);
     Ok(link)
@@ -156,7 +158,10 @@ fn inviter(actor: &Actor, org_name: &str) -> String {
 /// The product and group an invitation grants, as its e-mail names them; `None` for a plain
 /// membership. A product that has gone since (deleted) is left unnamed rather than failing the
 /// resend.
-fn invited_access(detail: &ProductDetail, invitation: &Invitation) -> Option<InvitedAccess> {
+pub(crate) fn invited_access(
+    detail: &ProductDetail,
+    invitation: &Invitation,
+) -> Option<InvitedAccess> {
     let group = detail.permission_groups.iter().find(|g| {
         Some(g.id) == invitation.permission_group_id
             || (invitation.role.is_some() && g.role == invitation.role)
@@ -305,15 +310,42 @@ async fn invite(
     InReach { admin, item, .. }: OrgInReach,
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, NoStore, ApiJson<InviteResults>), ApiError> {
-    let typed = body.emails.typed();
-    let listed_count = listed_count(&typed);
+    let asked = InviteRequest {
+        emails: body.emails.typed().into_owned(),
+        product_id: body.product_id,
+        permission_group_id: body.permission_group_id,
+        role: body.role,
+    };
+    let results = invite_addresses(&state, &admin, &item, &asked).await?;
+    Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
+}
+
+/// An invite as typed into the invite screen (the API's body or the console's form).
+pub(crate) struct InviteRequest {
+    /// Addresses separated by commas, semicolons or line breaks.
+    pub(crate) emails: String,
+    pub(crate) product_id: Option<Uuid>,
+    pub(crate) permission_group_id: Option<Uuid>,
+    pub(crate) role: Option<Role>,
+}
+
+/// Invites the listed addresses to `item` (an org the caller may invite to): one result per
+/// listed address, in the order listed. The one path of the API's invite and the console's.
+pub(crate) async fn invite_addresses(
+    state: &AppState,
+    admin: &AdminAuth,
+    item: &crate::domain::org::Org,
+    body: &InviteRequest,
+) -> Result<Vec<AddressResult>, ApiError> {
+    let typed = body.emails.as_str();
+    let listed_count = listed_count(typed);
     if listed_count > MAX_ADDRESSES {
         return Err(ApiError::invalid(
             "emails",
             format!("at most {MAX_ADDRESSES} addresses per request (got {listed_count})"),
         ));
     }
-    let listed = invitation::parse_address_list(&typed);
+    let listed = invitation::parse_address_list(typed);
     if listed.is_empty() {
         return Err(ApiError::invalid(
             "emails",
@@ -324,7 +356,7 @@ async fn invite(
     let mut group = None;
     let mut product = None;
     if let Some(product_id) = body.product_id {
-        let detail = product.insert(admin.product(&state, product_id).await?);
+        let detail = product.insert(admin.product(state, product_id).await?);
         if detail.product.org_id != item.id {
             return Err(ApiError::invalid(
                 "product_id",
@@ -354,7 +386,7 @@ async fn invite(
         product_id: body.product_id,
         permission_group_id: group,
         role,
-        expires_at: expiry(&state),
+        expires_at: expiry(state),
     };
     // Results come back in the order the addresses were listed: each slot is filled either
     // now (skipped addresses) or once the store has answered for the valid ones.
@@ -399,7 +431,7 @@ async fn invite(
                 admin.tenant_id(),
                 &target,
                 &entries,
-                hourly_cap(&state),
+                hourly_cap(state),
             )
             .await?
     };
@@ -424,7 +456,7 @@ async fn invite(
             .as_ref()
             .and_then(|detail| invited_access(detail, &invitation));
         let sent = send_invitation(
-            &state,
+            state,
             &admin.ctx,
             &item.name,
             access.as_ref(),
@@ -443,8 +475,7 @@ async fn invite(
             mail_id: Some(sent.mail_id),
         });
     }
-    let results = slots.into_iter().flatten().collect();
-    Ok((StatusCode::OK, NoStore, ApiJson(InviteResults { results })))
+    Ok(slots.into_iter().flatten().collect())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -506,20 +537,30 @@ async fn resend(
     State(state): State<AppState>,
     InReach { admin, item, .. }: InReach<Invitation>,
 ) -> Result<(NoStore, ApiJson<AddressResult>), ApiError> {
+    let result = resend_invitation(&state, &admin, item.id).await?;
+    Ok((NoStore, ApiJson(result)))
+}
+
+/// Reissues a pending invitation the caller reaches (a new link; the old one dies) and sends
+/// it: the API's resend and the console's.
+pub(crate) async fn resend_invitation(
+    state: &AppState,
+    admin: &AdminAuth,
+    invitation_id: Uuid,
+) -> Result<AddressResult, ApiError> {
     let (secret, hash) = random_secret()?;
     let invitation = state
         .store
         .reissue_invitation(
             &admin.ctx,
             admin.tenant_id(),
-            item.id,
+            invitation_id,
             &hash,
-            expiry(&state),
-            hourly_cap(&state),
+            expiry(state),
+            hourly_cap(state),
         )
         .await?;
-    let result = send_reissued(&state, &admin, invitation, &secret, None).await?;
-    Ok((NoStore, ApiJson(result)))
+    send_reissued(state, admin, invitation, &secret, None).await
 }
 
 /// Revokes an invitation: its link stops working. Revoking it again changes nothing.
@@ -551,7 +592,7 @@ async fn revoke(
 /// The invitee's credential: the link's token, from the query (`?token=`). Failed links count
 /// against the client address like bad bearer tokens: a link that works always works, a
 /// repeated bad one from an address over its limit is refused without a lookup.
-struct InvitationToken {
+pub(crate) struct InvitationToken {
     hash: [u8; 32],
     request_id: Option<String>,
     addr: std::net::IpAddr,
@@ -643,9 +684,7 @@ async fn look_up(
     State(state): State<AppState>,
     token: InvitationToken,
 ) -> Result<ApiJson<InvitationView>, ApiError> {
-    let Some(found) = state.store.invitation_by_token(&token.hash).await? else {
-        return Err(token.not_found(&state).await);
-    };
+    let found = look_up_by_token(&state, &token).await?;
     let org = state.store.get_org(found.tenant_id, found.org_id).await?;
     Ok(ApiJson(InvitationView {
         email: found.email,
@@ -655,6 +694,18 @@ async fn look_up(
         status: found.status,
         expires_at: found.expires_at,
     }))
+}
+
+/// The invitation a link names, whatever its state, without using it up; a link that names
+/// none is "not found" (or "replaced"), counted against the client address.
+pub(crate) async fn look_up_by_token(
+    state: &AppState,
+    token: &InvitationToken,
+) -> Result<Invitation, ApiError> {
+    match state.store.invitation_by_token(&token.hash).await? {
+        Some(found) => Ok(found),
+        None => Err(token.not_found(state).await),
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -688,6 +739,22 @@ async fn accept(
     State(state): State<AppState>,
     token: InvitationToken,
 ) -> Result<ApiJson<Accepted>, ApiError> {
+    let (invitation, user_id) = accept_by_token(&state, &token).await?;
+    Ok(ApiJson(Accepted {
+        user_id,
+        org_id: invitation.org_id,
+        product_id: invitation.product_id,
+        permission_group_id: invitation.permission_group_id,
+        role: invitation.role,
+    }))
+}
+
+/// Accepts the invitation a link names, once: the accepted invitation and the invitee's user
+/// id. The API's accept and the console's invitation page.
+pub(crate) async fn accept_by_token(
+    state: &AppState,
+    token: &InvitationToken,
+) -> Result<(Box<Invitation>, Uuid), ApiError> {
     let outcome = match state
         .store
         .accept_invitation(
@@ -698,7 +765,7 @@ async fn accept(
         .await
     {
         Err(crate::store::StoreError::NotFound) => {
-            return Err(token.not_found(&state).await);
+            return Err(token.not_found(state).await);
         }
         other => other?,
     };
@@ -706,13 +773,7 @@ async fn accept(
         AcceptOutcome::Accepted {
             invitation,
             user_id,
-        } => Ok(ApiJson(Accepted {
-            user_id,
-            org_id: invitation.org_id,
-            product_id: invitation.product_id,
-            permission_group_id: invitation.permission_group_id,
-            role: invitation.role,
-        })),
+        } => Ok((invitation, user_id)),
         AcceptOutcome::AlreadyAccepted => Err(ApiError::Conflict(
             "this invitation has already been accepted".into(),
         )),

@@ -6,17 +6,17 @@ mod authz;
 mod doc;
 mod extract;
 mod idp_groups;
-mod invitations;
+pub(crate) mod invitations;
 mod mappings;
 mod me;
 mod members;
 mod oidc_connections;
-mod orgs;
+pub(crate) mod orgs;
 mod outbox;
 mod page;
 mod product_members;
-mod products;
-mod reach;
+pub(crate) mod products;
+pub(crate) mod reach;
 mod sessions;
 mod tokens;
 mod users;
@@ -275,16 +275,30 @@ async fn as_user(
     state: &AppState,
     session: Arc<crate::domain::session::Session>,
 ) -> Result<AdminAuth, ApiError> {
-    let user = state
-        .store
-        .get_user(session.tenant_id, session.user_id)
-        .await?;
     let matched = parts
         .extensions
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    let need = reach::user_need(&parts.method, &matched);
+    user_caller(state, &parts.extensions, session, &parts.method, &matched).await
+}
+
+/// The signed-in user of a live session as an admin caller held to what the API's `method`
+/// on `route` (as `USER_NEEDS` names routes, e.g. `/api/v1/orgs/{org_id}/invitations`)
+/// requires of a user. The console acts through this, so a page allows exactly what the same
+/// API call would.
+pub(crate) async fn user_caller(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    session: Arc<crate::domain::session::Session>,
+    method: &axum::http::Method,
+    route: &str,
+) -> Result<AdminAuth, ApiError> {
+    let user = state
+        .store
+        .get_user(session.tenant_id, session.user_id)
+        .await?;
+    let need = reach::user_need(method, route);
     let actor = Actor::User {
         id: user.user.id,
         email: user
@@ -299,6 +313,6 @@ async fn as_user(
             member_of: user.memberships.iter().map(|m| m.org_id).collect(),
             need,
         }),
-        ctx: crate::request::audit_ctx(&parts.extensions, actor),
+        ctx: crate::request::audit_ctx(extensions, actor),
     })
 }

@@ -127,15 +127,25 @@ async fn create_org(
     admin: AdminAuth,
     ApiJson(body): ApiJson<NewOrg>,
 ) -> Result<(StatusCode, ApiJson<Org>), ApiError> {
-    let name = org::NAME
-        .validate(&body.name)
-        .map_err(|m| ApiError::invalid("name", m))?;
-    admin.org(&state, body.parent_id).await?;
-    let created = state
-        .store
-        .create_sub_org(&admin.ctx, admin.tenant_id(), body.parent_id, &name)
-        .await?;
+    let created = create_sub_org(&state, &admin, body.parent_id, &body.name).await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
+}
+
+/// Creates a sub-org of `parent_id` (which the caller must reach): the API's and the console's.
+pub(crate) async fn create_sub_org(
+    state: &AppState,
+    admin: &AdminAuth,
+    parent_id: Uuid,
+    name: &str,
+) -> Result<Org, ApiError> {
+    let name = org::NAME
+        .validate(name)
+        .map_err(|m| ApiError::invalid("name", m))?;
+    admin.org(state, parent_id).await?;
+    Ok(state
+        .store
+        .create_sub_org(&admin.ctx, admin.tenant_id(), parent_id, &name)
+        .await?)
 }
 
 /// One org.
@@ -181,15 +191,23 @@ async fn rename_org(
     InReach { admin, item, .. }: OrgInReach,
     ApiJson(body): ApiJson<RenameOrg>,
 ) -> Result<ApiJson<Org>, ApiError> {
+    Ok(ApiJson(rename(&state, &admin, item.id, &body.name).await?))
+}
+
+/// Renames an org the caller has been checked on: the API's and the console's.
+pub(crate) async fn rename(
+    state: &AppState,
+    admin: &AdminAuth,
+    org_id: Uuid,
+    name: &str,
+) -> Result<Org, ApiError> {
     let name = org::NAME
-        .validate(&body.name)
+        .validate(name)
         .map_err(|m| ApiError::invalid("name", m))?;
-    Ok(ApiJson(
-        state
-            .store
-            .rename_org(&admin.ctx, admin.tenant_id(), item.id, &name)
-            .await?,
-    ))
+    Ok(state
+        .store
+        .rename_org(&admin.ctx, admin.tenant_id(), org_id, &name)
+        .await?)
 }
 
 /// Deletes an empty sub-org: no sub-orgs, products or members.

@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::members::{Warning, inactive_warnings};
@@ -589,10 +590,42 @@ async fn set_product_access(
     ApiJson(body): ApiJson<AccessBody>,
 ) -> Result<ApiJson<AccessChange>, ApiError> {
     let product_id = item.product.id;
+    set_access(
+        &state,
+        &admin,
+        product_id,
+        user_id,
+        body.permission_groups,
+        body.role,
+    )
+    .await?;
+    let resolved = state
+        .resolver
+        .product(admin.tenant_id(), user_id, product_id)
+        .await?;
+    let active = resolved.standing != Standing::Inactive;
+    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
+    Ok(ApiJson(AccessChange {
+        permissions: EffectivePermissions::from(resolved.as_ref()),
+        warnings,
+    }))
+}
+
+/// Replaces the member's manually given groups and role on a product the caller has been
+/// checked on (a built-in role's id among `permission_groups` sets the role): the API's and
+/// the console's.
+pub(crate) async fn set_access(
+    state: &AppState,
+    admin: &AdminAuth,
+    product_id: Uuid,
+    user_id: Uuid,
+    permission_groups: Vec<Uuid>,
+    role: Option<Role>,
+) -> Result<(), ApiError> {
     let roles = product::role_groups(product_id);
-    let mut role = body.role;
+    let mut role = role;
     let mut groups = Vec::new();
-    for id in body.permission_groups {
+    for id in permission_groups {
         match roles.iter().find(|g| g.id == id).and_then(|g| g.role) {
             Some(r) if role.is_none_or(|current| current == r) => role = Some(r),
             Some(_) => {
@@ -626,16 +659,7 @@ async fn set_product_access(
             ),
             other => other.into(),
         })?;
-    let resolved = state
-        .resolver
-        .product(admin.tenant_id(), user_id, product_id)
-        .await?;
-    let active = resolved.standing != Standing::Inactive;
-    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
-    Ok(ApiJson(AccessChange {
-        permissions: EffectivePermissions::from(resolved.as_ref()),
-        warnings,
-    }))
+    Ok(())
 }
 
 #[derive(Deserialize, IntoParams)]

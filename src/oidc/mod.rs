@@ -83,15 +83,7 @@ async fn discover(
     State(state): State<AppState>,
     Query(params): Query<DiscoverParams>,
 ) -> Result<Response, ApiError> {
-    let domain = params
-        .email
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .and_then(|d| rules::normalize_domain(d).ok())
-        .ok_or_else(|| ApiError::invalid("email", "expected an e-mail address"))?;
-    let connection = state
-        .store
-        .oidc_connection_for_domain(&domain)
+    let connection = home_realm(&state, &params.email)
         .await?
         .ok_or(ApiError::NotFound)?;
     let hint: String =
@@ -102,6 +94,30 @@ async fn discover(
         "login_url": format!("/auth/oidc/{}/login?login_hint={hint}", connection.id),
     }))
     .into_response())
+}
+
+/// The connection an e-mail's domain signs in through, if any (also the console's SSO
+/// form). An input that is no e-mail address is a 422 naming `email`.
+pub async fn home_realm(
+    state: &AppState,
+    email: &str,
+) -> Result<Option<crate::domain::oidc::Connection>, ApiError> {
+    let domain = email
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .and_then(|d| rules::normalize_domain(d).ok())
+        .ok_or_else(|| ApiError::invalid("email", "expected an e-mail address"))?;
+    Ok(state.store.oidc_connection_for_domain(&domain).await?)
+}
+
+/// The path that starts an SSO login through `connection_id`, back to `return_to` after.
+pub fn login_path(connection_id: Uuid, return_to: &str, login_hint: Option<&str>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("return_to", return_to);
+    if let Some(hint) = login_hint {
+        query.append_pair("login_hint", hint.trim());
+    }
+    format!("/auth/oidc/{connection_id}/login?{}", query.finish())
 }
 
 #[derive(Deserialize)]

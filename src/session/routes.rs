@@ -217,7 +217,10 @@ async fn confirm_page(State(state): State<AppState>, Path(secret): Path<String>)
                 [
                     (CONTENT_TYPE, "text/html; charset=utf-8"),
                     (axum::http::header::CACHE_CONTROL, "no-store"),
-                    (axum::http::header::REFERRER_POLICY, "no-referrer"),
+                    // Not `no-referrer`: under it browsers send `Origin: null` with the form's
+                    // POST, which `use_link` refuses as cross-site. `same-origin` still keeps
+                    // the link's secret from every other site.
+                    (axum::http::header::REFERRER_POLICY, "same-origin"),
                 ],
                 body,
             )

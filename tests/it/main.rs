@@ -6,6 +6,8 @@ mod cache;
 mod cli;
 mod common;
 mod concurrency;
+mod console;
+mod console_browser;
 mod crash;
 mod edge;
 mod fuzz;
