@@ -114,6 +114,7 @@ pub(super) async fn accept(
         NewSession {
             user_id,
             method: SignInMethod::Invitation,
+            id_token: None,
         },
     )
     .await

@@ -50,6 +50,7 @@ impl Browser {
             NewSession {
                 user_id: user.id,
                 method: SignInMethod::EmailLink,
+                id_token: None,
             },
         )
         .await
