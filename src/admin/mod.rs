@@ -15,7 +15,7 @@ pub(crate) mod orgs;
 mod outbox;
 mod page;
 mod product_members;
-mod products;
+pub(crate) mod products;
 pub(crate) mod reach;
 mod sessions;
 mod tokens;

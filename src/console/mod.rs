@@ -36,6 +36,8 @@ mod invitations;
 pub mod layout;
 mod members;
 mod orgs;
+mod permission_groups;
+mod products;
 mod sign_in;
 
 use std::sync::Arc;
@@ -94,6 +96,32 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/orgs/{org}/members/invitations/{invitation}/revoke",
             post(members::revoke),
+        )
+        .route(
+            "/console/orgs/{org}/products",
+            get(products::list).post(products::create),
+        )
+        .route("/console/products/{product}", get(products::page))
+        .route("/console/products/{product}/rename", post(products::rename))
+        .route(
+            "/console/products/{product}/environments",
+            post(products::create_environment),
+        )
+        .route(
+            "/console/environments/{environment}",
+            post(products::update_environment),
+        )
+        .route(
+            "/console/products/{product}/permission-groups",
+            post(permission_groups::create),
+        )
+        .route(
+            "/console/permission-groups/{group}",
+            get(permission_groups::page).post(permission_groups::save),
+        )
+        .route(
+            "/console/permission-groups/{group}/delete",
+            post(permission_groups::delete),
         )
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod concurrency;
 mod console;
+mod console_products;
 mod crash;
 mod edge;
 mod fuzz;
