@@ -9,7 +9,7 @@ mod idp_groups;
 pub(crate) mod invitations;
 mod mappings;
 mod me;
-mod members;
+pub(crate) mod members;
 mod oidc_connections;
 pub(crate) mod orgs;
 mod outbox;

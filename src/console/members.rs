@@ -128,7 +128,11 @@ async fn render(
                 tbody {
                     @for member in &members {
                         tr {
-                            td { (member_label(member)) }
+                            td {
+                                (member_label(member))
+                                br;
+                                a class="note" href=(format!("{path}/{}/explain", member.user.id)) { "Explain permissions" }
+                            }
                             td { (role_text(&member.effective, org.id, &all)) }
                             @if may_manage {
                                 td { (role_form(console, &org, member.user.id, member.membership_role, member.effective.direct)) }

@@ -31,6 +31,7 @@
 //! pages are `no-store`; assets are immutable under their hashed names.
 
 pub mod assets;
+mod explain;
 mod home;
 mod invitations;
 pub mod layout;
@@ -122,6 +123,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/permission-groups/{group}/delete",
             post(permission_groups::delete),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/explain",
+            get(explain::page),
         )
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))

@@ -372,9 +372,79 @@ async fn a_product_post_without_the_csrf_token_is_refused(backend: Backend) {
     assert_eq!(products["products"], json!([]));
 }
 
+async fn the_explain_page_renders_each_permission_with_its_chain(backend: Backend) {
+    let app = console_app(backend).await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let (_, viewer_id) = viewer(&app).await;
+    let product = app
+        .ok(Method::GET, &format!("/orgs/{}/products", app.org_id), None)
+        .await["products"][0]
+        .clone();
+    let id = product["id"].as_str().expect("id");
+    let path = format!(
+        "/console/orgs/{}/members/{viewer_id}/explain?product={id}",
+        app.org_id
+    );
+    let page = owner.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    for text in [
+        "viewer@acme.test",
+        "A member of Acme.",
+        "role Viewer (Read-only): given by an admin in Acme",
+        "View SDK key",
+        "Nothing gives it.",
+        "Production",
+        "Member",
+    ] {
+        assert!(page.text.contains(text), "{text} missing: {}", page.text);
+    }
+
+    // In a sub-org the member's role there is inherited from Acme.
+    let sub = app.sub_org(&app.org_id.to_string(), "Payments").await;
+    let dev = app.user("dev@acme.test").await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{}/members/{dev}", app.org_id),
+        Some(json!({ "role": "owner" })),
+    )
+    .await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{dev}"),
+        Some(json!({ "role": null })),
+    )
+    .await;
+    let org_level = owner
+        .get(&app, &format!("/console/orgs/{sub}/members/{dev}/explain"))
+        .await;
+    assert_eq!(org_level.status, StatusCode::OK, "{}", org_level.text);
+    assert!(
+        org_level.text.contains("inherited from Acme"),
+        "{}",
+        org_level.text
+    );
+    assert!(org_level.text.contains("An effective Owner of Payments"));
+
+    // A product of another org, or a malformed id: not found, as the API answers.
+    let other = app.product(&sub).await;
+    let elsewhere = owner
+        .get(
+            &app,
+            &format!(
+                "/console/orgs/{}/members/{viewer_id}/explain?product={}",
+                app.org_id,
+                other["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+}
+
 crate::on_both_backends!(
     an_owner_creates_and_renames_a_product_and_manages_its_environments,
     the_group_editor_saves_capabilities_and_the_access_matrix,
     a_viewer_sees_product_pages_read_only_and_forged_posts_are_refused,
     a_product_post_without_the_csrf_token_is_refused,
+    the_explain_page_renders_each_permission_with_its_chain,
 );
