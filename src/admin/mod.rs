@@ -1,7 +1,7 @@
 //! The admin REST API under `/api/v1`, authenticated by an admin token, and its OpenAPI
 //! document.
 
-mod audit;
+pub(crate) mod audit;
 mod authz;
 mod doc;
 mod extract;

@@ -16,6 +16,7 @@ pub const ORG_SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
     ("/members", "Members"),
     ("/products", "Products"),
+    ("/audit", "Audit log"),
 ];
 
 /// The whole page: skip link, header with navigation and the signed-in user (with sign-out),

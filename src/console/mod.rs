@@ -31,6 +31,7 @@
 //! pages are `no-store`; assets are immutable under their hashed names.
 
 pub mod assets;
+mod audit;
 mod explain;
 mod home;
 mod invitations;
@@ -128,6 +129,7 @@ pub fn router() -> Router<AppState> {
             "/console/orgs/{org}/members/{user}/explain",
             get(explain::page),
         )
+        .route("/console/orgs/{org}/audit", get(audit::page))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))
 }

@@ -441,10 +441,63 @@ async fn the_explain_page_renders_each_permission_with_its_chain(backend: Backen
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
 }
 
+async fn the_audit_page_filters_and_shows_before_and_after(backend: Backend) {
+    let app = console_app(backend).await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let product = app.product(&app.org_id.to_string()).await;
+    let id = product["id"].as_str().expect("id");
+    app.ok(
+        Method::PATCH,
+        &format!("/products/{id}"),
+        Some(json!({ "name": "Payments" })),
+    )
+    .await;
+    let path = format!("/console/orgs/{}/audit", app.org_id);
+    let page = owner.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    assert!(page.text.contains("product.create"), "{}", page.text);
+    assert!(page.text.contains("product.rename"));
+    assert!(page.text.contains("<details>"), "before and after");
+    assert!(page.text.contains("&quot;Payments&quot;"), "pretty JSON");
+
+    let only = owner
+        .get(&app, &format!("{path}?action=product.create&product={id}"))
+        .await;
+    assert_eq!(only.status, StatusCode::OK, "{}", only.text);
+    assert!(only.text.contains("<code>product.create</code>"));
+    assert!(!only.text.contains("<code>product.rename</code>"));
+    let none = owner
+        .get(&app, &format!("{path}?actor_kind=scim_token"))
+        .await;
+    assert!(none.text.contains("No events."), "{}", none.text);
+    let later = owner.get(&app, &format!("{path}?since=2999-01-01")).await;
+    assert!(later.text.contains("No events."));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let until_today = owner
+        .get(&app, &format!("{path}?since={today}&until={today}"))
+        .await;
+    assert!(
+        until_today.text.contains("product.create"),
+        "until includes the day"
+    );
+
+    // An unknown action: the API's 422, shown on the page.
+    let refused = owner.get(&app, &format!("{path}?action=nope")).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text.contains("flash refused"));
+
+    // A Viewer has no audit log right: refused as `GET /api/v1/audit` refuses them.
+    let (viewer, _) = viewer(&app).await;
+    let denied = viewer.get(&app, &path).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+}
+
 crate::on_both_backends!(
     an_owner_creates_and_renames_a_product_and_manages_its_environments,
     the_group_editor_saves_capabilities_and_the_access_matrix,
     a_viewer_sees_product_pages_read_only_and_forged_posts_are_refused,
     a_product_post_without_the_csrf_token_is_refused,
     the_explain_page_renders_each_permission_with_its_chain,
+    the_audit_page_filters_and_shows_before_and_after,
 );
