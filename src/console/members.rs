@@ -132,6 +132,8 @@ async fn render(
                                 (member_label(member))
                                 br;
                                 a class="note" href=(format!("{path}/{}/explain", member.user.id)) { "Explain permissions" }
+                                " · "
+                                a class="note" href=(format!("{path}/{}/modules", member.user.id)) { "Module roles" }
                             }
                             td { (role_text(&member.effective, org.id, &all)) }
                             @if may_manage {

@@ -37,6 +37,7 @@ mod home;
 mod invitations;
 pub mod layout;
 mod members;
+mod modules;
 mod orgs;
 mod permission_groups;
 mod products;
@@ -128,6 +129,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/orgs/{org}/members/{user}/explain",
             get(explain::page),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/modules",
+            get(modules::page).post(modules::save),
         )
         .route("/console/orgs/{org}/audit", get(audit::page))
         .route("/console/{*rest}", get(not_found).post(not_found))

@@ -493,6 +493,53 @@ async fn the_audit_page_filters_and_shows_before_and_after(backend: Backend) {
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
 }
 
+async fn module_roles_are_saved_and_take_effect(backend: Backend) {
+    let app = console_app(backend).await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let (viewer, viewer_id) = viewer(&app).await;
+    let path = format!("/console/orgs/{}/members/{viewer_id}/modules", app.org_id);
+    let page = owner.get(&app, &path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    assert!(
+        page.text.contains("name=\"module.audit_log\""),
+        "{}",
+        page.text
+    );
+
+    let own = viewer.get(&app, &path).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(!own.text.contains("<select"), "read-only for a Viewer");
+    let forged = viewer
+        .post(&app, &path, &[("module.audit_log", "read")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let audit = format!("/console/orgs/{}/audit", app.org_id);
+    assert_eq!(viewer.get(&app, &audit).await.status, StatusCode::FORBIDDEN);
+
+    let saved = owner
+        .post(
+            &app,
+            &path,
+            &[
+                ("module.audit_log", "read"),
+                ("module.feature_flags", "write"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&saved), path);
+    let page = owner.get(&app, &path).await;
+    assert!(
+        page.text
+            .contains("module role audit_log:read: given by an admin in Acme"),
+        "{}",
+        page.text
+    );
+    // The module role is the API's audit log right: the Viewer now reads the log.
+    let allowed = viewer.get(&app, &audit).await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text);
+}
+
 crate::on_both_backends!(
     an_owner_creates_and_renames_a_product_and_manages_its_environments,
     the_group_editor_saves_capabilities_and_the_access_matrix,
@@ -500,4 +547,5 @@ crate::on_both_backends!(
     a_product_post_without_the_csrf_token_is_refused,
     the_explain_page_renders_each_permission_with_its_chain,
     the_audit_page_filters_and_shows_before_and_after,
+    module_roles_are_saved_and_take_effect,
 );
