@@ -400,6 +400,72 @@ async fn the_explain_page_renders_each_permission_with_its_chain(backend: Backen
         assert!(page.text.contains(text), "{text} missing: {}", page.text);
     }
 
+    // A grant made by an IdP group through a mapping rule says so.
+    let web = app
+        .ok(
+            Method::POST,
+            &format!("/orgs/{}/products", app.org_id),
+            Some(json!({ "name": "Web" })),
+        )
+        .await;
+    let ada = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ada@acme.test",
+                "emails": [{ "value": "ada@acme.test", "primary": true }],
+            })),
+        )
+        .await;
+    assert_eq!(ada.status, StatusCode::CREATED, "{}", ada.text);
+    let ada = ada.body["id"].as_str().expect("id").to_owned();
+    let group = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [{ "value": ada }],
+            })),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{}/mappings", app.org_id),
+        Some(json!({
+            "version": 1,
+            "rules": [{
+                "name": "eng",
+                "idp_group": "Engineering",
+                "enabled": true,
+                "grants": [{ "product": "Web", "role": "editor" }],
+            }],
+        })),
+    )
+    .await;
+    let mapped = owner
+        .get(
+            &app,
+            &format!(
+                "/console/orgs/{}/members/{ada}/explain?product={}",
+                app.org_id,
+                web["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+    assert_eq!(mapped.status, StatusCode::OK, "{}", mapped.text);
+    assert!(
+        mapped
+            .text
+            .contains("role Editor: mapped by rule eng via IdP group Engineering in Acme"),
+        "{}",
+        mapped.text
+    );
+
     // In a sub-org the member's role there is inherited from Acme.
     let sub = app.sub_org(&app.org_id.to_string(), "Payments").await;
     let dev = app.user("dev@acme.test").await;
