@@ -363,15 +363,28 @@ async fn permissions(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(p): ApiQuery<PermissionParams>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
-    let product = admin.product(&state, p.product).await?;
-    if product.product.org_id != item.id {
+    let resolved = member_on_product(&state, &admin, item.id, user_id, p.product).await?;
+    Ok(ApiJson(EffectivePermissions::from(resolved.as_ref())))
+}
+
+/// A member's permissions on `product_id`, a product of `org_id` (else not found), with the
+/// paths behind each: what `/permissions` answers in short and the console's explain page
+/// shows in full.
+pub(crate) async fn member_on_product(
+    state: &AppState,
+    admin: &AdminAuth,
+    org_id: Uuid,
+    user_id: Uuid,
+    product_id: Uuid,
+) -> Result<std::sync::Arc<crate::domain::resolve::Resolved>, ApiError> {
+    let product = admin.product(state, product_id).await?;
+    if product.product.org_id != org_id {
         return Err(ApiError::NotFound);
     }
-    let resolved = state
+    Ok(state
         .resolver
-        .product(admin.tenant_id(), user_id, p.product)
-        .await?;
-    Ok(ApiJson(EffectivePermissions::from(resolved.as_ref())))
+        .product(admin.tenant_id(), user_id, product_id)
+        .await?)
 }
 
 #[derive(Deserialize, ToSchema)]

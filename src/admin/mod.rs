@@ -1,7 +1,7 @@
 //! The admin REST API under `/api/v1`, authenticated by an admin token, and its OpenAPI
 //! document.
 
-mod audit;
+pub(crate) mod audit;
 mod authz;
 mod doc;
 mod extract;
@@ -9,7 +9,7 @@ mod idp_groups;
 pub(crate) mod invitations;
 mod mappings;
 mod me;
-mod members;
+pub(crate) mod members;
 mod oidc_connections;
 pub(crate) mod orgs;
 mod outbox;

@@ -12,7 +12,12 @@ pub const NAV: &[(&str, &str)] = &[("/console/", "Organizations")];
 
 /// The sections of one org's pages, as tabs under its title: (path below
 /// `/console/orgs/{org}`, label). A per-org page added later is one line here.
-pub const ORG_SECTIONS: &[(&str, &str)] = &[("", "Overview"), ("/members", "Members")];
+pub const ORG_SECTIONS: &[(&str, &str)] = &[
+    ("", "Overview"),
+    ("/members", "Members"),
+    ("/products", "Products"),
+    ("/audit", "Audit log"),
+];
 
 /// The whole page: skip link, header with navigation and the signed-in user (with sign-out),
 /// the flash area, `main`, footer. `console` is `None` on pages for signed-out visitors.

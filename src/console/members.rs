@@ -166,7 +166,13 @@ async fn render(
                 tbody {
                     @for member in &members {
                         tr {
-                            td { (member_label(member)) }
+                            td {
+                                (member_label(member))
+                                br;
+                                a class="note" href=(format!("{path}/{}/explain", member.user.id)) { "Explain permissions" }
+                                " · "
+                                a class="note" href=(format!("{path}/{}/modules", member.user.id)) { "Module roles" }
+                            }
                             td { (role_text(member, roles.get(&member.user.id), org.id, &all)) }
                             @if let Some(access) = &product_access {
                                 td { (access.cell(console, &org, member.user.id)) }

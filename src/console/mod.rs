@@ -35,11 +35,16 @@
 //! pages are `no-store`; assets are immutable under their hashed names.
 
 pub mod assets;
+mod audit;
+mod explain;
 mod home;
 mod invitations;
 pub mod layout;
 mod members;
+mod modules;
 mod orgs;
+mod permission_groups;
+mod products;
 mod sign_in;
 
 use std::sync::Arc;
@@ -105,6 +110,41 @@ pub fn router() -> Router<AppState> {
             "/console/orgs/{org}/members/invitations/{invitation}/revoke",
             post(members::revoke),
         )
+        .route(
+            "/console/orgs/{org}/products",
+            get(products::list).post(products::create),
+        )
+        .route("/console/products/{product}", get(products::page))
+        .route("/console/products/{product}/rename", post(products::rename))
+        .route(
+            "/console/products/{product}/environments",
+            post(products::create_environment),
+        )
+        .route(
+            "/console/environments/{environment}",
+            post(products::update_environment),
+        )
+        .route(
+            "/console/products/{product}/permission-groups",
+            post(permission_groups::create),
+        )
+        .route(
+            "/console/permission-groups/{group}",
+            get(permission_groups::page).post(permission_groups::save),
+        )
+        .route(
+            "/console/permission-groups/{group}/delete",
+            post(permission_groups::delete),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/explain",
+            get(explain::page),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/modules",
+            get(modules::page).post(modules::save),
+        )
+        .route("/console/orgs/{org}/audit", get(audit::page))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(console_headers))
 }

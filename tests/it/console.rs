@@ -116,7 +116,7 @@ async fn anonymous_get(app: &TestApp, path: &str) -> Reply {
 }
 
 /// A member of the root org with only the built-in Viewer role on a product.
-async fn viewer(app: &TestApp) -> (Browser, String) {
+pub async fn viewer(app: &TestApp) -> (Browser, String) {
     let org = app.org_id.to_string();
     let user = app.user("viewer@acme.test").await;
     app.ok(
@@ -138,7 +138,7 @@ async fn viewer(app: &TestApp) -> (Browser, String) {
 
 /// What every console page keeps: the policy, no framing, not cached, and markup with no
 /// inline script, style or event handler.
-fn assert_console_page(reply: &Reply) {
+pub fn assert_console_page(reply: &Reply) {
     assert_eq!(reply.headers["content-security-policy"], CSP);
     assert_eq!(reply.headers["x-frame-options"], "DENY");
     assert_eq!(reply.headers["referrer-policy"], "same-origin");

@@ -8,6 +8,7 @@ mod common;
 mod concurrency;
 mod console;
 mod console_browser;
+mod console_products;
 mod crash;
 mod edge;
 mod fuzz;
