@@ -44,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::map_response(security_headers))
+                .layer(axum::middleware::from_fn(admin_error_shape))
                 .layer(axum::middleware::from_fn_with_state(
                     state_for_layers,
                     ops::observe,
@@ -84,6 +85,44 @@ fn is_admin_path(uri: &axum::http::Uri) -> bool {
     let path = uri.path();
     path.strip_prefix(admin::BASE_PATH)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Under `/api/v1`, the answers the layers make themselves — the timeout's 408, a caught
+/// panic's 500, a broken body's 400 — in the admin API's error shape, like every other error
+/// there. Handlers' own errors are JSON already and pass untouched.
+async fn admin_error_shape(request: Request, next: Next) -> Response {
+    let admin = is_admin_path(request.uri());
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !admin || json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let error = match status {
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::BAD_REQUEST => {
+            // `read_body_first`'s own words about the body's framing: ours, safe to pass on.
+            let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+            ApiError::BadRequest(String::from_utf8_lossy(&text).trim().to_owned())
+        }
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            ApiError::Internal("a handler panicked (caught)".to_owned())
+        }
+        _ => return Response::from_parts(parts, body),
+    };
+    let mut mapped = error.into_response();
+    if let Some(close) = parts.headers.get(header::CONNECTION) {
+        mapped
+            .headers_mut()
+            .insert(header::CONNECTION, close.clone());
+    }
+    mapped
 }
 
 /// On every response, errors and `/metrics` included: browsers must not guess a content type

@@ -479,6 +479,7 @@ pub async fn oidc(
             let mut out = json!(connection);
             out["connection_id"] = json!(connection.id);
             out["redirect_uri"] = json!(connections::redirect_uri(&public, connection.id));
+            out["post_logout_redirect_uri"] = json!(connections::post_logout_redirect_uri(&public));
             Ok(out)
         }
         OidcCommand::List { org } => {

@@ -93,6 +93,9 @@ pub enum ApiError {
     },
     #[error("service unavailable")]
     Unavailable,
+    /// The request took longer than the server allows (`ROLEGATE_REQUEST_TIMEOUT`).
+    #[error("the request took too long and was stopped")]
+    RequestTimeout,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -119,6 +122,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => "too_many_requests",
             ApiError::Unavailable => "unavailable",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -78,10 +78,15 @@ pub async fn check_store(store: &dyn Store, keyring: &Keyring) -> Result<(), Str
 
 /// Seals `plain` for the row `id` under the current key, with a fresh random nonce.
 pub fn seal(keyring: &Keyring, id: Uuid, plain: &[u8]) -> Result<Sealed, SecretError> {
+    seal_for(keyring, id.as_bytes(), plain)
+}
+
+/// [`seal`], bound to any `context` (what the sealed bytes open for).
+pub fn seal_for(keyring: &Keyring, context: &[u8], plain: &[u8]) -> Result<Sealed, SecretError> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce)
         .map_err(|e| SecretError::BadKey(format!("no randomness for a nonce: {e}")))?;
-    keyring.seal(id.as_bytes(), plain, nonce)
+    keyring.seal(context, plain, nonce)
 }
 
 /// `rolegate keys rotate`: every secret not under the current key, opened with the old key and

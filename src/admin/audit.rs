@@ -98,7 +98,7 @@ async fn list_audit(
 
 /// The one reading of the audit log behind `/audit` and a product's `/audit`: `query`'s events
 /// newest first, a page of them past `before`, and the cursor of the older ones.
-pub(super) async fn read(
+pub(crate) async fn read(
     state: &AppState,
     tenant_id: Uuid,
     query: AuditQuery,

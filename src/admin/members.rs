@@ -175,6 +175,9 @@ struct SetMember {
 }
 
 /// Adds an existing user of the tenant to the org, or changes their role there.
+///
+/// The user must belong only to orgs within the caller's reach (a sub-org cannot enlist, or re-role, a
+/// member of an org above or beside it); giving or taking `owner` needs an Owner.
 #[utoipa::path(
     put,
     path = "/orgs/{org_id}/members/{user_id}",
@@ -184,7 +187,8 @@ struct SetMember {
     request_body = SetMember,
     responses(
         (status = 200, description = "The membership and the member's effective permissions on the org's products; `warnings` when the user is inactive.", body = MemberChange),
-        (status = 404, description = "No such org within reach, or no such user in the tenant.", body = ErrorBody),
+        (status = 403, description = "A signed-in user who is not an Owner of the org giving or taking the Owner role.", body = ErrorBody),
+        (status = 404, description = "No such org within reach, or no such user in the tenant, or a user who belongs to an org out of the caller's reach.", body = ErrorBody),
         (status = 409, description = "The change would leave an org without an active Owner.", body = ErrorBody),
         AuthErrors, BadBodyOrParams, ServerErrors
     )
@@ -195,6 +199,15 @@ async fn set_member(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<SetMember>,
 ) -> Result<ApiJson<MemberChange>, ApiError> {
+    let person = state.store.get_user(admin.tenant_id(), user_id).await?;
+    admin.require_whole_person(&state, &person).await?;
+    let owner_now = person
+        .memberships
+        .iter()
+        .any(|m| m.org_id == item.id && m.role == Some(OrgRole::Owner));
+    if owner_now || body.role == Some(OrgRole::Owner) {
+        admin.require_owner_of(&state, item.id).await?;
+    }
     state
         .store
         .set_membership(
@@ -262,6 +275,18 @@ async fn remove_member(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> Result<StatusCode, ApiError> {
+    let person = state.store.get_user(admin.tenant_id(), user_id).await?;
+    if params.force {
+        // Forced, the person is deactivated everywhere in the tenant: a whole-person act.
+        admin.require_whole_person(&state, &person).await?;
+    }
+    if person
+        .memberships
+        .iter()
+        .any(|m| m.org_id == item.id && m.role == Some(OrgRole::Owner))
+    {
+        admin.require_owner_of(&state, item.id).await?;
+    }
     let held = if params.force {
         ScimHeld::Deactivate
     } else {
@@ -338,15 +363,28 @@ async fn permissions(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(p): ApiQuery<PermissionParams>,
 ) -> Result<ApiJson<EffectivePermissions>, ApiError> {
-    let product = admin.product(&state, p.product).await?;
-    if product.product.org_id != item.id {
+    let resolved = member_on_product(&state, &admin, item.id, user_id, p.product).await?;
+    Ok(ApiJson(EffectivePermissions::from(resolved.as_ref())))
+}
+
+/// A member's permissions on `product_id`, a product of `org_id` (else not found), with the
+/// paths behind each: what `/permissions` answers in short and the console's explain page
+/// shows in full.
+pub(crate) async fn member_on_product(
+    state: &AppState,
+    admin: &AdminAuth,
+    org_id: Uuid,
+    user_id: Uuid,
+    product_id: Uuid,
+) -> Result<std::sync::Arc<crate::domain::resolve::Resolved>, ApiError> {
+    let product = admin.product(state, product_id).await?;
+    if product.product.org_id != org_id {
         return Err(ApiError::NotFound);
     }
-    let resolved = state
+    Ok(state
         .resolver
-        .product(admin.tenant_id(), user_id, p.product)
-        .await?;
-    Ok(ApiJson(EffectivePermissions::from(resolved.as_ref())))
+        .product(admin.tenant_id(), user_id, product_id)
+        .await?)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1,7 +1,7 @@
 //! The admin REST API under `/api/v1`, authenticated by an admin token, and its OpenAPI
 //! document.
 
-mod audit;
+pub(crate) mod audit;
 mod authz;
 mod doc;
 mod extract;
@@ -9,13 +9,13 @@ mod idp_groups;
 pub(crate) mod invitations;
 pub(crate) mod mappings;
 mod me;
-mod members;
+pub(crate) mod members;
 pub(crate) mod oidc_connections;
 pub(crate) mod orgs;
 mod outbox;
 mod page;
 mod product_members;
-mod products;
+pub(crate) mod products;
 pub(crate) mod reach;
 mod sessions;
 pub(crate) mod tokens;
@@ -47,6 +47,11 @@ pub const BASE_PATH: &str = "/api/v1";
 /// from one list: each `routes!` entry routes handlers and adds their `#[utoipa::path]`
 /// descriptions, so the document cannot drift from what is served.
 pub fn router() -> Router<AppState> {
+    let (router, document) = routes_and_document();
+    router.layer(Extension(Arc::new(document)))
+}
+
+fn routes_and_document() -> (Router<AppState>, OpenApi) {
     let api = OpenApiRouter::default()
         .routes(routes!(openapi_json))
         .merge(orgs::router())
@@ -64,10 +69,35 @@ pub fn router() -> Router<AppState> {
         .merge(me::router())
         .merge(sessions::router())
         .merge(oidc_connections::router());
-    let (router, document) = OpenApiRouter::with_openapi(doc::document())
+    OpenApiRouter::with_openapi(doc::document())
         .nest(BASE_PATH, api)
-        .split_for_parts();
-    router.layer(Extension(Arc::new(document)))
+        .split_for_parts()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A requirement listed for a route that does not exist protects nothing — and a mistyped
+    /// read would fail open, to "any member": each entry must name a documented operation.
+    #[test]
+    fn every_listed_user_need_names_an_operation() {
+        let (_, document) = super::routes_and_document();
+        for (method, route) in super::reach::listed_user_needs() {
+            let item = document
+                .paths
+                .paths
+                .get(route)
+                .unwrap_or_else(|| panic!("{route} is not a route"));
+            let operation = match method {
+                "GET" => &item.get,
+                "PUT" => &item.put,
+                "POST" => &item.post,
+                "PATCH" => &item.patch,
+                "DELETE" => &item.delete,
+                other => panic!("{other} {route}: not a method the API uses"),
+            };
+            assert!(operation.is_some(), "{method} {route} is not an operation");
+        }
+    }
 }
 
 /// This document: the admin API in OpenAPI 3.1.

@@ -60,11 +60,15 @@ struct ConnectionView {
     connection: Connection,
     /// Register this at the provider as the redirect (callback) URI.
     redirect_uri: String,
+    /// Register this at the provider as the post-logout redirect URI (RP-initiated logout).
+    post_logout_redirect_uri: String,
 }
 
 fn view(state: &AppState, connection: Connection) -> ConnectionView {
+    let public = state.config.public_url();
     ConnectionView {
-        redirect_uri: connections::redirect_uri(&state.config.public_url(), connection.id),
+        redirect_uri: connections::redirect_uri(&public, connection.id),
+        post_logout_redirect_uri: connections::post_logout_redirect_uri(&public),
         connection,
     }
 }

@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::AdminAuth;
 use super::doc::{AuthErrors, BadBodyOrParams, BadParams, ServerErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::members::{Warning, inactive_warnings};
@@ -35,10 +36,25 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(product_audit))
 }
 
-fn name(field: &str, raw: &str) -> Result<String, ApiError> {
+/// A product, environment or permission group name as the API takes it (422 otherwise).
+pub(crate) fn name(field: &str, raw: &str) -> Result<String, ApiError> {
     product::NAME
         .validate(raw)
         .map_err(|m| ApiError::invalid(field, m))
+}
+
+/// A new product's environments when none are given: Development, and Production (restricted).
+pub(crate) fn default_environments() -> Vec<NewEnvironment> {
+    vec![
+        NewEnvironment {
+            name: "Development".into(),
+            restricted: false,
+        },
+        NewEnvironment {
+            name: "Production".into(),
+            restricted: true,
+        },
+    ]
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,16 +145,7 @@ async fn create_product(
             }
             envs
         }
-        None => vec![
-            NewEnvironment {
-                name: "Development".into(),
-                restricted: false,
-            },
-            NewEnvironment {
-                name: "Production".into(),
-                restricted: true,
-            },
-        ],
+        None => default_environments(),
     };
     let detail = state
         .store
@@ -347,17 +354,17 @@ async fn list_groups(InReach { item: product, .. }: ProductInReach) -> ApiJson<G
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GroupBody {
+pub(crate) struct GroupBody {
     /// 1 to 100 characters, trimmed; unique in the product.
-    name: String,
+    pub name: String,
     #[serde(default)]
-    capabilities: BTreeSet<Capability>,
-    default_access: EnvAccess,
+    pub capabilities: BTreeSet<Capability>,
+    pub default_access: EnvAccess,
     /// Access in restricted environments; default: `default_access`.
-    restricted_access: Option<EnvAccess>,
+    pub restricted_access: Option<EnvAccess>,
     /// Per-environment overrides: environment id → access.
     #[serde(default)]
-    environments: BTreeMap<Uuid, EnvAccess>,
+    pub environments: BTreeMap<Uuid, EnvAccess>,
 }
 
 impl GroupBody {
@@ -414,19 +421,7 @@ async fn create_group(
     InReach { admin, item, .. }: ProductInReach,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<(StatusCode, ApiJson<PermissionGroup>), ApiError> {
-    let (group_name, set) = body.into_parts()?;
-    let group = state
-        .store
-        .save_permission_group(
-            &admin.ctx,
-            admin.tenant_id(),
-            item.product.id,
-            None,
-            &group_name,
-            &set,
-        )
-        .await
-        .map_err(unknown_environments)?;
+    let group = save_group(&state, &admin, item.product.id, None, body).await?;
     Ok((StatusCode::CREATED, ApiJson(group)))
 }
 
@@ -440,6 +435,34 @@ fn refuse_role_group(group: &ProductGroup) -> Result<(), ApiError> {
         return Err(ApiError::Conflict("built-in roles are read-only".into()));
     }
     Ok(())
+}
+
+/// Creates a permission group of `product_id` (`group`: `None`) or replaces one's name and
+/// permissions: the API's and the console's one way to save a group. A built-in role is
+/// refused (409) after the body is checked (422), as the API always answered.
+pub(crate) async fn save_group(
+    state: &AppState,
+    admin: &AdminAuth,
+    product_id: Uuid,
+    group: Option<&ProductGroup>,
+    body: GroupBody,
+) -> Result<PermissionGroup, ApiError> {
+    let (group_name, set) = body.into_parts()?;
+    if let Some(group) = group {
+        refuse_role_group(group)?;
+    }
+    state
+        .store
+        .save_permission_group(
+            &admin.ctx,
+            admin.tenant_id(),
+            product_id,
+            group.map(|g| g.id),
+            &group_name,
+            &set,
+        )
+        .await
+        .map_err(unknown_environments)
 }
 
 /// Replaces a permission group's name and permissions.
@@ -462,20 +485,7 @@ async fn update_group(
     InReach { admin, item, .. }: InReach<ProductGroup>,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<ApiJson<PermissionGroup>, ApiError> {
-    let (group_name, set) = body.into_parts()?;
-    refuse_role_group(&item)?;
-    let group = state
-        .store
-        .save_permission_group(
-            &admin.ctx,
-            admin.tenant_id(),
-            item.product.id,
-            Some(item.id),
-            &group_name,
-            &set,
-        )
-        .await
-        .map_err(unknown_environments)?;
+    let group = save_group(&state, &admin, item.product.id, Some(&item), body).await?;
     Ok(ApiJson(group))
 }
 
@@ -513,13 +523,27 @@ async fn delete_group(
     InReach { admin, item, .. }: InReach<ProductGroup>,
     ApiQuery(p): ApiQuery<DeleteParams>,
 ) -> Result<ApiJson<DeletedGroup>, ApiError> {
-    refuse_role_group(&item)?;
+    let moved = delete_permission_group(&state, &admin, &item, p.reassign_to).await?;
+    Ok(ApiJson(DeletedGroup {
+        reassigned_grants: moved,
+    }))
+}
+
+/// Deletes a permission group (not a built-in role), moving its grants to `reassign_to`: the
+/// API's and the console's one way to. The number of grants moved.
+pub(crate) async fn delete_permission_group(
+    state: &AppState,
+    admin: &AdminAuth,
+    group: &ProductGroup,
+    reassign_to: Option<Uuid>,
+) -> Result<u64, ApiError> {
+    refuse_role_group(group)?;
     // A built-in role is a product role, not a group members can be moved into: say so rather
     // than "not a group of this product", which it is.
-    if let Some(target) = p.reassign_to
+    if let Some(target) = reassign_to
         && Role::ALL
             .iter()
-            .any(|&role| crate::domain::product::role_group_id(item.product.id, role) == target)
+            .any(|&role| crate::domain::product::role_group_id(group.product.id, role) == target)
     {
         return Err(ApiError::invalid(
             "reassign_to",
@@ -527,9 +551,9 @@ async fn delete_group(
              product, or set the members' role first",
         ));
     }
-    let moved = state
+    state
         .store
-        .delete_permission_group(&admin.ctx, admin.tenant_id(), item.id, p.reassign_to)
+        .delete_permission_group(&admin.ctx, admin.tenant_id(), group.id, reassign_to)
         .await
         .map_err(|e| match e {
             crate::store::StoreError::UnknownIds(_) => ApiError::invalid(
@@ -537,10 +561,7 @@ async fn delete_group(
                 "must be another permission group of the same product",
             ),
             other => other.into(),
-        })?;
-    Ok(ApiJson(DeletedGroup {
-        reassigned_grants: moved,
-    }))
+        })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -589,10 +610,42 @@ async fn set_product_access(
     ApiJson(body): ApiJson<AccessBody>,
 ) -> Result<ApiJson<AccessChange>, ApiError> {
     let product_id = item.product.id;
+    set_access(
+        &state,
+        &admin,
+        product_id,
+        user_id,
+        body.permission_groups,
+        body.role,
+    )
+    .await?;
+    let resolved = state
+        .resolver
+        .product(admin.tenant_id(), user_id, product_id)
+        .await?;
+    let active = resolved.standing != Standing::Inactive;
+    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
+    Ok(ApiJson(AccessChange {
+        permissions: EffectivePermissions::from(resolved.as_ref()),
+        warnings,
+    }))
+}
+
+/// Replaces the member's manually given groups and role on a product the caller has been
+/// checked on (a built-in role's id among `permission_groups` sets the role): the API's and
+/// the console's.
+pub(crate) async fn set_access(
+    state: &AppState,
+    admin: &AdminAuth,
+    product_id: Uuid,
+    user_id: Uuid,
+    permission_groups: Vec<Uuid>,
+    role: Option<Role>,
+) -> Result<(), ApiError> {
     let roles = product::role_groups(product_id);
-    let mut role = body.role;
+    let mut role = role;
     let mut groups = Vec::new();
-    for id in body.permission_groups {
+    for id in permission_groups {
         match roles.iter().find(|g| g.id == id).and_then(|g| g.role) {
             Some(r) if role.is_none_or(|current| current == r) => role = Some(r),
             Some(_) => {
@@ -626,16 +679,7 @@ async fn set_product_access(
             ),
             other => other.into(),
         })?;
-    let resolved = state
-        .resolver
-        .product(admin.tenant_id(), user_id, product_id)
-        .await?;
-    let active = resolved.standing != Standing::Inactive;
-    let warnings = inactive_warnings(&state, admin.tenant_id(), user_id, active).await?;
-    Ok(ApiJson(AccessChange {
-        permissions: EffectivePermissions::from(resolved.as_ref()),
-        warnings,
-    }))
+    Ok(())
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -130,11 +130,6 @@ const USER_NEEDS: &[(&str, &str, UserNeed)] = &[
         UserNeed::ManageMembers,
     ),
     (
-        "POST",
-        "/api/v1/invitations/{invitation_id}/revoke",
-        UserNeed::ManageMembers,
-    ),
-    (
         "DELETE",
         "/api/v1/invitations/{invitation_id}",
         UserNeed::ManageMembers,
@@ -188,13 +183,26 @@ const USER_NEEDS: &[(&str, &str, UserNeed)] = &[
     ),
 ];
 
-/// What `method` on the matched `route` requires of a signed-in user.
+/// The `(method, route)` pairs [`USER_NEEDS`] lists, so a test can check each names a route
+/// that exists (a mistyped read entry would fail open, to [`UserNeed::Member`]).
+#[cfg(test)]
+pub(super) fn listed_user_needs() -> impl Iterator<Item = (&'static str, &'static str)> {
+    USER_NEEDS.iter().map(|(m, r, _)| (*m, *r))
+}
+
+/// What `method` on the matched `route` requires of a signed-in user. `HEAD` is answered by
+/// the `GET` handler, so it needs what `GET` needs.
 pub fn user_need(method: &axum::http::Method, route: &str) -> UserNeed {
+    let method = if *method == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     USER_NEEDS
         .iter()
-        .find(|(m, r, _)| *m == method.as_str() && *r == route)
+        .find(|(m, r, _)| *m == method && *r == route)
         .map_or(
-            if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+            if method == "GET" {
                 UserNeed::Member
             } else {
                 UserNeed::Owner
@@ -263,6 +271,42 @@ impl AdminAuth {
             user_may(state, user, &item.org_ids(), item.product_id()).await?;
         }
         Ok(item)
+    }
+
+    /// Acting on a person as a whole — adding them to an org, changing their role, ending their
+    /// sessions — needs every org they belong to within reach, not just one: otherwise a
+    /// sub-org's admin could sign out, or re-role, an Owner of the root who is also a member
+    /// of the sub-org (or add the root's Owner to it first). Out of reach: not found.
+    pub async fn require_whole_person(
+        &self,
+        state: &AppState,
+        person: &TenantUser,
+    ) -> Result<(), ApiError> {
+        let reached = self.reached_orgs(state).await?;
+        if person.org_ids().iter().all(|o| reached.contains(*o)) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    /// Giving or taking the Owner role needs Owner (an admin token of the org is one): the
+    /// right to manage members is not the right to make oneself, or anyone, an Owner.
+    pub async fn require_owner_of(&self, state: &AppState, org_id: Uuid) -> Result<(), ApiError> {
+        let Caller::User(user) = &self.caller else {
+            return Ok(());
+        };
+        let at_org = state
+            .resolver
+            .org(user.session.tenant_id, user.session.user_id, org_id)
+            .await?;
+        if at_org.standing == crate::domain::resolve::Standing::Owner {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "only an Owner of the organization may give or take the Owner role",
+            ))
+        }
     }
 
     /// The org `org_id` of a body or query, if within reach.

@@ -118,7 +118,9 @@ struct EndedSessions {
 
 /// Ends every live session of a member of the org, on every instance.
 ///
-/// For an admin token of the org's subtree, or a user who may manage the org's members.
+/// For an admin token of the org's subtree, or a user who may manage the org's members — of
+/// a person every org of whom is within the caller's reach (a root Owner who is also a member
+/// of a sub-org is out of the sub-org's reach: 404).
 /// Their next request with any of those sessions is refused (401).
 #[utoipa::path(
     delete,
@@ -142,6 +144,8 @@ async fn end_member_sessions(
     if !member.memberships.iter().any(|m| m.org_id == org.id) {
         return Err(ApiError::NotFound);
     }
+    // Their sessions are theirs everywhere in the tenant: only a caller who reaches all of them.
+    admin.require_whole_person(&state, &member).await?;
     let ended = state
         .store
         .end_user_sessions(

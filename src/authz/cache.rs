@@ -418,6 +418,22 @@ impl Resolver {
     }
 
     /// The user's standing in an org, from their cached snapshot.
+    /// Several users' standing and role in `org` (a page of members), loaded in one batch;
+    /// a user the store no longer has is left out.
+    pub async fn org_for_users(
+        &self,
+        tenant: Uuid,
+        users: &[Uuid],
+        org: Uuid,
+    ) -> Result<Vec<Resolved>, StoreError> {
+        Ok(self
+            .user_entries(tenant, users)
+            .await?
+            .iter()
+            .map(|entry| resolve::resolve_org(&entry.snapshot, org))
+            .collect())
+    }
+
     pub async fn org(&self, tenant: Uuid, user: Uuid, org: Uuid) -> Result<Resolved, StoreError> {
         let entry = self
             .user_entries(tenant, &[user])

@@ -38,16 +38,6 @@ fn connections_path(org_id: Uuid) -> String {
     format!("/console/orgs/{org_id}/connections")
 }
 
-/// Where the provider sends the browser after it signed the user out (RP-initiated logout).
-// Merge note: main has `idp::connections::post_logout_redirect_uri` (commit ec03c0b, after this
-// branch's base); this page should call it once both meet.
-fn post_logout_redirect_uri(state: &AppState) -> String {
-    format!(
-        "{}/auth/signed-out",
-        state.config.public_url().as_str().trim_end_matches('/')
-    )
-}
-
 fn back_channel_logout_uri(state: &AppState) -> String {
     format!(
         "{}/auth/oidc/backchannel-logout",
@@ -87,7 +77,7 @@ async fn render(
         h2 { "To register at the provider" }
         dl class="card" {
             dt { "Sign-out (post-logout) redirect URI" }
-            dd { (copyable("post-logout-uri", &post_logout_redirect_uri(state))) }
+            dd { (copyable("post-logout-uri", &connections::post_logout_redirect_uri(&public))) }
             dt { "Back-channel logout URI" }
             dd { (copyable("backchannel-uri", &back_channel_logout_uri(state))) }
         }

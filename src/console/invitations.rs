@@ -79,13 +79,9 @@ pub(super) async fn page(
         }
     };
     let title = format!("Invitation to {}", org.name);
-    let mut response = html(StatusCode::OK, layout(None, &title, &[], body));
-    // The token is in this page's URL: it goes nowhere else.
-    response.headers_mut().insert(
-        axum::http::header::REFERRER_POLICY,
-        axum::http::HeaderValue::from_static("no-referrer"),
-    );
-    Ok(response)
+    // The token is in this page's URL: the console's `Referrer-Policy: same-origin` keeps it
+    // from other sites (not `no-referrer`, under which the Accept POST's Origin is `null`).
+    Ok(html(StatusCode::OK, layout(None, &title, &[], body)))
 }
 
 /// `POST /console/invitations/accept?token=`: accept, then sign in (or SSO first).
@@ -118,6 +114,7 @@ pub(super) async fn accept(
         NewSession {
             user_id,
             method: SignInMethod::Invitation,
+            id_token: None,
         },
     )
     .await

@@ -15,9 +15,11 @@ pub const NAV: &[(&str, &str)] = &[("/console/", "Organizations")];
 pub const ORG_SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
     ("/members", "Members"),
+    ("/products", "Products"),
     ("/mappings", "IdP mappings"),
     ("/tokens", "SCIM tokens"),
     ("/connections", "SSO connections"),
+    ("/audit", "Audit log"),
 ];
 
 /// The whole page: skip link, header with navigation and the signed-in user (with sign-out),

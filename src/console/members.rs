@@ -4,6 +4,8 @@
 //! pending invitations with resend and revoke. Each action keeps the requirement of its API
 //! route, and a refusal (the Owner rule's 409 among them) is shown on the page.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -12,15 +14,17 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{org_tabs, post_form};
-use super::orgs::{member_label, org_for, role_text};
+use super::orgs::{explained_roles, member_label, org_for, role_text};
 use super::{Console, ConsoleForm, Flash, PageError, redirect_with};
 use crate::admin::invitations::{AddressResult, InviteRequest};
 use crate::admin::reach::Need;
+use crate::domain::Source;
 use crate::domain::invitation::{Invitation, InvitationStatus};
 use crate::domain::org::{Org, OrgRole};
+use crate::domain::product::{PermissionGroup, ProductDetail};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{MemberQuery, OwnerRule, ScimHeld};
+use crate::store::{GrantedGroup, MemberQuery, OwnerRule, ScimHeld};
 
 /// The API routes whose requirements these pages keep.
 const LIST: &str = "/api/v1/orgs/{org_id}/members";
@@ -28,6 +32,7 @@ const MEMBER: &str = "/api/v1/orgs/{org_id}/members/{user_id}";
 const INVITE: &str = "/api/v1/orgs/{org_id}/invitations";
 const RESEND: &str = "/api/v1/invitations/{invitation_id}/resend";
 const REVOKE: &str = "/api/v1/invitations/{invitation_id}";
+const PRODUCT_MEMBER: &str = "/api/v1/products/{product_id}/members/{user_id}";
 
 /// Members per page.
 const PAGE: u32 = 50;
@@ -36,6 +41,8 @@ const PAGE: u32 = 50;
 pub(super) struct ListParams {
     q: Option<String>,
     after: Option<Uuid>,
+    /// The product whose permission groups the list shows (default: the org's first).
+    product: Option<Uuid>,
 }
 
 fn members_path(org_id: Uuid) -> String {
@@ -88,6 +95,7 @@ async fn render(
     let more = members.len() > PAGE as usize;
     members.truncate(PAGE as usize);
     let next = more.then(|| members.last().map(|m| m.user.id)).flatten();
+    let roles = explained_roles(state, admin.tenant_id(), org.id, &members).await?;
     let may_manage = console.may(state, Method::PUT, MEMBER, org.id).await;
     let may_invite = console.may(state, Method::POST, INVITE, org.id).await;
     let invitations = if console.may(state, Method::GET, INVITE, org.id).await {
@@ -105,11 +113,23 @@ async fn render(
     } else {
         Vec::new()
     };
+    let products = state.store.list_products(admin.tenant_id(), org.id).await?;
+    let selected = params
+        .product
+        .and_then(|id| products.iter().find(|p| p.id == id))
+        .or(products.first());
+    let product_access = match selected {
+        Some(product) => {
+            Some(product_access(state, console, &admin, product.id, search, params.after).await?)
+        }
+        None => None,
+    };
     let path = members_path(org.id);
     let body = html! {
         h1 { (org.name) ": members" }
         (org_tabs(org.id, "/members"))
         form method="get" action=(path) class="inline" role="search" {
+            @if let Some(product) = params.product { input type="hidden" name="product" value=(product); }
             div class="field" {
                 label for="q" { "Search by e-mail" }
                 input id="q" type="search" name="q" value=(search.unwrap_or("")) data-filter="members";
@@ -117,19 +137,46 @@ async fn render(
             button type="submit" class="secondary" { "Search" }
             span id="members-count" class="note" aria-live="polite" {}
         }
-        div class="table-wrap" {
+        @if let (Some(product), false) = (selected, products.is_empty()) {
+            form method="get" action=(path) class="inline" {
+                @if let Some(q) = search { input type="hidden" name="q" value=(q); }
+                div class="field" {
+                    label for="product" { "Permission groups of product" }
+                    select id="product" name="product" {
+                        @for p in &products {
+                            option value=(p.id) selected[p.id == product.id] { (p.name) }
+                        }
+                    }
+                }
+                button type="submit" class="secondary" { "Show" }
+            }
+        }
+        // Focusable and named: keyboard users scroll it sideways on a narrow screen.
+        div class="table-wrap" role="region" aria-label="Members" tabindex="0" {
             table id="members" {
                 caption class="visually-hidden" { "Members of " (org.name) }
                 thead { tr {
                     th scope="col" { "Member" }
                     th scope="col" { "Role" }
+                    @if let (Some(product), Some(_)) = (selected, &product_access) {
+                        th scope="col" { "Permission group on " (product.name) }
+                    }
                     @if may_manage { th scope="col" { "Change role" } th scope="col" { "Remove" } }
                 } }
                 tbody {
                     @for member in &members {
                         tr {
-                            td { (member_label(member)) }
-                            td { (role_text(&member.effective, org.id, &all)) }
+                            td {
+                                (member_label(member))
+                                br;
+                                a class="note" href=(format!("{path}/{}/explain", member.user.id)) { "Explain permissions" }
+                                " · "
+                                a class="note" href=(format!("{path}/{}/modules", member.user.id)) { "Module roles" }
+                            }
+                            td { (role_text(member, roles.get(&member.user.id), org.id, &all)) }
+                            @if let Some(access) = &product_access {
+                                td { (access.cell(console, &org, member.user.id)) }
+                            }
                             @if may_manage {
                                 td { (role_form(console, &org, member.user.id, member.membership_role, member.effective.direct)) }
                                 td {
@@ -150,10 +197,10 @@ async fn render(
         @if members.is_empty() { p { "No members match." } }
         nav class="pager" aria-label="Pages" {
             @if params.after.is_some() {
-                a href=(page_link(&path, search, None)) { "First page" }
+                a href=(page_link(&path, search, None, params.product)) { "First page" }
             }
             @if let Some(next) = next {
-                a href=(page_link(&path, search, Some(next))) { "Next page" }
+                a href=(page_link(&path, search, Some(next), params.product)) { "Next page" }
             }
         }
         @if let Some(results) = &outcome.results {
@@ -186,7 +233,7 @@ async fn render(
             @if pending.is_empty() {
                 p { "None." }
             } @else {
-                div class="table-wrap" {
+                div class="table-wrap" role="region" aria-label="Pending invitations" tabindex="0" {
                     table {
                         caption class="visually-hidden" { "Pending invitations" }
                         thead { tr {
@@ -216,13 +263,21 @@ async fn render(
     ))
 }
 
-fn page_link(path: &str, search: Option<&str>, after: Option<Uuid>) -> String {
+fn page_link(
+    path: &str,
+    search: Option<&str>,
+    after: Option<Uuid>,
+    product: Option<Uuid>,
+) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     if let Some(q) = search {
         query.append_pair("q", q);
     }
     if let Some(after) = after {
         query.append_pair("after", &after.to_string());
+    }
+    if let Some(product) = product {
+        query.append_pair("product", &product.to_string());
     }
     format!("{path}?{}", query.finish())
 }
@@ -317,6 +372,155 @@ async fn access_choices(
         }
     }
     Ok(choices)
+}
+
+/// One product's permission groups as the members list shows them: what each member was
+/// granted, and the groups an admin may choose from (none when they may not change them).
+struct ProductAccessView {
+    product_id: Uuid,
+    grants: HashMap<Uuid, Vec<GrantedGroup>>,
+    choices: Option<Vec<PermissionGroup>>,
+}
+
+impl ProductAccessView {
+    fn cell(&self, console: &Console, org: &Org, user_id: Uuid) -> Markup {
+        let granted = self.grants.get(&user_id).map(Vec::as_slice).unwrap_or(&[]);
+        let manual = granted
+            .iter()
+            .find(|g| g.source == Source::Manual)
+            .map(|g| g.permission_group_id);
+        let others: Vec<String> = granted
+            .iter()
+            .filter(|g| g.source != Source::Manual || Some(g.permission_group_id) != manual)
+            .map(|g| format!("{} ({})", g.name, g.source.as_str()))
+            .collect();
+        let id = format!("group-{user_id}");
+        html! {
+            @if let Some(choices) = &self.choices {
+                (post_form(console, &format!("{}/{user_id}/access", members_path(org.id)), "", html! {
+                    input type="hidden" name="product" value=(self.product_id);
+                    label for=(id) class="visually-hidden" { "Permission group" }
+                    select id=(id) name="group" {
+                        option value="" selected[manual.is_none()] { "No access given here" }
+                        @for group in choices {
+                            option value=(group.id) selected[manual == Some(group.id)] { (group.name) }
+                        }
+                    }
+                    button type="submit" class="secondary" { "Save" }
+                }))
+            } @else {
+                @for g in granted.iter().filter(|g| Some(g.permission_group_id) == manual) {
+                    (g.name)
+                }
+                @if manual.is_none() && others.is_empty() { "—" }
+            }
+            @if !others.is_empty() {
+                p class="note" { "Also: " (others.join(", ")) }
+            }
+        }
+    }
+}
+
+/// The members' grants on `product_id` (the same page of members as the list), and the
+/// product's groups when this user may change them (as `PUT /products/{id}/members/{user}`).
+async fn product_access(
+    state: &AppState,
+    console: &Console,
+    admin: &crate::admin::AdminAuth,
+    product_id: Uuid,
+    search: Option<&str>,
+    after: Option<Uuid>,
+) -> Result<ProductAccessView, PageError> {
+    let listed = state
+        .store
+        .product_members(
+            admin.tenant_id(),
+            product_id,
+            &MemberQuery {
+                search: search.map(str::to_owned),
+                after,
+                user_id: None,
+                limit: PAGE + 1,
+            },
+        )
+        .await?;
+    let grants = listed
+        .into_iter()
+        .map(|m| (m.member.user.id, m.grants))
+        .collect();
+    let choices = if console
+        .may_on::<ProductDetail>(state, Method::PUT, PRODUCT_MEMBER, product_id)
+        .await
+    {
+        Some(
+            state
+                .store
+                .get_product(admin.tenant_id(), product_id)
+                .await?
+                .permission_groups,
+        )
+    } else {
+        None
+    };
+    Ok(ProductAccessView {
+        product_id,
+        grants,
+        choices,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct AccessForm {
+    product: Uuid,
+    #[serde(default)]
+    group: String,
+}
+
+/// `POST /console/orgs/{org}/members/{user}/access`: as `PUT /api/v1/products/{product_id}/members/{user_id}`
+/// with the one chosen group (or built-in role), or none.
+pub(super) async fn set_access(
+    State(state): State<AppState>,
+    Path((raw, user_id)): Path<(String, Uuid)>,
+    ConsoleForm { console, form }: ConsoleForm<AccessForm>,
+) -> Result<Response, PageError> {
+    let (_, org) = org_for(&state, &console, &raw, Method::GET, LIST).await?;
+    let admin = console
+        .acting_as(&state, Method::PUT, PRODUCT_MEMBER)
+        .await?;
+    let product = admin
+        .require::<ProductDetail>(&state, form.product, Need::Reach)
+        .await?;
+    if product.product.org_id != org.id {
+        return Err(PageError(ApiError::NotFound));
+    }
+    let groups = match form.group.as_str() {
+        "" => Vec::new(),
+        raw_group => vec![
+            Uuid::parse_str(raw_group)
+                .map_err(|_| PageError(ApiError::invalid("group", "not a choice of the form")))?,
+        ],
+    };
+    let changed = crate::admin::products::set_access(
+        &state,
+        &admin,
+        product.product.id,
+        user_id,
+        groups,
+        None,
+    )
+    .await;
+    let back = format!("{}?product={}", members_path(org.id), product.product.id);
+    match changed {
+        Ok(()) => Ok(redirect_with(
+            &state,
+            &back,
+            Flash::done(format!(
+                "Permission group on {} changed.",
+                product.product.name
+            )),
+        )),
+        Err(error) => refusal(&state, &console, &raw, error, Outcome::default()).await,
+    }
 }
 
 #[derive(Deserialize)]

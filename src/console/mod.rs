@@ -8,14 +8,18 @@
 //!
 //! # Writing a page
 //! A page is one file, `src/console/<page>.rs`, with its handlers, and one `.route(…)` line in
-//! [`router`]. Its pieces:
+//! [`router`]; its link is one line in `layout::NAV` (a tenant-wide section) or
+//! `layout::ORG_SECTIONS` (a tab on every org's pages, under `/console/orgs/{org}/…`). Its
+//! pieces:
 //! - **Who**: take [`Console`] as an extractor. No (live) session: a GET is answered 303 to
 //!   `/console/sign-in?return_to=<path>` before the handler runs.
 //! - **Rights**: `console.acting_as(&state, Method::PUT, "/api/v1/orgs/{org_id}/members/{user_id}")`
 //!   gives the `AdminAuth` the API route would have; then `admin.require::<Org>(&state, id,
-//!   Need::Reach)` (or `admin.org(…)`) checks it on an org. [`Console::may`] asks the same
-//!   question as a yes/no for showing or hiding a form.
-//! - **Render**: `console.page(&state, title, body_markup)` wraps the body in [`layout::layout`]
+//!   Need::Reach)` (or `admin.org(…)`) checks it on an org; `orgs::org_for` does both for a
+//!   page under `/console/orgs/{org}`. [`Console::may`] (on an org) and [`Console::may_on`]
+//!   (on a product, an invitation, …) ask the same question as a yes/no for showing or hiding
+//!   a form.
+//! - **Render**: `console.page(title, body_markup)` wraps the body in [`layout::layout`]
 //!   (header, nav, signed-in user and sign-out, flash area, footer) and answers 200 with the
 //!   console's headers. [`Console::page_with`] takes a status and flash messages (a refusal
 //!   shown on the re-rendered page, e.g. the Owner rule's 409).
@@ -31,13 +35,18 @@
 //! pages are `no-store`; assets are immutable under their hashed names.
 
 pub mod assets;
+mod audit;
 mod connections;
+mod explain;
 mod home;
 mod invitations;
 pub mod layout;
 mod mappings;
 mod members;
+mod modules;
 mod orgs;
+mod permission_groups;
+mod products;
 mod sign_in;
 mod tokens;
 
@@ -56,7 +65,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::admin::AdminAuth;
-use crate::admin::reach::Need;
+use crate::admin::reach::{Need, Scoped};
 use crate::authz::sessions::SessionRefusal;
 use crate::domain::org::Org;
 use crate::domain::session::{self, Session};
@@ -67,6 +76,8 @@ use crate::state::AppState;
 /// Every console route. A page added later is one line here.
 pub fn router() -> Router<AppState> {
     Router::new()
+        // The service's front door is the console (sign-out lands here too).
+        .route("/", get(|| async { redirect("/console/") }))
         .route("/console", get(|| async { redirect("/console/") }))
         .route("/console/", get(home::home))
         .route("/console/sign-in", get(sign_in::page))
@@ -87,6 +98,10 @@ pub fn router() -> Router<AppState> {
             post(members::set_role),
         )
         .route(
+            "/console/orgs/{org}/members/{user}/access",
+            post(members::set_access),
+        )
+        .route(
             "/console/orgs/{org}/members/{user}/remove",
             post(members::remove),
         )
@@ -98,6 +113,41 @@ pub fn router() -> Router<AppState> {
             "/console/orgs/{org}/members/invitations/{invitation}/revoke",
             post(members::revoke),
         )
+        .route(
+            "/console/orgs/{org}/products",
+            get(products::list).post(products::create),
+        )
+        .route("/console/products/{product}", get(products::page))
+        .route("/console/products/{product}/rename", post(products::rename))
+        .route(
+            "/console/products/{product}/environments",
+            post(products::create_environment),
+        )
+        .route(
+            "/console/environments/{environment}",
+            post(products::update_environment),
+        )
+        .route(
+            "/console/products/{product}/permission-groups",
+            post(permission_groups::create),
+        )
+        .route(
+            "/console/permission-groups/{group}",
+            get(permission_groups::page).post(permission_groups::save),
+        )
+        .route(
+            "/console/permission-groups/{group}/delete",
+            post(permission_groups::delete),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/explain",
+            get(explain::page),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/modules",
+            get(modules::page).post(modules::save),
+        )
+        .route("/console/orgs/{org}/audit", get(audit::page))
         .route("/console/orgs/{org}/mappings", get(mappings::page))
         .route(
             "/console/orgs/{org}/mappings/preview",
@@ -310,14 +360,23 @@ impl Console {
         .await
     }
 
-    /// Whether this user may call the API's `method` on `route` for `org_id`: whether a page
-    /// shows the form for it.
+    /// Whether this user may call the API's `method` on `route` for the org `org_id`: whether
+    /// a page shows the form for it.
     pub async fn may(&self, state: &AppState, method: Method, route: &str, org_id: Uuid) -> bool {
+        self.may_on::<Org>(state, method, route, org_id).await
+    }
+
+    /// [`Console::may`] for what `route` names by id — a product, an invitation, … (`T`, as
+    /// the API's `InReach<T>` loads it).
+    pub async fn may_on<T: Scoped>(
+        &self,
+        state: &AppState,
+        method: Method,
+        route: &str,
+        id: Uuid,
+    ) -> bool {
         match self.acting_as(state, method, route).await {
-            Ok(admin) => admin
-                .require::<Org>(state, org_id, Need::Reach)
-                .await
-                .is_ok(),
+            Ok(admin) => admin.require::<T>(state, id, Need::Reach).await.is_ok(),
             Err(_) => false,
         }
     }

@@ -2,6 +2,8 @@
 //! delete, for those allowed) and its members with their effective role and where it comes
 //! from ("Owner, inherited from Acme").
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -14,7 +16,8 @@ use super::layout::{org_tabs, post_form};
 use super::{Console, ConsoleForm, Flash, PageError, redirect_with};
 use crate::admin::AdminAuth;
 use crate::admin::reach::Need;
-use crate::domain::org::{EffectiveRole, Org, OrgRole};
+use crate::domain::org::{Org, OrgRole};
+use crate::domain::resolve::{PathKind, Resolved, Standing};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{MemberQuery, OrgMember};
@@ -39,20 +42,88 @@ pub(super) async fn org_for(
     Ok((admin, org))
 }
 
-/// "Owner, inherited from Acme" / "Member (direct)".
-pub(super) fn role_text(effective: &EffectiveRole, org_id: Uuid, orgs: &[Org]) -> String {
-    let role = match effective.role {
+/// Each listed member's role in `org_id` as the resolver explains it (mapped and default
+/// roles included, which membership rows alone do not show), by user id.
+pub(super) async fn explained_roles(
+    state: &AppState,
+    tenant: Uuid,
+    org_id: Uuid,
+    members: &[OrgMember],
+) -> Result<HashMap<Uuid, Resolved>, PageError> {
+    let ids: Vec<Uuid> = members.iter().map(|m| m.user.id).collect();
+    Ok(state
+        .resolver
+        .org_for_users(tenant, &ids, org_id)
+        .await?
+        .into_iter()
+        .map(|r| (r.user_id, r))
+        .collect())
+}
+
+/// "Owner, inherited from Acme" / "Member, set here" / "Owner, mapped from IdP group
+/// Admins": the role and every path the resolver names for it. Without an explanation (a user
+/// gone between two reads), the membership rows' effective role.
+pub(super) fn role_text(
+    member: &OrgMember,
+    explained: Option<&Resolved>,
+    org_id: Uuid,
+    orgs: &[Org],
+) -> String {
+    let name = |id: Uuid| {
+        orgs.iter()
+            .find(|o| o.id == id)
+            .map_or("an organization above".to_owned(), |o| o.name.clone())
+    };
+    let label = |role: OrgRole| match role {
         OrgRole::Owner => "Owner",
         OrgRole::Member => "Member",
     };
-    if effective.from_org == org_id {
-        format!("{role} (direct)")
+    let Some(resolved) = explained else {
+        let effective = &member.effective;
+        return if effective.from_org == org_id {
+            format!("{}, set here", label(effective.role))
+        } else {
+            format!(
+                "{}, inherited from {}",
+                label(effective.role),
+                name(effective.from_org)
+            )
+        };
+    };
+    if resolved.standing == Standing::Inactive {
+        return "Deactivated: no permissions".to_owned();
+    }
+    let Some(role) = &resolved.org_role else {
+        return "No role here".to_owned();
+    };
+    let paths: Vec<String> = role
+        .granted_by
+        .iter()
+        .map(|path| {
+            let place = if path.org_id == org_id {
+                "here".to_owned()
+            } else {
+                format!("in {}", name(path.org_id))
+            };
+            match path.kind {
+                PathKind::Inherited => format!("inherited from {}", name(path.org_id)),
+                PathKind::Manual => format!("set {place}"),
+                PathKind::Invite => format!("by invitation {place}"),
+                PathKind::Provisioned => format!("provisioned by the IdP {place}"),
+                PathKind::Mapped => match (&path.via_group, &path.rule) {
+                    (Some(group), _) => format!("mapped from IdP group {group}"),
+                    (None, Some(rule)) => format!("mapped by rule {rule}"),
+                    (None, None) => "mapped from the IdP".to_owned(),
+                },
+                PathKind::Default => format!("the default for members {place}"),
+                PathKind::Owner => "Owner".to_owned(),
+            }
+        })
+        .collect();
+    if paths.is_empty() {
+        label(role.role).to_owned()
     } else {
-        let from = orgs
-            .iter()
-            .find(|o| o.id == effective.from_org)
-            .map_or("a parent organization", |o| o.name.as_str());
-        format!("{role}, inherited from {from}")
+        format!("{}, {}", label(role.role), paths.join("; "))
     }
 }
 
@@ -106,6 +177,7 @@ async fn render(
             },
         )
         .await?;
+    let roles = explained_roles(state, admin.tenant_id(), org.id, &members).await?;
     let body = html! {
         h1 { (org.name) }
         @if let Some(parent) = parent {
@@ -156,7 +228,7 @@ async fn render(
         }
         h2 { "Members" }
         p { a href=(format!("/console/orgs/{}/members", org.id)) { "Manage members and invitations" } }
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Members" tabindex="0" {
             table {
                 caption class="visually-hidden" { "Members of " (org.name) }
                 thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } } }
@@ -164,7 +236,7 @@ async fn render(
                     @for member in &members {
                         tr {
                             td { (member_label(member)) }
-                            td { (role_text(&member.effective, org.id, &all)) }
+                            td { (role_text(member, roles.get(&member.user.id), org.id, &all)) }
                         }
                     }
                 }

@@ -140,6 +140,36 @@ pub fn normalize_scopes(raw: &str) -> Vec<String> {
 /// discovery document literally contains `{tenantid}`; each token carries the real tenant.
 pub const ENTRA_TENANT_PLACEHOLDER: &str = "{tenantid}";
 
+/// Where a provider sends the browser after an RP-initiated logout, and where a sign-out
+/// lands: a page of this service saying so.
+pub const SIGNED_OUT_PATH: &str = "/auth/signed-out";
+
+/// The provider's end-session URL for an RP-initiated logout (OpenID Connect RP-Initiated
+/// Logout 1.0 §2): `id_token_hint` when the session kept its ID token (Okta requires it),
+/// `client_id` always (so a provider can check the redirect URI without the hint), and the
+/// registered `post_logout_redirect_uri`. Parameters the endpoint already carries are kept.
+pub fn end_session_url(
+    endpoint: &str,
+    client_id: &str,
+    id_token_hint: Option<&str>,
+    post_logout_redirect_uri: &str,
+) -> Option<String> {
+    let mut url = url::Url::parse(endpoint).ok()?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return None;
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(hint) = id_token_hint {
+            query.append_pair("id_token_hint", hint);
+        }
+        query
+            .append_pair("client_id", client_id)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+    }
+    Some(url.into())
+}
+
 /// Where to go after the login: only a path of this service (`/…`, not `//…`, no scheme, no
 /// backslash that a browser would read as a slash). Default: the console.
 pub fn safe_return_to(raw: Option<&str>) -> Result<String, &'static str> {
@@ -390,6 +420,23 @@ pub fn check_id_token(claims: &Value, expected: &Expected<'_>) -> Result<Verifie
         amr,
         issuer,
     })
+}
+
+/// Whether a token of `issuer` may come from this connection: its issuer, or — for an Entra
+/// multi-tenant connection — its template filled with an allowed tenant.
+pub fn connection_issues(connection: &Connection, issuer: &str) -> bool {
+    let expected = Expected {
+        issuer: &connection.issuer,
+        allowed_tenants: &connection.allowed_tenants,
+        client_id: &connection.client_id,
+        nonce: "",
+        now: crate::domain::now(),
+        access_token: None,
+        alg: "",
+        require_mfa: false,
+        groups_claim: "",
+    };
+    check_issuer(issuer, &expected).is_ok()
 }
 
 fn check_issuer(issuer: &str, expected: &Expected<'_>) -> Result<(), TokenRefusal> {

@@ -60,6 +60,16 @@ pub fn redirect_uri(public_url: &Url, connection_id: Uuid) -> String {
     )
 }
 
+/// The post-logout redirect URI to register at the provider (RP-initiated logout): where the
+/// provider sends the browser once it has signed the user out.
+pub fn post_logout_redirect_uri(public_url: &Url) -> String {
+    format!(
+        "{}{}",
+        public_url.as_str().trim_end_matches('/'),
+        crate::domain::oidc::SIGNED_OUT_PATH
+    )
+}
+
 /// An issuer must be https, except on a loopback address (a provider under test).
 fn check_issuer(issuer: &Url) -> Result<(), ConnectionError> {
     let loopback = match issuer.host() {

@@ -138,6 +138,51 @@ async fn connection(state: &AppState, raw: &str) -> Result<ClientMaterial, Refus
         })
 }
 
+/// Where the browser goes once an OIDC session has ended here: the provider's end-session
+/// endpoint, when it has one, so the provider's own session ends too (RP-initiated logout).
+/// `None` for other sessions, for providers without the endpoint, and when the connection is
+/// gone. Read before the session ends: ending it drops the ID token it kept.
+pub async fn end_session_redirect(
+    state: &AppState,
+    session: &crate::domain::session::Session,
+    secret_hash: &[u8; 32],
+) -> Option<String> {
+    let connection_id = session.oidc_connection_id?;
+    let material = match state.store.find_oidc_connection(connection_id).await {
+        Ok(material) => material,
+        Err(error) => {
+            tracing::info!(%error, connection = %connection_id, "no RP-initiated logout");
+            return None;
+        }
+    };
+    let endpoint = material
+        .metadata
+        .get("end_session_endpoint")
+        .and_then(Value::as_str)?;
+    let hint = match state
+        .store
+        .id_token_hint(session.tenant_id, session.id)
+        .await
+    {
+        Ok(Some(sealed)) => state
+            .keyring
+            .open(secret_hash, &sealed)
+            .ok()
+            .and_then(|plain| String::from_utf8(plain).ok()),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(%error, "the session's ID token could not be read");
+            None
+        }
+    };
+    rules::end_session_url(
+        endpoint,
+        &material.connection.client_id,
+        hint.as_deref(),
+        &crate::idp::connections::post_logout_redirect_uri(&state.config.public_url()),
+    )
+}
+
 /// Starts a login: 303 to the provider's authorization endpoint.
 async fn login(
     State(state): State<AppState>,
@@ -399,6 +444,7 @@ async fn callback(
                 subject: verified.subject.clone(),
                 sid: verified.sid.clone(),
             },
+            id_token: Some(tokens.id_token.clone()),
         },
     )
     .await
@@ -552,7 +598,10 @@ async fn end_sessions(state: &AppState, token: &str) -> Result<u64, (&'static st
         .map_err(|e| ("temporarily_unavailable", e.to_string()))?;
     let material = connections
         .into_iter()
-        .find(|m| audiences.contains(&m.connection.client_id.as_str()))
+        .find(|m| {
+            rules::connection_issues(&m.connection, issuer)
+                && audiences.contains(&m.connection.client_id.as_str())
+        })
         .ok_or_else(|| invalid("no connection of this issuer and audience"))?;
     let (claims, _) = state
         .idp
@@ -601,7 +650,7 @@ async fn end_sessions(state: &AppState, token: &str) -> Result<u64, (&'static st
     if !fresh {
         return Err(invalid("this logout_token was used already (jti replayed)"));
     }
-    crate::session::end_by_oidc(state, issuer, subject, sid)
+    crate::session::end_by_oidc(state, material.connection.id, issuer, subject, sid)
         .await
         .map_err(|e| ("temporarily_unavailable", e.to_string()))
 }

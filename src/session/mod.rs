@@ -22,6 +22,8 @@ use crate::store::{Ctx, NewSessionRow, StartRefused, StoreError};
 pub struct NewSession {
     pub user_id: Uuid,
     pub method: SignInMethod,
+    /// The provider's ID token (OIDC sign-in), kept sealed for an RP-initiated logout.
+    pub id_token: Option<String>,
 }
 
 /// Why a session could not start or end.
@@ -155,6 +157,17 @@ pub async fn start_from(
     let secret = session::mint(random);
     let replaces = presented(request_headers, mode).map(session::hash_secret);
     let (idle_expires_at, expires_at) = policy.expiries(crate::domain::now());
+    // Without a key the token is not kept (never stored in clear): logout then asks the
+    // provider without `id_token_hint`, which some providers accept.
+    let id_token_hint = new
+        .id_token
+        .as_deref()
+        .filter(|_| !state.keyring.is_empty())
+        .and_then(|token| {
+            crate::secrets::seal_for(&state.keyring, &secret.hash, token.as_bytes())
+                .inspect_err(|error| tracing::warn!(%error, "ID token not kept for logout"))
+                .ok()
+        });
     let header = |name| {
         request_headers
             .get(name)
@@ -174,6 +187,7 @@ pub async fn start_from(
                 idle_expires_at,
                 expires_at,
                 replaces,
+                id_token_hint,
             },
         )
         .await?;
@@ -188,10 +202,13 @@ pub async fn start_from(
     })
 }
 
-/// Ends every live session matching an OpenID Back-Channel Logout (iss + sub and/or sid);
-/// returns how many ended. Invalidation reaches every instance.
+/// Ends every live session matching an OpenID Back-Channel Logout (iss + sub and/or sid) that
+/// began through `connection_id` — the connection the logout token is addressed to, never
+/// another (another tenant's, or another org's, on the same provider); returns how many
+/// ended. Invalidation reaches every instance.
 pub async fn end_by_oidc(
     state: &AppState,
+    connection_id: Uuid,
     issuer: &str,
     subject: Option<&str>,
     sid: Option<&str>,
@@ -199,7 +216,7 @@ pub async fn end_by_oidc(
     let ctx = Ctx::new(Actor::System);
     Ok(state
         .store
-        .end_oidc_sessions(&ctx, issuer, subject, sid)
+        .end_oidc_sessions(&ctx, connection_id, issuer, subject, sid)
         .await?)
 }
 

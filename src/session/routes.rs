@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{NewSession, SignInMethod, page, presented, same_origin};
 use crate::domain::audit::Actor;
+use crate::domain::oidc::SIGNED_OUT_PATH;
 use crate::domain::outbox::MailStatus;
 use crate::domain::session::{self, EndReason};
 use crate::domain::user::validate_email;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/email", post(email_sign_in))
         .route("/auth/link/{secret}", get(confirm_page).post(use_link))
         .route("/auth/logout", post(logout))
+        .route(SIGNED_OUT_PATH, get(signed_out))
 }
 
 #[derive(Deserialize)]
@@ -215,7 +217,10 @@ async fn confirm_page(State(state): State<AppState>, Path(secret): Path<String>)
                 [
                     (CONTENT_TYPE, "text/html; charset=utf-8"),
                     (axum::http::header::CACHE_CONTROL, "no-store"),
-                    (axum::http::header::REFERRER_POLICY, "no-referrer"),
+                    // Not `no-referrer`: under it browsers send `Origin: null` with the form's
+                    // POST, which `use_link` refuses as cross-site. `same-origin` still keeps
+                    // the link's secret from every other site.
+                    (axum::http::header::REFERRER_POLICY, "same-origin"),
                 ],
                 body,
             )
@@ -275,6 +280,7 @@ async fn use_link(
         NewSession {
             user_id: link.user_id,
             method,
+            id_token: None,
         },
     )
     .await
@@ -295,6 +301,7 @@ async fn logout(State(state): State<AppState>, parts: Parts, body: Bytes) -> Res
     let form_token = serde_urlencoded::from_bytes::<LogoutForm>(&body)
         .ok()
         .and_then(|f| f.csrf);
+    let mut next = None;
     if let Some(secret) = presented(&parts.headers, mode) {
         if let Err(refusal) =
             super::check_csrf(&state, &parts.headers, secret, form_token.as_deref())
@@ -307,6 +314,7 @@ async fn logout(State(state): State<AppState>, parts: Parts, body: Bytes) -> Res
                 Ok(actor) => actor,
                 Err(error) => return error.into_response(),
             };
+            next = crate::oidc::end_session_redirect(&state, &found, &hash).await;
             let ctx = crate::request::audit_ctx(&parts.extensions, actor);
             if let Err(error) = state
                 .store
@@ -320,11 +328,23 @@ async fn logout(State(state): State<AppState>, parts: Parts, body: Bytes) -> Res
     }
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
-    headers.insert(LOCATION, HeaderValue::from_static("/"));
+    let location = next.unwrap_or_else(|| SIGNED_OUT_PATH.to_owned());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(LOCATION, value);
+    }
     for cookie in mode.clear() {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             headers.append(SET_COOKIE, value);
         }
     }
     response
+}
+
+/// `GET /auth/signed-out`: where a sign-out lands, here or back from the provider.
+async fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        "Signed out",
+        "You are signed out. <a href=\"/console/\">Sign in again</a>",
+    )
 }

@@ -565,6 +565,7 @@ impl Db {
             tenant_id,
             audit: Vec::new(),
             users: Vec::new(),
+            new_users: Vec::new(),
             whole_tenant: false,
             sinks: self.sinks.clone(),
             notifier: self.notifier.clone(),
@@ -580,6 +581,8 @@ pub(crate) struct WriteTx {
     tenant_id: Uuid,
     audit: Vec<AuditRecord>,
     users: Vec<Uuid>,
+    /// Users this transaction created: nothing they could have minted exists yet.
+    new_users: Vec<Uuid>,
     whole_tenant: bool,
     sinks: Sinks,
     notifier: Option<Notifier>,
@@ -619,6 +622,14 @@ impl WriteTx {
         }
     }
 
+    /// Like [`Self::invalidate_user`], for a user this transaction created: no token can name
+    /// them as its creator yet, so the commit need not look for any (SCIM creates are the
+    /// provisioning hot path, and on PostgreSQL every statement is a round trip).
+    pub(crate) fn invalidate_new_user(&mut self, user_id: Uuid) {
+        self.invalidate_user(user_id);
+        self.new_users.push(user_id);
+    }
+
     pub(crate) fn invalidate_tenant(&mut self) {
         self.whole_tenant = true;
     }
@@ -627,11 +638,16 @@ impl WriteTx {
         self.tenant_id
     }
 
-    /// The users this change may have changed the standing of: those it names, or `None` for
-    /// anyone of the tenant.
-    pub(crate) fn affected_users(&self) -> Option<Vec<Uuid>> {
-        (!self.whole_tenant && !self.users.is_empty() && self.users.len() <= MAX_NAMED_USERS)
-            .then(|| self.users.clone())
+    /// The existing users this change may have changed the standing of: those it names less
+    /// those it created, or `None` for anyone of the tenant.
+    pub(crate) fn affected_existing_users(&self) -> Option<Vec<Uuid>> {
+        (!self.whole_tenant && !self.users.is_empty() && self.users.len() <= MAX_NAMED_USERS).then(
+            || {
+                let mut users = self.users.clone();
+                users.retain(|u| !self.new_users.contains(u));
+                users
+            },
+        )
     }
 
     pub(crate) async fn commit(mut self) -> Result<Invalidation, StoreError> {

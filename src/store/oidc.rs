@@ -926,8 +926,14 @@ impl OidcStore for SqlStore {
     ) -> Result<Vec<ClientMaterial>, StoreError> {
         let ids = {
             let mut h = self.db.read().await?;
-            sql("SELECT id FROM oidc_connections WHERE issuer = $1 ORDER BY id")
+            // Entra multi-tenant connections store the issuer as a template; the caller keeps
+            // those whose template and allowed tenants take this issuer.
+            sql("SELECT id FROM oidc_connections WHERE issuer = $1 OR issuer LIKE $2 ORDER BY id")
                 .bind(issuer)
+                .bind(format!(
+                    "%{}%",
+                    crate::domain::oidc::ENTRA_TENANT_PLACEHOLDER
+                ))
                 .fetch_all::<IdRow>(h.conn())
                 .await?
         };

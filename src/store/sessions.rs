@@ -11,6 +11,7 @@ use super::db::{Conn, Ctx, WriteTx, load_in_tenant, sql};
 use super::{SqlStore, StoreError};
 use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::now;
+use crate::domain::secret::Sealed;
 use crate::domain::session::{EndReason, Session, SignInMethod};
 use crate::domain::user::User;
 
@@ -25,6 +26,9 @@ pub struct NewSessionRow {
     pub expires_at: DateTime<Utc>,
     /// The session the browser carried, if any: it ends as this one starts (rotation).
     pub replaces: Option<[u8; 32]>,
+    /// The provider's ID token, sealed with the session's secret hash as context: the
+    /// `id_token_hint` of an RP-initiated logout.
+    pub id_token_hint: Option<Sealed>,
 }
 
 /// Why a session could not start.
@@ -61,6 +65,12 @@ pub trait SessionStore {
         tenant_id: Uuid,
         session_id: Uuid,
     ) -> Result<Option<(Session, bool)>, StoreError>;
+    /// The sealed ID token a live session of the tenant keeps for RP-initiated logout.
+    async fn id_token_hint(
+        &self,
+        tenant_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<Sealed>, StoreError>;
     /// Records use of a live session. Not audited, not an invalidation: bookkeeping.
     async fn touch_session(
         &self,
@@ -86,11 +96,12 @@ pub trait SessionStore {
         user_id: Uuid,
         reason: EndReason,
     ) -> Result<u64, StoreError>;
-    /// Ends the live OIDC sessions of `issuer` matching `subject` and/or `sid` (at least one
-    /// is given), in whichever tenants they are; returns how many.
+    /// Ends the live OIDC sessions begun through `connection_id` with `issuer` matching
+    /// `subject` and/or `sid` (at least one is given); returns how many.
     async fn end_oidc_sessions(
         &self,
         ctx: &Ctx,
+        connection_id: Uuid,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
@@ -290,6 +301,12 @@ struct SessionWithUserRow {
 }
 
 #[derive(FromRow)]
+struct HintRow {
+    oidc_id_token_key: Option<String>,
+    oidc_id_token: Option<Vec<u8>>,
+}
+
+#[derive(FromRow)]
 struct UserTenantRow {
     tenant_id: Uuid,
 }
@@ -309,7 +326,8 @@ pub(crate) async fn end_sessions_in(
     user_id: Uuid,
     reason: EndReason,
 ) -> Result<u64, StoreError> {
-    let ended = sql("UPDATE sessions SET ended_at = $1, end_reason = $2 \
+    let ended = sql("UPDATE sessions SET ended_at = $1, end_reason = $2, \
+         oidc_id_token_key = NULL, oidc_id_token = NULL \
          WHERE tenant_id = $3 AND user_id = $4 AND ended_at IS NULL")
     .bind(now())
     .bind(reason.as_str())
@@ -333,12 +351,15 @@ async fn end_one(
     reason: EndReason,
 ) -> Result<Session, StoreError> {
     let at = now();
-    sql("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL")
-        .bind(at)
-        .bind(reason.as_str())
-        .bind(session.id)
-        .execute(tx.conn())
-        .await?;
+    sql(
+        "UPDATE sessions SET ended_at = $1, end_reason = $2, oidc_id_token_key = NULL, \
+         oidc_id_token = NULL WHERE id = $3 AND ended_at IS NULL",
+    )
+    .bind(at)
+    .bind(reason.as_str())
+    .bind(session.id)
+    .execute(tx.conn())
+    .await?;
     let ended = Session {
         ended_at: Some(at),
         end_reason: Some(reason.as_str().to_owned()),
@@ -465,8 +486,9 @@ impl SessionStore for SqlStore {
         sql(
             "INSERT INTO sessions (id, tenant_id, user_id, secret_hash, method, \
              oidc_connection_id, oidc_issuer, oidc_subject, oidc_sid, user_agent, client_addr, \
-             created_at, last_seen_at, idle_expires_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             created_at, last_seen_at, idle_expires_at, expires_at, oidc_id_token_key, \
+             oidc_id_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(session.id)
         .bind(tenant_id)
@@ -483,6 +505,8 @@ impl SessionStore for SqlStore {
         .bind(at)
         .bind(session.idle_expires_at)
         .bind(session.expires_at)
+        .bind(new.id_token_hint.as_ref().map(|h| h.key_id.clone()))
+        .bind(new.id_token_hint.map(|h| h.bytes))
         .execute(tx.conn())
         .await?;
         tx.audit(AuditRecord::new("session.start", "session", session.id).after(&session));
@@ -528,6 +552,26 @@ impl SessionStore for SqlStore {
         .fetch_optional::<SessionWithUserRow>(h.conn())
         .await?
         .map(|r| (r.session.into(), r.user_active)))
+    }
+
+    async fn id_token_hint(
+        &self,
+        tenant_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<Sealed>, StoreError> {
+        let mut h = self.db.read().await?;
+        let row = sql("SELECT oidc_id_token_key, oidc_id_token FROM sessions \
+             WHERE tenant_id = $1 AND id = $2 AND ended_at IS NULL")
+        .bind(tenant_id)
+        .bind(session_id)
+        .fetch_optional::<HintRow>(h.conn())
+        .await?;
+        Ok(
+            row.and_then(|r| match (r.oidc_id_token_key, r.oidc_id_token) {
+                (Some(key_id), Some(bytes)) => Some(Sealed { key_id, bytes }),
+                _ => None,
+            }),
+        )
     }
 
     async fn touch_session(
@@ -591,6 +635,7 @@ impl SessionStore for SqlStore {
     async fn end_oidc_sessions(
         &self,
         ctx: &Ctx,
+        connection_id: Uuid,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
@@ -601,12 +646,13 @@ impl SessionStore for SqlStore {
         let found = {
             let mut h = self.db.read().await?;
             sql("SELECT id, tenant_id, user_id FROM sessions \
-                 WHERE oidc_issuer = $1 AND ended_at IS NULL \
+                 WHERE oidc_issuer = $1 AND oidc_connection_id = $4 AND ended_at IS NULL \
                  AND ($2 IS NULL OR oidc_subject = $2) AND ($3 IS NULL OR oidc_sid = $3) \
                  ORDER BY tenant_id, id")
             .bind(issuer)
             .bind(subject)
             .bind(sid)
+            .bind(connection_id)
             .fetch_all::<EndedRow>(h.conn())
             .await?
         };

@@ -50,6 +50,7 @@ impl Browser {
             NewSession {
                 user_id: user.id,
                 method: SignInMethod::EmailLink,
+                id_token: None,
             },
         )
         .await
@@ -689,7 +690,144 @@ async fn under_require_sso_the_invitee_is_sent_to_the_orgs_sso(backend: Backend)
     );
 }
 
+async fn an_owner_changes_a_members_permission_group_on_a_product(backend: Backend) {
+    let app = console_app(backend).await;
+    let (viewer, user) = viewer(&app).await;
+    let org = app.org_id;
+    let products = app
+        .ok(Method::GET, &format!("/orgs/{org}/products"), None)
+        .await;
+    let product = products["products"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let groups = app
+        .ok(
+            Method::GET,
+            &format!("/products/{product}/permission-groups"),
+            None,
+        )
+        .await;
+    let developer = groups["permission_groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "Developer")
+        .expect("the Developer preset")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/console/orgs/{org}/members");
+    // The Viewer sees their grant, and no form to change it.
+    let seen = viewer.get(&app, &path).await;
+    assert!(
+        seen.text.contains("Permission group on Checkout"),
+        "{}",
+        seen.text
+    );
+    assert!(
+        !seen.text.contains("/access\""),
+        "no access forms for a viewer"
+    );
+    let forged = viewer
+        .post(
+            &app,
+            &format!("{path}/{user}/access"),
+            &[("product", &product), ("group", &developer)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let page = owner.get(&app, &path).await;
+    assert!(
+        page.text.contains(&format!("{path}/{user}/access")),
+        "{}",
+        page.text
+    );
+    let changed = owner
+        .post(
+            &app,
+            &format!("{path}/{user}/access"),
+            &[("product", &product), ("group", &developer)],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.text);
+    assert_eq!(
+        changed.headers[LOCATION],
+        format!("{path}?product={product}")
+    );
+    let permissions = app
+        .ok(
+            Method::GET,
+            &format!("/orgs/{org}/members/{user}/permissions?product={product}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        permissions["capabilities"],
+        json!(["manage_resources"]),
+        "{permissions}"
+    );
+}
+
+async fn a_mapped_owner_is_shown_with_the_idp_group_behind_the_role(backend: Backend) {
+    let app = console_app(backend).await;
+    let root = app.org_id.to_string();
+    let payments = app.sub_org(&root, "Payments").await;
+    let carol = app
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "carol@acme.test",
+                "emails": [{ "value": "carol@acme.test", "primary": true }],
+            })),
+        )
+        .await;
+    let carol = carol.body["id"].as_str().expect("id").to_owned();
+    let group = app
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Payments Owners",
+                "members": [{ "value": carol }],
+            })),
+        )
+        .await;
+    assert!(group.status.is_success(), "{}", group.text);
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{root}/mappings"),
+        Some(json!({
+            "version": 1,
+            "rules": [{ "name": "payments-owners", "idp_group": "Payments Owners",
+                        "grants": [{ "org": "Payments", "org_role": "owner" }] }],
+        })),
+    )
+    .await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let page = owner.get(&app, &format!("/console/orgs/{payments}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains("Owner, mapped from IdP group Payments Owners"),
+        "the resolver's explanation, not the membership row's: {}",
+        page.text
+    );
+    assert!(
+        page.text.contains("Owner, inherited from Acme"),
+        "{}",
+        page.text
+    );
+}
+
 crate::on_both_backends!(
+    a_mapped_owner_is_shown_with_the_idp_group_behind_the_role,
+    an_owner_changes_a_members_permission_group_on_a_product,
     signed_out_pages_redirect_to_sign_in,
     sso_sign_in_goes_to_the_domains_connection,
     pages_carry_the_csp_and_no_inline_script,

@@ -622,7 +622,10 @@ async fn an_owner_adds_changes_and_removes_an_sso_connection(backend: Backend) {
         page.text
             .contains("https://rolegate.acme.example/auth/oidc/backchannel-logout")
     );
-    assert!(page.text.contains("id=\"post-logout-uri\""));
+    assert!(
+        page.text
+            .contains("data-copy=\"https://rolegate.acme.example/auth/signed-out\"")
+    );
 
     let unreachable = owner
         .post(

@@ -24,6 +24,8 @@ on_both_backends!(
     require_mfa_refuses_a_single_factor_and_overage_signs_in_without_groups,
     a_provider_error_is_a_page_with_its_code,
     the_providers_back_channel_logout_ends_the_session_once,
+    signing_out_ends_the_providers_session_too,
+    private_key_jwt_is_what_the_real_provider_takes,
     an_owner_mapped_from_a_group_claim_counts_for_the_owner_rule,
 );
 
@@ -70,6 +72,11 @@ impl Sso {
 
     /// Login, then the provider: where it sends the browser back.
     pub async fn returned(&self, hint: &str) -> Returned {
+        self.returned_in(&mut Browser::default(), hint).await
+    }
+
+    /// [`Sso::returned`] in this browser, which keeps the provider's cookies.
+    pub async fn returned_in(&self, browser: &mut Browser, hint: &str) -> Returned {
         let login = self.login(hint, None).await;
         assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text);
         let location = login.headers[header::LOCATION].to_str().expect("location");
@@ -86,9 +93,7 @@ impl Sso {
             .into_iter()
             .next()
             .expect("the login's browser cookie");
-        let callback = Browser::default()
-            .through_provider(location, PUBLIC_URL)
-            .await;
+        let callback = browser.through_provider(location, PUBLIC_URL).await;
         Returned {
             callback,
             binding_cookie,
@@ -610,6 +615,123 @@ async fn the_providers_back_channel_logout_ends_the_session_once(backend: Backen
         "{body}"
     );
     served.stopped().await;
+}
+
+/// RP-initiated logout: signing out here ends the session and sends the browser to the
+/// provider's end-session endpoint with the session's ID token as the hint; the real provider
+/// accepts it (it refuses a hint it did not issue or a post-logout URI not registered), signs
+/// its own session out, and sends the browser back to our signed-out page.
+async fn signing_out_ends_the_providers_session_too(backend: Backend) {
+    let mut config = ServeArgs::for_tests();
+    config.public_url = Some(Url::parse(PUBLIC_URL).expect("url"));
+    let app = TestApp::with_config(backend, config).await;
+    let signed_out = format!("{}auth/signed-out", PUBLIC_URL);
+    let mut op = Provider::start_with(json!({
+        "clients": [{
+            "client_id": crate::common::oidc::CLIENT_ID,
+            "client_secret": crate::common::oidc::CLIENT_SECRET,
+            "redirect_uris": [format!("{PUBLIC_URL}placeholder")],
+            "post_logout_redirect_uris": [signed_out],
+        }],
+        "accounts": {"alice": account("alice@acme.test", true, &[])},
+    }));
+    let created = add_connection(&app, &app.org_id.to_string(), &op.issuer, json!({})).await;
+    assert_eq!(created["post_logout_redirect_uri"], json!(signed_out));
+    op.allow_redirect_uri(created["redirect_uri"].as_str().expect("uri"))
+        .await;
+    let s = Sso {
+        app,
+        op,
+        id: created["id"].as_str().expect("id").to_owned(),
+    };
+    let mut browser = Browser::default();
+    let returned = s.returned_in(&mut browser, "alice").await;
+    let reply = s.callback(&returned).await;
+    assert_signed_in(&reply, "/console/");
+    let session = set_cookies(&reply.headers)
+        .into_iter()
+        .find(|c| c.contains("session") && !c.contains("csrf"))
+        .expect("session cookie");
+    let secret = session.split_once('=').expect("name=value").1.to_owned();
+
+    let logout = || logout_request(&session, &secret);
+    let out = s.app.send(logout()).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.text);
+    assert!(!session_valid(&s.app, &reply).await, "ended here");
+    let location = out.headers[header::LOCATION].to_str().expect("location");
+    assert!(location.starts_with(&s.op.issuer), "{location}");
+    let end = Url::parse(location).expect("url");
+    let params: std::collections::HashMap<_, _> = end.query_pairs().into_owned().collect();
+    assert_eq!(params["client_id"], crate::common::oidc::CLIENT_ID);
+    assert_eq!(params["post_logout_redirect_uri"], signed_out);
+    assert_eq!(
+        params["id_token_hint"].split('.').count(),
+        3,
+        "the ID token the session began with"
+    );
+    assert_eq!(browser.sign_out_at_provider(location).await, signed_out);
+
+    // The page the provider sends the browser back to.
+    let page = s
+        .app
+        .call(Method::GET, "/auth/signed-out", None, None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("signed out"), "{}", page.text);
+
+    // Ended for good: signing out again (the cookie now names nothing) lands here, not at
+    // the provider.
+    let again = s.app.send(logout()).await;
+    assert_eq!(again.headers[header::LOCATION], "/auth/signed-out");
+}
+
+/// `private_key_jwt` against oidc-provider itself: the connection's public key is registered
+/// for the client (as an admin pastes it into Okta or Entra), the client secret is not, and the
+/// provider — which checks the assertion's signature, `iss`/`sub`, `aud`, `exp` and `jti` — hands
+/// out the tokens only for a good assertion: the sign-in completes.
+async fn private_key_jwt_is_what_the_real_provider_takes(backend: Backend) {
+    let mut s = sso(
+        backend,
+        json!({"alice": account("alice@acme.test", true, &[])}),
+        json!({"client_auth": "private_key_jwt", "provisioning": "jit"}),
+    )
+    .await;
+    let shown = s
+        .app
+        .ok(Method::GET, &format!("/oidc-connections/{}", s.id), None)
+        .await;
+    let public_jwk = shown["public_jwk"].clone();
+    assert_eq!(public_jwk["kty"], "EC", "{shown}");
+    assert!(public_jwk.get("d").is_none(), "never the private part");
+    s.op.restart_changed(|config| {
+        let client = &mut config["clients"][0];
+        client["token_endpoint_auth_method"] = json!("private_key_jwt");
+        client["jwks"] = json!({ "keys": [public_jwk] });
+        if let Some(fields) = client.as_object_mut() {
+            fields.remove("client_secret");
+        }
+    });
+    let reply = s.sign_in("alice").await;
+    assert_signed_in(&reply, "/console/");
+    assert!(s.user_id("alice@acme.test").await.is_some());
+}
+
+/// `POST /auth/logout` with the session cookie (`name=value`) and its CSRF token.
+fn logout_request(cookie: &str, secret: &str) -> axum::http::Request<axum::body::Body> {
+    let mut logout = request(Method::POST, "/auth/logout", None, None, None);
+    let headers = logout.headers_mut();
+    headers.insert(header::COOKIE, cookie.parse().expect("cookie"));
+    headers.insert(
+        "origin",
+        PUBLIC_URL.trim_end_matches('/').parse().expect("origin"),
+    );
+    headers.insert(
+        "x-csrf-token",
+        rolegate::domain::session::csrf_token(secret)
+            .parse()
+            .expect("token"),
+    );
+    logout
 }
 
 async fn an_owner_mapped_from_a_group_claim_counts_for_the_owner_rule(backend: Backend) {

@@ -291,7 +291,8 @@ fn database_password_is_hidden_from_config_debug() {
     assert!(shown.contains("db.example"));
 }
 
-/// A request that does not finish in time (here: a body that never arrives) is answered 408.
+/// A request that does not finish in time (here: a body that never arrives) is answered 408 —
+/// under `/api/v1` in the admin API's error shape, like every error there.
 #[tokio::test]
 async fn slow_requests_time_out_with_408() {
     let mut config = ServeArgs::for_tests();
@@ -307,6 +308,11 @@ async fn slow_requests_time_out_with_408() {
         .await
         .expect("answered");
     assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        reply.body["error"]["code"], "request_timeout",
+        "{}",
+        reply.text
+    );
 }
 
 /// jsonwebtoken panics at first use without exactly one crypto backend, and rustls without a

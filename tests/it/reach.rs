@@ -356,6 +356,7 @@ pub(crate) async fn objects(app: &TestApp, org: &str, tag: &str) -> Objects {
         rolegate::session::NewSession {
             user_id: id_of(&user.body).parse().expect("uuid"),
             method: rolegate::session::SignInMethod::EmailLink,
+            id_token: None,
         },
     )
     .await

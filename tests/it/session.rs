@@ -42,6 +42,7 @@ async fn sign_in(app: &TestApp, headers: &HeaderMap, user: Uuid) -> axum::respon
         NewSession {
             user_id: user,
             method: SignInMethod::EmailLink,
+            id_token: None,
         },
     )
     .await
@@ -178,20 +179,29 @@ async fn idle_and_absolute_timeouts_end_sessions(backend: Backend) {
 async fn back_channel_logout_ends_matching_oidc_sessions(backend: Backend) {
     let app = TestApp::new(backend).await;
     let user = owner(&app).await;
-    let oidc = |sub: &str, sid: &str| SignInMethod::Oidc {
-        connection_id: Uuid::now_v7(),
+    let (connection, other_connection) = (Uuid::now_v7(), Uuid::now_v7());
+    let oidc = |through: Uuid, sub: &str, sid: &str| SignInMethod::Oidc {
+        connection_id: through,
         issuer: "https://idp.example".into(),
         subject: sub.into(),
         sid: Some(sid.into()),
     };
     let mut secrets = Vec::new();
-    for method in [oidc("alice", "s1"), oidc("alice", "s2"), oidc("bob", "s3")] {
+    for method in [
+        oidc(connection, "alice", "s1"),
+        oidc(connection, "alice", "s2"),
+        oidc(connection, "bob", "s3"),
+        // The same person of the same provider, signed in through another connection (another
+        // org's, or another tenant's): a logout addressed to the first is not for it.
+        oidc(other_connection, "alice", "s4"),
+    ] {
         let started = session::start(
             &app.state,
             &HeaderMap::new(),
             NewSession {
                 user_id: user,
                 method,
+                id_token: None,
             },
         )
         .await
@@ -199,23 +209,35 @@ async fn back_channel_logout_ends_matching_oidc_sessions(backend: Backend) {
         let response = started.redirect_to("/");
         secrets.push(session_cookie(response.headers(), "rolegate_session").expect("id"));
     }
-    let by_sid = session::end_by_oidc(&app.state, "https://idp.example", None, Some("s1"))
-        .await
-        .expect("end");
-    assert_eq!(by_sid, 1);
+    let end = |issuer: &'static str, sub: Option<&'static str>, sid: Option<&'static str>| {
+        session::end_by_oidc(&app.state, connection, issuer, sub, sid)
+    };
+    assert_eq!(
+        end("https://idp.example", None, Some("s1"))
+            .await
+            .expect("end"),
+        1
+    );
     assert!(check(&app, &secrets[0]).await.is_err());
     assert!(check(&app, &secrets[1]).await.is_ok());
-    let other_issuer =
-        session::end_by_oidc(&app.state, "https://other.example", Some("alice"), None)
+    assert_eq!(
+        end("https://other.example", Some("alice"), None)
             .await
-            .expect("end");
-    assert_eq!(other_issuer, 0);
-    let by_sub = session::end_by_oidc(&app.state, "https://idp.example", Some("alice"), None)
-        .await
-        .expect("end");
-    assert_eq!(by_sub, 1);
+            .expect("end"),
+        0
+    );
+    assert_eq!(
+        end("https://idp.example", Some("alice"), None)
+            .await
+            .expect("end"),
+        1
+    );
     assert!(check(&app, &secrets[1]).await.is_err());
     assert!(check(&app, &secrets[2]).await.is_ok(), "bob's stays");
+    assert!(
+        check(&app, &secrets[3]).await.is_ok(),
+        "the session of another connection stays"
+    );
 }
 
 crate::on_both_backends!(

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::common::http::Reply;
 use crate::common::{Backend, TestApp};
 use crate::session_signin::{COOKIE_NAME, ORIGIN, app_with_sink, signed_in_by_mail};
+use rolegate::domain::token::TokenKind;
 
 /// A cookie-authenticated call; `origin` and `csrf` say which protections it carries.
 pub(crate) async fn as_user(
@@ -257,4 +258,139 @@ async fn a_user_reaches_only_their_membership_subtree(backend: Backend) {
 crate::on_both_backends!(
     a_member_is_refused_member_changes_an_owner_is_not,
     a_user_reaches_only_their_membership_subtree,
+    managing_members_is_not_ownership_and_a_person_is_reached_whole,
 );
+
+/// The user id of `email`, as the root's admin token finds it.
+async fn user_id(app: &TestApp, email: &str) -> String {
+    let found = app
+        .ok(Method::GET, &format!("/users?search={email}"), None)
+        .await;
+    found["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == json!(email) || u["user_name"] == json!(email))
+        .and_then(|u| u["id"].as_str())
+        .unwrap_or_else(|| panic!("{email} in {found}"))
+        .to_owned()
+}
+
+/// `manage_members` is not the right to give (or take) the Owner role; a sub-org's caller — a
+/// manager signed in, or its admin token — cannot enlist, re-role or sign out a person who
+/// also belongs above it (the root's Owner); and the reads kept for Owners or auditors stay
+/// closed to a plain member, `HEAD` included.
+async fn managing_members_is_not_ownership_and_a_person_is_reached_whole(backend: Backend) {
+    let (app, sink) = app_with_sink(backend).await;
+    let root = app.org_id.to_string();
+    let sub = app.sub_org(&root, "Europe").await;
+    let manager = app.user("lead@acme.test").await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{manager}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{manager}/modules"),
+        Some(json!({ "members": "write" })),
+    )
+    .await;
+    let lead = signed_in_by_mail(&app, &sink, "lead@acme.test").await;
+    let put = |path: String, role: &str| {
+        let body = json!({ "role": role });
+        let lead = lead.clone();
+        let app = &app;
+        async move { as_user(app, &lead, Method::PUT, &path, Some(body), true, true).await }
+    };
+
+    // Managing members lets the lead add and re-role people of the sub-org…
+    let colleague = app.user("dev@acme.test").await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{colleague}"),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    let fine = put(format!("/orgs/{sub}/members/{colleague}"), "member").await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+    // …but not make anyone an Owner, themselves least of all.
+    let to_owner = put(format!("/orgs/{sub}/members/{manager}"), "owner").await;
+    assert_eq!(to_owner.status, StatusCode::FORBIDDEN, "{}", to_owner.text);
+    let members = app
+        .ok(Method::GET, &format!("/orgs/{sub}/members"), None)
+        .await;
+    let lead_row = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["user"]["email"] == json!("lead@acme.test"))
+        .expect("the lead");
+    assert_eq!(lead_row["membership_role"], json!("member"), "{members}");
+
+    // The root's Owner is out of the sub-org's reach, whether or not a member of it.
+    let root_owner = user_id(&app, "owner@acme.test").await;
+    let enlist = put(format!("/orgs/{sub}/members/{root_owner}"), "member").await;
+    assert_eq!(enlist.status, StatusCode::NOT_FOUND, "{}", enlist.text);
+    let sub_token = app
+        .token(sub.parse().expect("uuid"), TokenKind::Admin)
+        .await;
+    let by_token = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/orgs/{sub}/members/{root_owner}"),
+            Some(&sub_token),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    assert_eq!(by_token.status, StatusCode::NOT_FOUND, "{}", by_token.text);
+    // The root adds its Owner to the sub-org; the sub-org still cannot sign them out.
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{sub}/members/{root_owner}"),
+        Some(json!({ "role": null })),
+    )
+    .await;
+    let owner_session = signed_in_by_mail(&app, &sink, "owner@acme.test").await;
+    let sessions = format!("/orgs/{sub}/members/{root_owner}/sessions");
+    let sign_out = as_user(&app, &lead, Method::DELETE, &sessions, None, true, true).await;
+    assert_eq!(sign_out.status, StatusCode::NOT_FOUND, "{}", sign_out.text);
+    let by_token = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1{sessions}"),
+            Some(&sub_token),
+            None,
+        )
+        .await;
+    assert_eq!(by_token.status, StatusCode::NOT_FOUND, "{}", by_token.text);
+    let me = as_user(&app, &owner_session, Method::GET, "/me", None, false, false).await;
+    assert_eq!(me.status, StatusCode::OK, "still signed in: {}", me.text);
+    let re_role = put(format!("/orgs/{sub}/members/{root_owner}"), "member").await;
+    assert_eq!(re_role.status, StatusCode::NOT_FOUND, "{}", re_role.text);
+
+    // A plain member reads the team, not the audit logs, connections or token errors.
+    let dev = signed_in_by_mail(&app, &sink, "dev@acme.test").await;
+    let product = app.product(&sub).await;
+    let product = product["id"].as_str().expect("id");
+    for (method, path) in [
+        (Method::GET, format!("/products/{product}/audit")),
+        (Method::HEAD, "/audit".to_owned()),
+        (Method::GET, format!("/orgs/{sub}/oidc-connections")),
+    ] {
+        let refused = as_user(&app, &dev, method.clone(), &path, None, false, false).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let team = as_user(
+        &app,
+        &dev,
+        Method::GET,
+        &format!("/orgs/{sub}/members"),
+        None,
+        false,
+        false,
+    )
+    .await;
+    assert_eq!(team.status, StatusCode::OK, "{}", team.text);
+}

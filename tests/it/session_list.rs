@@ -27,6 +27,7 @@ pub(crate) async fn signed_in(app: &TestApp, user: &str) -> String {
         NewSession {
             user_id: user.parse().expect("uuid"),
             method: SignInMethod::EmailLink,
+            id_token: None,
         },
     )
     .await

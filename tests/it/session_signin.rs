@@ -298,7 +298,7 @@ async fn the_login_link_is_for_owners_and_survives_require_sso(backend: Backend)
     let token = rolegate::domain::session::csrf_token(&secret);
     let out = app.send(logout(Some(token))).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert_eq!(out.headers[LOCATION], "/");
+    assert_eq!(out.headers[LOCATION], "/auth/signed-out");
     assert!(
         app.state
             .sessions

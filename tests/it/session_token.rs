@@ -39,6 +39,7 @@ async fn a_session_becomes_a_token_that_verifies_offline_until_the_session_ends(
         NewSession {
             user_id: user,
             method: SignInMethod::EmailLink,
+            id_token: None,
         },
     )
     .await

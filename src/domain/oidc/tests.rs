@@ -215,3 +215,61 @@ fn domains_and_scopes_are_normalized() {
         ["openid", "email", "profile"]
     );
 }
+
+#[test]
+fn the_end_session_url_carries_the_hint_the_client_and_where_to_return() {
+    let url = end_session_url(
+        "https://idp.example/oauth2/v1/logout?tenant=a",
+        "client 1",
+        Some("hdr.claims.sig"),
+        "https://rolegate.example/auth/signed-out",
+    )
+    .expect("url");
+    assert_eq!(
+        url,
+        "https://idp.example/oauth2/v1/logout?tenant=a&id_token_hint=hdr.claims.sig\
+         &client_id=client+1&post_logout_redirect_uri=https%3A%2F%2Frolegate.example%2Fauth%2Fsigned-out"
+    );
+    let without_hint =
+        end_session_url("https://idp.example/logout", "c", None, "https://r/x").expect("url");
+    assert!(!without_hint.contains("id_token_hint"), "{without_hint}");
+    assert_eq!(
+        end_session_url("javascript:alert(1)", "c", None, "https://r/x"),
+        None
+    );
+    assert_eq!(end_session_url("not a url", "c", None, "https://r/x"), None);
+}
+
+#[test]
+fn a_connection_issues_its_issuer_or_its_allowed_entra_tenants() {
+    let mut c = Connection {
+        id: uuid::Uuid::nil(),
+        tenant_id: uuid::Uuid::nil(),
+        org_id: uuid::Uuid::nil(),
+        issuer: "https://login.microsoftonline.com/{tenantid}/v2.0".into(),
+        client_id: "c".into(),
+        client_auth: ClientAuth::ClientSecretBasic,
+        has_client_secret: true,
+        public_jwk: None,
+        groups_claim: "groups".into(),
+        scopes: vec!["openid".into()],
+        provisioning: Provisioning::Hybrid,
+        require_mfa: false,
+        domains: Vec::new(),
+        allowed_tenants: vec!["T1".into()],
+        created_at: crate::domain::now(),
+        updated_at: crate::domain::now(),
+    };
+    assert!(connection_issues(
+        &c,
+        "https://login.microsoftonline.com/t1/v2.0"
+    ));
+    assert!(!connection_issues(
+        &c,
+        "https://login.microsoftonline.com/t2/v2.0"
+    ));
+    assert!(!connection_issues(&c, "https://evil.example/t1/v2.0"));
+    c.issuer = "https://idp.example".into();
+    assert!(connection_issues(&c, "https://idp.example"));
+    assert!(!connection_issues(&c, "https://idp.example/other"));
+}

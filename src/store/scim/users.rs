@@ -591,7 +591,11 @@ impl ScimUserStore for SqlStore {
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
             end_sessions_in(&mut tx, scope.tenant_id, id, EndReason::UserDeactivated).await?;
         }
-        tx.invalidate_user(id);
+        if version == 1 {
+            tx.invalidate_new_user(id);
+        } else {
+            tx.invalidate_user(id);
+        }
         tx.commit().await?;
         Ok(stored_user(id, user, created_at, at, version))
     }

@@ -364,7 +364,10 @@ const CREATOR_DELETED: &str = "creator_deleted: the user who minted it was delet
 /// tokens belong to the org and are never revoked here; nor are the operator's or a token's.
 pub(crate) async fn revoke_unentitled_tokens(tx: &mut WriteTx) -> Result<(), StoreError> {
     let tenant_id = tx.tenant_id();
-    let affected = tx.affected_users();
+    let affected = tx.affected_existing_users();
+    if affected.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(());
+    }
     let tokens =
         super::tokens::user_minted_admin_tokens(tx.conn(), tenant_id, affected.as_deref()).await?;
     if tokens.is_empty() {

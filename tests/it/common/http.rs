@@ -428,6 +428,12 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::start_on(listener, state)
+    }
+
+    /// Serves on a listener bound beforehand: when the configuration must name the port (a
+    /// public URL that browsers' Origin headers are checked against).
+    pub fn start_on(listener: tokio::net::TcpListener, state: AppState) -> Served {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(rolegate::app::serve(listener, state, async {

@@ -129,6 +129,18 @@ impl Provider {
     pub fn restart_with(&mut self, accounts: Value) {
         let mut config = self.config.clone();
         config["accounts"] = accounts;
+        self.restart_as(config);
+    }
+
+    /// Stops it and starts it again on the same port with `change` applied to its
+    /// configuration (what a client registered meanwhile at a real provider, say).
+    pub fn restart_changed(&mut self, change: impl FnOnce(&mut Value)) {
+        let mut config = self.config.clone();
+        change(&mut config);
+        self.restart_as(config);
+    }
+
+    fn restart_as(&mut self, mut config: Value) {
         config["port"] = json!(self.port());
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -230,24 +242,14 @@ impl Browser {
             if let Some(path) = url.strip_prefix(public_url.trim_end_matches('/')) {
                 return path.to_owned();
             }
-            let cookie: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let response = self
                 .http
                 .get(&url)
-                .header("cookie", cookie.join("; "))
+                .header("cookie", self.cookie_header())
                 .send()
                 .await
                 .expect("provider answers");
-            for set in response.headers().get_all("set-cookie") {
-                if let Some((name, value)) = set
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.split(';').next())
-                    .and_then(|p| p.split_once('='))
-                {
-                    self.jar.insert(name.to_owned(), value.to_owned());
-                }
-            }
+            self.keep_cookies(response.headers());
             let status = response.status();
             let next = response
                 .headers()
@@ -269,4 +271,71 @@ impl Browser {
         }
         panic!("too many redirects from {location}");
     }
+
+    fn keep_cookies(&mut self, headers: &reqwest::header::HeaderMap) {
+        for set in headers.get_all("set-cookie") {
+            if let Some((name, value)) = set
+                .to_str()
+                .ok()
+                .and_then(|s| s.split(';').next())
+                .and_then(|p| p.split_once('='))
+            {
+                self.jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        cookies.join("; ")
+    }
+
+    /// RP-initiated logout at the provider: opens its end-session URL, submits the confirm
+    /// form it shows (as a person clicking "Yes, sign me out"), and gives where the provider
+    /// sends the browser afterwards. Panics with the provider's page when it refuses.
+    pub async fn sign_out_at_provider(&mut self, end_session_url: &str) -> String {
+        let response = self
+            .http
+            .get(end_session_url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("provider answers");
+        self.keep_cookies(response.headers());
+        let status = response.status();
+        let page = response.text().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+        let action = between(&page, "action=\"", "\"").expect("a confirm form");
+        let xsrf = between(&page, "name=\"xsrf\" value=\"", "\"").expect("its xsrf field");
+        let base = url::Url::parse(end_session_url).expect("url");
+        let confirm = base.join(action).expect("join");
+        let response = self
+            .http
+            .post(confirm)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("xsrf={xsrf}&logout=yes"))
+            .send()
+            .await
+            .expect("provider answers");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        match location {
+            Some(location) if status.is_redirection() => location,
+            _ => panic!(
+                "the provider did not sign out: {status} {}",
+                response.text().await.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
 }

@@ -1,0 +1,207 @@
+// The console in a real browser: Debian's Chromium driven by playwright-core, each console page
+// screenshotted at 375 and 1440 px and checked with axe-core. Run by tests/it/console_browser.rs,
+// which starts rolegate and an SMTP sink and answers this script's questions on stdin.
+//
+// Environment: ROLEGATE_BASE (http://127.0.0.1:PORT), OWNER_LOGIN_URL and VIEWER_LOGIN_URL
+// (one-time login links), ORG_ID, SCREENSHOTS (a directory), CHROMIUM (default
+// /usr/bin/chromium).
+//
+// Protocol: to get an invitation link this script prints {"need":"invitation","email":…} on
+// stdout and reads the URL as one line on stdin. At the end it prints {"done":true,…}. Any
+// failure: the reason on stderr, exit 1.
+
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env("ROLEGATE_BASE");
+const ORG = env("ORG_ID");
+const SHOTS = env("SCREENSHOTS");
+mkdirSync(SHOTS, { recursive: true });
+
+const WIDTHS = [375, 1440];
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const log = (...args) => console.error("[console.mjs]", ...args);
+const say = (message) => process.stdout.write(JSON.stringify(message) + "\n");
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+async function ask(question) {
+  say(question);
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`no answer to ${JSON.stringify(question)}`);
+  return value.trim();
+}
+
+const pages = [];
+const cspViolations = [];
+
+/// A context whose pages report any CSP violation (the policy is enforced: axe is evaluated
+/// through the DevTools protocol, which the page's policy does not govern).
+async function newContext(browser) {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  context.on("page", watch);
+  return context;
+}
+
+function watch(page) {
+  page.on("console", (message) => {
+    if (/Content[- ]Security[- ]Policy/i.test(message.text())) {
+      cspViolations.push(`${page.url()}: ${message.text()}`);
+    }
+  });
+  page.on("pageerror", (error) => cspViolations.push(`${page.url()}: page error ${error}`));
+}
+
+/// Screenshots at both widths and the axe check at both; fails on serious or critical
+/// violations, printing them.
+async function audit(page, name) {
+  for (const width of WIDTHS) {
+    await page.setViewportSize({ width, height: width < 600 ? 812 : 900 });
+    await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: true });
+    const hasAxe = await page.evaluate("typeof window.axe !== 'undefined'");
+    if (!hasAxe) await page.evaluate(AXE_SOURCE);
+    const result = await page.evaluate(async () => {
+      // eslint-disable-next-line no-undef
+      const r = await axe.run(document, { resultTypes: ["violations"] });
+      return r.violations.map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+      }));
+    });
+    const bad = result.filter((v) => v.impact === "serious" || v.impact === "critical");
+    for (const v of result) log(`axe ${name}@${width}: ${v.impact} ${v.id}: ${v.help} at ${v.nodes.join(", ")}`);
+    check(bad.length === 0, `${name} at ${width}px has serious accessibility violations: ${JSON.stringify(bad, null, 1)}`);
+    // Nothing wider than the viewport, except inside a table's own scroll box.
+    const overflow = await page.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      return [...document.querySelectorAll("body *")]
+        .filter((el) => !el.closest(".table-wrap"))
+        .filter((el) => el.getBoundingClientRect().right > width + 1)
+        .slice(0, 3)
+        .map((el) => el.tagName + (el.id ? "#" + el.id : "") + "." + el.className);
+    });
+    check(overflow.length === 0, `${name} at ${width}px overflows the viewport: ${overflow}`);
+  }
+  await page.setViewportSize({ width: 1440, height: 900 });
+  pages.push(name);
+}
+
+/// Follows a one-time login link: its confirm page, then the button that signs in.
+async function signInWithLink(page, url) {
+  await page.goto(url);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${BASE}/console/`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+try {
+  // Signed out: the console sends to its sign-in page.
+  const anonymous = await newContext(browser);
+  const visitor = await anonymous.newPage();
+  await visitor.goto(`${BASE}/console/orgs/${ORG}/members`);
+  check(visitor.url().startsWith(`${BASE}/console/sign-in?return_to=`), `signed out lands on sign-in, not ${visitor.url()}`);
+  await audit(visitor, "sign-in");
+  await anonymous.close();
+
+  // The Owner, through a login link.
+  const owner = await newContext(browser);
+  const page = await owner.newPage();
+  await signInWithLink(page, env("OWNER_LOGIN_URL"));
+  check(await page.getByRole("heading", { name: "Organizations" }).isVisible(), "the org tree");
+  await audit(page, "home");
+  await page.getByRole("link", { name: "Acme", exact: true }).click();
+  await page.waitForURL(`${BASE}/console/orgs/${ORG}`);
+  await audit(page, "org");
+
+  await page.getByRole("link", { name: "Members", exact: true }).click();
+  await page.waitForURL(`${BASE}/console/orgs/${ORG}/members`);
+  await audit(page, "members");
+
+  // The live filter (console.js) hides rows as one types; the server search works without it.
+  await page.fill("#q", "no-such-person");
+  check(await page.locator("#members tbody tr:visible").count() === 0, "the live filter hides every row");
+  await page.fill("#q", "");
+
+  // Invite two addresses with a permission group.
+  await page.fill("#emails", "ada@acme.test, bob@acme.test");
+  const developer = await page.locator("#access option", { hasText: "Developer" }).first().getAttribute("value");
+  check(developer, "a Developer choice in the access select");
+  await page.selectOption("#access", developer);
+  await page.getByRole("button", { name: "Send invitation e-mail" }).click();
+  await page.waitForSelector("#results");
+  const results = await page.locator(".results li").allTextContents();
+  log("invite results", results);
+  check(results.length === 2, `two results, got ${results}`);
+  for (const email of ["ada@acme.test", "bob@acme.test"]) {
+    check(results.some((r) => r.startsWith(`${email}: invited`) && r.includes("the e-mail was sent")), `${email} invited and mailed: ${results}`);
+  }
+  check(await page.getByRole("status").textContent().then((t) => t.includes("2 of 2 addresses invited")), "the flash says so");
+  await audit(page, "members-invited");
+
+  // Ada opens her invitation in a browser of her own, accepts, and is signed in.
+  const link = await ask({ need: "invitation", email: "ada@acme.test" });
+  check(link.startsWith(`${BASE}/console/invitations/accept?token=`), `the e-mail's link opens the console: ${link}`);
+  const invitee = await newContext(browser);
+  const ada = await invitee.newPage();
+  await ada.goto(link);
+  check(await ada.getByRole("heading", { name: "You are invited to Acme" }).isVisible(), "the invitation page");
+  check((await ada.textContent("main")).includes("Developer"), "it names the permission group");
+  await audit(ada, "invitation");
+  await ada.getByRole("button", { name: "Accept invitation" }).click();
+  await ada.waitForURL(`${BASE}/console/`);
+  check((await ada.textContent("header")).includes("ada@acme.test"), "ada is signed in");
+  await invitee.close();
+
+  // A Viewer sees the members but no invite form, and a forged POST is refused.
+  const viewerContext = await newContext(browser);
+  const viewer = await viewerContext.newPage();
+  await signInWithLink(viewer, env("VIEWER_LOGIN_URL"));
+  await viewer.goto(`${BASE}/console/orgs/${ORG}/members`);
+  check((await viewer.textContent("main")).includes("owner@acme.test"), "the viewer sees the members");
+  check(await viewer.locator("#emails").count() === 0, "no invite form for a viewer");
+  check(await viewer.getByRole("button", { name: "Send invitation e-mail" }).count() === 0, "no invite button");
+  await audit(viewer, "members-viewer");
+  const forged = await viewer.evaluate(async (org) => {
+    const csrf = document.querySelector("input[name=csrf]").value;
+    const response = await fetch(`/console/orgs/${org}/members/invite`, {
+      method: "POST",
+      body: new URLSearchParams({ csrf, emails: "eve@acme.test" }),
+    });
+    return response.status;
+  }, ORG);
+  check(forged === 403, `the viewer's forged invite is refused, got ${forged}`);
+  await viewerContext.close();
+
+  // The owner signs out.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/\/console\/sign-in/);
+  await page.goto(`${BASE}/console/`);
+  check(page.url().includes("/console/sign-in"), "signed out");
+  await owner.close();
+
+  check(cspViolations.length === 0, `CSP violations or page errors: ${cspViolations.join("\n")}`);
+  say({ done: true, pages });
+} catch (error) {
+  log(error.stack || String(error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  process.stdin.destroy();
+}
