@@ -192,6 +192,7 @@ try {
   // The owner signs out.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/console\/sign-in/);
+  check((await page.getByRole("status").textContent()).includes("You are signed out."), "the sign-in page says so");
   await page.goto(`${BASE}/console/`);
   check(page.url().includes("/console/sign-in"), "signed out");
   await owner.close();
