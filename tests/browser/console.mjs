@@ -169,6 +169,38 @@ try {
   check((await ada.textContent("header")).includes("ada@acme.test"), "ada is signed in");
   await invitee.close();
 
+  // Products: a new product, a permission group on it whose Production access is read-only,
+  // the explanation of a member's permissions, and the change in the audit log.
+  await page.goto(`${BASE}/console/orgs/${ORG}/products`);
+  await audit(page, "products");
+  await page.fill("#product-name", "Web");
+  await page.getByRole("button", { name: "Create product" }).click();
+  await page.waitForURL(/\/console\/products\/[0-9a-f-]+$/);
+  const productUrl = page.url();
+  check((await page.textContent("h1")).includes("Web"), "the new product's page");
+  await audit(page, "product");
+  await page.fill("#group-name", "QA");
+  await page.getByRole("button", { name: "Create group" }).click();
+  await page.waitForURL(/\/console\/permission-groups\//);
+  const production = page.getByRole("radio", { name: "Production (restricted): Read-only" });
+  await production.check();
+  await page.getByRole("button", { name: "Save group" }).click();
+  await page.waitForLoadState("load");
+  check((await page.getByRole("status").textContent()).includes("Saved QA"), "the group is saved");
+  await page.reload();
+  check(await page.getByRole("radio", { name: "Production (restricted): Read-only" }).isChecked(), "Production stays read-only");
+  await audit(page, "permission-group");
+  await page.goto(`${BASE}/console/orgs/${ORG}/members`);
+  await page.getByRole("link", { name: "Explain permissions" }).first().click();
+  await page.waitForURL(/\/explain/);
+  const productId = productUrl.split("/").pop();
+  await page.goto(`${page.url().split("?")[0]}?product=${productId}`);
+  check((await page.textContent("main")).includes("Capabilities on"), "the explanation of a product");
+  await audit(page, "explain");
+  await page.goto(`${BASE}/console/orgs/${ORG}/audit?action=permission_group.update`);
+  check((await page.textContent("main")).includes("permission_group.update"), "the group change is in the audit log");
+  await audit(page, "audit");
+
   // A Viewer sees the members but no invite form, and a forged POST is refused.
   const viewerContext = await newContext(browser);
   const viewer = await viewerContext.newPage();
