@@ -3,7 +3,9 @@
 // which starts rolegate and an SMTP sink and answers this script's questions on stdin.
 //
 // Environment: ROLEGATE_BASE (http://127.0.0.1:PORT), OWNER_LOGIN_URL and VIEWER_LOGIN_URL
-// (one-time login links), ORG_ID, SCREENSHOTS (a directory), CHROMIUM (default
+// (one-time login links), SSO_EMAIL (an address whose domain a connection to the loopback
+// OpenID Provider claims; the provider signs in whoever it is hinted), ISSUER (that provider),
+// ORG_ID, SCREENSHOTS (a directory), CHROMIUM (default
 // /usr/bin/chromium).
 //
 // Protocol: to get an invitation link this script prints {"need":"invitation","email":…} on
@@ -220,6 +222,26 @@ try {
   }, ORG);
   check(forged === 403, `the viewer's forged invite is refused, got ${forged}`);
   await viewerContext.close();
+
+  // Sam signs in by single sign-on: the sign-in page finds the org's provider by the e-mail's
+  // domain, the provider signs Sam in and sends the browser back, and the console greets Sam.
+  const ssoContext = await newContext(browser);
+  const sam = await ssoContext.newPage();
+  await sam.goto(`${BASE}/console/sign-in`);
+  await sam.fill("#sso-email", env("SSO_EMAIL"));
+  await sam.getByRole("button", { name: "Continue with single sign-on" }).click();
+  await sam.waitForURL(`${BASE}/console/`).catch(async (error) => {
+    throw new Error(`SSO stopped at ${sam.url()}: ${(await sam.textContent("body")).slice(0, 500)} (${error})`);
+  });
+  check((await sam.textContent("header")).includes(env("SSO_EMAIL")), "signed in through the provider");
+  // Signing out ends the provider's session too (RP-initiated logout): the provider asks to
+  // confirm, then sends the browser back to the console's sign-in page.
+  await sam.getByRole("button", { name: "Sign out" }).click();
+  await sam.waitForURL((url) => url.href.startsWith(env("ISSUER")));
+  await sam.getByRole("button", { name: /yes/i }).click();
+  await sam.waitForURL(/\/console\/sign-in/);
+  check((await sam.getByRole("status").textContent()).includes("You are signed out."), "back from the provider, signed out");
+  await ssoContext.close();
 
   // The owner signs out.
   await page.getByRole("button", { name: "Sign out" }).click();
