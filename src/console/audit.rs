@@ -189,7 +189,7 @@ pub(super) async fn page(
         @if events.is_empty() {
             p { "No events." }
         } @else {
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Audit events" tabindex="0" {
                 table id="audit" {
                     caption class="visually-hidden" { "Audit events, newest first" }
                     thead { tr {

@@ -110,7 +110,7 @@ pub(super) async fn page(
         }
         @if let Some(product) = product {
             h2 { "Capabilities on " a href=(product_path(product.id)) { (product.name) } }
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Capabilities" tabindex="0" {
                 table id="capabilities" {
                     caption class="visually-hidden" { "Capabilities and why" }
                     thead { tr { th scope="col" { "Capability" } th scope="col" { "Has it" } th scope="col" { "Because" } } }
@@ -134,7 +134,7 @@ pub(super) async fn page(
                 }
             }
             h2 { "Environments" }
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Environments" tabindex="0" {
                 table id="environments" {
                     caption class="visually-hidden" { "Access per environment and why" }
                     thead { tr {
@@ -158,7 +158,7 @@ pub(super) async fn page(
         @if explanation.modules.is_empty() {
             p { "None." }
         } @else {
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Module roles" tabindex="0" {
                 table id="modules" {
                     caption class="visually-hidden" { "Module roles and why" }
                     thead { tr { th scope="col" { "Module" } th scope="col" { "Level" } th scope="col" { "Because" } } }

@@ -181,9 +181,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The policy every console response carries: nothing inline, nothing from elsewhere, no
-/// framing, forms only to this service.
+/// framing. Forms go to this service — but browsers apply `form-action` to the redirects after
+/// a submission too, and three of ours end at an identity provider: single sign-on from the
+/// sign-in page, the invitation page under `require_sso`, and sign-out (RP-initiated logout).
+/// So a form may also lead to any https origin (where providers are), and to plain http on
+/// loopback (where a provider under test is, as `oidc add` allows). Nothing else: HTML here is
+/// escaped by construction (maud), so no injected form exists to abuse the wider rule.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                       img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+                       img-src 'self' data:; connect-src 'self'; \
+                       form-action 'self' https: http://127.0.0.1:* http://localhost:*; \
                        frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's headers on every response of its routes: the CSP, no framing, no referrer

@@ -90,7 +90,7 @@ pub(super) async fn page(
         .clone()
         .unwrap_or(person.user.user_name.clone());
     let table = html! {
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Module roles" tabindex="0" {
             table id="modules" {
                 caption class="visually-hidden" { "Module roles of " (who) }
                 thead { tr {

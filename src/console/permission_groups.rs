@@ -102,7 +102,7 @@ pub(super) async fn section(state: &AppState, console: &Console, detail: &Produc
 /// Groups as rows: the capabilities ticked, the access in each environment.
 fn matrix(groups: &[&PermissionGroup], envs: &[Environment], links: bool, caption: &str) -> Markup {
     html! {
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label=(caption) tabindex="0" {
             table class="matrix" {
                 caption class="visually-hidden" { (caption) }
                 thead { tr {
@@ -251,7 +251,7 @@ fn editor_fields(group: &PermissionGroup, envs: &[Environment], editable: bool) 
                 }
             }
         }
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Access per environment" tabindex="0" {
             table class="access" {
                 caption { "Access per environment" }
                 thead { tr {

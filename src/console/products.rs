@@ -211,7 +211,7 @@ pub(super) async fn render(
         }
         h2 { "Environments" }
         p class="note" { "Restricted environments (production) get a permission group's access for restricted environments." }
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Environments" tabindex="0" {
             table id="environments" {
                 caption class="visually-hidden" { "Environments of " (product.name) }
                 thead { tr {

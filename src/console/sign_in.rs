@@ -16,6 +16,9 @@ use crate::state::AppState;
 #[derive(Deserialize)]
 pub(super) struct SignInParams {
     return_to: Option<String>,
+    /// Set by `/auth/signed-out`, where a sign-out (here or at the provider) lands.
+    #[serde(default)]
+    signed_out: bool,
 }
 
 /// Where to go after signing in: a console path of this service, else the console's home.
@@ -58,7 +61,16 @@ fn sign_in_page(status: StatusCode, return_to: &str, flashes: &[Flash]) -> Respo
 
 /// `GET /console/sign-in?return_to=`.
 pub(super) async fn page(Query(params): Query<SignInParams>) -> Response {
-    sign_in_page(StatusCode::OK, &return_to(params.return_to.as_deref()), &[])
+    let flashes: Vec<Flash> = params
+        .signed_out
+        .then(|| Flash::done("You are signed out."))
+        .into_iter()
+        .collect();
+    sign_in_page(
+        StatusCode::OK,
+        &return_to(params.return_to.as_deref()),
+        &flashes,
+    )
 }
 
 #[derive(Deserialize)]

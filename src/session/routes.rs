@@ -340,11 +340,14 @@ async fn logout(State(state): State<AppState>, parts: Parts, body: Bytes) -> Res
     response
 }
 
-/// `GET /auth/signed-out`: where a sign-out lands, here or back from the provider.
+/// `GET /auth/signed-out`: where a sign-out lands, here or back from the provider (the
+/// post-logout redirect URI registered there, so a stable path): the console's sign-in page,
+/// saying so.
 async fn signed_out() -> Response {
-    page(
-        StatusCode::OK,
-        "Signed out",
-        "You are signed out. <a href=\"/console/\">Sign in again</a>",
-    )
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_static("/console/sign-in?signed_out=true"),
+    );
+    response
 }

@@ -3,7 +3,9 @@
 // which starts rolegate and an SMTP sink and answers this script's questions on stdin.
 //
 // Environment: ROLEGATE_BASE (http://127.0.0.1:PORT), OWNER_LOGIN_URL and VIEWER_LOGIN_URL
-// (one-time login links), ORG_ID, SCREENSHOTS (a directory), CHROMIUM (default
+// (one-time login links), SSO_EMAIL (an address whose domain a connection to the loopback
+// OpenID Provider claims; the provider signs in whoever it is hinted), ISSUER (that provider),
+// ORG_ID, SCREENSHOTS (a directory), CHROMIUM (default
 // /usr/bin/chromium).
 //
 // Protocol: to get an invitation link this script prints {"need":"invitation","email":…} on
@@ -169,6 +171,38 @@ try {
   check((await ada.textContent("header")).includes("ada@acme.test"), "ada is signed in");
   await invitee.close();
 
+  // Products: a new product, a permission group on it whose Production access is read-only,
+  // the explanation of a member's permissions, and the change in the audit log.
+  await page.goto(`${BASE}/console/orgs/${ORG}/products`);
+  await audit(page, "products");
+  await page.fill("#product-name", "Web");
+  await page.getByRole("button", { name: "Create product" }).click();
+  await page.waitForURL(/\/console\/products\/[0-9a-f-]+$/);
+  const productUrl = page.url();
+  check((await page.textContent("h1")).includes("Web"), "the new product's page");
+  await audit(page, "product");
+  await page.fill("#group-name", "QA");
+  await page.getByRole("button", { name: "Create group" }).click();
+  await page.waitForURL(/\/console\/permission-groups\//);
+  const production = page.getByRole("radio", { name: "Production (restricted): Read-only" });
+  await production.check();
+  await page.getByRole("button", { name: "Save group" }).click();
+  await page.waitForLoadState("load");
+  check((await page.getByRole("status").textContent()).includes("Saved QA"), "the group is saved");
+  await page.reload();
+  check(await page.getByRole("radio", { name: "Production (restricted): Read-only" }).isChecked(), "Production stays read-only");
+  await audit(page, "permission-group");
+  await page.goto(`${BASE}/console/orgs/${ORG}/members`);
+  await page.getByRole("link", { name: "Explain permissions" }).first().click();
+  await page.waitForURL(/\/explain/);
+  const productId = productUrl.split("/").pop();
+  await page.goto(`${page.url().split("?")[0]}?product=${productId}`);
+  check((await page.textContent("main")).includes("Capabilities on"), "the explanation of a product");
+  await audit(page, "explain");
+  await page.goto(`${BASE}/console/orgs/${ORG}/audit?action=permission_group.update`);
+  check((await page.textContent("main")).includes("permission_group.update"), "the group change is in the audit log");
+  await audit(page, "audit");
+
   // A Viewer sees the members but no invite form, and a forged POST is refused.
   const viewerContext = await newContext(browser);
   const viewer = await viewerContext.newPage();
@@ -189,9 +223,30 @@ try {
   check(forged === 403, `the viewer's forged invite is refused, got ${forged}`);
   await viewerContext.close();
 
+  // Sam signs in by single sign-on: the sign-in page finds the org's provider by the e-mail's
+  // domain, the provider signs Sam in and sends the browser back, and the console greets Sam.
+  const ssoContext = await newContext(browser);
+  const sam = await ssoContext.newPage();
+  await sam.goto(`${BASE}/console/sign-in`);
+  await sam.fill("#sso-email", env("SSO_EMAIL"));
+  await sam.getByRole("button", { name: "Continue with single sign-on" }).click();
+  await sam.waitForURL(`${BASE}/console/`).catch(async (error) => {
+    throw new Error(`SSO stopped at ${sam.url()}: ${(await sam.textContent("body")).slice(0, 500)} (${error})`);
+  });
+  check((await sam.textContent("header")).includes(env("SSO_EMAIL")), "signed in through the provider");
+  // Signing out ends the provider's session too (RP-initiated logout): the provider asks to
+  // confirm, then sends the browser back to the console's sign-in page.
+  await sam.getByRole("button", { name: "Sign out" }).click();
+  await sam.waitForURL((url) => url.href.startsWith(env("ISSUER")));
+  await sam.getByRole("button", { name: /yes/i }).click();
+  await sam.waitForURL(/\/console\/sign-in/);
+  check((await sam.getByRole("status").textContent()).includes("You are signed out."), "back from the provider, signed out");
+  await ssoContext.close();
+
   // The owner signs out.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/console\/sign-in/);
+  check((await page.getByRole("status").textContent()).includes("You are signed out."), "the sign-in page says so");
   await page.goto(`${BASE}/console/`);
   check(page.url().includes("/console/sign-in"), "signed out");
   await owner.close();

@@ -22,7 +22,8 @@ const PUBLIC_URL: &str = "https://rolegate.acme.example/";
 pub const ORIGIN: &str = "https://rolegate.acme.example";
 const COOKIE_NAME: &str = "__Host-rolegate_session";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   connect-src 'self'; form-action 'self' https: http://127.0.0.1:* \
+                   http://localhost:*; frame-ancestors 'none'; base-uri 'none'";
 
 pub async fn console_app(backend: Backend) -> TestApp {
     let mut config = ServeArgs::for_tests();

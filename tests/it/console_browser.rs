@@ -2,7 +2,10 @@
 //! `tests/browser/console.mjs` driving Debian's Chromium (playwright-core) through it — login
 //! link, org tree, members, inviting two addresses (both e-mails checked here, at the sink),
 //! the invitee accepting in a browser of their own and landing signed in, a Viewer with no
-//! invite form whose forged POST is refused; every page screenshotted at 375 and 1440 px into
+//! invite form whose forged POST is refused, the product pages (a permission group's matrix
+//! changed, a member's explanation, the change in the audit log), single sign-on through the
+//! real loopback OpenID Provider found by the e-mail's domain, and signing out at the provider
+//! too (RP-initiated logout, its confirm page); every page screenshotted at 375 and 1440 px into
 //! `target/console-screenshots/` and checked with axe-core (no serious or critical violation).
 //!
 //! Without `/usr/bin/chromium` the test says so and passes, unless `CI=true`: then it fails.
@@ -118,6 +121,31 @@ async fn an_owner_runs_the_members_page_in_a_real_browser(backend: Backend) {
     )
     .await;
 
+    // Single sign-on through the real loopback provider for the org's e-mail domain: the
+    // console's SSO form finds it by the address (home-realm discovery), and the provider
+    // signs the person in by the `login_hint` it is given (its accounts are keyed by it).
+    let mut provider = crate::common::oidc::Provider::start_with(json!({
+        "clients": [{
+            "client_id": crate::common::oidc::CLIENT_ID,
+            "client_secret": crate::common::oidc::CLIENT_SECRET,
+            "redirect_uris": [format!("{base}/placeholder")],
+            "post_logout_redirect_uris": [format!("{base}/auth/signed-out")],
+        }],
+        "accounts": {
+            "sam@acme.test": crate::common::oidc::account("sam@acme.test", true, &[]),
+        },
+    }));
+    let connection = crate::oidc::add_connection(
+        &app,
+        &org,
+        &provider.issuer,
+        json!({ "domains": ["acme.test"], "provisioning": "jit" }),
+    )
+    .await;
+    provider
+        .allow_redirect_uri(connection["redirect_uri"].as_str().expect("redirect_uri"))
+        .await;
+
     let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/console-screenshots")
         .join(match backend {
@@ -137,6 +165,8 @@ async fn an_owner_runs_the_members_page_in_a_real_browser(backend: Backend) {
             login_link(&app, &public_url, "viewer@acme.test").await,
         )
         .env("SCREENSHOTS", &shots)
+        .env("SSO_EMAIL", "sam@acme.test")
+        .env("ISSUER", &provider.issuer)
         .env("CHROMIUM", CHROMIUM)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -219,6 +249,9 @@ async fn an_owner_runs_the_members_page_in_a_real_browser(backend: Backend) {
         .ok(Method::GET, "/audit?action=invitation.accept", None)
         .await;
     assert_eq!(audit["events"].as_array().map(Vec::len), Some(1), "{audit}");
+    // Sam signed in through the provider: created at first login (jit), by the provider.
+    let sso = app.ok(Method::GET, "/audit?action=oidc.login", None).await;
+    assert!(sso.to_string().contains("sam@acme.test"), "{sso}");
     // Every page, both widths.
     let pages = done["pages"].as_array().expect("pages");
     assert!(pages.len() >= 7, "{done}");

@@ -671,13 +671,16 @@ async fn signing_out_ends_the_providers_session_too(backend: Backend) {
     );
     assert_eq!(browser.sign_out_at_provider(location).await, signed_out);
 
-    // The page the provider sends the browser back to.
-    let page = s
+    // Where the provider sends the browser back to: the console's sign-in, saying so.
+    let back = s
         .app
         .call(Method::GET, "/auth/signed-out", None, None)
         .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    let sign_in = back.headers[header::LOCATION].to_str().expect("location");
+    let page = s.app.call(Method::GET, sign_in, None, None).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.text.contains("signed out"), "{}", page.text);
+    assert!(page.text.contains("You are signed out."), "{}", page.text);
 
     // Ended for good: signing out again (the cookie now names nothing) lands here, not at
     // the provider.
