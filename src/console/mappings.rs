@@ -120,7 +120,7 @@ async fn render(
         @if rules.is_empty() {
             p { "No rules." }
         } @else {
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Rules" tabindex="0" {
                 table id="rules" {
                     caption class="visually-hidden" { "Mapping rules of " (org.name) }
                     thead { tr {
@@ -585,7 +585,7 @@ async fn preview_body(
             }
         }
         h2 { "Owners" }
-        div class="table-wrap" {
+        div class="table-wrap" role="region" aria-label="Owners" tabindex="0" {
             table id="owners" {
                 caption class="visually-hidden" { "Active Owners before and after" }
                 thead { tr { th scope="col" { "Organization" } th scope="col" { "Before" } th scope="col" { "After" } } }
@@ -605,7 +605,7 @@ async fn preview_body(
                 input id="changes-filter" type="search" data-filter="changes" hidden;
                 span id="changes-count" class="note" aria-live="polite" {}
             }
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Changes per user" tabindex="0" {
                 table id="changes" {
                     caption class="visually-hidden" { "Who gains and loses what" }
                     thead { tr {

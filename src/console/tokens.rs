@@ -73,7 +73,7 @@ async fn render(
         @if tokens.is_empty() {
             p { "No tokens." }
         } @else {
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Tokens" tabindex="0" {
                 table id="tokens" {
                     caption class="visually-hidden" { "Tokens of " (org.name) }
                     thead { tr {
@@ -290,7 +290,7 @@ pub(super) async fn errors(
         @if errors.is_empty() {
             p { "No failed requests." }
         } @else {
-            div class="table-wrap" {
+            div class="table-wrap" role="region" aria-label="Failed requests" tabindex="0" {
                 table id="scim-errors" {
                     caption class="visually-hidden" { "Failed SCIM requests" }
                     thead { tr {

@@ -243,6 +243,51 @@ try {
   check((await sam.getByRole("status").textContent()).includes("You are signed out."), "back from the provider, signed out");
   await ssoContext.close();
 
+  // Map Sam's IdP group onto a product role: preview first (Sam gains), apply, and Sam's
+  // explanation on the product shows the rule behind the role.
+  await page.goto(`${BASE}/console/orgs/${ORG}/mappings`);
+  await audit(page, "mappings");
+  await page.fill("#rule-name", "eng");
+  await page.fill("#rule-group", "Engineering");
+  await page.selectOption("#rule-grant", { label: "role editor on product Web" });
+  await page.getByRole("button", { name: "Preview" }).first().click();
+  await page.waitForLoadState("load");
+  check((await page.textContent("h1")).includes("preview of the mappings"), "the preview comes first");
+  check((await page.textContent("main")).includes(env("SSO_EMAIL")), "the preview names who gains");
+  await audit(page, "mappings-preview");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForURL(/\/mappings$/);
+  check((await page.getByRole("status").textContent()).includes("Mappings applied"), "applied");
+  await page.goto(`${BASE}/console/orgs/${ORG}/members?q=sam`);
+  await page.getByRole("link", { name: "Explain permissions" }).first().click();
+  await page.waitForURL(/\/explain/);
+  await page.goto(`${page.url().split("?")[0]}?product=${productId}`);
+  check((await page.textContent("main")).includes("mapped by rule eng"), "the explanation names the rule");
+  await audit(page, "explain-mapped");
+
+  // A SCIM token: created (its secret shown once), then revoked.
+  await page.goto(`${BASE}/console/orgs/${ORG}/tokens`);
+  await page.fill("#token-name", "Okta");
+  await page.getByRole("button", { name: "Create SCIM token" }).click();
+  await page.waitForLoadState("load");
+  check((await page.textContent("h1")).includes("SCIM token created"), "the new token's page");
+  check((await page.textContent("#token-secret")).trim().length > 20, "its secret, shown once");
+  await audit(page, "token-created");
+  await page.goto(`${BASE}/console/orgs/${ORG}/tokens`);
+  await audit(page, "tokens");
+  await page.getByRole("link", { name: "Revoke Okta" }).click();
+  await page.getByRole("button", { name: "Revoke" }).click();
+  await page.waitForLoadState("load");
+  check((await page.getByRole("status").textContent()).includes("Revoked Okta"), "revoked");
+  await page.goto(`${BASE}/console/orgs/${ORG}/connections`);
+  await audit(page, "connections");
+
+  // Each change is in the audit log.
+  for (const action of ["mapping.replace", "token.create", "token.revoke"]) {
+    await page.goto(`${BASE}/console/orgs/${ORG}/audit?action=${action}`);
+    check((await page.textContent("main")).includes(action), `${action} is in the audit log`);
+  }
+
   // The owner signs out.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/console\/sign-in/);

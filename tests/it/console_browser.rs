@@ -132,7 +132,7 @@ async fn an_owner_runs_the_members_page_in_a_real_browser(backend: Backend) {
             "post_logout_redirect_uris": [format!("{base}/auth/signed-out")],
         }],
         "accounts": {
-            "sam@acme.test": crate::common::oidc::account("sam@acme.test", true, &[]),
+            "sam@acme.test": crate::common::oidc::account("sam@acme.test", true, &["Engineering"]),
         },
     }));
     let connection = crate::oidc::add_connection(
