@@ -259,6 +259,10 @@ try {
   await page.waitForURL(/\/mappings$/);
   check((await page.getByRole("status").textContent()).includes("Mappings applied"), "applied");
   await page.goto(`${BASE}/console/orgs/${ORG}/members?q=sam`);
+  await page.getByRole("link", { name: "Module roles" }).first().click();
+  await page.waitForURL(/\/modules$/);
+  await audit(page, "module-roles");
+  await page.goBack();
   await page.getByRole("link", { name: "Explain permissions" }).first().click();
   await page.waitForURL(/\/explain/);
   await page.goto(`${page.url().split("?")[0]}?product=${productId}`);
@@ -275,6 +279,11 @@ try {
   await audit(page, "token-created");
   await page.goto(`${BASE}/console/orgs/${ORG}/tokens`);
   await audit(page, "tokens");
+  await page.getByRole("link", { name: "Errors" }).first().click();
+  await page.waitForURL(/\/errors$/);
+  check((await page.textContent("h1")).includes("Provisioning errors"), "a token's error log");
+  await audit(page, "token-errors");
+  await page.goto(`${BASE}/console/orgs/${ORG}/tokens`);
   await page.getByRole("link", { name: "Revoke Okta" }).click();
   await page.getByRole("button", { name: "Revoke" }).click();
   await page.waitForLoadState("load");
