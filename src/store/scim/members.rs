@@ -141,8 +141,8 @@ async fn refuse_cycles(
         let found = sql(
             "WITH RECURSIVE down(id) AS (SELECT member_id FROM group_members WHERE group_id = $1 \
              AND tenant_id = $3 AND member_kind = 'group' UNION SELECT gm.member_id \
-             FROM group_members gm JOIN down ON gm.group_id = down.id \
-             WHERE gm.tenant_id = $3 AND gm.member_kind = 'group') \
+             FROM down CROSS JOIN group_members gm WHERE gm.group_id = down.id \
+             AND gm.tenant_id = $3 AND gm.member_kind = 'group') \
              SELECT id FROM down WHERE id = $2",
         )
         .bind(*candidate)

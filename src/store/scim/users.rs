@@ -857,6 +857,11 @@ impl ScimUserStore for SqlStore {
         let mut out = Vec::new();
         let mut h = self.db.read().await?;
         for chunk in user_ids.chunks(ID_CHUNK) {
+            // `up CROSS JOIN group_members`, not `group_members JOIN up`: SQLite (3.51) ran the
+            // recursive step with `group_members` outside, reading every membership row of the
+            // tenant on each lookup (1 ms per 10,000 rows, 7 ms in the bench); `CROSS JOIN`
+            // keeps its order on SQLite, so each step is an index search by member. PostgreSQL
+            // plans it as the inner join it is.
             let mut b = SqlBuilder::new(
                 "WITH RECURSIVE up(user_id, group_id, direct) AS (\
                  SELECT member_id, group_id, CAST(1 AS BIGINT) FROM group_members \
@@ -866,9 +871,9 @@ impl ScimUserStore for SqlStore {
                 .push(" AND member_kind = 'user' AND member_id IN (");
             push_list(&mut b, chunk);
             b.push(
-                ") UNION SELECT up.user_id, gm.group_id, CAST(0 AS BIGINT) FROM group_members gm \
-                 JOIN up ON gm.member_id = up.group_id AND gm.member_kind = 'group' \
-                 WHERE gm.tenant_id = ",
+                ") UNION SELECT up.user_id, gm.group_id, CAST(0 AS BIGINT) \
+                 FROM up CROSS JOIN group_members gm \
+                 WHERE gm.member_id = up.group_id AND gm.member_kind = 'group' AND gm.tenant_id = ",
             );
             b.push_bind(scope.tenant_id).push(
                 ") SELECT up.user_id, up.group_id, MAX(up.direct) AS direct, g.display_name \

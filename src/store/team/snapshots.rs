@@ -259,10 +259,10 @@ async fn load_user_parts(
         b.push_bind(tenant_id)
             .push(" AND member_kind = 'user' AND member_id IN (");
         push_list(&mut b, chunk);
+        // `CROSS JOIN` keeps SQLite's join order: see `scim_user_groups`.
         b.push(
-            ") UNION SELECT up.user_id, gm.group_id FROM group_members gm \
-             JOIN up ON gm.member_id = up.group_id AND gm.member_kind = 'group' \
-             WHERE gm.tenant_id = ",
+            ") UNION SELECT up.user_id, gm.group_id FROM up CROSS JOIN group_members gm \
+             WHERE gm.member_id = up.group_id AND gm.member_kind = 'group' AND gm.tenant_id = ",
         );
         b.push_bind(tenant_id).push(
             ") SELECT DISTINCT up.user_id, g.org_id, g.display_name, g.external_id \
@@ -376,9 +376,8 @@ pub(super) async fn owner_candidates(
         b.push_bind(tenant_id).push(" AND g.org_id IN (");
         push_list(&mut b, &owner_rule_orgs);
         b.push(
-            ") UNION SELECT gm.member_id, gm.member_kind FROM group_members gm \
-             JOIN down ON gm.group_id = down.member_id AND down.member_kind = 'group' \
-             WHERE gm.tenant_id = ",
+            ") UNION SELECT gm.member_id, gm.member_kind FROM down CROSS JOIN group_members gm \
+             WHERE gm.group_id = down.member_id AND down.member_kind = 'group' AND gm.tenant_id = ",
         );
         b.push_bind(tenant_id)
             .push(") SELECT DISTINCT member_id AS user_id FROM down WHERE member_kind = 'user'");
