@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use rolegate::config::ServeArgs;
-use rolegate::domain::session::{csrf_token, hash_secret};
+use rolegate::domain::session::csrf_token;
 use rolegate::session::{self, NewSession, SignInMethod};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::common::http::Reply;
 use crate::common::{Backend, TestApp};
-use crate::session::session_cookie;
+use crate::session::{session_cookie, session_of};
 
 const PUBLIC_URL: &str = "https://rolegate.acme.example/";
 pub const ORIGIN: &str = "https://rolegate.acme.example";
@@ -576,12 +576,7 @@ async fn the_invitation_page_accepts_and_signs_the_invitee_in(backend: Backend) 
     assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.text);
     assert_eq!(accepted.headers[LOCATION], "/console/");
     let cookie = session_cookie(&accepted.headers, COOKIE_NAME).expect("session cookie");
-    let session = app
-        .state
-        .sessions
-        .check(&hash_secret(&cookie))
-        .await
-        .expect("a live session");
+    let session = session_of(&app, &cookie).await.expect("a live session");
     assert_eq!(session.method, "invitation");
     let members = app
         .ok(

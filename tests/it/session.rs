@@ -50,12 +50,16 @@ async fn sign_in(app: &TestApp, headers: &HeaderMap, user: Uuid) -> axum::respon
     .redirect_to("/console/")
 }
 
+/// The live session a cookie's secret names, checked the way every request checks it.
+pub async fn session_of(
+    app: &TestApp,
+    secret: &str,
+) -> Result<std::sync::Arc<rolegate::domain::session::Session>, SessionRefusal> {
+    app.state.sessions.check(&hash_secret(secret)).await
+}
+
 async fn check(app: &TestApp, secret: &str) -> Result<Uuid, SessionRefusal> {
-    app.state
-        .sessions
-        .check(&hash_secret(secret))
-        .await
-        .map(|s| s.user_id)
+    session_of(app, secret).await.map(|s| s.user_id)
 }
 
 async fn cookie_flags_follow_the_public_url(backend: Backend) {

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::common::http::Reply;
 use crate::common::smtp::{ReceivedMail, SmtpSink};
 use crate::common::{Backend, TestApp};
-use crate::session::session_cookie;
+use crate::session::{session_cookie, session_of};
 
 pub const PUBLIC_URL: &str = "https://rolegate.acme.example/";
 pub const ORIGIN: &str = "https://rolegate.acme.example";
@@ -142,12 +142,7 @@ async fn an_emailed_link_signs_in_once_and_only_by_its_form(backend: Backend) {
     );
     assert_eq!(signed_in.headers[LOCATION], "/console/");
     let secret = session_cookie(&signed_in.headers, COOKIE_NAME).expect("cookie");
-    let session = app
-        .state
-        .sessions
-        .check(&hash_secret(&secret))
-        .await
-        .expect("live");
+    let session = session_of(&app, &secret).await.expect("live");
     assert_eq!(session.method, "email_link");
     // Single use.
     assert_eq!(confirm(&app, &path).await.status, StatusCode::GONE);
@@ -266,12 +261,7 @@ async fn the_login_link_is_for_owners_and_survives_require_sso(backend: Backend)
         signed_in.text
     );
     let secret = session_cookie(&signed_in.headers, COOKIE_NAME).expect("cookie");
-    let session = app
-        .state
-        .sessions
-        .check(&hash_secret(&secret))
-        .await
-        .expect("live");
+    let session = session_of(&app, &secret).await.expect("live");
     assert_eq!(session.method, "login_link");
     assert_eq!(confirm(&app, &path).await.status, StatusCode::GONE);
 
@@ -288,24 +278,12 @@ async fn the_login_link_is_for_owners_and_survives_require_sso(backend: Backend)
         builder.body(Body::empty()).expect("request")
     };
     assert_eq!(app.send(logout(None)).await.status, StatusCode::FORBIDDEN);
-    assert!(
-        app.state
-            .sessions
-            .check(&hash_secret(&secret))
-            .await
-            .is_ok()
-    );
+    assert!(session_of(&app, &secret).await.is_ok());
     let token = rolegate::domain::session::csrf_token(&secret);
     let out = app.send(logout(Some(token))).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.headers[LOCATION], "/auth/signed-out");
-    assert!(
-        app.state
-            .sessions
-            .check(&hash_secret(&secret))
-            .await
-            .is_err()
-    );
+    assert!(session_of(&app, &secret).await.is_err());
 }
 
 crate::on_both_backends!(
