@@ -11,6 +11,10 @@
 //!
 //!     cargo bench --bench scim
 //!     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench scim
+//!
+//! Narrower runs while working on one figure: `SCIM_BENCH_BACKENDS=postgres` (or `sqlite`)
+//! skips the other backend, `SCIM_BENCH_ONLY=users` stops after the users phase (creates
+//! against the raw loop).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -63,11 +67,18 @@ const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 #[tokio::main]
 async fn main() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("rolegate.db").display());
-    bench("sqlite", url, dir.path().to_owned()).await;
+    let backends = std::env::var("SCIM_BENCH_BACKENDS").unwrap_or_default();
+    let wanted = |backend: &str| backends.is_empty() || backends.contains(backend);
+    if wanted("sqlite") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("rolegate.db").display());
+        bench("sqlite", url, dir.path().to_owned()).await;
+    }
 
-    if let Ok(server) = std::env::var("DATABASE_URL") {
+    if let Some(server) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|_| wanted("postgres"))
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         with_fresh_database(&server, |url| bench("postgres", url, dir.path().to_owned())).await;
     }
@@ -117,6 +128,10 @@ async fn bench(label: &'static str, url: String, dir: PathBuf) {
     let scim = Scim::new(&server.base, &token);
     let mut table = Table::new(label);
     let users = users_phase(&scim, &server, &url, &mut table).await;
+    if std::env::var("SCIM_BENCH_ONLY").is_ok_and(|only| only == "users") {
+        table.print();
+        return;
+    }
     groups_phase(&scim, &server, &users, &mut table).await;
     reads_phase(&scim, &server, &users, &mut table).await;
     large_bodies_phase(&scim, &users, &mut table).await;
@@ -1004,13 +1019,17 @@ impl RawDb {
                 .busy_timeout(Duration::from_secs(30));
             let pool = SqlitePoolOptions::new()
                 .max_connections(CLIENTS as u32)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .expect("SQLite");
             RawDb::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(())))
         } else {
+            // No ping before each transaction (sqlx's default): the service pings only
+            // connections idle for a while, and the ceiling should not pay more than it.
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(CLIENTS as u32)
+                .test_before_acquire(false)
                 .connect(url)
                 .await
                 .expect("PostgreSQL");

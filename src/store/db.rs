@@ -573,6 +573,73 @@ impl Db {
     }
 }
 
+impl Db {
+    /// A write that only adds rows — nobody's standing can shrink, so [`WriteTx::commit`]'s
+    /// token check has nothing to find — done on PostgreSQL as one statement that also appends
+    /// its audit events and invalidation: one transaction, without the `BEGIN` and `COMMIT`
+    /// round trips (a SCIM create, the provisioning hot path, is this).
+    ///
+    /// `change` is `WITH changed AS (…)`, optionally followed by more `, name AS (…)`; `changed`
+    /// yields one row if it wrote and none if it did not, in which case nothing is audited and
+    /// `None` returns. `new_users` are the users it created (invalidated by name). SQLite, which
+    /// has no data-modifying `WITH`, is refused: its callers take [`Db::begin_write`].
+    pub(crate) async fn write_new_rows(
+        &self,
+        ctx: &Ctx,
+        tenant_id: Uuid,
+        mut change: SqlBuilder,
+        records: Vec<AuditRecord>,
+        new_users: &[Uuid],
+    ) -> Result<Option<Invalidation>, StoreError> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Err(StoreError::Other(
+                "one-statement writes are PostgreSQL's; SQLite writes in a transaction".into(),
+            ));
+        };
+        if records.is_empty() {
+            return Err(StoreError::Other("write without an audit record".into()));
+        }
+        let at = crate::domain::now();
+        let users = (!new_users.is_empty() && new_users.len() <= MAX_NAMED_USERS)
+            .then(|| new_users.to_vec());
+        let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
+        let audit = AuditRows { ctx, tenant_id, at };
+        change.push(", audited AS (").push(AUDIT_INSERT).push(" ");
+        for (i, record) in records.into_iter().enumerate() {
+            if i > 0 {
+                change.push(" UNION ALL ");
+            }
+            change.push("SELECT ");
+            audit.push_values(&mut change, record);
+            change.push(" FROM changed");
+        }
+        change.push("), ");
+        push_invalidation(
+            &mut change,
+            tenant_id,
+            single_user,
+            at,
+            "SELECT ",
+            " FROM changed",
+        );
+        let mut conn = pool.acquire().await?;
+        let Some(row) = change
+            .build()
+            .fetch_optional::<EpochRow>(Conn::Postgres(&mut conn))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let invalidation = Invalidation {
+            epoch: row.epoch,
+            tenant_id,
+            users,
+        };
+        publish(&self.sinks, self.notifier.as_ref(), &invalidation);
+        Ok(Some(invalidation))
+    }
+}
+
 /// An open write transaction. See [`Db::begin_write`].
 pub(crate) struct WriteTx {
     tx: Tx,
@@ -662,11 +729,6 @@ impl WriteTx {
         super::team::revoke_unentitled_tokens(&mut self).await?;
         let now = crate::domain::now();
         let records = std::mem::take(&mut self.audit);
-        let (actor_kind, actor_id, actor_name) = (
-            self.ctx.actor.kind(),
-            self.ctx.actor.id(),
-            self.ctx.actor.name(),
-        );
         let users =
             if self.whole_tenant || self.users.is_empty() || self.users.len() > MAX_NAMED_USERS {
                 None
@@ -675,57 +737,27 @@ impl WriteTx {
             };
         let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
         let postgres = matches!(self.tx, Tx::Postgres(_));
+        let audit = AuditRows {
+            ctx: &self.ctx,
+            tenant_id: self.tenant_id,
+            at: now,
+        };
         // The audit events, then the invalidation: one statement each on SQLite (in-process,
         // statements are cheap), one statement for both on PostgreSQL (every statement is a
         // round trip, and every write pays them); its NOTIFY follows the commit.
-        let mut b = SqlBuilder::new(if postgres {
-            "WITH audited AS (INSERT INTO audit_events (id, tenant_id, org_id, product_id, \
-             actor_kind, actor_id, actor_name, action, target_kind, target_id, before, after, \
-             warning, request_id, client_addr, created_at) VALUES "
-        } else {
-            "INSERT INTO audit_events (id, tenant_id, org_id, product_id, actor_kind, actor_id, \
-             actor_name, action, target_kind, target_id, before, after, warning, request_id, \
-             client_addr, created_at) VALUES "
-        });
-        for (i, r) in records.into_iter().enumerate() {
+        let mut b = SqlBuilder::new(if postgres { "WITH audited AS (" } else { "" });
+        b.push(AUDIT_INSERT).push(" VALUES ");
+        for (i, record) in records.into_iter().enumerate() {
             if i > 0 {
                 b.push(", ");
             }
-            b.push("(").push_bind(Uuid::now_v7());
-            let values: [Arg; 15] = [
-                self.tenant_id.into(),
-                r.org_id.into(),
-                r.product_id.into(),
-                actor_kind.into(),
-                actor_id.clone().into(),
-                actor_name.clone().into(),
-                r.action.into(),
-                r.target_kind.into(),
-                r.target_id.into(),
-                r.before.into(),
-                r.after.into(),
-                r.warning.into(),
-                self.ctx.request_id.clone().into(),
-                self.ctx.client_addr.clone().into(),
-                now.into(),
-            ];
-            for value in values {
-                b.push(", ").push_bind(value);
-            }
+            b.push("(");
+            audit.push_values(&mut b, record);
             b.push(")");
         }
         let epoch = if postgres {
-            // The notification goes after the commit (`Notifier`).
-            b.push(
-                "), invalidated AS (INSERT INTO invalidations (tenant_id, user_id, created_at) \
-                 VALUES (",
-            )
-            .push_bind(self.tenant_id)
-            .push(", ")
-            .push_bind(single_user)
-            .push(", ")
-            .push_bind(now)
-            .push(") RETURNING epoch) SELECT epoch FROM invalidated");
+            b.push("), ");
+            push_invalidation(&mut b, self.tenant_id, single_user, now, "VALUES (", ")");
             b.build().fetch_one::<EpochRow>(self.conn()).await?.epoch
         } else {
             b.build().execute(self.conn()).await?;
@@ -749,15 +781,82 @@ impl WriteTx {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
-        if let Ok(sinks) = self.sinks.read() {
-            for sink in sinks.iter() {
-                sink(&invalidation);
-            }
-        }
-        if let Some(notifier) = &self.notifier {
-            notifier.notify(invalidation.clone());
-        }
+        publish(&self.sinks, self.notifier.as_ref(), &invalidation);
         Ok(invalidation)
+    }
+}
+
+/// The columns every audit event fills, in the order [`AuditRows::push_values`] binds them.
+const AUDIT_INSERT: &str = "INSERT INTO audit_events (id, tenant_id, org_id, product_id, \
+    actor_kind, actor_id, actor_name, action, target_kind, target_id, before, after, warning, \
+    request_id, client_addr, created_at)";
+
+/// Who wrote, in which tenant and when: what every audit event of one write shares.
+struct AuditRows<'a> {
+    ctx: &'a Ctx,
+    tenant_id: Uuid,
+    at: DateTime<Utc>,
+}
+
+impl AuditRows<'_> {
+    /// One event's values for [`AUDIT_INSERT`], comma-separated.
+    fn push_values(&self, b: &mut SqlBuilder, record: AuditRecord) {
+        let actor = &self.ctx.actor;
+        b.push_bind(Uuid::now_v7());
+        let values: [Arg; 15] = [
+            self.tenant_id.into(),
+            record.org_id.into(),
+            record.product_id.into(),
+            actor.kind().into(),
+            actor.id().into(),
+            actor.name().into(),
+            record.action.into(),
+            record.target_kind.into(),
+            record.target_id.into(),
+            record.before.into(),
+            record.after.into(),
+            record.warning.into(),
+            self.ctx.request_id.clone().into(),
+            self.ctx.client_addr.clone().into(),
+            self.at.into(),
+        ];
+        for value in values {
+            b.push(", ").push_bind(value);
+        }
+    }
+}
+
+/// `invalidated AS (INSERT INTO invalidations … RETURNING epoch) SELECT epoch FROM invalidated`,
+/// the row's values between `open` and `close`: the tail of a PostgreSQL write statement.
+fn push_invalidation(
+    b: &mut SqlBuilder,
+    tenant_id: Uuid,
+    single_user: Option<Uuid>,
+    at: DateTime<Utc>,
+    open: &'static str,
+    close: &'static str,
+) {
+    b.push("invalidated AS (INSERT INTO invalidations (tenant_id, user_id, created_at) ")
+        .push(open)
+        .push_bind(tenant_id)
+        .push(", ")
+        .push_bind(single_user)
+        .push(", ")
+        .push_bind(at)
+        .push(close)
+        .push(" RETURNING epoch) SELECT epoch FROM invalidated");
+}
+
+/// Hands a committed invalidation to this instance's caches (before the write returns) and to
+/// the other instances (the `NOTIFY` after the commit).
+fn publish(sinks: &Sinks, notifier: Option<&Notifier>, invalidation: &Invalidation) {
+    if let Ok(sinks) = sinks.read() {
+        for sink in sinks.iter() {
+            sink(invalidation);
+        }
+    }
+    if let Some(notifier) = notifier {
+        notifier.notify(invalidation.clone());
     }
 }
 

@@ -113,10 +113,10 @@ impl PgFeed {
 
     async fn read_back(&mut self) -> Result<(), StoreError> {
         let rows = sqlx::query_as::<_, InvalidationRow>(
-            "SELECT epoch, tenant_id, user_id FROM invalidations WHERE epoch > $1 \
+            "SELECT epoch, tenant_id, user_id FROM invalidations WHERE epoch >= $1 \
              ORDER BY epoch LIMIT 10000",
         )
-        .bind(self.floor)
+        .bind(first_unseen(self.floor, &self.seen))
         .fetch_all(&self.pool)
         .await?;
         for row in rows {
@@ -142,6 +142,22 @@ impl PgFeed {
         self.seen.retain(|e| *e > floor);
         Ok(())
     }
+}
+
+/// The lowest epoch above `floor` not in `seen`: every row below it was delivered. A busy
+/// tenant writes thousands of rows a second, each of them notified: reading the whole window
+/// back each second would fetch them all again. Reading from the first one not seen fetches
+/// only what is new — unless a gap (a transaction still open, or one rolled back after taking
+/// its epoch) holds the read at that gap until the window passes it.
+fn first_unseen(floor: i64, seen: &BTreeSet<i64>) -> i64 {
+    let mut next = floor + 1;
+    for &epoch in seen.range(next..) {
+        if epoch != next {
+            break;
+        }
+        next += 1;
+    }
+    next
 }
 
 #[async_trait]
@@ -335,5 +351,21 @@ impl OpsStore for SqlStore {
             .fetch_one::<EpochRow>(h.conn())
             .await?;
         Ok(row.epoch.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod read_back_tests {
+    use super::*;
+
+    #[test]
+    fn the_read_back_starts_at_the_first_epoch_not_delivered() {
+        let seen = |epochs: &[i64]| epochs.iter().copied().collect::<BTreeSet<i64>>();
+        assert_eq!(first_unseen(10, &seen(&[])), 11);
+        assert_eq!(first_unseen(10, &seen(&[11, 12, 13])), 14);
+        // 13 not seen yet (open, or rolled back): read from there, 14 and 15 again with it.
+        assert_eq!(first_unseen(10, &seen(&[11, 12, 14, 15])), 13);
+        // Epochs at or below the floor are not looked at.
+        assert_eq!(first_unseen(10, &seen(&[5, 11])), 12);
     }
 }

@@ -16,9 +16,12 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
     let connect_options = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
         // Statements are prepared once per connection, and after five runs PostgreSQL may keep
-        // a generic plan made while a table was small: a sequential scan that never goes away
-        // as provisioning fills `users`. Planning each run with its parameters keeps the index
-        // lookups (a few tens of microseconds a statement).
+        // a generic plan made while a table was small: a sequential scan (or a walk of the
+        // wrong index) that never goes away as provisioning fills `users`. Planning each run
+        // with its parameters keeps the index lookups. Measured (2026-12-04): generic plans
+        // halve the server's work on a SCIM create, but runs split in two — in some, a plan made
+        // early kept a fraction of the requests 10× slower to the end — and a 500-member insert
+        // ran 3–10× slower; bounding their age (`DISCARD PLANS`) did not remove the split.
         .options([("plan_cache_mode", "force_custom_plan")]);
     probe(&connect_options).await?;
     let mut applied = Vec::new();
@@ -60,6 +63,18 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every connection it hands out: a round trip before each request's first
+        // statement. One used a moment ago is alive; one idle a while may have been cut (a
+        // server restart, a proxy's idle timeout), and is pinged as before.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(pool_connect_options)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -68,6 +83,9 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
         applied,
     })
 }
+
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// How long the first connection may take before the server counts as not answering.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -168,5 +186,70 @@ mod tests {
         };
         let db = Db::new(connect(&url, &options).await.expect("connects").pool);
         assert_slow_statements_stop_at_the_deadline(&db, "SELECT pg_sleep(5)").await;
+    }
+
+    /// The pool no longer pings every connection it hands out: one cut while idle a while is
+    /// found before use and replaced unseen; one cut a moment after use costs one failed
+    /// statement at most, and the pool serves on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_pool_connection_is_replaced() {
+        let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+            return;
+        };
+        let options = StoreOptions {
+            max_connections: 2,
+            migrate: false,
+            statement_timeout: None,
+            create: true,
+        };
+        let Pool::Postgres(pool) = connect(&url, &options).await.expect("connects").pool else {
+            panic!("a PostgreSQL URL opens a PostgreSQL pool");
+        };
+        let mut admin = PgConnection::connect(&url).await.expect("admin connection");
+        let backend = || sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool);
+        let mut cut = async |pid: i32| {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut admin)
+                .await
+                .expect("terminate");
+            let started = std::time::Instant::now();
+            while sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+            )
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_stat_activity")
+                > 0
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "backend {pid} lingers"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+
+        let first = backend().await.expect("serves");
+        cut(first).await;
+        tokio::time::sleep(PING_WHEN_IDLE_FOR + Duration::from_millis(200)).await;
+        let second = backend()
+            .await
+            .expect("a connection idle past the ping age is checked first");
+        assert_ne!(second, first);
+
+        cut(second).await;
+        let failures = usize::from(backend().await.is_err());
+        let third = backend()
+            .await
+            .expect("the pool serves on after one failure at most");
+        assert!(failures <= 1);
+        assert_ne!(third, second);
+        pool.close().await;
     }
 }

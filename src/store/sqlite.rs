@@ -81,7 +81,10 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
     }
     let mut pool_options = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(30));
+        .acquire_timeout(Duration::from_secs(30))
+        // A file cannot hang up: the ping sqlx sends before handing a connection out would be
+        // one more trip to the connection's thread on every request.
+        .test_before_acquire(false);
     if let Some(limit) = options.statement_timeout {
         pool_options = pool_options
             .after_connect(move |conn, _| Box::pin(arm_deadline(conn, limit)))

@@ -281,11 +281,77 @@ async fn insert_user(
     at: DateTime<Utc>,
     guard: Guard,
 ) -> Result<u64, StoreError> {
-    let user_name_norm = normalize(&user.user_name);
     let mut b = SqlBuilder::new(match dialect {
         Dialect::Sqlite => "",
         Dialect::Postgres => "WITH created AS (",
     });
+    push_user_insert(&mut b, scope, id, user, at, guard);
+    if dialect == Dialect::Postgres {
+        b.push(" RETURNING id, tenant_id, scim_org_id, created_at) ")
+            .push(MEMBERSHIP_OF_CREATED);
+    }
+    let inserted = b.build().execute(tx.conn()).await.map_err(name_conflict)?;
+    if dialect == Dialect::Sqlite && inserted > 0 {
+        insert_membership(tx, scope, id, at).await?;
+    }
+    Ok(inserted)
+}
+
+/// The membership of a user inserted by the `WITH created AS (… RETURNING id, tenant_id,
+/// scim_org_id, created_at)` before it.
+const MEMBERSHIP_OF_CREATED: &str = "INSERT INTO memberships (tenant_id, org_id, user_id, role, \
+    source, created_at, updated_at) \
+    SELECT tenant_id, scim_org_id, id, NULL, 'scim', created_at, created_at FROM created";
+
+/// PostgreSQL's common create — nobody in the tenant is this person yet — as one statement with
+/// its membership, audit event and invalidation ([`Db::write_new_rows`]); `false` if the tenant
+/// has someone by this userName or e-mail after all (nothing was written).
+async fn create_new_person(
+    store: &SqlStore,
+    ctx: &Ctx,
+    scope: ScimScope,
+    id: Uuid,
+    user: &ScimUserWrite,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut b = SqlBuilder::new("WITH created AS (");
+    push_user_insert(&mut b, scope, id, user, at, Guard::NewPerson);
+    b.push(" RETURNING id, tenant_id, scim_org_id, created_at), membership AS (")
+        .push(MEMBERSHIP_OF_CREATED)
+        .push(" RETURNING user_id), changed AS (SELECT user_id FROM membership)");
+    let written = store
+        .db
+        .write_new_rows(
+            ctx,
+            scope.tenant_id,
+            b,
+            vec![creation_audit(scope, id, user)],
+            &[id],
+        )
+        .await
+        .map_err(name_conflict)?;
+    Ok(written.is_some())
+}
+
+/// The audit record of a SCIM create that made a new person.
+fn creation_audit(scope: ScimScope, id: Uuid, user: &ScimUserWrite) -> AuditRecord {
+    AuditRecord::new("scim.user.create", "user", id)
+        .org(scope.org_id)
+        .after(user_audit(user))
+}
+
+/// The `INSERT … SELECT` of a SCIM User (no membership, no `RETURNING`); with
+/// [`Guard::NewPerson`] it inserts only if nobody in the tenant has its userName or e-mail as
+/// either.
+fn push_user_insert(
+    b: &mut SqlBuilder,
+    scope: ScimScope,
+    id: Uuid,
+    user: &ScimUserWrite,
+    at: DateTime<Utc>,
+    guard: Guard,
+) {
+    let user_name_norm = normalize(&user.user_name);
     b.push(
         "INSERT INTO users (id, tenant_id, user_name, user_name_norm, email, email_norm, \
          external_id, external_id_norm, display_name, active, source, attributes, attributes_cmp, \
@@ -314,7 +380,7 @@ async fn insert_user(
     }
     b.push("1");
     if guard == Guard::NewPerson {
-        let mut candidates = vec![user_name_norm.clone()];
+        let mut candidates = vec![user_name_norm];
         if let Some(email) = &user.email {
             candidates.push(normalize(email));
         }
@@ -335,18 +401,6 @@ async fn insert_user(
             b.push("))");
         }
     }
-    if dialect == Dialect::Postgres {
-        b.push(
-            " RETURNING id, tenant_id, scim_org_id, created_at) INSERT INTO memberships \
-             (tenant_id, org_id, user_id, role, source, created_at, updated_at) \
-             SELECT tenant_id, scim_org_id, id, NULL, 'scim', created_at, created_at FROM created",
-        );
-    }
-    let inserted = b.build().execute(tx.conn()).await.map_err(name_conflict)?;
-    if dialect == Dialect::Sqlite && inserted > 0 {
-        insert_membership(tx, scope, id, at).await?;
-    }
-    Ok(inserted)
 }
 
 /// A membership of the scope's org that inherits its role (never overriding an Owner role held
@@ -538,54 +592,53 @@ impl ScimUserStore for SqlStore {
         // meanwhile is the unique indexes' to refuse (`name_conflict` says which).
         let user_name_norm = normalize(&user.user_name);
         let dialect = self.dialect();
-        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
         let at = now();
         let id = Uuid::now_v7();
-        let (id, created_at, version) =
-            if insert_user(&mut tx, dialect, scope, id, user, at, Guard::NewPerson).await? > 0 {
-                tx.audit(
-                    AuditRecord::new("scim.user.create", "user", id)
-                        .org(scope.org_id)
-                        .after(user_audit(user)),
-                );
-                (id, at, 1)
-            } else {
-                let candidates =
-                    link_candidates(&mut tx, dialect, scope, &user_name_norm, user).await?;
-                let tree = tenant_tree(tx.conn(), scope.tenant_id).await?;
-                let rule_input: Vec<LinkCandidate> =
-                    candidates.iter().map(|c| c.link.clone()).collect();
-                match link_decision(&tree, scope.org_id, &rule_input).map_err(link_refused)? {
-                    Some(person) => {
-                        let linked = candidates
-                            .iter()
-                            .find(|c| c.link.user_id == person)
-                            .ok_or(StoreError::NotFound)?;
-                        let (created_at, version) = (linked.created_at, linked.version);
-                        if write_user_columns(&mut tx, scope, person, user, at, true).await? == 0 {
-                            return Err(conflict("person"));
-                        }
-                        insert_membership(&mut tx, scope, person, at).await?;
-                        tx.audit(
-                            AuditRecord::new("scim.user.link", "user", person)
-                                .org(scope.org_id)
-                                .after(user_audit(user)),
-                        );
-                        (person, created_at, version + 1)
+        // On PostgreSQL that statement is the whole write (`create_new_person`), unless the
+        // user arrives deactivated: that create also checks the Owner rule and sessions.
+        let one_statement = dialect == Dialect::Postgres && user.active;
+        if one_statement && create_new_person(self, ctx, scope, id, user, at).await? {
+            return Ok(stored_user(id, user, at, at, 1));
+        }
+        let mut tx = self.db.begin_write(ctx, scope.tenant_id).await?;
+        let (id, created_at, version) = if !one_statement
+            && insert_user(&mut tx, dialect, scope, id, user, at, Guard::NewPerson).await? > 0
+        {
+            tx.audit(creation_audit(scope, id, user));
+            (id, at, 1)
+        } else {
+            let candidates =
+                link_candidates(&mut tx, dialect, scope, &user_name_norm, user).await?;
+            let tree = tenant_tree(tx.conn(), scope.tenant_id).await?;
+            let rule_input: Vec<LinkCandidate> =
+                candidates.iter().map(|c| c.link.clone()).collect();
+            match link_decision(&tree, scope.org_id, &rule_input).map_err(link_refused)? {
+                Some(person) => {
+                    let linked = candidates
+                        .iter()
+                        .find(|c| c.link.user_id == person)
+                        .ok_or(StoreError::NotFound)?;
+                    let (created_at, version) = (linked.created_at, linked.version);
+                    if write_user_columns(&mut tx, scope, person, user, at, true).await? == 0 {
+                        return Err(conflict("person"));
                     }
-                    // Named nobody after all (removed meanwhile): a new person; the unique
-                    // indexes refuse a userName taken meanwhile.
-                    None => {
-                        insert_user(&mut tx, dialect, scope, id, user, at, Guard::None).await?;
-                        tx.audit(
-                            AuditRecord::new("scim.user.create", "user", id)
-                                .org(scope.org_id)
-                                .after(user_audit(user)),
-                        );
-                        (id, at, 1)
-                    }
+                    insert_membership(&mut tx, scope, person, at).await?;
+                    tx.audit(
+                        AuditRecord::new("scim.user.link", "user", person)
+                            .org(scope.org_id)
+                            .after(user_audit(user)),
+                    );
+                    (person, created_at, version + 1)
                 }
-            };
+                // Named nobody after all (removed meanwhile): a new person; the unique
+                // indexes refuse a userName taken meanwhile.
+                None => {
+                    insert_user(&mut tx, dialect, scope, id, user, at, Guard::None).await?;
+                    tx.audit(creation_audit(scope, id, user));
+                    (id, at, 1)
+                }
+            }
+        };
         if !user.active {
             let orgs = owned_orgs(&mut tx, scope.tenant_id, id).await?;
             owner_rule_after(&mut tx, scope.tenant_id, &orgs).await?;
