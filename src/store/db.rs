@@ -600,19 +600,10 @@ impl Db {
             return Err(StoreError::Other("write without an audit record".into()));
         }
         let at = crate::domain::now();
-        let users = (!new_users.is_empty() && new_users.len() <= MAX_NAMED_USERS)
-            .then(|| new_users.to_vec());
+        let users = named_users(new_users.to_vec());
         let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
-        let audit = AuditRows { ctx, tenant_id, at };
-        change.push(", audited AS (").push(AUDIT_INSERT).push(" ");
-        for (i, record) in records.into_iter().enumerate() {
-            if i > 0 {
-                change.push(" UNION ALL ");
-            }
-            change.push("SELECT ");
-            audit.push_values(&mut change, record);
-            change.push(" FROM changed");
-        }
+        change.push(", audited AS (");
+        AuditRows { ctx, tenant_id, at }.push_insert(&mut change, records, RowsFrom::Changed);
         change.push("), ");
         push_invalidation(
             &mut change,
@@ -729,32 +720,23 @@ impl WriteTx {
         super::team::revoke_unentitled_tokens(&mut self).await?;
         let now = crate::domain::now();
         let records = std::mem::take(&mut self.audit);
-        let users =
-            if self.whole_tenant || self.users.is_empty() || self.users.len() > MAX_NAMED_USERS {
-                None
-            } else {
-                Some(std::mem::take(&mut self.users))
-            };
+        let users = if self.whole_tenant {
+            None
+        } else {
+            named_users(std::mem::take(&mut self.users))
+        };
         let single_user = users.as_ref().filter(|u| u.len() == 1).map(|u| u[0]);
         let postgres = matches!(self.tx, Tx::Postgres(_));
-        let audit = AuditRows {
-            ctx: &self.ctx,
-            tenant_id: self.tenant_id,
-            at: now,
-        };
         // The audit events, then the invalidation: one statement each on SQLite (in-process,
         // statements are cheap), one statement for both on PostgreSQL (every statement is a
         // round trip, and every write pays them); its NOTIFY follows the commit.
         let mut b = SqlBuilder::new(if postgres { "WITH audited AS (" } else { "" });
-        b.push(AUDIT_INSERT).push(" VALUES ");
-        for (i, record) in records.into_iter().enumerate() {
-            if i > 0 {
-                b.push(", ");
-            }
-            b.push("(");
-            audit.push_values(&mut b, record);
-            b.push(")");
+        AuditRows {
+            ctx: &self.ctx,
+            tenant_id: self.tenant_id,
+            at: now,
         }
+        .push_insert(&mut b, records, RowsFrom::Values);
         let epoch = if postgres {
             b.push("), ");
             push_invalidation(&mut b, self.tenant_id, single_user, now, "VALUES (", ")");
@@ -798,7 +780,43 @@ struct AuditRows<'a> {
     at: DateTime<Utc>,
 }
 
+/// Where an audit `INSERT` takes its rows from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowsFrom {
+    /// A `VALUES` list.
+    Values,
+    /// One `SELECT … FROM changed` per event: written only if the change wrote something.
+    Changed,
+}
+
+/// The users an invalidation names, or `None` (the whole tenant) when there are none to name
+/// or too many.
+fn named_users(users: Vec<Uuid>) -> Option<Vec<Uuid>> {
+    (!users.is_empty() && users.len() <= MAX_NAMED_USERS).then_some(users)
+}
+
 impl AuditRows<'_> {
+    /// `INSERT INTO audit_events (…)` with one row per record.
+    fn push_insert(&self, b: &mut SqlBuilder, records: Vec<AuditRecord>, from: RowsFrom) {
+        b.push(AUDIT_INSERT);
+        if from == RowsFrom::Values {
+            b.push(" VALUES ");
+        }
+        for (i, record) in records.into_iter().enumerate() {
+            b.push(match (i, from) {
+                (0, RowsFrom::Values) => "(",
+                (_, RowsFrom::Values) => ", (",
+                (0, RowsFrom::Changed) => " SELECT ",
+                (_, RowsFrom::Changed) => " UNION ALL SELECT ",
+            });
+            self.push_values(b, record);
+            b.push(match from {
+                RowsFrom::Values => ")",
+                RowsFrom::Changed => " FROM changed",
+            });
+        }
+    }
+
     /// One event's values for [`AUDIT_INSERT`], comma-separated.
     fn push_values(&self, b: &mut SqlBuilder, record: AuditRecord) {
         let actor = &self.ctx.actor;

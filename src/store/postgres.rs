@@ -167,15 +167,22 @@ mod tests {
     use super::*;
     use crate::store::db::{Db, assert_slow_statements_stop_at_the_deadline};
 
+    /// `DATABASE_URL` when it names a PostgreSQL server (as the integration tests do).
+    fn postgres_url() -> Option<String> {
+        let url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"));
+        if url.is_none() {
+            eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+        }
+        url
+    }
+
     /// Runs when `DATABASE_URL` names a PostgreSQL server (as the integration tests do). Needs
     /// no schema: it only sleeps and selects.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_past_its_deadline_is_stopped_and_the_pool_serves_on() {
-        let Some(url) = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-        else {
-            eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+        let Some(url) = postgres_url() else {
             return;
         };
         let options = StoreOptions {
@@ -193,11 +200,7 @@ mod tests {
     /// statement at most, and the pool serves on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cut_pool_connection_is_replaced() {
-        let Some(url) = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-        else {
-            eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+        let Some(url) = postgres_url() else {
             return;
         };
         let options = StoreOptions {
@@ -243,12 +246,13 @@ mod tests {
             .expect("a connection idle past the ping age is checked first");
         assert_ne!(second, first);
 
+        // Cut right after use: this statement may fail (nothing checks the connection first),
+        // the next one must be served by a new connection.
         cut(second).await;
-        let failures = usize::from(backend().await.is_err());
+        let _may_fail = backend().await;
         let third = backend()
             .await
             .expect("the pool serves on after one failure at most");
-        assert!(failures <= 1);
         assert_ne!(third, second);
         pool.close().await;
     }
