@@ -123,7 +123,7 @@ mod tests {
         UserSnapshot {
             user_id: Uuid::from_u128(100),
             active: true,
-            orgs: vec![(ORG, None)],
+            orgs: vec![(ORG, None)].into(),
             memberships: vec![Membership {
                 org_id: ORG,
                 role,

@@ -85,7 +85,7 @@ mod tests {
         let user = UserSnapshot {
             user_id: Uuid::from_u128(100),
             active: true,
-            orgs: vec![(root, None), (sub, Some(root))],
+            orgs: vec![(root, None), (sub, Some(root))].into(),
             memberships: vec![Membership {
                 org_id: sub,
                 role: None,

@@ -116,7 +116,7 @@ mod tests {
         UserSnapshot {
             user_id: Uuid::from_u128(100),
             active: true,
-            orgs: vec![(org, None)],
+            orgs: vec![(org, None)].into(),
             memberships: vec![Membership {
                 org_id: org,
                 role,

@@ -3,6 +3,7 @@
 //! applying nothing. Pure.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -87,22 +88,54 @@ pub fn with_mappings(
         // Ids only tell rules apart; the name is unique in the org.
         .map(|r| r.to_rule(org_id, Uuid::new_v5(&org_id, r.name.as_bytes())))
         .collect();
+    // Users read together share one copy of the tenant's rules and defaults: replace the
+    // org's part once per copy, not once per user.
+    let mut last: Option<Replaced> = None;
     users
         .iter()
         .map(|u| {
-            let mut after = u.clone();
-            after.rules.retain(|r| r.org_id != org_id);
-            after.rules.extend(rules.iter().cloned());
-            after.defaults.retain(|d| d.org_id != org_id);
-            if let Some(grants) = &mappings.default {
-                after.defaults.push(DefaultGrants {
-                    org_id,
-                    grants: grants.clone(),
-                });
-            }
+            let from = (Arc::as_ptr(&u.rules), Arc::as_ptr(&u.defaults));
+            let replaced = match last.take() {
+                Some(r) if r.from == from => r,
+                _ => Replaced {
+                    from,
+                    rules: Arc::new(
+                        u.rules
+                            .iter()
+                            .filter(|r| r.org_id != org_id)
+                            .chain(&rules)
+                            .cloned()
+                            .collect(),
+                    ),
+                    defaults: Arc::new(
+                        u.defaults
+                            .iter()
+                            .filter(|d| d.org_id != org_id)
+                            .cloned()
+                            .chain(mappings.default.as_ref().map(|grants| DefaultGrants {
+                                org_id,
+                                grants: grants.clone(),
+                            }))
+                            .collect(),
+                    ),
+                },
+            };
+            let after = UserSnapshot {
+                rules: replaced.rules.clone(),
+                defaults: replaced.defaults.clone(),
+                ..u.clone()
+            };
+            last = Some(replaced);
             after
         })
         .collect()
+}
+
+/// A tenant's rules and defaults with one org's replaced, and the copy they were made from.
+struct Replaced {
+    from: (*const Vec<Rule>, *const Vec<DefaultGrants>),
+    rules: Arc<Vec<Rule>>,
+    defaults: Arc<Vec<DefaultGrants>>,
 }
 
 /// One user's change across `orgs` and `products`; `None` when nothing changes.
@@ -290,7 +323,7 @@ mod tests {
         UserSnapshot {
             user_id: Uuid::from_u128(n),
             active: true,
-            orgs: vec![(ORG, None)],
+            orgs: vec![(ORG, None)].into(),
             memberships: vec![Membership {
                 org_id: ORG,
                 role,

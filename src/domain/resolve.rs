@@ -15,6 +15,7 @@
 //! nothing else.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,11 +47,13 @@ pub struct StoredGrant {
 
 /// What every user's snapshot of a tenant shares: the org tree, the mapping rules and the
 /// defaults. Changed only by writes that invalidate the whole tenant, so it can be kept apart.
+/// Each part is shared, never copied, by the user snapshots made from it: a batch of 1,000
+/// users under 200 rules holds one copy of the rules, not 1,000.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFacts {
-    pub orgs: Vec<(Uuid, Option<Uuid>)>,
-    pub rules: Vec<Rule>,
-    pub defaults: Vec<DefaultGrants>,
+    pub orgs: Arc<Vec<(Uuid, Option<Uuid>)>>,
+    pub rules: Arc<Vec<Rule>>,
+    pub defaults: Arc<Vec<DefaultGrants>>,
 }
 
 /// Everything that decides one user's permissions in a tenant, read in one consistent
@@ -63,14 +66,14 @@ pub struct UserSnapshot {
     /// it is read here, in the same snapshot, for who may ask about the user (reach).
     pub scim_org_id: Option<Uuid>,
     /// Every org of the tenant, with its parent.
-    pub orgs: Vec<(Uuid, Option<Uuid>)>,
+    pub orgs: Arc<Vec<(Uuid, Option<Uuid>)>>,
     pub memberships: Vec<Membership>,
     pub grants: Vec<StoredGrant>,
     /// The user's IdP groups, nested ones included.
     pub groups: Vec<IdpGroup>,
     /// The tenant's mapping rules (disabled ones included: they match nobody).
-    pub rules: Vec<Rule>,
-    pub defaults: Vec<DefaultGrants>,
+    pub rules: Arc<Vec<Rule>>,
+    pub defaults: Arc<Vec<DefaultGrants>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,7 +312,7 @@ impl UserSnapshot {
                 )
         };
         let mut defaults = Vec::new();
-        for d in &self.defaults {
+        for d in self.defaults.iter() {
             if matched_orgs.contains(&d.org_id) || !member_of(d.org_id, &out) {
                 continue;
             }

@@ -84,7 +84,7 @@ fn every_cell_of_the_seed_002_matrix_holds() {
             let user = UserSnapshot {
                 user_id: Uuid::from_u128(7),
                 active: true,
-                orgs: vec![(org, None)],
+                orgs: vec![(org, None)].into(),
                 memberships: vec![Membership {
                     org_id: org,
                     role: None,

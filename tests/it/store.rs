@@ -1,5 +1,6 @@
 //! Every `Store` method, on both backends.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -7,6 +8,7 @@ use rolegate::domain::Source;
 use rolegate::domain::audit::Actor;
 use rolegate::domain::group::{GroupMember, MemberKind};
 use rolegate::domain::org::OrgRole;
+use rolegate::domain::permission::{Module, ModuleLevel};
 use rolegate::domain::provisioning::ScimScope;
 use rolegate::domain::token::{self, TokenKind};
 use rolegate::scim_proto::schema::Schemas;
@@ -824,7 +826,114 @@ async fn owner_rule_warns_instead_of_refusing_for_idp_paths(backend: Backend) {
         .expect("break-glass");
 }
 
+/// The resolver's batch read (several users per statement, in chunks) gives each user the
+/// same snapshot as reading them alone: memberships, grants and nested SCIM groups included,
+/// across a chunk boundary, with ids of nobody left out.
+async fn a_batch_of_user_snapshots_equals_each_users_own(backend: Backend) {
+    let (_db, store) = setup(backend).await;
+    let (org, owner) = store
+        .create_org(&cli(), "A", "a@a.test")
+        .await
+        .expect("org");
+    let team = store
+        .create_sub_org(&cli(), org.id, org.id, "Team")
+        .await
+        .expect("sub-org");
+    let scope = ScimScope {
+        tenant_id: org.id,
+        org_id: org.id,
+    };
+    let ada = scim_user(&store, scope, "ada@a.test").await;
+    let backend_group = store
+        .scim_create_group(&cli(), scope, &group_write("Backend"), &[])
+        .await
+        .expect("group");
+    let engineering = store
+        .scim_create_group(&cli(), scope, &group_write("Engineering"), &[])
+        .await
+        .expect("group");
+    let add = |id: Uuid| MembershipChange::Add(vec![MemberRef { id, kind: None }]);
+    for (group, member) in [(backend_group.id, ada), (engineering.id, backend_group.id)] {
+        store
+            .scim_update_group(&cli(), scope, group, None, None, &[add(member)])
+            .await
+            .expect("member");
+    }
+    store
+        .set_membership(
+            &cli(),
+            org.id,
+            team.id,
+            ada,
+            Some(OrgRole::Owner),
+            OwnerRule::Enforce,
+        )
+        .await
+        .expect("team owner");
+    store
+        .set_module_roles(
+            &cli(),
+            org.id,
+            team.id,
+            ada,
+            &BTreeMap::from([(Module::FeatureFlags, ModuleLevel::Write)]),
+        )
+        .await
+        .expect("module role");
+    // One more than a chunk (500), so that Ada is read in the second statement.
+    let mut ids = vec![owner.id];
+    for i in 0..500 {
+        let user = store
+            .ensure_user(&cli(), org.id, &format!("user{i}@a.test"), Source::Manual)
+            .await
+            .expect("user");
+        ids.push(user.id);
+    }
+    ids.push(ada);
+    ids.push(Uuid::now_v7());
+    let facts = store.tenant_facts(org.id).await.expect("facts");
+    let batch = store
+        .user_snapshots_with(org.id, &ids, &facts)
+        .await
+        .expect("batch");
+    let mut read: Vec<Uuid> = batch.iter().map(|s| s.user_id).collect();
+    read.sort();
+    let mut known = ids[..ids.len() - 1].to_vec();
+    known.sort();
+    assert_eq!(read, known, "every user once; the unknown id left out");
+    for user in [owner.id, ids[1], ids[500], ada] {
+        let alone = store
+            .user_snapshots(org.id, &[user])
+            .await
+            .expect("alone")
+            .pop()
+            .expect("user");
+        let together = batch.iter().find(|s| s.user_id == user).expect("in batch");
+        assert_eq!(together.active, alone.active);
+        assert_eq!(together.scim_org_id, alone.scim_org_id);
+        assert_eq!(together.memberships, alone.memberships);
+        assert_eq!(together.grants, alone.grants);
+        assert_eq!(together.groups, alone.groups);
+    }
+    let ada = batch.iter().find(|s| s.user_id == ada).expect("ada");
+    let groups: Vec<&str> = ada.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        groups,
+        ["Backend", "Engineering"],
+        "the nested group counts"
+    );
+    let mut orgs: Vec<(Uuid, Option<OrgRole>)> =
+        ada.memberships.iter().map(|m| (m.org_id, m.role)).collect();
+    orgs.sort_by_key(|(org, _)| *org);
+    let mut expected = vec![(org.id, None), (team.id, Some(OrgRole::Owner))];
+    expected.sort_by_key(|(org, _)| *org);
+    assert_eq!(orgs, expected);
+    assert_eq!(ada.grants.len(), 1, "the module role");
+    assert_eq!(ada.scim_org_id, Some(org.id));
+}
+
 crate::on_both_backends!(
+    a_batch_of_user_snapshots_equals_each_users_own,
     owner_rule_warns_instead_of_refusing_for_idp_paths,
     reports_backend_pool_and_reachability,
     create_org_makes_a_tenant_with_an_audited_owner,

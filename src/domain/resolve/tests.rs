@@ -69,7 +69,8 @@ impl World {
                 (self.a, Some(self.r)),
                 (self.b, Some(self.r)),
                 (self.c, Some(self.a)),
-            ],
+            ]
+            .into(),
             ..Default::default()
         }
     }
@@ -111,7 +112,7 @@ fn a_matched_rule_gives_its_product_role_and_says_through_which_group() {
     let mut u = w.user();
     u.memberships.push(member(w.r, None));
     u.groups.push(scim_group(w.r, "engineering"));
-    u.rules.push(rule(
+    Arc::make_mut(&mut u.rules).push(rule(
         w.r,
         "eng",
         "Engineering",
@@ -153,7 +154,7 @@ fn a_sub_orgs_group_never_matches_a_parents_rule() {
     u.memberships.push(member(w.a, Some(OrgRole::Member)));
     // A's SCIM pushes a group named like the root's Owners group.
     u.groups.push(scim_group(w.a, "Admins"));
-    u.rules.push(rule(
+    Arc::make_mut(&mut u.rules).push(rule(
         w.r,
         "admins",
         "Admins",
@@ -174,7 +175,7 @@ fn a_rules_grant_outside_its_orgs_subtree_applies_nowhere() {
     let mut u = w.user();
     u.memberships.push(member(w.r, Some(OrgRole::Member)));
     u.groups.push(scim_group(w.b, "B-team"));
-    u.rules.push(rule(
+    Arc::make_mut(&mut u.rules).push(rule(
         w.b,
         "reach",
         "B-team",
@@ -215,7 +216,7 @@ fn org_roles_inherit_through_three_levels_and_the_nearest_level_wins() {
 
     // A mapping of A makes them a Member there: nearer than the root's Owner.
     u.groups.push(scim_group(w.a, "contractors"));
-    u.rules.push(rule(
+    Arc::make_mut(&mut u.rules).push(rule(
         w.a,
         "contractors",
         "Contractors",
@@ -263,7 +264,7 @@ fn a_mapped_owner_counts_as_an_owner_and_has_everything() {
     let w = world();
     let mut u = w.user();
     u.groups.push(scim_group(w.a, "a-owners"));
-    u.rules.push(rule(
+    Arc::make_mut(&mut u.rules).push(rule(
         w.a,
         "owners",
         "A-Owners",
@@ -310,7 +311,7 @@ fn the_default_applies_to_members_no_rule_of_the_org_matches() {
     let w = world();
     let mut u = w.user();
     u.memberships.push(member(w.a, None));
-    u.defaults.push(DefaultGrants {
+    Arc::make_mut(&mut u.defaults).push(DefaultGrants {
         org_id: w.a,
         grants: vec![Grant::ProductRole {
             product_id: w.product.id,
@@ -326,15 +327,14 @@ fn the_default_applies_to_members_no_rule_of_the_org_matches() {
 
     // A rule of another org matching changes nothing here.
     u.groups.push(scim_group(w.r, "Everyone"));
-    u.rules
-        .push(rule(w.r, "everyone", "Everyone", 0, Vec::new()));
+    Arc::make_mut(&mut u.rules).push(rule(w.r, "everyone", "Everyone", 0, Vec::new()));
     assert_eq!(
         resolve_product(&u, &w.product).access(w.prod),
         EnvAccess::ReadOnly
     );
     // A's own rule matching makes them mapped: the default no longer applies.
     u.groups.push(scim_group(w.a, "Eng"));
-    u.rules.push(rule(w.a, "eng", "Eng", 0, Vec::new()));
+    Arc::make_mut(&mut u.rules).push(rule(w.a, "eng", "Eng", 0, Vec::new()));
     assert_eq!(
         resolve_product(&u, &w.product).access(w.prod),
         EnvAccess::None
@@ -435,8 +435,8 @@ fn priority_orders_the_explanation() {
         product_id: w.product.id,
         role: Role::Viewer,
     }];
-    u.rules.push(rule(w.a, "low", "g", 1, viewer.clone()));
-    u.rules.push(rule(w.a, "high", "g", 9, viewer));
+    Arc::make_mut(&mut u.rules).push(rule(w.a, "low", "g", 1, viewer.clone()));
+    Arc::make_mut(&mut u.rules).push(rule(w.a, "high", "g", 9, viewer));
     let names = |u: &UserSnapshot| -> Vec<String> {
         resolve_product(u, &w.product).environments[&w.dev]
             .granted_by
@@ -445,7 +445,7 @@ fn priority_orders_the_explanation() {
             .collect()
     };
     assert_eq!(names(&u), ["high", "low"]);
-    u.rules.reverse();
+    Arc::make_mut(&mut u.rules).reverse();
     assert_eq!(names(&u), ["high", "low"]);
 }
 
@@ -526,7 +526,7 @@ mod properties {
                     })
                     .collect();
                 u.groups = groups;
-                u.rules = rules;
+                u.rules = rules.into();
                 u
             })
     }
@@ -548,7 +548,7 @@ mod properties {
             let w = world();
             let before = resolve_product(&u, &w.product);
             let mut with_rule = u.clone();
-            with_rule.rules.push(extra_rule);
+            Arc::make_mut(&mut with_rule.rules).push(extra_rule);
             prop_assert!(no_less(&before, &resolve_product(&with_rule, &w.product)));
             let mut with_group = u.clone();
             with_group.groups.push(extra_group);
@@ -564,7 +564,7 @@ mod properties {
             let removed = u.rules[index.index(u.rules.len())].clone();
             let with = resolve_product(&u, &w.product);
             let mut without_rule = u.clone();
-            without_rule.rules.retain(|r| r.id != removed.id);
+            Arc::make_mut(&mut without_rule.rules).retain(|r| r.id != removed.id);
             let without = resolve_product(&without_rule, &w.product);
             let from_removed = |p: &GrantPath| {
                 p.kind == PathKind::Mapped && p.rule.as_deref() == Some(removed.name.as_str())
@@ -594,7 +594,7 @@ mod properties {
         fn the_order_rules_are_read_in_changes_nothing(u in any_user()) {
             let w = world();
             let mut reversed = u.clone();
-            reversed.rules.reverse();
+            Arc::make_mut(&mut reversed.rules).reverse();
             prop_assert_eq!(resolve_product(&u, &w.product), resolve_product(&reversed, &w.product));
         }
 
