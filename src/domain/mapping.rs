@@ -7,7 +7,7 @@
 //! rules — otherwise a sub-org could push a group named "Admins" and own the root.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -215,6 +215,58 @@ impl<'g> GroupIndex<'g> {
     }
 }
 
+/// A tenant's SCIM groups (those of an org) and how they nest: what turns a user's direct
+/// memberships into every group they are in, as the SCIM `groups` attribute shows them. The
+/// cached resolver keeps the whole tenant's, so a cache miss reads only a user's direct
+/// memberships; a write's Owner-rule check reads only what its users reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScimGroupTree {
+    groups: HashMap<Uuid, IdpGroup>,
+    /// A group → the groups it is a member of.
+    parents: HashMap<Uuid, Vec<Uuid>>,
+}
+
+impl ScimGroupTree {
+    pub fn add_group(&mut self, id: Uuid, org_id: Uuid, name: String, external_id: Option<String>) {
+        self.groups.insert(
+            id,
+            IdpGroup {
+                org_id,
+                source: GroupSource::Scim,
+                name,
+                external_id,
+            },
+        );
+    }
+
+    /// `member` (a group) is a member of `group`.
+    pub fn add_nesting(&mut self, member: Uuid, group: Uuid) {
+        self.parents.entry(member).or_default().push(group);
+    }
+
+    /// Every SCIM group a user whose direct memberships are `direct` is in, nested ones
+    /// included, each once, by name (then org). Ids the tree does not hold (a group of no
+    /// org) are passed through to their parents but give no group themselves; a cycle ends
+    /// where it closes.
+    pub fn groups_of(&self, direct: &[Uuid]) -> Vec<IdpGroup> {
+        let mut seen: HashSet<Uuid> = HashSet::with_capacity(direct.len());
+        let mut pending: Vec<Uuid> = direct.to_vec();
+        while let Some(id) = pending.pop() {
+            if seen.insert(id)
+                && let Some(parents) = self.parents.get(&id)
+            {
+                pending.extend(parents.iter().filter(|p| !seen.contains(p)));
+            }
+        }
+        let mut out: Vec<IdpGroup> = seen
+            .iter()
+            .filter_map(|id| self.groups.get(id).cloned())
+            .collect();
+        out.sort_by(|a, b| (&a.name, a.org_id).cmp(&(&b.name, b.org_id)));
+        out
+    }
+}
+
 /// An org's grants for its members whom none of its enabled rules matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultGrants {
@@ -345,6 +397,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Nesting is followed to the top, each group counts once, a cycle ends, a group the
+    /// tree does not hold (of no org) gives nothing itself but still leads to its parents.
+    #[test]
+    fn a_users_groups_follow_nesting() {
+        let org = Uuid::from_u128(1);
+        let id = Uuid::from_u128;
+        let mut tree = ScimGroupTree::default();
+        tree.add_group(id(10), org, "Eng".into(), Some("E-1".into()));
+        tree.add_group(id(11), org, "All".into(), None);
+        tree.add_group(id(12), org, "Backend".into(), None);
+        tree.add_group(id(13), org, "Unrelated".into(), None);
+        // Backend ⊂ Eng ⊂ All ⊂ Eng (a cycle), and an org-less group 20 ⊂ All.
+        tree.add_nesting(id(12), id(10));
+        tree.add_nesting(id(10), id(11));
+        tree.add_nesting(id(11), id(10));
+        tree.add_nesting(id(20), id(11));
+        let names = |direct: &[Uuid]| -> Vec<String> {
+            tree.groups_of(direct).into_iter().map(|g| g.name).collect()
+        };
+        assert_eq!(names(&[id(12)]), ["All", "Backend", "Eng"]);
+        assert_eq!(names(&[id(12), id(10), id(12)]), ["All", "Backend", "Eng"]);
+        assert_eq!(names(&[id(20)]), ["All", "Eng"]);
+        assert_eq!(names(&[id(13)]), ["Unrelated"]);
+        assert!(names(&[id(99)]).is_empty());
+        assert_eq!(
+            tree.groups_of(&[id(10)])[1],
+            scim(org, "Eng", Some("E-1")),
+            "the group as the rules see it"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Source;
-use super::mapping::{DefaultGrants, Grant, GroupIndex, IdpGroup, Rule};
+use super::mapping::{DefaultGrants, Grant, GroupIndex, IdpGroup, Rule, ScimGroupTree};
 use super::org::{OrgRole, chain_to_root};
 use super::permission::{
     Capability, EnvAccess, EnvironmentRef, Module, ModuleLevel, PermissionSet, Role,
@@ -45,8 +45,10 @@ pub struct StoredGrant {
     pub grant: Grant,
 }
 
-/// What every user's snapshot of a tenant shares: the org tree, the mapping rules and the
-/// defaults. Changed only by writes that invalidate the whole tenant, so it can be kept apart.
+/// What every user's snapshot of a tenant shares: the org tree, the mapping rules, the
+/// defaults and the SCIM groups with their nesting. Changed only by writes that invalidate the
+/// whole tenant (a group's creation, rename, deletion or nesting among them), so it can be
+/// kept apart.
 /// Each part is shared, never copied, by the user snapshots made from it: a batch of 1,000
 /// users under 200 rules holds one copy of the rules, not 1,000.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +56,8 @@ pub struct TenantFacts {
     pub orgs: Arc<Vec<(Uuid, Option<Uuid>)>>,
     pub rules: Arc<Vec<Rule>>,
     pub defaults: Arc<Vec<DefaultGrants>>,
+    /// The SCIM groups and their nesting, from which each user's groups are completed.
+    pub groups: Arc<ScimGroupTree>,
 }
 
 /// Everything that decides one user's permissions in a tenant, read in one consistent

@@ -119,43 +119,64 @@ async fn a_grant_through_one_instance_reaches_the_others_cached_answer(backend: 
     until_access(&app, &b, &f, ada, "none").await;
 }
 
-async fn a_scim_change_to_a_mapped_group_reaches_the_other_instance(backend: Backend) {
-    let app = TestApp::new(backend).await;
-    let b = app.second_instance().await;
-    let f = fixture(&app).await;
+/// A SCIM-provisioned user (a member of the token's org).
+async fn scim_user(app: &TestApp, user_name: &str) -> Uuid {
     let created = app
         .scim(
             Method::POST,
             "/Users",
             Some(json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": "grace@acme.test",
+                "userName": user_name,
             })),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let grace: Uuid = created.body["id"]
+    created.body["id"]
         .as_str()
         .expect("id")
         .parse()
-        .expect("uuid");
+        .expect("uuid")
+}
+
+/// A SCIM group created with these members (users or groups); its id.
+async fn scim_group(app: &TestApp, name: &str, members: &[String]) -> String {
+    let members: Vec<Value> = members.iter().map(|m| json!({ "value": m })).collect();
     let group = app
         .scim(
             Method::POST,
             "/Groups",
             Some(json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": "Engineering",
-                "members": [{ "value": grace.to_string() }],
+                "displayName": name,
+                "members": members,
             })),
         )
         .await;
     assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
-    let group_id = group.body["id"].as_str().expect("id").to_owned();
+    group.body["id"].as_str().expect("id").to_owned()
+}
 
+async fn patch_group(app: &TestApp, group_id: &str, operation: Value) {
+    let patched = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{group_id}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [operation],
+            })),
+        )
+        .await;
+    assert!(patched.status.is_success(), "{}", patched.text);
+}
+
+/// Replaces the root org's mappings with one rule: IdP group `idp_group` → editor on the
+/// fixture's product (full access to its first environment).
+async fn map_group_to_editor(app: &TestApp, f: &Fixture, idp_group: &str) {
     let document: MappingDocument = serde_json::from_value(json!({
         "version": 1,
-        "rules": [{ "name": "eng", "idp_group": "engineering",
+        "rules": [{ "name": "editors", "idp_group": idp_group,
                     "grants": [{ "product": f.product.to_string(), "role": "editor" }] }]
     }))
     .expect("document");
@@ -165,11 +186,6 @@ async fn a_scim_change_to_a_mapped_group_reaches_the_other_instance(backend: Bac
         .await
         .expect("catalog");
     let mappings = mapping_document::validate(&document, &catalog).expect("valid");
-    assert_eq!(
-        access_on(&app, &b, &f, grace).await,
-        "none",
-        "B caches none"
-    );
     app.store
         .replace_mappings(
             &Ctx::new(Actor::Cli),
@@ -180,20 +196,59 @@ async fn a_scim_change_to_a_mapped_group_reaches_the_other_instance(backend: Bac
         )
         .await
         .expect("mappings");
-    until_access(&app, &b, &f, grace, "full").await;
+}
 
-    let removed = app
-        .scim(
-            Method::PATCH,
-            &format!("/Groups/{group_id}"),
-            Some(json!({
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{ "op": "remove", "path": format!("members[value eq \"{grace}\"]") }],
-            })),
-        )
-        .await;
-    assert!(removed.status.is_success(), "{}", removed.text);
+async fn a_scim_change_to_a_mapped_group_reaches_the_other_instance(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let b = app.second_instance().await;
+    let f = fixture(&app).await;
+    let grace = scim_user(&app, "grace@acme.test").await;
+    let group_id = scim_group(&app, "Engineering", &[grace.to_string()]).await;
+    assert_eq!(
+        access_on(&app, &b, &f, grace).await,
+        "none",
+        "B caches none"
+    );
+    map_group_to_editor(&app, &f, "engineering").await;
+    until_access(&app, &b, &f, grace, "full").await;
+    patch_group(
+        &app,
+        &group_id,
+        json!({ "op": "remove", "path": format!("members[value eq \"{grace}\"]") }),
+    )
+    .await;
     until_access(&app, &b, &f, grace, "none").await;
+}
+
+/// The resolver keeps the tenant's SCIM groups with its shared facts, and a cache miss reads
+/// only a user's direct memberships: a group created after another instance read those facts
+/// must still count there, directly or through nesting.
+async fn a_group_created_after_the_other_instance_cached_the_tenant_counts(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let b = app.second_instance().await;
+    let f = fixture(&app).await;
+    let grace = scim_user(&app, "grace@acme.test").await;
+    map_group_to_editor(&app, &f, "Platform").await;
+    // B reads the tenant's facts (no group yet) and keeps them.
+    until_access(&app, &b, &f, grace, "none").await;
+    // Nested: grace is in "Backend", which joins "Platform" afterwards.
+    let platform = scim_group(&app, "Platform", &[]).await;
+    let backend_group = scim_group(&app, "Backend", &[grace.to_string()]).await;
+    until_access(&app, &b, &f, grace, "none").await;
+    patch_group(
+        &app,
+        &platform,
+        json!({ "op": "add", "path": "members", "value": [{ "value": backend_group }] }),
+    )
+    .await;
+    until_access(&app, &b, &f, grace, "full").await;
+    // Directly: the rule moves to a group that does not exist yet, and B's answer shows it
+    // read the tenant again; then the group is created with grace in it in one request, as
+    // Entra may — a write that names grace, and must still refresh what B keeps of the tenant.
+    map_group_to_editor(&app, &f, "Ops").await;
+    until_access(&app, &b, &f, grace, "none").await;
+    scim_group(&app, "Ops", &[grace.to_string()]).await;
+    until_access(&app, &b, &f, grace, "full").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +466,7 @@ async fn old_invalidation_records_are_pruned(backend: Backend) {
 crate::on_both_backends!(
     a_grant_through_one_instance_reaches_the_others_cached_answer,
     a_scim_change_to_a_mapped_group_reaches_the_other_instance,
+    a_group_created_after_the_other_instance_cached_the_tenant_counts,
     after_a_storm_of_writes_and_reads_no_cached_answer_is_stale,
     a_token_revoked_through_one_instance_is_refused_by_the_other,
     old_invalidation_records_are_pruned,

@@ -901,6 +901,8 @@ async fn a_batch_of_user_snapshots_equals_each_users_own(backend: Backend) {
     let mut known = ids[..ids.len() - 1].to_vec();
     known.sort();
     assert_eq!(read, known, "every user once; the unknown id left out");
+    // Alone, a user's groups are completed from only the groups they reach; in the batch,
+    // from the tenant's whole tree (what the cache keeps).
     for user in [owner.id, ids[1], ids[500], ada] {
         let alone = store
             .user_snapshots(org.id, &[user])

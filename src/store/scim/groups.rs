@@ -308,6 +308,9 @@ impl ScimGroupStore for SqlStore {
         .execute(tx.conn())
         .await
         .map_err(name_conflict)?;
+        // The resolver keeps the tenant's groups with its shared facts (the org tree, the
+        // rules): a new group changes them, as a rename or a deletion does.
+        tx.invalidate_tenant();
         let summary = apply_member_changes(
             &mut tx,
             scope,

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::products::{load_environments_of, load_groups_of};
 use super::{role_column, source, tenant_tree};
-use crate::domain::mapping::{DefaultGrants, Grant, GroupSource, IdpGroup, Rule, RuleSource};
+use crate::domain::mapping::{
+    DefaultGrants, Grant, GroupSource, IdpGroup, Rule, RuleSource, ScimGroupTree,
+};
 use crate::domain::permission::{Module, ModuleLevel, Role};
 use crate::domain::resolve::{
     self, EnvironmentFact, Membership, PermissionGroupFact, ProductSnapshot, StoredGrant,
@@ -74,16 +76,17 @@ struct PartRow {
     target: Option<String>,
     level: Option<String>,
     group_name: Option<String>,
-    external_id: Option<String>,
     connection_id: Option<Uuid>,
+    /// A SCIM group the user is a direct member of.
+    group_id: Option<Uuid>,
     /// Orders a user's memberships (by org) and grants (by id).
     sort_id: Option<Uuid>,
 }
 
 impl PartRow {
     /// The order each part had when read on its own: by part, user, then org (memberships),
-    /// id (grants) or name (groups and claims). Sorted here rather than by the statement:
-    /// one sort less for the database, and the same order on both backends.
+    /// id (grants) or value (claims). Sorted here rather than by the statement: one sort less
+    /// for the database, and the same order on both backends.
     fn order(&self) -> (i32, Uuid, Option<Uuid>, Option<&str>) {
         (
             self.part,
@@ -203,28 +206,129 @@ pub(super) async fn load_user_snapshots(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<Vec<UserSnapshot>, StoreError> {
-    let tenant = load_tenant_facts(conn, tenant_id).await?;
+    let tenant = load_tenant_facts(conn, tenant_id, GroupsOf::Users(user_ids)).await?;
     load_user_parts(conn, tenant_id, user_ids, &tenant).await
+}
+
+/// Which of the tenant's SCIM groups [`load_tenant_facts`] reads.
+pub(super) enum GroupsOf<'u> {
+    /// Every one: for the cache, which completes any user's groups from them.
+    Tenant,
+    /// Those these users are in, directly or through nesting: for a write's check of a few
+    /// users, which should not read a tenant's thousands of groups.
+    Users(&'u [Uuid]),
 }
 
 /// What the tenant's users' snapshots share.
 pub(super) async fn load_tenant_facts(
     conn: &mut impl AsConn,
     tenant_id: Uuid,
+    groups_of: GroupsOf<'_>,
 ) -> Result<TenantFacts, StoreError> {
     Ok(TenantFacts {
         orgs: Arc::new(tenant_tree(conn.conn(), tenant_id).await?),
         rules: Arc::new(load_rules(conn, tenant_id).await?),
         defaults: Arc::new(load_defaults(conn, tenant_id).await?),
+        groups: Arc::new(load_group_tree(conn, tenant_id, groups_of).await?),
     })
 }
 
-/// The users' own parts (active flag, memberships, grants, groups), completed with `tenant`.
+/// A row of [`load_group_tree`]: a group (`parent_id` NULL), or a nesting (`member_id` is a
+/// member of `parent_id`; the other columns NULL).
+#[derive(FromRow)]
+struct GroupTreeRow {
+    id: Uuid,
+    parent_id: Option<Uuid>,
+    org_id: Option<Uuid>,
+    display_name: Option<String>,
+    external_id: Option<String>,
+}
+
+/// The SCIM groups of an org, with the nestings among the tenant's groups.
+async fn load_group_tree(
+    conn: &mut impl AsConn,
+    tenant_id: Uuid,
+    groups_of: GroupsOf<'_>,
+) -> Result<ScimGroupTree, StoreError> {
+    // A group's scope is the org whose SCIM token pushed it.
+    const GROUP_COLUMNS: &str = "g.id, CAST(NULL AS UUID) AS parent_id, g.org_id, \
+        g.display_name, g.external_id";
+    const GROUP_FILTER: &str = " AND g.source = 'scim' AND g.org_id IS NOT NULL";
+    let statements = match groups_of {
+        GroupsOf::Tenant => {
+            let mut b = SqlBuilder::new("SELECT ");
+            b.push(GROUP_COLUMNS)
+                .push(" FROM groups g WHERE g.tenant_id = ")
+                .push_bind(tenant_id)
+                .push(GROUP_FILTER)
+                .push(
+                    " UNION ALL SELECT member_id, group_id, NULL, NULL, NULL FROM group_members \
+                     WHERE member_kind = 'group' AND tenant_id = ",
+                )
+                .push_bind(tenant_id);
+            vec![b.build()]
+        }
+        GroupsOf::Users(users) => users
+            .chunks(ID_CHUNK)
+            .map(|chunk| {
+                // `CROSS JOIN` keeps SQLite's join order: see `scim_user_groups`.
+                let mut b = SqlBuilder::new(
+                    "WITH RECURSIVE reached(id) AS (SELECT group_id FROM group_members \
+                     WHERE tenant_id = ",
+                );
+                b.push_bind(tenant_id)
+                    .push(" AND member_kind = 'user' AND member_id IN (");
+                push_list(&mut b, chunk);
+                b.push(
+                    ") UNION SELECT gm.group_id FROM reached CROSS JOIN group_members gm \
+                     WHERE gm.member_id = reached.id AND gm.member_kind = 'group' \
+                     AND gm.tenant_id = ",
+                )
+                .push_bind(tenant_id)
+                .push(") SELECT ")
+                .push(GROUP_COLUMNS)
+                .push(
+                    " FROM reached CROSS JOIN groups g WHERE g.id = reached.id AND g.tenant_id = ",
+                )
+                .push_bind(tenant_id)
+                .push(GROUP_FILTER)
+                .push(
+                    " UNION ALL SELECT gm.member_id, gm.group_id, NULL, NULL, NULL \
+                     FROM reached CROSS JOIN group_members gm WHERE gm.member_id = reached.id \
+                     AND gm.member_kind = 'group' AND gm.tenant_id = ",
+                )
+                .push_bind(tenant_id);
+                b.build()
+            })
+            .collect(),
+    };
+    let mut tree = ScimGroupTree::default();
+    for statement in statements {
+        for row in statement.fetch_all::<GroupTreeRow>(conn.conn()).await? {
+            match row.parent_id {
+                Some(parent) => tree.add_nesting(row.id, parent),
+                None => tree.add_group(
+                    row.id,
+                    required(row.org_id, "group org")?,
+                    required(row.display_name, "group name")?,
+                    row.external_id,
+                ),
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// The users' own parts (active flag, memberships, grants, direct SCIM groups, group
+/// claims), completed with `tenant`: its groups' names and nesting turn the direct
+/// memberships into every group the user is in.
 ///
 /// Up to [`ID_CHUNK`] users are read in one statement — the five parts as one `UNION ALL` —
 /// so a cache miss is one round trip, and one statement sees one snapshot on both backends
 /// without a transaction around it. More users take one statement per chunk; each user's
-/// parts are still read together.
+/// parts are still read together. Each part is a lookup in one table by an index (but the
+/// claims' join to their connection): PostgreSQL plans the statement at every run, and the
+/// join and recursion the groups took before cost it more to plan than to run.
 async fn load_user_parts(
     conn: &mut impl AsConn,
     tenant_id: Uuid,
@@ -252,6 +356,7 @@ async fn load_user_parts(
             });
         }
         let snapshots = &mut out[first_of_chunk..];
+        let mut direct_groups: Vec<Vec<Uuid>> = vec![Vec::new(); snapshots.len()];
         for row in rows {
             let Ok(at) = snapshots.binary_search_by_key(&row.user_id, |s| s.user_id) else {
                 continue;
@@ -272,12 +377,7 @@ async fn load_user_parts(
                         });
                     }
                 }
-                PART_GROUP => snapshot.groups.push(IdpGroup {
-                    org_id: required(row.org_id, "group org")?,
-                    source: GroupSource::Scim,
-                    name: required(row.group_name, "group name")?,
-                    external_id: row.external_id,
-                }),
+                PART_GROUP => direct_groups[at].push(required(row.group_id, "group id")?),
                 PART_CLAIM => snapshot.groups.push(IdpGroup {
                     org_id: required(row.org_id, "claim org")?,
                     source: GroupSource::Oidc(required(row.connection_id, "claim connection")?),
@@ -285,6 +385,14 @@ async fn load_user_parts(
                     external_id: None,
                 }),
                 other => return Err(StoreError::Other(format!("unknown snapshot part {other}"))),
+            }
+        }
+        // The SCIM groups, nested ones included, before the claims.
+        for (snapshot, direct) in snapshots.iter_mut().zip(direct_groups) {
+            if !direct.is_empty() {
+                let mut groups = tenant.groups.groups_of(&direct);
+                groups.append(&mut snapshot.groups);
+                snapshot.groups = groups;
             }
         }
     }
@@ -301,24 +409,11 @@ fn required<T>(value: Option<T>, what: &str) -> Result<T, StoreError> {
 /// backends).
 fn user_parts_statement(tenant_id: Uuid, users: &[Uuid]) -> Sql {
     let mut b = SqlBuilder::new(
-        // The SCIM groups each user is in, directly or through nested groups.
-        "WITH RECURSIVE up(user_id, group_id) AS (\
-         SELECT member_id, group_id FROM group_members WHERE tenant_id = ",
-    );
-    b.push_bind(tenant_id)
-        .push(" AND member_kind = 'user' AND member_id IN (");
-    push_list(&mut b, users);
-    // `CROSS JOIN` keeps SQLite's join order: see `scim_user_groups`.
-    b.push(
-        ") UNION SELECT up.user_id, gm.group_id FROM up CROSS JOIN group_members gm \
-         WHERE gm.member_id = up.group_id AND gm.member_kind = 'group' AND gm.tenant_id = ",
-    );
-    b.push_bind(tenant_id).push(
-        ") SELECT 0 AS part, id AS user_id, scim_org_id AS org_id, active, \
+        "SELECT 0 AS part, id AS user_id, scim_org_id AS org_id, active, \
          CAST(NULL AS TEXT) AS role, CAST(NULL AS TEXT) AS source, CAST(NULL AS TEXT) AS kind, \
          CAST(NULL AS UUID) AS product_id, CAST(NULL AS TEXT) AS target, \
          CAST(NULL AS TEXT) AS level, CAST(NULL AS TEXT) AS group_name, \
-         CAST(NULL AS TEXT) AS external_id, CAST(NULL AS UUID) AS connection_id, \
+         CAST(NULL AS UUID) AS connection_id, CAST(NULL AS UUID) AS group_id, \
          CAST(NULL AS UUID) AS sort_id \
          FROM users WHERE tenant_id = ",
     );
@@ -337,17 +432,17 @@ fn user_parts_statement(tenant_id: Uuid, users: &[Uuid]) -> Sql {
     b.push_bind(tenant_id)
         .push(" AND subject_kind = 'user' AND subject_id IN (");
     push_list(&mut b, users);
-    // A group's scope is the org whose SCIM token pushed it.
+    // Direct memberships only: the tenant's facts hold the groups and their nesting.
     b.push(
-        ") UNION ALL SELECT 3, user_id, org_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-         display_name, external_id, NULL, NULL FROM (\
-         SELECT DISTINCT up.user_id, g.org_id, g.display_name, g.external_id \
-         FROM up JOIN groups g ON g.id = up.group_id WHERE g.tenant_id = ",
+        ") UNION ALL SELECT 3, member_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         NULL, group_id, NULL FROM group_members WHERE tenant_id = ",
     );
-    b.push_bind(tenant_id).push(
-        " AND g.source = 'scim' AND g.org_id IS NOT NULL) scim_groups \
-         UNION ALL SELECT 4, gc.user_id, c.org_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-         gc.value, NULL, gc.connection_id, NULL FROM oidc_group_claims gc \
+    b.push_bind(tenant_id)
+        .push(" AND member_kind = 'user' AND member_id IN (");
+    push_list(&mut b, users);
+    b.push(
+        ") UNION ALL SELECT 4, gc.user_id, c.org_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         gc.value, gc.connection_id, NULL, NULL FROM oidc_group_claims gc \
          JOIN oidc_connections c ON c.id = gc.connection_id WHERE gc.tenant_id = ",
     );
     // The group claims of each user's last login through each OIDC connection, seen by the
@@ -496,7 +591,7 @@ impl AuthzStore for SqlStore {
 
     async fn tenant_facts(&self, tenant_id: Uuid) -> Result<TenantFacts, StoreError> {
         let mut read = self.db.read_snapshot().await?;
-        load_tenant_facts(&mut read, tenant_id).await
+        load_tenant_facts(&mut read, tenant_id, GroupsOf::Tenant).await
     }
 
     async fn user_snapshots_with(
