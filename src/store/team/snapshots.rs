@@ -233,8 +233,8 @@ pub(super) async fn load_tenant_facts(
     })
 }
 
-/// A row of [`load_group_tree`]: a group (`parent_id` NULL), or a nesting (`member_id` is a
-/// member of `parent_id`; the other columns NULL).
+/// A row of [`load_group_tree`]: a group (`parent_id` NULL), or a nesting (group `id` is a
+/// member of group `parent_id`; the other columns NULL).
 #[derive(FromRow)]
 struct GroupTreeRow {
     id: Uuid,
@@ -244,7 +244,8 @@ struct GroupTreeRow {
     external_id: Option<String>,
 }
 
-/// The SCIM groups of an org, with the nestings among the tenant's groups.
+/// The tenant's SCIM groups that belong to an org — every one, or those some users reach —
+/// with the nestings among them (through groups of no org too).
 async fn load_group_tree(
     conn: &mut impl AsConn,
     tenant_id: Uuid,
