@@ -94,11 +94,11 @@ pub fn with_mappings(
     users
         .iter()
         .map(|u| {
-            let from = (Arc::as_ptr(&u.rules), Arc::as_ptr(&u.defaults));
             let replaced = match last.take() {
-                Some(r) if r.from == from => r,
+                Some(r) if r.made_from(u) => r,
                 _ => Replaced {
-                    from,
+                    from_rules: u.rules.clone(),
+                    from_defaults: u.defaults.clone(),
                     rules: Arc::new(
                         u.rules
                             .iter()
@@ -131,11 +131,20 @@ pub fn with_mappings(
         .collect()
 }
 
-/// A tenant's rules and defaults with one org's replaced, and the copy they were made from.
+/// A tenant's rules and defaults with one org's replaced, and the copy they were made from
+/// (held, so that sharing it is what is compared).
 struct Replaced {
-    from: (*const Vec<Rule>, *const Vec<DefaultGrants>),
+    from_rules: Arc<Vec<Rule>>,
+    from_defaults: Arc<Vec<DefaultGrants>>,
     rules: Arc<Vec<Rule>>,
     defaults: Arc<Vec<DefaultGrants>>,
+}
+
+impl Replaced {
+    fn made_from(&self, user: &UserSnapshot) -> bool {
+        Arc::ptr_eq(&self.from_rules, &user.rules)
+            && Arc::ptr_eq(&self.from_defaults, &user.defaults)
+    }
 }
 
 /// One user's change across `orgs` and `products`; `None` when nothing changes.

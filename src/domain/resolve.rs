@@ -49,6 +49,7 @@ pub struct StoredGrant {
 /// defaults and the SCIM groups with their nesting. Changed only by writes that invalidate the
 /// whole tenant (a group's creation, rename, deletion or nesting among them), so it can be
 /// kept apart.
+///
 /// Each part is shared, never copied, by the user snapshots made from it: a batch of 1,000
 /// users under 200 rules holds one copy of the rules, not 1,000.
 #[derive(Debug, Clone, Default)]
