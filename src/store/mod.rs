@@ -39,6 +39,7 @@ pub use oidc::{
     PendingLogin, SignInOutcome, SignInRefusal, StoredSealed,
 };
 pub use ops::{Backend, FeedEvent, Invalidation, InvalidationFeed, OpsStore, PoolStats};
+pub use postgres::GENERIC_PLANS_APPLICATION_NAME;
 pub use scim::{
     MemberRef, MembershipChange, NamedGroupMember, ScimGroupStore, ScimGroupWrite, ScimListQuery,
     ScimPage, ScimUserStore,
@@ -222,6 +223,8 @@ impl Default for StoreOptions {
 /// A backend's open pool, and the migrations opening it applied.
 pub(crate) struct Opened {
     pool: db::Pool,
+    /// PostgreSQL: the connections that plan the hot statements once (`db::GenericPlans`).
+    generic_plans: Option<sqlx::PgPool>,
     applied: Vec<(i64, String)>,
 }
 
@@ -230,7 +233,7 @@ pub(crate) struct Opened {
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let opened = open(url, options).await?;
     Ok(Arc::new(SqlStore {
-        db: db::Db::new(opened.pool),
+        db: db::Db::new(opened.pool, opened.generic_plans),
         max_connections: options.max_connections,
     }))
 }
@@ -255,6 +258,9 @@ pub async fn migrate(url: &str) -> Result<Vec<(i64, String)>, StoreError> {
         ..StoreOptions::default()
     };
     let opened = open(url, &options).await?;
+    if let Some(generic) = &opened.generic_plans {
+        generic.close().await;
+    }
     opened.pool.close().await;
     Ok(opened.applied)
 }

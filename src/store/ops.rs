@@ -279,10 +279,14 @@ impl OpsStore for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        let (open, idle) = match &self.db.pool {
+        let (mut open, mut idle) = match &self.db.pool {
             Pool::Sqlite(p) => (p.size(), p.num_idle()),
             Pool::Postgres(p) => (p.size(), p.num_idle()),
         };
+        if let Some(generic) = &self.db.generic_plans {
+            open += generic.pool.size();
+            idle += generic.pool.num_idle();
+        }
         PoolStats {
             max: self.max_connections,
             open,
@@ -330,7 +334,7 @@ impl OpsStore for SqlStore {
 
     async fn close(&self) {
         self.db.flush_notifications().await;
-        self.db.pool.close().await;
+        self.db.close().await;
     }
 
     async fn prune_invalidations(&self, age: std::time::Duration) -> Result<u64, StoreError> {

@@ -22,6 +22,8 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
         // halve the server's work on a SCIM create, but runs split in two — in some, a plan made
         // early kept a fraction of the requests 10× slower to the end — and a 500-member insert
         // ran 3–10× slower; bounding their age (`DISCARD PLANS`) did not remove the split.
+        // The exception is the provisioning hot path, on connections of its own and only once
+        // `users` is long enough for any plan of it to be the right one (`db::GenericPlans`).
         .options([("plan_cache_mode", "force_custom_plan")]);
     probe(&connect_options).await?;
     let mut applied = Vec::new();
@@ -60,8 +62,38 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
         }
         None => connect_options,
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(options.max_connections.max(2))
+    let generic_share = generic_plan_connections(options.max_connections);
+    let pool = pool_options(options.max_connections.max(2) - generic_share)
+        .connect_with(
+            pool_connect_options
+                .clone()
+                .application_name(APPLICATION_NAME),
+        )
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    // Opens its connections only once the hot statements are sent to it (`GenericPlans`).
+    let generic_plans = (generic_share > 0).then(|| {
+        pool_options(generic_share).connect_lazy_with(
+            pool_connect_options
+                .application_name(GENERIC_PLANS_APPLICATION_NAME)
+                .options([("plan_cache_mode", "force_generic_plan")]),
+        )
+    });
+    Ok(Opened {
+        pool: Pool::Postgres(pool),
+        generic_plans,
+        applied,
+    })
+}
+
+/// How the service's connections show in `pg_stat_activity`.
+const APPLICATION_NAME: &str = "rolegate";
+/// How the connections that plan the hot statements once show there.
+pub const GENERIC_PLANS_APPLICATION_NAME: &str = "rolegate generic plans";
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         // sqlx pings every connection it hands out: a round trip before each request's first
         // statement. One used a moment ago is alive; one idle a while may have been cut (a
@@ -75,13 +107,16 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
                 Ok(true)
             })
         })
-        .connect_with(pool_connect_options)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(Opened {
-        pool: Pool::Postgres(pool),
-        applied,
-    })
+}
+
+/// The share of the configured connections kept for statements planned once
+/// ([`super::db::GenericPlans`]): a quarter, none below four in all.
+fn generic_plan_connections(max_connections: u32) -> u32 {
+    if max_connections >= 4 {
+        max_connections / 4
+    } else {
+        0
+    }
 }
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
@@ -191,7 +226,8 @@ mod tests {
             statement_timeout: Some(Duration::from_millis(200)),
             create: true,
         };
-        let db = Db::new(connect(&url, &options).await.expect("connects").pool);
+        let opened = connect(&url, &options).await.expect("connects");
+        let db = Db::new(opened.pool, opened.generic_plans);
         assert_slow_statements_stop_at_the_deadline(&db, "SELECT pg_sleep(5)").await;
     }
 

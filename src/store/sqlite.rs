@@ -98,6 +98,7 @@ pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<Opened,
         .map_err(cannot_open)?;
     Ok(Opened {
         pool: Pool::Sqlite(pool),
+        generic_plans: None,
         applied,
     })
 }
@@ -175,7 +176,8 @@ mod tests {
             statement_timeout: Some(Duration::from_millis(200)),
             create: true,
         };
-        let db = Db::new(connect(&url, &options).await.expect("connects").pool);
+        let opened = connect(&url, &options).await.expect("connects");
+        let db = Db::new(opened.pool, opened.generic_plans);
         assert_slow_statements_stop_at_the_deadline(&db, SLOW).await;
     }
 }

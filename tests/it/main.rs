@@ -25,6 +25,7 @@ mod oidc_tokens;
 mod openapi;
 mod ops;
 mod outbox;
+mod planning;
 mod reach;
 mod reads;
 mod rejections;

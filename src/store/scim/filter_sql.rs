@@ -34,6 +34,22 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
+/// Whether `filter` is Okta's and Entra's pre-create lookup, `userName eq "…"` on Users
+/// compared as the unique index stores it (case-insensitively): at most one user, whose index
+/// any plan made on a table of some length uses, so its plan can be made once
+/// (`Db::read_planned_once`).
+pub(crate) fn names_one_user(resource_type: ResourceType, filter: &ResolvedFilter) -> bool {
+    matches!(
+        filter,
+        ResolvedFilter::Compare { attr, op: CompareOp::Eq, .. }
+            if resource_type == ResourceType::User
+                && !attr.extension
+                && attr.attr.name == "userName"
+                && attr.sub.is_none()
+                && !attr.target().case_exact
+    )
+}
+
 /// A filter or sort that is valid SCIM but that this store cannot answer; the SCIM edge makes
 /// it a 400 `invalidFilter`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,7 +171,14 @@ impl SqlStore {
             .push_bind(i64::try_from(q.count).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
-        let mut h = self.db.read().await?;
+        let mut h = if q
+            .filter
+            .is_some_and(|f| filter_sql::names_one_user(listing.resource_type, f))
+        {
+            self.db.read_planned_once().await?
+        } else {
+            self.db.read().await?
+        };
         let rows = if q.count == 0 {
             Vec::new()
         } else {
