@@ -634,6 +634,8 @@ impl Db {
     ) -> Result<PoolConnection<Postgres>, StoreError> {
         if let Some(generic) = &self.generic_plans
             && let Some(pool) = generic.pool(main).await
+            // All busy: a run planned with its values beats waiting for one of them.
+            && (pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections())
         {
             return Ok(pool.acquire().await?);
         }

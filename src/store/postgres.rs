@@ -110,10 +110,11 @@ fn pool_options(max_connections: u32) -> PgPoolOptions {
 }
 
 /// The share of the configured connections kept for statements planned once
-/// ([`super::db::GenericPlans`]): a quarter, none below four in all.
+/// ([`super::db::GenericPlans`]): a third, none below four in all. When they are all busy,
+/// those statements take the main pool's, so the share bounds nothing but the reuse of plans.
 fn generic_plan_connections(max_connections: u32) -> u32 {
     if max_connections >= 4 {
-        max_connections / 4
+        max_connections / 3
     } else {
         0
     }
