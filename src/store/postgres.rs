@@ -232,6 +232,50 @@ mod tests {
         assert_slow_statements_stop_at_the_deadline(&db, "SELECT pg_sleep(5)").await;
     }
 
+    /// The SCIM hot path takes a connection that plans once only when `users` is long enough
+    /// and one is free; when all of those are busy it takes one of the others at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hot_path_plans_once_when_it_may_and_never_waits_for_it() {
+        let Some(url) = postgres_url() else {
+            return;
+        };
+        let options = StoreOptions {
+            max_connections: 4,
+            migrate: false,
+            statement_timeout: None,
+            create: true,
+        };
+        let opened = connect(&url, &options).await.expect("connects");
+        let db = Db::new(opened.pool, opened.generic_plans);
+        let Pool::Postgres(main) = &db.pool else {
+            panic!("a PostgreSQL URL opens a PostgreSQL pool");
+        };
+        let planning = async |conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>| -> String {
+            sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("setting")
+        };
+        let hot = || tokio::time::timeout(Duration::from_secs(2), db.postgres_planned_once(main));
+
+        // No `users` table here: never measured long enough.
+        let mut short = hot().await.expect("no wait").expect("connection");
+        assert_eq!(planning(&mut short).await, "force_custom_plan");
+        drop(short);
+
+        db.generic_plans
+            .as_ref()
+            .expect("a share from four connections up")
+            .assume_long_enough();
+        let mut planned_once = hot().await.expect("no wait").expect("connection");
+        assert_eq!(planning(&mut planned_once).await, "force_generic_plan");
+        // The share of four is one connection, and it is taken.
+        let mut busy = hot().await.expect("no wait").expect("connection");
+        assert_eq!(planning(&mut busy).await, "force_custom_plan");
+        drop((planned_once, busy));
+        db.close().await;
+    }
+
     /// The pool no longer pings every connection it hands out: one cut while idle a while is
     /// found before use and replaced unseen; one cut a moment after use costs one failed
     /// statement at most, and the pool serves on.
