@@ -119,6 +119,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/products/{product}", get(products::page))
         .route("/console/products/{product}/rename", post(products::rename))
+        .route("/console/products/{product}/delete", post(products::delete))
         .route(
             "/console/products/{product}/environments",
             post(products::create_environment),
@@ -126,6 +127,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/environments/{environment}",
             post(products::update_environment),
+        )
+        .route(
+            "/console/environments/{environment}/delete",
+            post(products::delete_environment),
         )
         .route(
             "/console/products/{product}/permission-groups",

@@ -1,6 +1,6 @@
 //! `/console/orgs/{org}/products` and `/console/products/{product}`: an org's products (create,
-//! rename) and a product's environments (create, rename, mark restricted) with its permission
-//! groups and built-in roles. Each change calls what the `/api/v1` products and environments
+//! rename, delete once its name is typed) and a product's environments (create, rename, mark
+//! restricted, delete) with its permission groups and built-in roles. Each change calls what the `/api/v1` products and environments
 //! handlers call, held to their route's requirement; a refusal (a duplicate name's 409, a
 //! name's 422) is shown on the page.
 
@@ -193,6 +193,10 @@ pub(super) async fn render(
     let may_add_env = may_product(state, console, Method::POST, ENVIRONMENTS, product.id).await;
     // An environment's requirement is its product's org's, as the API checks it.
     let may_change_env = console.may(state, Method::PATCH, ENVIRONMENT, org.id).await;
+    let may_delete_env = console
+        .may(state, Method::DELETE, ENVIRONMENT, org.id)
+        .await;
+    let may_delete = may_product(state, console, Method::DELETE, PRODUCT, product.id).await;
     let groups = super::permission_groups::section(state, console, &detail).await;
     let path = product_path(product.id);
     let body = html! {
@@ -218,6 +222,7 @@ pub(super) async fn render(
                     th scope="col" { "Environment" }
                     th scope="col" { "Restricted" }
                     @if may_change_env { th scope="col" { "Change" } }
+                    @if may_delete_env { th scope="col" { "Delete" } }
                 } }
                 tbody {
                     @for env in &detail.environments {
@@ -226,6 +231,13 @@ pub(super) async fn render(
                             td { @if env.restricted { "Restricted" } @else { "No" } }
                             @if may_change_env {
                                 td { (environment_form(console, env)) }
+                            }
+                            @if may_delete_env {
+                                td {
+                                    (post_form(console, &format!("/console/environments/{}/delete", env.id), "", html! {
+                                        button type="submit" class="danger" aria-label=(format!("Delete {}", env.name)) { "Delete" }
+                                    }))
+                                }
                             }
                         }
                     }
@@ -249,6 +261,17 @@ pub(super) async fn render(
             }))
         }
         (groups)
+        @if may_delete {
+            h2 { "Delete this product" }
+            p class="note" { "Its environments, permission groups and every grant on it go with it." }
+            (post_form(console, &format!("{path}/delete"), "inline", html! {
+                div class="field" {
+                    label for="confirm-delete" { "Type " strong { (product.name) } " to confirm" }
+                    input id="confirm-delete" type="text" name="confirm" required autocomplete="off";
+                }
+                button type="submit" class="danger" { "Delete product" }
+            }))
+        }
     };
     Ok(console.page_with(status, &product.name, flashes, body))
 }
@@ -384,6 +407,93 @@ pub(super) async fn update_environment(
                     ""
                 }
             )),
+        )),
+        Err(error) => {
+            let (status, flashes) = shown(error)?;
+            render(
+                &state,
+                &console,
+                &env.product.id.to_string(),
+                status,
+                flashes,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConfirmForm {
+    confirm: String,
+}
+
+/// `POST /console/products/{product}/delete`: as `DELETE /api/v1/products/{product_id}`, once
+/// the product's name is typed (its environments, groups and grants go with it); back to the
+/// org's products.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ConsoleForm { console, form }: ConsoleForm<ConfirmForm>,
+) -> Result<Response, PageError> {
+    let (admin, detail) = product_for(&state, &console, &raw, Method::DELETE, PRODUCT).await?;
+    let product = &detail.product;
+    let deleted = if form.confirm.trim() == product.name {
+        state
+            .store
+            .delete_product(&admin.ctx, admin.tenant_id(), product.id)
+            .await
+            .map_err(ApiError::from)
+    } else {
+        Err(ApiError::invalid(
+            "confirm",
+            format!("type the product's name, {}, to delete it", product.name),
+        ))
+    };
+    match deleted {
+        Ok(()) => Ok(redirect_with(
+            &state,
+            &products_path(product.org_id),
+            Flash::done(format!("Deleted {}.", product.name)),
+        )),
+        Err(error) => {
+            let (status, flashes) = shown(error)?;
+            render(&state, &console, &raw, status, flashes).await
+        }
+    }
+}
+
+/// `POST /console/environments/{environment}/delete`: as `DELETE
+/// /api/v1/environments/{environment_id}`; back to its product.
+pub(super) async fn delete_environment(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ConsoleForm { console, .. }: ConsoleForm<super::orgs::Empty>,
+) -> Result<Response, PageError> {
+    let id = Uuid::parse_str(&raw).map_err(|_| PageError(ApiError::NotFound))?;
+    let admin = console
+        .acting_as(&state, Method::DELETE, ENVIRONMENT)
+        .await?;
+    let env = admin
+        .require::<ProductEnvironment>(&state, id, Need::Reach)
+        .await?;
+    let detail = admin
+        .require::<ProductDetail>(&state, env.product.id, Need::Reach)
+        .await?;
+    let env_name = detail
+        .environments
+        .iter()
+        .find(|e| e.id == env.id)
+        .map_or_else(|| "the environment".to_owned(), |e| e.name.clone());
+    match state
+        .store
+        .delete_environment(&admin.ctx, admin.tenant_id(), env.id)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(()) => Ok(redirect_with(
+            &state,
+            &product_path(env.product.id),
+            Flash::done(format!("Deleted {env_name}.")),
         )),
         Err(error) => {
             let (status, flashes) = shown(error)?;

@@ -291,8 +291,28 @@ try {
   await page.goto(`${BASE}/console/orgs/${ORG}/connections`);
   await audit(page, "connections");
 
+  // A product and an environment deleted: the environment at once, the product only once its
+  // name is typed.
+  await page.goto(`${BASE}/console/orgs/${ORG}/products`);
+  await page.fill("#product-name", "Scratch");
+  await page.getByRole("button", { name: "Create product" }).click();
+  await page.waitForURL(/\/console\/products\/[0-9a-f-]+$/);
+  await page.getByRole("button", { name: "Delete Development", exact: true }).click();
+  await page.waitForLoadState("load");
+  check((await page.getByRole("status").textContent()).includes("Deleted Development."), "the environment is deleted");
+  check(!(await page.textContent("#environments")).includes("Development"), "and gone from the table");
+  await page.fill("#confirm-delete", "Scratc");
+  await page.getByRole("button", { name: "Delete product", exact: true }).click();
+  await page.waitForLoadState("load");
+  check((await page.textContent("main")).includes("type the product's name"), "a wrong name is refused");
+  await page.fill("#confirm-delete", "Scratch");
+  await page.getByRole("button", { name: "Delete product", exact: true }).click();
+  await page.waitForURL(`${BASE}/console/orgs/${ORG}/products`);
+  check((await page.getByRole("status").textContent()).includes("Deleted Scratch."), "the product is deleted");
+  check((await page.getByRole("link", { name: "Scratch", exact: true }).count()) === 0, "and gone from the list");
+
   // Each change is in the audit log.
-  for (const action of ["mapping.replace", "token.create", "token.revoke"]) {
+  for (const action of ["mapping.replace", "token.create", "token.revoke", "environment.delete", "product.delete"]) {
     await page.goto(`${BASE}/console/orgs/${ORG}/audit?action=${action}`);
     check((await page.textContent("main")).includes(action), `${action} is in the audit log`);
   }

@@ -146,6 +146,102 @@ async fn an_owner_creates_and_renames_a_product_and_manages_its_environments(bac
     assert!(refused.text.contains("New environment"), "the page itself");
 }
 
+async fn an_owner_deletes_an_environment_and_a_product_once_its_name_is_typed(backend: Backend) {
+    let app = console_app(backend).await;
+    let owner = Browser::signed_in(&app, "owner@acme.test").await;
+    let product = app.product(&app.org_id.to_string()).await;
+    let id = product["id"].as_str().expect("id").to_owned();
+    let name = product["name"].as_str().expect("name").to_owned();
+    let page_path = format!("/console/products/{id}");
+    let dev = env_id(&product, "Development");
+
+    let page = owner.get(&app, &page_path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_console_page(&page);
+    for text in [
+        format!("action=\"/console/environments/{dev}/delete\""),
+        "aria-label=\"Delete Development\"".to_owned(),
+        format!("action=\"{page_path}/delete\""),
+        "Delete product".to_owned(),
+    ] {
+        assert!(page.text.contains(&text), "{text} missing: {}", page.text);
+    }
+
+    let deleted = owner
+        .post(&app, &format!("/console/environments/{dev}/delete"), &[])
+        .await;
+    assert_eq!(location(&deleted), page_path);
+    let after = product_json(&app, &id).await;
+    assert!(
+        after["environments"]
+            .as_array()
+            .expect("envs")
+            .iter()
+            .all(|e| e["id"] != dev.as_str()),
+        "{after}"
+    );
+    let page = owner.get(&app, &page_path).await;
+    assert!(!page.text.contains(&dev), "{}", page.text);
+
+    // Not its name: refused on the page (422), nothing deleted.
+    let refused = owner
+        .post(
+            &app,
+            &format!("{page_path}/delete"),
+            &[("confirm", "something else")],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert_console_page(&refused);
+    assert!(refused.text.contains("flash refused"), "{}", refused.text);
+    assert!(
+        refused.text.contains("type the product"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(product_json(&app, &id).await["name"], name.as_str());
+
+    let deleted = owner
+        .post(&app, &format!("{page_path}/delete"), &[("confirm", &name)])
+        .await;
+    let list_path = format!("/console/orgs/{}/products", app.org_id);
+    assert_eq!(location(&deleted), list_path);
+    let gone = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/products/{id}"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
+    let list = owner.get(&app, &list_path).await;
+    assert!(
+        !list.text.contains(&format!("href=\"{page_path}\"")),
+        "{}",
+        list.text
+    );
+
+    let audit = app.ok(Method::GET, "/audit", None).await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["environment.delete", "product.delete"] {
+        assert!(
+            actions.contains(&action),
+            "{action} not audited: {actions:?}"
+        );
+    }
+}
+
 async fn the_group_editor_saves_capabilities_and_the_access_matrix(backend: Backend) {
     let app = console_app(backend).await;
     let owner = Browser::signed_in(&app, "owner@acme.test").await;
@@ -303,6 +399,7 @@ async fn a_viewer_sees_product_pages_read_only_and_forged_posts_are_refused(back
         "/environments\"",
         "action=\"/console/environments/",
         "/permission-groups\"",
+        "/delete\"",
     ] {
         assert!(!page.text.contains(action), "{action}: {}", page.text);
     }
@@ -335,6 +432,11 @@ async fn a_viewer_sees_product_pages_read_only_and_forged_posts_are_refused(back
         (
             format!("/console/permission-groups/{preset}/delete"),
             vec![],
+        ),
+        (format!("/console/environments/{dev}/delete"), vec![]),
+        (
+            format!("/console/products/{id}/delete"),
+            vec![("confirm", "Checkout")],
         ),
     ] {
         let forged = viewer.post(&app, &path, &fields).await;
@@ -607,6 +709,7 @@ async fn module_roles_are_saved_and_take_effect(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    an_owner_deletes_an_environment_and_a_product_once_its_name_is_typed,
     an_owner_creates_and_renames_a_product_and_manages_its_environments,
     the_group_editor_saves_capabilities_and_the_access_matrix,
     a_viewer_sees_product_pages_read_only_and_forged_posts_are_refused,
