@@ -87,6 +87,14 @@ pub fn html(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
+/// A page for a visitor who need not be signed in — the sign-in flow's confirmations and
+/// refusals, served outside the console's router — in the console's frame, with its headers.
+pub fn visitor_page(status: StatusCode, title: &str, body: Markup) -> Response {
+    let mut response = html(status, layout(None, title, &[], body));
+    super::secure_headers(response.headers_mut());
+    response
+}
+
 /// A page that only says something went wrong (or was refused), in the frame.
 pub fn error_page(
     console: Option<&Console>,

@@ -201,14 +201,22 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 /// to other sites (links carry invitation tokens), and `no-store` unless the response set its
 /// own caching (the assets do).
 pub async fn console_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// The console's headers, on its router's responses and on the pages of the sign-in flow
+/// served outside it ([`layout::visitor_page`]).
+fn secure_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with a form's POST, which the
+    // same-origin checks refuse as cross-site; `same-origin` still keeps a sign-in link's
+    // secret from every other site.
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 async fn not_found(console: Option<Console>) -> Response {

@@ -300,21 +300,18 @@ pub fn check_csrf(
     }
 }
 
-/// A minimal HTML page (sign-in confirmations and refusals); `text` is ours, never input.
+/// A page of the sign-in flow that only says something (a confirmation, a refusal), in the
+/// console's frame with a way back.
 pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response {
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{text}</p></body></html>"
-    );
-    (
+    crate::console::layout::visitor_page(
         status,
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (CACHE_CONTROL, "no-store"),
-        ],
-        body,
+        title,
+        maud::html! {
+            h1 { (title) }
+            p { (text) }
+            p { a href="/console/" { "Back to the console" } }
+        },
     )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -208,23 +208,17 @@ async fn confirm_page(State(state): State<AppState>, Path(secret): Path<String>)
     let hash = session::hash_secret(&secret);
     match state.store.sign_in_link(&hash).await {
         Ok(Some(link)) if link.used_at.is_none() && link.expires_at > crate::domain::now() => {
-            let body = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title>\
-                        </head><body><h1>Sign in to rolegate</h1>\
-                        <form method=\"post\"><button type=\"submit\">Sign in</button></form>\
-                        </body></html>";
-            (
+            crate::console::layout::visitor_page(
                 StatusCode::OK,
-                [
-                    (CONTENT_TYPE, "text/html; charset=utf-8"),
-                    (axum::http::header::CACHE_CONTROL, "no-store"),
-                    // Not `no-referrer`: under it browsers send `Origin: null` with the form's
-                    // POST, which `use_link` refuses as cross-site. `same-origin` still keeps
-                    // the link's secret from every other site.
-                    (axum::http::header::REFERRER_POLICY, "same-origin"),
-                ],
-                body,
+                "Sign in",
+                maud::html! {
+                    h1 { "Sign in to rolegate" }
+                    p { "This link signs you in once; it expires 10 minutes after it was made." }
+                    form method="post" class="stack" {
+                        div { button type="submit" { "Sign in" } }
+                    }
+                },
             )
-                .into_response()
         }
         Ok(_) => link_gone(),
         Err(error) => super::SessionError::Store(error).into_response(),

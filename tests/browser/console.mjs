@@ -103,8 +103,9 @@ async function audit(page, name) {
 }
 
 /// Follows a one-time login link: its confirm page, then the button that signs in.
-async function signInWithLink(page, url) {
+async function signInWithLink(page, url, auditAs) {
   await page.goto(url);
+  if (auditAs) await audit(page, auditAs);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${BASE}/console/`);
 }
@@ -125,7 +126,7 @@ try {
   // The Owner, through a login link.
   const owner = await newContext(browser);
   const page = await owner.newPage();
-  await signInWithLink(page, env("OWNER_LOGIN_URL"));
+  await signInWithLink(page, env("OWNER_LOGIN_URL"), "sign-in-link");
   check(await page.getByRole("heading", { name: "Organizations" }).isVisible(), "the org tree");
   await audit(page, "home");
   await page.getByRole("link", { name: "Acme", exact: true }).click();

@@ -98,10 +98,31 @@ pub async fn signed_in_by_mail(app: &TestApp, sink: &SmtpSink, email: &str) -> S
     session_cookie(&reply.headers, COOKIE_NAME).expect("session cookie")
 }
 
+/// A page of the sign-in flow: in the console's frame (its stylesheet, a way back) and with its
+/// headers, saying `text`.
+fn assert_visitor_page(reply: &Reply, text: &str) {
+    assert!(reply.text.contains(text), "{text} missing: {}", reply.text);
+    assert!(
+        reply.text.contains("/console/assets/console."),
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("<main id=\"main\""), "{}", reply.text);
+    let csp = reply
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(csp.contains("default-src 'none'"), "CSP: {csp:?}");
+    assert_eq!(reply.headers["referrer-policy"], "same-origin");
+    assert_eq!(reply.headers["cache-control"], "no-store");
+}
+
 async fn an_emailed_link_signs_in_once_and_only_by_its_form(backend: Backend) {
     let (app, sink) = app_with_sink(backend).await;
     let known = ask_for_link(&app, "Owner@Acme.test", false).await;
     assert_eq!(known.status, StatusCode::ACCEPTED);
+    assert_visitor_page(&known, "a sign-in link is on its way");
     let unknown = ask_for_link(&app, "nobody@acme.test", false).await;
     assert_eq!(
         (unknown.status, unknown.text.clone()),
@@ -119,6 +140,7 @@ async fn an_emailed_link_signs_in_once_and_only_by_its_form(backend: Backend) {
         let page = app.send(get(&path)).await;
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.text.contains("<form method=\"post\""), "{}", page.text);
+        assert_visitor_page(&page, "Sign in to rolegate");
         assert!(session_cookie(&page.headers, COOKIE_NAME).is_none());
     }
     // A POST from another site is refused (and burns nothing either).
@@ -145,7 +167,9 @@ async fn an_emailed_link_signs_in_once_and_only_by_its_form(backend: Backend) {
     let session = session_of(&app, &secret).await.expect("live");
     assert_eq!(session.method, "email_link");
     // Single use.
-    assert_eq!(confirm(&app, &path).await.status, StatusCode::GONE);
+    let used = confirm(&app, &path).await;
+    assert_eq!(used.status, StatusCode::GONE);
+    assert_visitor_page(&used, "used already or has expired");
     assert_eq!(app.send(get(&path)).await.status, StatusCode::GONE);
     assert_eq!(
         app.send(get("/auth/link/made-up")).await.status,
