@@ -1,7 +1,7 @@
-//! The page a refused sign-in lands on: server-rendered, minimal, no script, every value
+//! The page a refused sign-in lands on: server-rendered in the console's frame, every value
 //! escaped, with the refusal's stable code for the person to pass on.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::store::SignInRefusal;
@@ -69,21 +69,6 @@ pub fn sign_in_refusal(refusal: SignInRefusal) -> &'static str {
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let title = if self.status.is_server_error() {
@@ -91,27 +76,18 @@ impl IntoResponse for Refusal {
         } else {
             "Sign-in refused"
         };
-        let body = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{}</p>\n\
-             <p>Error code: <code id=\"error-code\">{}</code></p>\n\
-             <p><a href=\"/console/\">Back</a></p></body></html>\n",
-            escape(&self.message),
-            self.code
+        let mut response = crate::console::layout::visitor_page(
+            self.status,
+            title,
+            maud::html! {
+                h1 { (title) }
+                p { (self.message) }
+                p { "Error code: " code id="error-code" { (self.code) } }
+                p { a href="/console/" { "Back to the console" } }
+            },
         );
-        let mut response = (self.status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Ok(code) = HeaderValue::from_str(self.code) {
-            headers.insert("x-rolegate-error", code);
+            response.headers_mut().insert("x-rolegate-error", code);
         }
         response
     }
@@ -121,12 +97,29 @@ impl IntoResponse for Refusal {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_page_escapes_what_it_shows() {
+    #[tokio::test]
+    async fn the_page_escapes_what_it_shows() {
         let response =
             Refusal::bad_request("provider_error", "<script>alert(1)</script>").into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()["x-rolegate-error"], "provider_error");
-        assert!(escape("<a href='x'>&").contains("&lt;a href=&#39;x&#39;&gt;&amp;"));
+        assert!(
+            response.headers()["content-security-policy"]
+                .to_str()
+                .is_ok_and(|csp| csp.contains("default-src 'none'"))
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{body}"
+        );
+        assert!(!body.contains("<script>alert"), "{body}");
+        assert!(
+            body.contains("<code id=\"error-code\">provider_error</code>"),
+            "{body}"
+        );
     }
 }
