@@ -54,6 +54,22 @@ pub(super) async fn product_for(
     Ok((admin, product))
 }
 
+/// The environment a console path names, for this user acting as the API's `method` on
+/// `/api/v1/environments/{environment_id}`: not found when malformed, unknown or out of reach.
+async fn environment_for(
+    state: &AppState,
+    console: &Console,
+    raw_id: &str,
+    method: Method,
+) -> Result<(AdminAuth, ProductEnvironment), PageError> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| PageError(ApiError::NotFound))?;
+    let admin = console.acting_as(state, method, ENVIRONMENT).await?;
+    let env = admin
+        .require::<ProductEnvironment>(state, id, Need::Reach)
+        .await?;
+    Ok((admin, env))
+}
+
 /// Whether this user may call the API's `method` on a product `route` for `product_id`: whether
 /// the page shows that form.
 pub(super) async fn may_product(
@@ -373,13 +389,7 @@ pub(super) async fn update_environment(
     Path(raw): Path<String>,
     ConsoleForm { console, form }: ConsoleForm<EnvironmentForm>,
 ) -> Result<Response, PageError> {
-    let id = Uuid::parse_str(&raw).map_err(|_| PageError(ApiError::NotFound))?;
-    let admin = console
-        .acting_as(&state, Method::PATCH, ENVIRONMENT)
-        .await?;
-    let env = admin
-        .require::<ProductEnvironment>(&state, id, Need::Reach)
-        .await?;
+    let (admin, env) = environment_for(&state, &console, &raw, Method::PATCH).await?;
     let updated = match name("name", &form.name) {
         Ok(env_name) => state
             .store
@@ -469,13 +479,7 @@ pub(super) async fn delete_environment(
     Path(raw): Path<String>,
     ConsoleForm { console, .. }: ConsoleForm<super::orgs::Empty>,
 ) -> Result<Response, PageError> {
-    let id = Uuid::parse_str(&raw).map_err(|_| PageError(ApiError::NotFound))?;
-    let admin = console
-        .acting_as(&state, Method::DELETE, ENVIRONMENT)
-        .await?;
-    let env = admin
-        .require::<ProductEnvironment>(&state, id, Need::Reach)
-        .await?;
+    let (admin, env) = environment_for(&state, &console, &raw, Method::DELETE).await?;
     let detail = admin
         .require::<ProductDetail>(&state, env.product.id, Need::Reach)
         .await?;

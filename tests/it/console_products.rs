@@ -242,6 +242,54 @@ async fn an_owner_deletes_an_environment_and_a_product_once_its_name_is_typed(ba
     }
 }
 
+/// An Owner of one sub-org deletes nothing of its parent's or its sibling's: their products and
+/// environments are out of reach (404), and stay; their own product goes.
+async fn deletes_reach_only_the_callers_subtree(backend: Backend) {
+    let app = console_app(backend).await;
+    let root = app.org_id.to_string();
+    let payments = app.sub_org(&root, "Payments").await;
+    let billing = app.sub_org(&root, "Billing").await;
+    let carol = app.user("carol@acme.test").await;
+    app.ok(
+        Method::PUT,
+        &format!("/orgs/{payments}/members/{carol}"),
+        Some(json!({ "role": "owner" })),
+    )
+    .await;
+    let carol_browser = Browser::signed_in(&app, "carol@acme.test").await;
+    let own = app.product(&payments).await;
+    for org in [&root, &billing] {
+        let product = app.product(org).await;
+        let id = product["id"].as_str().expect("id").to_owned();
+        let env = env_id(&product, "Development");
+        let refused = carol_browser
+            .post(
+                &app,
+                &format!("/console/products/{id}/delete"),
+                &[("confirm", "Checkout")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
+        let refused = carol_browser
+            .post(&app, &format!("/console/environments/{env}/delete"), &[])
+            .await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
+        assert_eq!(product_json(&app, &id).await, product, "nothing changed");
+    }
+    let own_id = own["id"].as_str().expect("id");
+    let deleted = carol_browser
+        .post(
+            &app,
+            &format!("/console/products/{own_id}/delete"),
+            &[("confirm", "Checkout")],
+        )
+        .await;
+    assert_eq!(
+        location(&deleted),
+        format!("/console/orgs/{payments}/products")
+    );
+}
+
 async fn the_group_editor_saves_capabilities_and_the_access_matrix(backend: Backend) {
     let app = console_app(backend).await;
     let owner = Browser::signed_in(&app, "owner@acme.test").await;
@@ -709,6 +757,7 @@ async fn module_roles_are_saved_and_take_effect(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    deletes_reach_only_the_callers_subtree,
     an_owner_deletes_an_environment_and_a_product_once_its_name_is_typed,
     an_owner_creates_and_renames_a_product_and_manages_its_environments,
     the_group_editor_saves_capabilities_and_the_access_matrix,
